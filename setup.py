@@ -1,0 +1,28 @@
+"""Packaging for vibetwist, a terminal-sharing daemon on Twisted."""
+
+from setuptools import setup
+
+setup(
+    name="vibetwist",
+    version="0.1.0",
+    description="Share terminals with any browser: PTY sessions over REST, SSE and WebSockets",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    # twisted.plugins must be listed by hand: find_packages() would miss it,
+    # and it must ship without an __init__.py of its own.
+    packages=["vibetwist", "twisted.plugins"],
+    package_data={"twisted.plugins": ["vibetunnel_plugin.py"]},
+    install_requires=[
+        "twisted>=24.3",
+        "autobahn[twisted]>=24.4",
+        "pyte>=0.8.2",
+        "treq>=23.11",
+        "klein>=24.8",
+        "attrs>=23.1",
+    ],
+    extras_require={
+        "test": ["hypothesis>=6.100", "ruff>=0.6", "mypy>=1.10"],
+    },
+    entry_points={"console_scripts": []},
+)
