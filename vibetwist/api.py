@@ -1,0 +1,308 @@
+# -*- test-case-name: tests.test_api -*-
+"""The REST API under /api, as VibeTunnel's clients expect it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from klein import Klein
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import NotFound as RouteNotFound
+
+from vibetwist import __version__
+from vibetwist.asciicast import iter_playable
+from vibetwist.errors import BadRequest
+from vibetwist.keys import key_sequence
+from vibetwist.lag import LagMonitor
+from vibetwist.recording import RecordingReader
+from vibetwist.screenfeed import screen_cooperator
+from vibetwist.service import SessionService
+from vibetwist.session import Session, Status
+from vibetwist.snapshot import encode
+from vibetwist.sse import HEARTBEAT, StreamResource
+
+#: How long /text and /buffer wait for the screen to catch up before answering anyway.
+SCREEN_WAIT = 2.0
+HEARTBEAT_INTERVAL = 30.0
+
+
+def _json(request: Any, value: Any, code: int = 200) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _body(request: Any) -> dict[str, Any]:
+    """The request's JSON object body, or BadRequest."""
+    raw = request.content.read() if request.content is not None else b""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest("Malformed JSON body", details=str(e)) from e
+    if not isinstance(value, dict):
+        raise BadRequest("The JSON body must be an object")
+    return value
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class RecordingDownload(Resource):
+    """GET /api/sessions/:id/recording: the cast file, playable by asciinema (no exit line)."""
+
+    isLeaf = True
+
+    def __init__(self, session: Session, cooperator: Any) -> None:
+        super().__init__()
+        self._session = session
+        self._cooperator = cooperator
+
+    def render_GET(self, request: Any) -> Any:
+        session = self._session
+        request.setHeader(b"content-type", b"application/x-asciicast")
+        request.setHeader(
+            b"content-disposition", f'attachment; filename="{session.id}.cast"'.encode()
+        )
+        reader = RecordingReader(session.recording_path, 0)
+        end = session.recorded_end
+        stopped = []
+        request.notifyFinish().addBoth(lambda _: stopped.append(True))
+
+        def send() -> Any:
+            try:
+                while not stopped:
+                    lines = reader.read_lines(end, 65536)
+                    if not lines:
+                        break
+                    request.write(b"".join(iter_playable(line for _, line in lines)))
+                    yield None
+            finally:
+                reader.close()
+            if not stopped:
+                request.finish()
+
+        self._cooperator.cooperate(send())
+        return NOT_DONE_YET
+
+
+class API:
+    """The routes of /api, bound to one SessionService."""
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(
+        self, service: SessionService, reactor: Any, lag: LagMonitor | None = None
+    ) -> None:
+        self.service = service
+        self._reactor = reactor
+        self._started = reactor.seconds()
+        self.lag = lag
+        self.streams = screen_cooperator(reactor, budget=0.002)
+        self.viewers: set[Any] = set()
+        self._heartbeat = LoopingCall(self._beat)
+        self._heartbeat.clock = reactor
+
+    def start(self) -> None:
+        self._heartbeat.start(HEARTBEAT_INTERVAL, now=False)
+
+    def stop(self) -> None:
+        if self._heartbeat.running:
+            self._heartbeat.stop()
+
+    def _beat(self) -> None:
+        for viewer in list(self.viewers):
+            viewer.heartbeat()
+
+    def resource(self) -> Resource:
+        return self.app.resource()
+
+    # -- errors ---------------------------------------------------------------------
+
+    @app.handle_errors(BadRequest)
+    def _bad_request(self, request: Any, failure: Any) -> bytes:
+        error = failure.value
+        body = {"error": error.message}
+        if error.details:
+            body["details"] = error.details
+        return _json(request, body, error.status)
+
+    @app.handle_errors(RouteNotFound)
+    def _no_route(self, request: Any, failure: Any) -> bytes:
+        return _json(request, {"error": "Not found"}, 404)
+
+    @app.handle_errors(MethodNotAllowed)
+    def _bad_method(self, request: Any, failure: Any) -> bytes:
+        return _json(request, {"error": "Method not allowed"}, 405)
+
+    @app.handle_errors(Exception)
+    def _internal(self, request: Any, failure: Any) -> bytes:
+        self.log.failure("internal error answering {uri}", failure, uri=request.uri)
+        return _json(request, {"error": "Internal server error"}, 500)
+
+    # -- server ---------------------------------------------------------------------
+
+    @app.route("/", methods=["GET"])
+    def index(self, request: Any) -> bytes:
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return f"vibetwist {__version__} is running; the API is under /api/.\n".encode()
+
+    @app.route("/api/health", methods=["GET"])
+    def health(self, request: Any) -> bytes:
+        return _json(
+            request,
+            {
+                "status": "ok",
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                "mode": "remote",
+                "version": __version__,
+                "uptime": round(self._reactor.seconds() - self._started, 3),
+                "pid": os.getpid(),
+            },
+        )
+
+    @app.route("/api/auth/config", methods=["GET"])
+    def auth_config(self, request: Any) -> bytes:
+        return _json(request, {"enableSSHKeys": False, "disallowUserPassword": False, "noAuth": True})
+
+    @app.route("/api/stats", methods=["GET"])
+    def stats(self, request: Any) -> bytes:
+        lag = self.lag
+        body = {
+            "reactorLag": {
+                "maxMs": round(lag.max_lag * 1000, 3) if lag else None,
+                "samples": lag.samples if lag else 0,
+            },
+            "sessions": len(self.service.sessions),
+            "statuses": self.service.counts(),
+            "rssBytes": _rss_bytes(),
+        }
+        if lag is not None and request.args.get(b"reset") == [b"1"]:
+            lag.reset()
+        return _json(request, body)
+
+    # -- sessions -------------------------------------------------------------------
+
+    @app.route("/api/sessions", methods=["GET"])
+    def list_sessions(self, request: Any) -> bytes:
+        return _json(request, [dict(s.info.to_json(), source="local") for s in self.service.list()])
+
+    @app.route("/api/sessions", methods=["POST"])
+    def create_session(self, request: Any) -> bytes:
+        body = _body(request)
+        session = self.service.create(
+            body.get("command"),
+            working_dir=body.get("workingDir"),
+            name=body.get("name"),
+            cols=body.get("cols"),
+            rows=body.get("rows"),
+            title_mode=body.get("titleMode"),
+        )
+        return _json(request, {"sessionId": session.id})
+
+    @app.route("/api/cleanup-exited", methods=["POST"])
+    def cleanup_exited(self, request: Any) -> bytes:
+        count = self.service.cleanup_exited()
+        return _json(
+            request,
+            {"success": True, "message": f"{count} exited sessions cleaned up", "localCleaned": count},
+        )
+
+    @app.route("/api/sessions/<session_id>", methods=["GET"])
+    def get_session(self, request: Any, session_id: str) -> bytes:
+        return _json(request, dict(self.service.get(session_id).info.to_json(), source="local"))
+
+    @app.route("/api/sessions/<session_id>", methods=["PATCH"])
+    def rename_session(self, request: Any, session_id: str) -> bytes:
+        self.service.get(session_id)
+        name = self.service.rename(session_id, _body(request).get("name"))
+        return _json(request, {"success": True, "name": name})
+
+    @app.route("/api/sessions/<session_id>", methods=["DELETE"])
+    def delete_session(self, request: Any, session_id: str) -> bytes:
+        session = self.service.get(session_id)
+        if session.status is Status.EXITED:
+            self.service.remove(session_id)
+            return _json(request, {"success": True, "message": "Session cleaned up"})
+        session.kill()
+        return _json(request, {"success": True, "message": "Session killed"})
+
+    @app.route("/api/sessions/<session_id>/cleanup", methods=["DELETE"])
+    def cleanup_session(self, request: Any, session_id: str) -> bytes:
+        self.service.remove(session_id)
+        return _json(request, {"success": True, "message": "Session cleaned up"})
+
+    @app.route("/api/sessions/<session_id>/input", methods=["POST"])
+    def input(self, request: Any, session_id: str) -> bytes:
+        session = self.service.get(session_id)
+        body = _body(request)
+        has_text, has_key = "text" in body, "key" in body
+        if has_text == has_key:
+            raise BadRequest("Exactly one of text or key is required")
+        if has_text:
+            if not isinstance(body["text"], str):
+                raise BadRequest("text must be a string")
+            data = body["text"]
+        else:
+            data = key_sequence(body["key"])
+        session.write(data.encode("utf-8", "surrogateescape"))
+        return _json(request, {"success": True})
+
+    @app.route("/api/sessions/<session_id>/resize", methods=["POST"])
+    def resize(self, request: Any, session_id: str) -> bytes:
+        session = self.service.get(session_id)
+        body = _body(request)
+        session.resize(body.get("cols"), body.get("rows"))
+        return _json(request, {"success": True, "cols": body["cols"], "rows": body["rows"]})
+
+    async def _fresh_screen(self, session: Session) -> None:
+        """Wait (briefly) until the screen shows the output recorded so far."""
+        waiting = session.feed.when_caught_up()
+        timer = self._reactor.callLater(SCREEN_WAIT, waiting.cancel)
+        try:
+            await waiting
+        except Exception:
+            pass  # answer with what the screen shows
+        finally:
+            if timer.active():
+                timer.cancel()
+
+    @app.route("/api/sessions/<session_id>/text", methods=["GET"])
+    async def text(self, request: Any, session_id: str) -> bytes:
+        session = self.service.get(session_id)
+        await self._fresh_screen(session)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return session.screen.text().encode("utf-8")
+
+    @app.route("/api/sessions/<session_id>/buffer", methods=["GET"])
+    async def buffer(self, request: Any, session_id: str) -> bytes:
+        session = self.service.get(session_id)
+        await self._fresh_screen(session)
+        request.setHeader(b"content-type", b"application/octet-stream")
+        return encode(session.screen.snapshot())
+
+    @app.route("/api/sessions/<session_id>/stream", methods=["GET"])
+    def stream(self, request: Any, session_id: str) -> Resource:
+        return StreamResource(self.service.get(session_id), self.streams, self.viewers)
+
+    @app.route("/api/sessions/<session_id>/recording", methods=["GET"])
+    def recording(self, request: Any, session_id: str) -> Resource:
+        return RecordingDownload(self.service.get(session_id), self.streams)
+
+
+__all__ = ["API", "HEARTBEAT"]

@@ -1,0 +1,133 @@
+# -*- test-case-name: tests.test_controldir -*-
+"""The control directory: one folder per session, private to the user.
+
+Layout (shared with VibeTunnel's tools)::
+
+    <control dir>/            0700
+        <session id>/         0700
+            session.json      0600, replaced atomically
+            stdout            0600, the asciicast v2 recording
+            ipc.sock          0600, for sessions run by ``vt``
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from vibetwist.errors import FormatError
+
+SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def default_control_dir(environ: dict[str, str] | None = None) -> Path:
+    """The control directory a user expects: $VIBETUNNEL_CONTROL_DIR or ~/.vibetunnel/control."""
+    env = os.environ if environ is None else environ
+    configured = env.get("VIBETUNNEL_CONTROL_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return Path("~/.vibetunnel/control").expanduser()
+
+
+def is_session_id(value: object) -> bool:
+    """True when value may name a session folder (no separators, dots or other tricks)."""
+    return isinstance(value, str) and SESSION_ID.match(value) is not None
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(path, DIR_MODE)
+
+
+def write_json_atomically(path: Path, value: Any) -> None:
+    """Replace path with value as JSON: write a private temporary file, then rename it."""
+    data = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class ControlDir:
+    """The folder that holds every session's files."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def create(self) -> None:
+        """Make the folder (0700) if it is missing and tighten its mode if it is loose."""
+        _private_dir(self.root)
+
+    def session_dir(self, session_id: str) -> Path:
+        """The folder of one session; refuses an id that is not a plain name."""
+        if not is_session_id(session_id):
+            raise FormatError(f"not a session id: {session_id!r}")
+        return self.root / session_id
+
+    def make_session_dir(self, session_id: str) -> Path:
+        """Create a new session's private folder."""
+        path = self.session_dir(session_id)
+        path.mkdir(mode=DIR_MODE)
+        os.chmod(path, DIR_MODE)
+        return path
+
+    def info_path(self, session_id: str) -> Path:
+        return self.session_dir(session_id) / "session.json"
+
+    def recording_path(self, session_id: str) -> Path:
+        return self.session_dir(session_id) / "stdout"
+
+    def ipc_path(self, session_id: str) -> Path:
+        return self.session_dir(session_id) / "ipc.sock"
+
+    def save_info(self, session_id: str, info: dict[str, Any]) -> None:
+        """Write a session's session.json atomically."""
+        write_json_atomically(self.info_path(session_id), info)
+
+    def load_info(self, session_id: str) -> dict[str, Any]:
+        """Read a session's session.json; FormatError if it is missing or not an object."""
+        try:
+            raw = self.info_path(session_id).read_bytes()
+        except OSError as e:
+            raise FormatError(f"cannot read session.json of {session_id}: {e.strerror}") from e
+        try:
+            value = json.loads(raw)
+        except ValueError as e:
+            raise FormatError(f"session.json of {session_id} is not JSON") from e
+        if not isinstance(value, dict):
+            raise FormatError(f"session.json of {session_id} is not an object")
+        return value
+
+    def session_ids(self) -> Iterator[str]:
+        """The ids of the session folders present, in no particular order."""
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if is_session_id(entry.name) and entry.is_dir(follow_symlinks=False):
+                yield entry.name
+
+    def remove(self, session_id: str) -> None:
+        """Delete a session's folder and everything in it; a missing folder is fine."""
+        path = self.session_dir(session_id)
+        try:
+            shutil.rmtree(path)
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                raise

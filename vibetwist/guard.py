@@ -1,0 +1,110 @@
+# -*- test-case-name: tests.test_guard -*-
+"""Checks every request must pass before it reaches the API.
+
+A web page the user visits must not be able to drive the daemon: requests
+whose Host is not a loopback name are refused (DNS rebinding), and so are
+requests whose Origin is not the daemon itself (cross-site requests).
+Bodies must be JSON, which a cross-site form cannot send, and not too big.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.web.resource import Resource
+
+#: Largest request body accepted, in bytes.
+MAX_BODY = 1 << 20
+
+
+def split_host(host: str) -> tuple[str, str]:
+    """("name", "port") from a Host header value; IPv6 literals keep no brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            return "", ""
+        name, rest = host[1:end], host[end + 1 :]
+        return name, rest[1:] if rest.startswith(":") else ""
+    name, _, port = host.partition(":")
+    return name, port
+
+
+def is_loopback_name(name: str) -> bool:
+    """True for localhost, *.localhost and loopback addresses."""
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def host_allowed(host: str | None) -> bool:
+    """True when a Host header names this machine's loopback interface."""
+    if not host:
+        return False
+    name, port = split_host(host)
+    return bool(name) and (port == "" or port.isdigit()) and is_loopback_name(name)
+
+
+def origin_allowed(origin: str | None, host: str) -> bool:
+    """True when there is no Origin (not a browser page) or it is the daemon's own."""
+    if origin is None:
+        return True
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    name, host_port = split_host(host)
+    expected = int(host_port) if host_port else port
+    return parts.hostname.lower() == name and port == expected
+
+
+def _refuse(request: Any, code: int, message: str) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    return json.dumps({"error": message}).encode()
+
+
+class Guard(Resource):
+    """Wraps the daemon's resource with the Host, Origin and body checks."""
+
+    isLeaf = True
+
+    def __init__(self, inner: Resource, max_body: int = MAX_BODY) -> None:
+        super().__init__()
+        self._inner = inner
+        self._max_body = max_body
+
+    def render(self, request: Any) -> Any:
+        host_header = request.getHeader(b"host")
+        host = host_header.decode("latin-1") if host_header else None
+        if not host_allowed(host):
+            return _refuse(request, 403, "Forbidden: Host must be a loopback name")
+        origin = request.getHeader(b"origin")
+        if not origin_allowed(origin.decode("latin-1") if origin is not None else None, host or ""):
+            return _refuse(request, 403, "Forbidden: cross-origin request")
+        if request.method in (b"POST", b"PATCH", b"PUT"):
+            length = request.getHeader(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > self._max_body):
+                return _refuse(request, 413, f"Request body larger than {self._max_body} bytes")
+            content = request.content
+            if content is not None:
+                content.seek(0, 2)
+                size = content.tell()
+                content.seek(0)
+                if size > self._max_body:
+                    return _refuse(request, 413, f"Request body larger than {self._max_body} bytes")
+                ctype = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+                if size and ctype != b"application/json":
+                    return _refuse(request, 415, "Content-Type must be application/json")
+        return self._inner.render(request)

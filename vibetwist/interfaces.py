@@ -1,0 +1,54 @@
+"""The interfaces between vibetwist's core and the world it runs programs in."""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class ITerminalProcess(Interface):
+    """A program running on the far side of a pseudo-terminal."""
+
+    pid = Attribute("The process id of the program (the leader of its own session).")
+
+    def write(data: bytes) -> None:
+        """Type data into the terminal."""
+
+    def resize(cols: int, rows: int) -> None:
+        """Change the terminal's size; the program gets SIGWINCH."""
+
+    def signal_all(signal: int) -> int:
+        """Send signal to every process in the program's session; how many were signalled."""
+
+    def alive() -> bool:
+        """True while any process of the program's session is left."""
+
+    def hang_up() -> None:
+        """Close the terminal's master side."""
+
+
+class ITerminalEvents(Interface):
+    """What a terminal process reports back to its owner."""
+
+    def output(data: bytes) -> None:
+        """The program wrote data to the terminal."""
+
+    def leader_exited(code: int) -> None:
+        """The program itself exited with code (128+N for signal N); its terminal may still be open."""
+
+    def ended(code: int) -> None:
+        """The program exited and every byte it wrote has been delivered."""
+
+
+class ILauncher(Interface):
+    """Starts programs in new pseudo-terminals."""
+
+    def launch(
+        executable: str,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        cols: int,
+        rows: int,
+        events: ITerminalEvents,
+    ) -> ITerminalProcess:
+        """Run executable with argv in a new PTY of cols x rows; OSError if it cannot start."""

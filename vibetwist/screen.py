@@ -1,0 +1,154 @@
+# -*- test-case-name: tests.test_screen -*-
+"""The in-memory screen of a session: pyte, with its scrollback, and snapshots of it.
+
+Sans-IO: text goes in with ``feed``; the visible rows come out as plain text
+or as a :class:`vibetwist.snapshot.Snapshot`.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from functools import lru_cache
+
+import pyte
+from pyte.screens import Char
+from wcwidth import wcwidth
+
+from vibetwist.snapshot import (
+    BLANK,
+    BOLD,
+    INVERSE,
+    ITALIC,
+    RGB,
+    STRIKETHROUGH,
+    UNDERLINE,
+    Cell,
+    Color,
+    Snapshot,
+)
+
+DEFAULT_SCROLLBACK = 10_000
+
+_NAMED = ["black", "red", "green", "brown", "blue", "magenta", "cyan", "white"]
+_PALETTE = {name: i for i, name in enumerate(_NAMED)}
+_PALETTE.update({"bright" + name: i + 8 for i, name in enumerate(_NAMED)})
+# pyte spells yellow "brown"; accept both.
+_PALETTE["yellow"] = 3
+_PALETTE["brightyellow"] = 11
+
+
+@lru_cache(maxsize=4096)
+def _color(value: str) -> Color:
+    if value == "default":
+        return None
+    index = _PALETTE.get(value)
+    if index is not None:
+        return index
+    if len(value) == 6:
+        try:
+            n = int(value, 16)
+        except ValueError:
+            return None
+        return RGB(n >> 16, (n >> 8) & 0xFF, n & 0xFF)
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _invisible_breaker(char: str) -> bool:
+    """True for a zero-width character that is not a combining mark (ZWJ, VS16, ZWSP...)."""
+    return wcwidth(char) == 0 and not unicodedata.combining(char)
+
+
+def drop_zero_width(text: str) -> str:
+    """Remove the zero-width, non-combining characters at which pyte stops drawing."""
+    if text.isascii():
+        return text
+    return "".join(c for c in text if c < "\x80" or not _invisible_breaker(c))
+
+
+class _Screen(pyte.HistoryScreen):
+    """pyte's HistoryScreen, minus its habit of dropping text after U+200D/U+FE0F/U+200B."""
+
+    def draw(self, data: str) -> None:
+        super().draw(drop_zero_width(data))
+
+
+def _cell(char: Char) -> Cell:
+    if (
+        char.fg == "default"
+        and char.bg == "default"
+        and not (char.bold or char.italics or char.underscore or char.strikethrough or char.reverse)
+    ):
+        return BLANK if char.data == " " else Cell(char.data)
+    attrs = (
+        (BOLD if char.bold else 0)
+        | (ITALIC if char.italics else 0)
+        | (UNDERLINE if char.underscore else 0)
+        | (INVERSE if char.reverse else 0)
+        | (STRIKETHROUGH if char.strikethrough else 0)
+    )
+    return Cell(char.data, _color(char.fg), _color(char.bg), attrs)
+
+
+class TerminalScreen:
+    """A terminal screen of cols x rows with a bounded scrollback."""
+
+    def __init__(self, cols: int, rows: int, scrollback: int = DEFAULT_SCROLLBACK) -> None:
+        self._screen = _Screen(cols, rows, history=max(1, scrollback))
+        self._stream = pyte.Stream(self._screen)
+
+    @property
+    def cols(self) -> int:
+        return int(self._screen.columns)
+
+    @property
+    def rows(self) -> int:
+        return int(self._screen.lines)
+
+    @property
+    def scrollback_lines(self) -> int:
+        """How many lines have scrolled off the top and are kept."""
+        return len(self._screen.history.top)
+
+    @property
+    def title(self) -> str:
+        return str(self._screen.title)
+
+    def feed(self, text: str) -> None:
+        """Interpret text (with its escape sequences) as a terminal would."""
+        self._stream.feed(text)
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Change the size, as the program's terminal did."""
+        self._screen.resize(lines=rows, columns=cols)
+
+    def lines(self) -> list[str]:
+        """The visible rows as text, trailing blanks removed."""
+        return [line.rstrip() for line in self._screen.display]
+
+    def text(self) -> str:
+        """The visible screen as plain text, one line per row."""
+        return "\n".join(self.lines()) + "\n"
+
+    def snapshot(self) -> Snapshot:
+        """The visible rows, the cursor and where the view starts in the whole buffer."""
+        screen = self._screen
+        cols = screen.columns
+        rows = []
+        for y in range(screen.lines):
+            line = screen.buffer[y]
+            cells = []
+            for x in range(cols):
+                char = line[x]
+                if char.data == "":
+                    continue  # the second column of a wide character
+                cells.append(_cell(char))
+            rows.append(tuple(cells))
+        cursor = screen.cursor
+        return Snapshot(
+            cols=cols,
+            rows=tuple(rows),
+            viewport_y=self.scrollback_lines,
+            cursor_x=min(cursor.x, cols - 1) if cols else 0,
+            cursor_y=cursor.y,
+        )

@@ -1,0 +1,164 @@
+# -*- test-case-name: tests.test_screenfeed -*-
+"""Keeps a session's screen up to date with its output, in bounded slices.
+
+The screen model is far slower than a PTY, so it never sits on the output
+path: output is recorded and streamed at once, and the screen reads it back
+from the recording, a few milliseconds of work at a time, cooperating with
+every other session's screen so the reactor keeps serving.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Cooperator
+from twisted.logger import Logger
+
+from vibetwist.asciicast import Event, parse_line, parse_size
+from vibetwist.errors import FormatError
+from vibetwist.recording import RecordingReader
+from vibetwist.screen import TerminalScreen
+
+#: How many characters the screen is given before the feed yields.
+SLICE = 512
+#: How much of the recording is read at once.
+READ_SIZE = 16384
+#: Output that could not be recorded is kept for the screen up to this many characters.
+MEMORY_LIMIT = 1 << 20
+
+
+def screen_cooperator(reactor, budget: float = 0.004) -> Cooperator:  # type: ignore[no-untyped-def]
+    """A Cooperator that spends at most about ``budget`` seconds per reactor turn."""
+
+    def termination() -> Callable[[], bool]:
+        deadline = time.perf_counter() + budget
+        return lambda: time.perf_counter() >= deadline
+
+    return Cooperator(
+        terminationPredicateFactory=termination,
+        scheduler=lambda work: reactor.callLater(0, work),
+    )
+
+
+class ScreenFeed:
+    """Feeds a TerminalScreen from a recording (and, past its end, from a bounded memory)."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        screen: TerminalScreen,
+        reader: RecordingReader,
+        cooperator: Cooperator,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.screen = screen
+        self._reader = reader
+        self._recorded_end = reader.offset
+        self._memory: deque[Event] = deque()
+        self._memory_chars = 0
+        self._memory_in = 0
+        self._memory_done = 0
+        self._cooperator = cooperator
+        self._running = False
+        self._on_change = on_change
+        self._waiters: list[tuple[int, int, Deferred[None]]] = []
+
+    @property
+    def caught_up(self) -> bool:
+        return self._reader.offset >= self._recorded_end and not self._memory
+
+    def recorded(self, end: int) -> None:
+        """The recording now holds output up to offset ``end``."""
+        self._recorded_end = end
+        self._kick()
+
+    def unrecorded(self, event: Event) -> None:
+        """Output that is not in the recording (it is full or failed)."""
+        self._memory.append(event)
+        self._memory_in += 1
+        self._memory_chars += len(event.data)
+        while self._memory_chars > MEMORY_LIMIT and len(self._memory) > 1:
+            dropped = self._memory.popleft()
+            self._memory_chars -= len(dropped.data)
+            self._memory_done += 1
+        self._kick()
+
+    def when_caught_up(self) -> Deferred[None]:
+        """A Deferred that fires once everything handed in so far is on the screen."""
+        d: Deferred[None] = Deferred()
+        if self.caught_up:
+            d.callback(None)
+        else:
+            self._waiters.append((self._recorded_end, self._memory_in, d))
+        return d
+
+    def stop(self) -> None:
+        """Release the recording; pending waiters fire with what is on the screen."""
+        self._memory.clear()
+        self._recorded_end = self._reader.offset
+        self._reader.close()
+        self._fire(force=True)
+
+    def _kick(self) -> None:
+        if not self._running:
+            self._running = True
+            self._cooperator.cooperate(self._work())
+
+    def _fire(self, force: bool = False) -> None:
+        if not self._waiters:
+            return
+        keep = []
+        for rec, mem, d in self._waiters:
+            if force or (self._reader.offset >= rec and self._memory_done >= mem):
+                d.callback(None)
+            else:
+                keep.append((rec, mem, d))
+        self._waiters = keep
+
+    def _work(self) -> Iterator[None]:
+        try:
+            while True:
+                if self._reader.offset < self._recorded_end:
+                    try:
+                        lines = self._reader.read_lines(self._recorded_end, READ_SIZE)
+                    except OSError as e:
+                        self.log.error("screen cannot read the recording: {error}", error=e)
+                        self._recorded_end = self._reader.offset
+                        continue
+                    for _, line in lines:
+                        try:
+                            record = parse_line(line)
+                        except FormatError:
+                            continue
+                        if isinstance(record, Event):
+                            yield from self._apply(record)
+                elif self._memory:
+                    event = self._memory.popleft()
+                    self._memory_chars -= len(event.data)
+                    yield from self._apply(event)
+                    self._memory_done += 1
+                else:
+                    break
+                self._fire()
+                if self._on_change is not None:
+                    self._on_change()
+        finally:
+            self._running = False
+            self._fire()
+
+    def _apply(self, event: Event) -> Iterator[None]:
+        if event.kind == "o":
+            text = event.data
+            for start in range(0, len(text), SLICE):
+                self.screen.feed(text[start : start + SLICE])
+                yield None
+        elif event.kind == "r":
+            try:
+                cols, rows = parse_size(event.data)
+            except FormatError:
+                return
+            self.screen.resize(cols, rows)

@@ -1,0 +1,235 @@
+# -*- test-case-name: tests.test_service -*-
+"""The sessions of one daemon: creating, finding, ending and cleaning them up."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.logger import Logger
+
+from vibetwist.command import default_name, plan_launch, resolve_directory
+from vibetwist.controldir import ControlDir
+from vibetwist.errors import BadRequest, Conflict, FormatError, NotFound
+from vibetwist.interfaces import ILauncher
+from vibetwist.pty import SIGKILL, SpawnQueue, session_members
+from vibetwist.screen import DEFAULT_SCROLLBACK
+from vibetwist.screenfeed import screen_cooperator
+from vibetwist.session import KILL_GRACE, Session, SessionInfo, Status, check_size, now_iso
+
+TITLE_MODES = frozenset({"none", "filter", "static", "dynamic"})
+
+
+def _pid_runs_session(pid: int, session_id: str) -> bool:
+    """True if pid is alive and carries VIBETUNNEL_SESSION_ID=session_id."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"VIBETUNNEL_SESSION_ID={session_id}".encode() in environ.split(b"\0")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SessionService(Service):
+    """Owns every session of the daemon and its control directory."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        control_dir: Path,
+        *,
+        reactor: Any,
+        launcher: ILauncher,
+        shell: str,
+        scrollback: int = DEFAULT_SCROLLBACK,
+        max_recording: int | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        self.files = ControlDir(control_dir)
+        self._reactor = reactor
+        self._launcher = launcher
+        self.shell = shell
+        self.scrollback = scrollback
+        self.max_recording = max_recording
+        self._environ = dict(os.environ if environ is None else environ)
+        self.home = self._environ.get("HOME") or os.path.expanduser("~")
+        self.spawns = SpawnQueue(reactor)
+        self.cooperator = screen_cooperator(reactor)
+        self.sessions: dict[str, Session] = {}
+
+    # -- service ---------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self.files.create()
+        self.load()
+
+    def stopService(self) -> Deferred[Any]:
+        """End every running session the daemon started (SIGTERM, then SIGKILL)."""
+        super().stopService()
+        waits = []
+        for session in self.sessions.values():
+            if session.status is not Status.EXITED:
+                session.kill()
+                waits.append(session.when_ended())
+        for session in self.sessions.values():
+            session.flush()
+        if not waits:
+            return succeed(None)
+        done: Deferred[Any] = DeferredList(waits)
+        timeout = self._reactor.callLater(KILL_GRACE + 2, done.cancel)
+        done.addBoth(lambda r: timeout.cancel() if timeout.active() else None)
+        return done
+
+    def load(self) -> None:
+        """List the sessions found in the control directory; running ones whose program is gone
+        are shown as exited."""
+        for session_id in self.files.session_ids():
+            if session_id in self.sessions:
+                continue
+            try:
+                info = SessionInfo.from_json(self.files.load_info(session_id))
+            except FormatError as e:
+                self.log.warn("skipping {id}: {error}", id=session_id, error=e)
+                continue
+            if info.id != session_id:
+                self.log.warn("skipping {id}: its session.json names another id", id=session_id)
+                continue
+            if info.status is not Status.EXITED and info.pid is not None:
+                if _pid_runs_session(info.pid, session_id) and not info.attached_via_vt:
+                    # Left behind by a daemon that died: nobody can reach its terminal now.
+                    for pid in session_members(info.pid):
+                        try:
+                            os.kill(pid, SIGKILL)
+                        except OSError:
+                            pass
+            self.sessions[session_id] = Session.restore(
+                info,
+                self.files,
+                reactor=self._reactor,
+                cooperator=self.cooperator,
+                scrollback=self.scrollback,
+            )
+        self.log.info("found {n} sessions in {path}", n=len(self.sessions), path=str(self.files.root))
+
+    # -- sessions ----------------------------------------------------------------
+
+    def get(self, session_id: object) -> Session:
+        """The session with that id, or NotFound."""
+        if not isinstance(session_id, str) or session_id not in self.sessions:
+            raise NotFound("Session not found")
+        return self.sessions[session_id]
+
+    def list(self) -> list[Session]:
+        """Every session, newest first."""
+        return sorted(self.sessions.values(), key=lambda s: s.info.started_at, reverse=True)
+
+    def unique_name(self, name: str, exclude: str | None = None) -> str:
+        """name, or "name (2)", "name (3)"... if another session has it."""
+        taken = {s.info.name for s in self.sessions.values() if s.id != exclude}
+        if name not in taken:
+            return name
+        n = 2
+        while f"{name} ({n})" in taken:
+            n += 1
+        return f"{name} ({n})"
+
+    def create(
+        self,
+        command: object,
+        working_dir: object = None,
+        name: object = None,
+        cols: object = None,
+        rows: object = None,
+        title_mode: object = None,
+    ) -> Session:
+        """Start command in a new session; the program starts within a reactor turn or two."""
+        if (
+            not isinstance(command, list)
+            or not command
+            or not all(isinstance(c, str) and c and "\0" not in c for c in command)
+        ):
+            raise BadRequest("Command array is required")
+        cwd = resolve_directory(working_dir, self.home)
+        size = check_size(80 if cols is None else cols, 24 if rows is None else rows)
+        if name is not None and (not isinstance(name, str) or len(name) > 256):
+            raise BadRequest("name must be a string of at most 256 characters")
+        if title_mode is not None and title_mode not in TITLE_MODES:
+            raise BadRequest(f"titleMode must be one of {', '.join(sorted(TITLE_MODES))}")
+        session_id = str(uuid.uuid4())
+        plan = plan_launch(command, cwd, session_id, self.shell, self._environ)
+        label = name.strip() if isinstance(name, str) and name.strip() else default_name(command, cwd, self.home)
+        started = now_iso(time.time())
+        info = SessionInfo(
+            id=session_id,
+            name=self.unique_name(label),
+            command=tuple(command),
+            working_dir=cwd,
+            status=Status.STARTING,
+            started_at=started,
+            last_modified=started,
+            initial_cols=size[0],
+            initial_rows=size[1],
+            title_mode=title_mode if isinstance(title_mode, str) else None,
+        )
+        session = Session.create(
+            info,
+            plan,
+            self.files,
+            reactor=self._reactor,
+            cooperator=self.cooperator,
+            launcher=self._launcher,
+            spawns=self.spawns,
+            scrollback=self.scrollback,
+            max_recording=self.max_recording,
+            shell=self.shell,
+        )
+        self.sessions[session_id] = session
+        return session
+
+    def rename(self, session_id: str, name: object) -> str:
+        """Rename a session; a name another session has gets a " (N)" suffix."""
+        session = self.get(session_id)
+        if not isinstance(name, str) or not name.strip() or len(name) > 256:
+            raise BadRequest("name must be a non-empty string of at most 256 characters")
+        unique = self.unique_name(name.strip(), exclude=session_id)
+        session.rename(unique)
+        return unique
+
+    def remove(self, session_id: str) -> None:
+        """Forget an exited session and delete its files."""
+        session = self.get(session_id)
+        if session.status is not Status.EXITED:
+            raise Conflict("Session is still running")
+        session.close()
+        del self.sessions[session_id]
+        self.files.remove(session_id)
+
+    def cleanup_exited(self) -> int:
+        """Remove every exited session; how many there were."""
+        exited = [s.id for s in self.sessions.values() if s.status is Status.EXITED]
+        for session_id in exited:
+            self.remove(session_id)
+        return len(exited)
+
+    def counts(self) -> dict[str, int]:
+        out = {status.value: 0 for status in Status}
+        for session in self.sessions.values():
+            out[session.status.value] += 1
+        return out
+

@@ -1,0 +1,500 @@
+# -*- test-case-name: tests.test_session -*-
+"""A session: one program in a PTY, its recording, its screen and its viewers.
+
+Lifecycle (the transitions all live in this module)::
+
+    starting --spawned--> running --ended--> exited
+        \\---------------killed / failed----------/
+
+Input and resizes sent while starting are kept and applied once the program runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from zope.interface import Interface, implementer
+
+from vibetwist import __version__
+from vibetwist.asciicast import (
+    ClearDetector,
+    Event,
+    Header,
+    OutputDecoder,
+    encode_event,
+    encode_exit,
+    encode_header,
+    encode_size,
+)
+from vibetwist.controldir import ControlDir, is_session_id
+from vibetwist.errors import BadRequest, Conflict, FormatError
+from vibetwist.interfaces import ILauncher, ITerminalEvents, ITerminalProcess
+from vibetwist.pty import SIGHUP, SIGKILL, SIGTERM, SpawnQueue
+from vibetwist.recording import Recording, RecordingReader
+from vibetwist.screen import TerminalScreen
+from vibetwist.screenfeed import ScreenFeed
+
+#: Seconds between SIGTERM and SIGKILL when a session is deleted.
+KILL_GRACE = 3.0
+#: Seconds the terminal may stay open (held by background jobs) after the program exits.
+HANGUP_GRACE = 1.0
+#: Seconds between saves of session.json for changes that are not status changes.
+SAVE_DELAY = 1.0
+#: Largest terminal size accepted.
+MAX_SIZE = 1000
+
+
+def now_iso(seconds: float | None = None) -> str:
+    """An ISO 8601 UTC time with milliseconds, as VibeTunnel writes it."""
+    moment = datetime.fromtimestamp(time.time() if seconds is None else seconds, timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def check_size(cols: object, rows: object) -> tuple[int, int]:
+    """cols and rows as integers in 1..1000, or BadRequest."""
+    for name, value in (("cols", cols), ("rows", rows)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SIZE:
+            raise BadRequest(f"{name} must be an integer from 1 to {MAX_SIZE}")
+    return int(cols), int(rows)  # type: ignore[call-overload]
+
+
+class Status(str, Enum):
+    """Where a session is in its life."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    EXITED = "exited"
+
+
+@attrs.frozen
+class SessionInfo:
+    """What session.json holds, and what the API tells about a session."""
+
+    id: str
+    name: str
+    command: tuple[str, ...]
+    working_dir: str
+    status: Status
+    started_at: str
+    initial_cols: int = 80
+    initial_rows: int = 24
+    exit_code: int | None = None
+    pid: int | None = None
+    last_clear_offset: int = 0
+    version: str = __version__
+    last_modified: str = ""
+    attached_via_vt: bool = False
+    title_mode: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of session.json and of the API."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "command": list(self.command),
+            "workingDir": self.working_dir,
+            "status": self.status.value,
+            "startedAt": self.started_at,
+            "initialCols": self.initial_cols,
+            "initialRows": self.initial_rows,
+            "lastClearOffset": self.last_clear_offset,
+            "version": self.version,
+            "lastModified": self.last_modified or self.started_at,
+            "attachedViaVT": self.attached_via_vt,
+        }
+        if self.exit_code is not None:
+            out["exitCode"] = self.exit_code
+        if self.pid is not None:
+            out["pid"] = self.pid
+        if self.title_mode is not None:
+            out["titleMode"] = self.title_mode
+        return out
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> SessionInfo:
+        """Read a session.json object (ours or VibeTunnel's); FormatError if it is unusable."""
+        try:
+            sid = value["id"]
+            command = value["command"]
+            status = Status(value.get("status", "exited"))
+        except (KeyError, ValueError) as e:
+            raise FormatError(f"session.json lacks a usable field: {e}") from e
+        if not is_session_id(sid):
+            raise FormatError("session.json has a bad id")
+        if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
+            raise FormatError("session.json has a bad command")
+
+        def num(key: str, default: int | None) -> int | None:
+            v = value.get(key, default)
+            return v if isinstance(v, int) and not isinstance(v, bool) else default
+
+        def text(key: str, default: str) -> str:
+            v = value.get(key, default)
+            return v if isinstance(v, str) else default
+
+        return cls(
+            id=sid,
+            name=text("name", os.path.basename(command[0]) if command else sid),
+            command=tuple(command),
+            working_dir=text("workingDir", ""),
+            status=status,
+            started_at=text("startedAt", now_iso(0)),
+            initial_cols=num("initialCols", 80) or 80,
+            initial_rows=num("initialRows", 24) or 24,
+            exit_code=num("exitCode", None),
+            pid=num("pid", None),
+            last_clear_offset=num("lastClearOffset", 0) or 0,
+            version=text("version", ""),
+            last_modified=text("lastModified", ""),
+            attached_via_vt=value.get("attachedViaVT") is True,
+            title_mode=value.get("titleMode") if isinstance(value.get("titleMode"), str) else None,
+        )
+
+
+@attrs.frozen
+class LaunchPlan:
+    """How to start a session's program: what to exec and with what."""
+
+    executable: str
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    cwd: str
+
+
+class IStreamListener(Interface):
+    """A viewer of a session's recording lines as they are made."""
+
+    def event(line: bytes) -> None:
+        """A new asciicast line (output, resize or the exit line)."""
+
+    def finished() -> None:
+        """The session ended; no more lines come."""
+
+
+@implementer(ITerminalEvents)
+class Session:
+    """One program in a PTY, recorded, with a screen and any number of listeners."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        info: SessionInfo,
+        files: ControlDir,
+        *,
+        reactor: Any,
+        cooperator: Any,
+        scrollback: int,
+        recording: Recording | None = None,
+        header: Header | None = None,
+    ) -> None:
+        self.info = info
+        self._files = files
+        self._reactor = reactor
+        self._recording = recording
+        self.recording_path = files.recording_path(info.id)
+        self.header_line = encode_header(header) if header is not None else b""
+        self._start = reactor.seconds()
+        self._decoder = OutputDecoder()
+        self._clear = ClearDetector()
+        self._process: ITerminalProcess | None = None
+        self._pending_input: list[bytes] = []
+        self._pending_size: tuple[int, int] | None = None
+        self._cancel_spawn: Any = None
+        self._kill_timer: Any = None
+        self._hangup_timer: Any = None
+        self._save_timer: Any = None
+        self._leader_code: int | None = None
+        self._ended: list[Deferred[None]] = []
+        self.listeners: set[Any] = set()
+        self.exit_line: bytes | None = None
+        self.exit_recorded = False
+        header_size = len(self.header_line) if recording is not None else self._header_size()
+        self.screen = TerminalScreen(info.initial_cols, info.initial_rows, scrollback)
+        self.feed = ScreenFeed(self.screen, RecordingReader(self.recording_path, header_size), cooperator)
+        self._restored_end = 0
+        if recording is None:
+            self._restored_end = self._file_size()
+            self.feed.recorded(self._restored_end)
+
+    # -- creation ---------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        info: SessionInfo,
+        plan: LaunchPlan,
+        files: ControlDir,
+        *,
+        reactor: Any,
+        cooperator: Any,
+        launcher: ILauncher,
+        spawns: SpawnQueue,
+        scrollback: int,
+        max_recording: int | None,
+        shell: str,
+    ) -> Session:
+        """Make a new session's folder and recording, save it, and queue its program's start."""
+        files.make_session_dir(info.id)
+        header = Header(
+            width=info.initial_cols,
+            height=info.initial_rows,
+            timestamp=int(time.time()),
+            command=" ".join(info.command),
+            title=info.name,
+            env={"TERM": plan.env.get("TERM", "xterm-256color"), "SHELL": shell},
+        )
+        recording = Recording(files.recording_path(info.id), max_recording)
+        session = cls(
+            info, files, reactor=reactor, cooperator=cooperator, scrollback=scrollback,
+            recording=recording, header=header,
+        )
+        recording.append(session.header_line, final=True)
+        session.feed.recorded(recording.size)
+        session._save()
+        session._cancel_spawn = spawns.add(lambda: session._spawn(launcher, plan))
+        return session
+
+    @classmethod
+    def restore(
+        cls, info: SessionInfo, files: ControlDir, *, reactor: Any, cooperator: Any, scrollback: int
+    ) -> Session:
+        """A session found on disk: its recording can be read, its program is gone."""
+        session = cls(info, files, reactor=reactor, cooperator=cooperator, scrollback=scrollback)
+        try:
+            with open(session.recording_path, "rb") as f:
+                session.header_line = f.readline(1 << 20)
+        except OSError:
+            session.header_line = b""
+        if info.status is not Status.EXITED:
+            session.info = attrs.evolve(info, status=Status.EXITED, last_modified=now_iso())
+            session._save()
+        return session
+
+    def _header_size(self) -> int:
+        try:
+            with open(self.recording_path, "rb") as f:
+                return len(f.readline(1 << 20))
+        except OSError:
+            return 0
+
+    def _file_size(self) -> int:
+        try:
+            return os.stat(self.recording_path).st_size
+        except OSError:
+            return 0
+
+    # -- what the world sees -----------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    @property
+    def status(self) -> Status:
+        return self.info.status
+
+    @property
+    def recorded_end(self) -> int:
+        """The offset just past the last whole line in the recording."""
+        if self._recording is not None:
+            return self._recording.size
+        return self._restored_end
+
+    @property
+    def recording_open(self) -> bool:
+        """True while new lines still go into the recording."""
+        return self._recording is not None and self._recording.is_open
+
+    def _seconds(self) -> float:
+        return max(0.0, self._reactor.seconds() - self._start)
+
+    def _save(self) -> None:
+        if self._save_timer is not None and self._save_timer.active():
+            self._save_timer.cancel()
+        self._save_timer = None
+        try:
+            self._files.save_info(self.id, self.info.to_json())
+        except OSError as e:
+            self.log.error("cannot save session.json of {id}: {error}", id=self.id, error=e)
+
+    def _save_soon(self) -> None:
+        if self._save_timer is None or not self._save_timer.active():
+            self._save_timer = self._reactor.callLater(SAVE_DELAY, self._save)
+
+    def _update(self, **changes: Any) -> None:
+        self.info = attrs.evolve(self.info, last_modified=now_iso(), **changes)
+        self._save()
+
+    def _emit_event(self, kind: str, data: str) -> None:
+        """Record an event, hand it to the screen and every listener."""
+        seconds = self._seconds()
+        self._emit(encode_event(seconds, kind, data), Event(seconds, kind, data))
+
+    def _emit(self, line: bytes, event: Event | None = None, final: bool = False) -> None:
+        recording = self._recording
+        recorded = recording is not None and recording.append(line, final=final)
+        if recorded:
+            assert recording is not None
+            self.feed.recorded(recording.size)
+        elif event is not None:
+            # Not in the recording: the screen gets it from (bounded) memory.
+            self.feed.unrecorded(event)
+        if final:
+            self.exit_recorded = recorded
+        for listener in list(self.listeners):
+            listener.event(line)
+
+    # -- ITerminalEvents ------------------------------------------------------
+
+    def output(self, data: bytes) -> None:
+        """The program wrote data: record it, stream it, and let the screen catch up."""
+        text = self._decoder.decode(data)
+        if text:
+            self._output_text(text)
+
+    def _output_text(self, text: str) -> None:
+        offset = self.recorded_end
+        if self._clear.feed(text):
+            self.info = attrs.evolve(self.info, last_clear_offset=offset)
+            self._save_soon()
+        self._emit_event("o", text)
+
+    def leader_exited(self, code: int) -> None:
+        """The program exited; give its terminal a moment to drain, then hang it up."""
+        self._leader_code = code
+        self._hangup_timer = self._reactor.callLater(HANGUP_GRACE, self._hang_up)
+
+    def _hang_up(self) -> None:
+        self._hangup_timer = None
+        process = self._process
+        if process is not None and self.status is Status.RUNNING:
+            # Background jobs still hold the terminal: end them as a closing terminal would.
+            process.signal_all(SIGHUP)
+            process.hang_up()
+
+    def ended(self, code: int) -> None:
+        """Every byte is in: write the exit line, close the recording, tell the listeners."""
+        if self.status is Status.EXITED:
+            return
+        rest = self._decoder.flush()
+        if rest:
+            self._output_text(rest)
+        if self._leader_code is not None:
+            code = self._leader_code
+        self._finish(code)
+
+    def _finish(self, code: int | None) -> None:
+        for name in ("_kill_timer", "_hangup_timer"):
+            timer = getattr(self, name)
+            if timer is not None and timer.active():
+                timer.cancel()
+            setattr(self, name, None)
+        self._process = None
+        self._update(status=Status.EXITED, exit_code=code)
+        self.exit_line = encode_exit(code, self.id)
+        self._emit(self.exit_line, final=True)
+        if self._recording is not None:
+            self._recording.close()
+        for listener in list(self.listeners):
+            listener.finished()
+        ended, self._ended = self._ended, []
+        for d in ended:
+            d.callback(None)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def _spawn(self, launcher: ILauncher, plan: LaunchPlan) -> None:
+        self._cancel_spawn = None
+        if self.status is not Status.STARTING:
+            return
+        cols, rows = self._pending_size or (self.info.initial_cols, self.info.initial_rows)
+        try:
+            self._process = launcher.launch(
+                plan.executable, list(plan.argv), plan.env, plan.cwd, cols, rows, self
+            )
+        except OSError as e:
+            self.log.error("cannot start {command}: {error}", command=plan.argv, error=e)
+            self._output_text(f"vibetwist: cannot start {plan.executable}: {e.strerror}\r\n")
+            self._finish(127)
+            return
+        self._update(status=Status.RUNNING, pid=self._process.pid)
+        pending, self._pending_input = self._pending_input, []
+        for data in pending:
+            self._process.write(data)
+        self._pending_size = None
+
+    def write(self, data: bytes) -> None:
+        """Type data into the program (kept until it runs if it is still starting)."""
+        if self.status is Status.EXITED:
+            raise BadRequest("Session is not running")
+        if self._process is None:
+            self._pending_input.append(data)
+        else:
+            self._process.write(data)
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Change the terminal's size; recorded as an "r" event."""
+        cols, rows = check_size(cols, rows)
+        if self.status is Status.EXITED:
+            raise BadRequest("Session is not running")
+        if self._process is None:
+            self._pending_size = (cols, rows)
+        else:
+            self._process.resize(cols, rows)
+        self._emit_event("r", encode_size(cols, rows))
+
+    def rename(self, name: str) -> None:
+        self._update(name=name)
+
+    def kill(self, grace: float = KILL_GRACE) -> None:
+        """End the program and every process of its session: SIGTERM, then SIGKILL."""
+        if self.status is Status.EXITED:
+            raise Conflict("Session has already exited")
+        if self._process is None:
+            # Still queued: it will never start.
+            if self._cancel_spawn is not None:
+                self._cancel_spawn()
+                self._cancel_spawn = None
+            self._finish(None)
+            return
+        self._process.signal_all(SIGTERM)
+        if self._kill_timer is None:
+            self._kill_timer = self._reactor.callLater(grace, self._force_kill)
+
+    def _force_kill(self) -> None:
+        self._kill_timer = None
+        process = self._process
+        if process is not None:
+            process.signal_all(SIGKILL)
+            process.hang_up()
+
+    def when_ended(self) -> Deferred[None]:
+        """A Deferred that fires once the session has exited."""
+        d: Deferred[None] = Deferred()
+        if self.status is Status.EXITED:
+            d.callback(None)
+        else:
+            self._ended.append(d)
+        return d
+
+    def flush(self) -> None:
+        """Write pending session.json changes now."""
+        if self._save_timer is not None and self._save_timer.active():
+            self._save()
+
+    def close(self) -> None:
+        """Let go of the files (before they are removed)."""
+        self.feed.stop()
+        if self._save_timer is not None and self._save_timer.active():
+            self._save_timer.cancel()
+        if self._recording is not None:
+            self._recording.close()
+
