@@ -1,0 +1,108 @@
+"""Test doubles for code that uses vibetwist: a launcher that starts nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from zope.interface import implementer
+
+from vibetwist.interfaces import ILauncher, ITerminalEvents, ITerminalProcess
+
+
+@implementer(ITerminalProcess)
+class FakeTerminalProcess:
+    """A program that never ran: records what it is sent; tests play its part."""
+
+    def __init__(self, pid: int, events: ITerminalEvents, launch: Launch) -> None:
+        self.pid = pid
+        self.events = events
+        self.launch = launch
+        self.written: list[bytes] = []
+        self.sizes: list[tuple[int, int]] = []
+        self.signals: list[int] = []
+        self.hung_up = False
+        self.running = True
+        #: Pids of other processes in the program's session (background jobs).
+        self.others: set[int] = set()
+
+    # ITerminalProcess
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def resize(self, cols: int, rows: int) -> None:
+        self.sizes.append((cols, rows))
+
+    def signal_all(self, signal: int) -> int:
+        self.signals.append(signal)
+        return int(self.running) + len(self.others)
+
+    def alive(self) -> bool:
+        return self.running or bool(self.others)
+
+    def hang_up(self) -> None:
+        self.hung_up = True
+
+    # what the program does
+    def say(self, data: bytes) -> None:
+        """The program writes data to its terminal."""
+        self.events.output(data)
+
+    def exit(self, code: int) -> None:
+        """The program exits with code and its terminal drains and closes."""
+        self.running = False
+        self.events.leader_exited(code)
+        self.events.ended(code)
+
+
+@attrs.frozen
+class Launch:
+    """One call to launch()."""
+
+    executable: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    cols: int
+    rows: int
+
+
+@implementer(ILauncher)
+class FakeLauncher:
+    """An ILauncher that starts no program and hands out FakeTerminalProcesses."""
+
+    def __init__(self, fail: OSError | None = None) -> None:
+        self.processes: list[FakeTerminalProcess] = []
+        self.fail = fail
+        self._next_pid = 40000
+
+    def launch(
+        self,
+        executable: str,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        cols: int,
+        rows: int,
+        events: ITerminalEvents,
+    ) -> ITerminalProcess:
+        if self.fail is not None:
+            raise self.fail
+        self._next_pid += 1
+        process = FakeTerminalProcess(
+            self._next_pid, events, Launch(executable, list(argv), dict(env), cwd, cols, rows)
+        )
+        self.processes.append(process)
+        return process
+
+    @property
+    def last(self) -> FakeTerminalProcess:
+        return self.processes[-1]
+
+
+def pump(clock: Any, turns: int = 50) -> None:
+    """Run a task.Clock's zero-delay calls (spawns, screen slices) until none are left."""
+    for _ in range(turns):
+        if not any(call.getTime() <= clock.seconds() for call in clock.getDelayedCalls()):
+            return
+        clock.advance(0)
