@@ -22,7 +22,7 @@ setup(
         "attrs>=23.1",
     ],
     extras_require={
-        "test": ["hypothesis>=6.100", "ruff>=0.6", "mypy>=1.10"],
+        "test": ["hypothesis>=6.100", "ruff>=0.6", "mypy>=1.10", "mypy-zope>=1.0", "asciinema>=2.4,<3"],
     },
     entry_points={"console_scripts": []},
 )

@@ -44,8 +44,9 @@ class APITestCase(SynchronousTestCase):
         self.api = API(self.service, self.clock)
         self.treq = StubTreq(Guard(self.api.resource()))
 
-    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
-             headers: dict | None = None) -> tuple[int, Any]:
+    def call(
+        self, method: str, path: str, body: Any = None, raw: bytes | None = None, headers: dict | None = None
+    ) -> tuple[int, Any]:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         d = self.treq.request(method, BASE + path, data=data, headers=headers or JSON)
         pump(self.clock)
@@ -132,8 +133,15 @@ class CreateTests(APITestCase):
 
     def test_bad_fields(self) -> None:
         """Bad sizes, names, title modes and missing directories are 400s."""
-        for extra in [{"cols": 0}, {"rows": 1001}, {"cols": "80"}, {"name": 5},
-                      {"titleMode": "bogus"}, {"workingDir": "/no/such/dir"}, {"workingDir": 7}]:
+        for extra in [
+            {"cols": 0},
+            {"rows": 1001},
+            {"cols": "80"},
+            {"name": 5},
+            {"titleMode": "bogus"},
+            {"workingDir": "/no/such/dir"},
+            {"workingDir": 7},
+        ]:
             code, body = self.call("POST", "/api/sessions", dict(command=["cat"], **extra))
             self.assertEqual(code, 400, extra)
             self.assertIn("error", body)
@@ -275,7 +283,7 @@ class SessionRouteTests(APITestCase):
         response = self.successResultOf(d)
         self.assertEqual(response.headers.getRawHeaders("content-type"), ["text/event-stream"])
         body = self.successResultOf(response.content())
-        messages = [json.loads(m[len(b"data: "):]) for m in body.split(b"\n\n") if m]
+        messages = [json.loads(m[len(b"data: ") :]) for m in body.split(b"\n\n") if m]
         self.assertEqual(messages[0]["version"], 2)
         self.assertEqual(messages[1], [0, "o", "one\r\n"])
         self.assertEqual(messages[-1], ["exit", 7, self.sid])

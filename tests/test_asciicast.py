@@ -101,8 +101,7 @@ class EncodeHeaderTests(SynchronousTestCase):
         """
         self.assertEqual(
             encode_header(Header(width=1, height=2, timestamp=3)),
-            b'{"version":2,"width":1,"height":2,"timestamp":3,'
-            b'"command":"","title":"","env":{}}\n',
+            b'{"version":2,"width":1,"height":2,"timestamp":3,"command":"","title":"","env":{}}\n',
         )
 
     def test_utf8(self) -> None:
@@ -194,9 +193,7 @@ class EncodeEventTests(SynchronousTestCase):
             (123456.654321, b"123456.654321"),
         ]:
             with self.subTest(time=time):
-                self.assertEqual(
-                    encode_event(time, "o", ""), b"[" + written + b',"o",""]\n'
-                )
+                self.assertEqual(encode_event(time, "o", ""), b"[" + written + b',"o",""]\n')
 
     def test_bad_time(self) -> None:
         """
@@ -251,9 +248,7 @@ class EncodeExitTests(SynchronousTestCase):
         """
         L{parse_line} reads back any exit line L{encode_exit} wrote.
         """
-        self.assertEqual(
-            parse_line(encode_exit(code, session_id)), Exit(code, session_id)
-        )
+        self.assertEqual(parse_line(encode_exit(code, session_id)), Exit(code, session_id))
 
 
 class ParseLineTests(SynchronousTestCase):
@@ -410,9 +405,7 @@ class ParseLineTests(SynchronousTestCase):
 
     @given(
         st.recursive(
-            st.one_of(
-                st.none(), st.booleans(), st.integers(), st.floats(), tricky_text
-            ),
+            st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), tricky_text),
             lambda children: st.one_of(
                 st.lists(children, max_size=4),
                 st.dictionaries(tricky_text, children, max_size=4),
@@ -708,9 +701,7 @@ class IterPlayableTests(SynchronousTestCase):
             st.one_of(
                 headers.map(encode_header),
                 st.builds(encode_event, times, kinds, tricky_text),
-                st.builds(
-                    encode_exit, st.one_of(st.none(), st.integers()), tricky_text
-                ),
+                st.builds(encode_exit, st.one_of(st.none(), st.integers()), tricky_text),
             )
         )
     )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
-from treq.testing import StubTreq
 
 from vibetwist.guard import Guard, host_allowed, origin_allowed, split_host
 
@@ -32,8 +32,18 @@ class HostTests(SynchronousTestCase):
 
     def test_refused(self) -> None:
         """Other names (DNS rebinding), addresses and malformed values are refused."""
-        for host in [None, "", "evil.com", "evil.com:4020", "10.0.0.1", "localhost.evil.com", "[::1",
-                     "localhost:abc", "0.0.0.0:4020", "127.0.0.1.nip.io"]:
+        for host in [
+            None,
+            "",
+            "evil.com",
+            "evil.com:4020",
+            "10.0.0.1",
+            "localhost.evil.com",
+            "[::1",
+            "localhost:abc",
+            "0.0.0.0:4020",
+            "127.0.0.1.nip.io",
+        ]:
             self.assertFalse(host_allowed(host), host)
 
 
@@ -51,8 +61,14 @@ class OriginTests(SynchronousTestCase):
 
     def test_foreign(self) -> None:
         """Other sites, other ports, null and garbage are refused."""
-        for origin in ["http://evil.com", "http://127.0.0.1:4021", "null", "file://", "http://127.0.0.1:99999",
-                       "http://localhost:4020.evil.com"]:
+        for origin in [
+            "http://evil.com",
+            "http://127.0.0.1:4021",
+            "null",
+            "file://",
+            "http://127.0.0.1:99999",
+            "http://localhost:4020.evil.com",
+        ]:
             self.assertFalse(origin_allowed(origin, "127.0.0.1:4020"), origin)
 
 

@@ -41,15 +41,24 @@ class OptionsTests(SynchronousTestCase):
     def test_listen_repeatable(self) -> None:
         """--listen may be given several times; loopback and unix endpoints are accepted."""
         options = self.parse(
-            "--listen", "tcp:0:interface=127.0.0.1", "--listen", "tcp6:0:interface=\\:\\:1",
-            "--listen", "unix:/tmp/vt.sock",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--listen",
+            "tcp6:0:interface=\\:\\:1",
+            "--listen",
+            "unix:/tmp/vt.sock",
         )
         self.assertEqual(len(options["listen"]), 3)
 
     def test_refuses_exposed_listen(self) -> None:
         """Listening beyond loopback is refused while there is no authentication."""
-        for description in ["tcp:4020", "tcp:4020:interface=0.0.0.0", "tcp6:4020",
-                            "tcp:4020:interface=192.168.1.2", "nonsense:1"]:
+        for description in [
+            "tcp:4020",
+            "tcp:4020:interface=0.0.0.0",
+            "tcp6:4020",
+            "tcp:4020:interface=192.168.1.2",
+            "nonsense:1",
+        ]:
             self.assertRaises(usage.UsageError, self.parse, "--listen", description)
 
     def test_sizes(self) -> None:

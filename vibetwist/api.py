@@ -75,9 +75,7 @@ class RecordingDownload(Resource):
     def render_GET(self, request: Any) -> Any:
         session = self._session
         request.setHeader(b"content-type", b"application/x-asciicast")
-        request.setHeader(
-            b"content-disposition", f'attachment; filename="{session.id}.cast"'.encode()
-        )
+        request.setHeader(b"content-disposition", f'attachment; filename="{session.id}.cast"'.encode())
         reader = RecordingReader(session.recording_path, 0)
         end = session.recorded_end
         stopped = []
@@ -106,9 +104,7 @@ class API:
     app = Klein()
     log = Logger()
 
-    def __init__(
-        self, service: SessionService, reactor: Any, lag: LagMonitor | None = None
-    ) -> None:
+    def __init__(self, service: SessionService, reactor: Any, lag: LagMonitor | None = None) -> None:
         self.service = service
         self._reactor = reactor
         self._started = reactor.seconds()

@@ -83,9 +83,7 @@ class Header:
     timestamp: int
     command: str = ""
     title: str = ""
-    env: Mapping[str, str] = attrs.field(
-        factory=dict, converter=_freeze_env, hash=False
-    )
+    env: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_env, hash=False)
 
 
 @attrs.frozen

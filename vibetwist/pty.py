@@ -34,7 +34,7 @@ def set_size(fd: int, cols: int, rows: int) -> None:
 
 def session_members(sid: int, proc: str = "/proc") -> list[int]:
     """The pids of every process whose session id is sid."""
-    members = []
+    members: list[int] = []
     try:
         names = os.listdir(proc)
     except OSError:

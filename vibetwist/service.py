@@ -173,7 +173,8 @@ class SessionService(Service):
             raise BadRequest(f"titleMode must be one of {', '.join(sorted(TITLE_MODES))}")
         session_id = str(uuid.uuid4())
         plan = plan_launch(command, cwd, session_id, self.shell, self._environ)
-        label = name.strip() if isinstance(name, str) and name.strip() else default_name(command, cwd, self.home)
+        label = name.strip() if isinstance(name, str) else ""
+        label = label or default_name(command, cwd, self.home)
         started = now_iso(time.time())
         info = SessionInfo(
             id=session_id,
@@ -232,4 +233,3 @@ class SessionService(Service):
         for session in self.sessions.values():
             out[session.status.value] += 1
         return out
-

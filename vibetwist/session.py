@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import attrs
@@ -53,7 +53,7 @@ MAX_SIZE = 1000
 
 def now_iso(seconds: float | None = None) -> str:
     """An ISO 8601 UTC time with milliseconds, as VibeTunnel writes it."""
-    moment = datetime.fromtimestamp(time.time() if seconds is None else seconds, timezone.utc)
+    moment = datetime.fromtimestamp(time.time() if seconds is None else seconds, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -65,7 +65,7 @@ def check_size(cols: object, rows: object) -> tuple[int, int]:
     return int(cols), int(rows)  # type: ignore[call-overload]
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Where a session is in its life."""
 
     STARTING = "starting"
@@ -253,8 +253,13 @@ class Session:
         )
         recording = Recording(files.recording_path(info.id), max_recording)
         session = cls(
-            info, files, reactor=reactor, cooperator=cooperator, scrollback=scrollback,
-            recording=recording, header=header,
+            info,
+            files,
+            reactor=reactor,
+            cooperator=cooperator,
+            scrollback=scrollback,
+            recording=recording,
+            header=header,
         )
         recording.append(session.header_line, final=True)
         session.feed.recorded(recording.size)
@@ -440,7 +445,7 @@ class Session:
         else:
             self._process.write(data)
 
-    def resize(self, cols: int, rows: int) -> None:
+    def resize(self, cols: object, rows: object) -> None:
         """Change the terminal's size; recorded as an "r" event."""
         cols, rows = check_size(cols, rows)
         if self.status is Status.EXITED:
@@ -497,4 +502,3 @@ class Session:
             self._save_timer.cancel()
         if self._recording is not None:
             self._recording.close()
-

@@ -80,8 +80,7 @@ class Options(usage.Options):
             "control-dir",
             "d",
             None,
-            "Folder of session files "
-            "(default: $VIBETUNNEL_CONTROL_DIR, else ~/.vibetunnel/control).",
+            "Folder of session files (default: $VIBETUNNEL_CONTROL_DIR, else ~/.vibetunnel/control).",
         ],
         ["shell", None, None, "Shell for commands that are not programs (default: $SHELL)."],
         ["scrollback", None, "10000", "Lines of scrollback kept per session screen."],
@@ -122,7 +121,7 @@ class Options(usage.Options):
             if not 0 <= self["scrollback"] <= 1_000_000:
                 raise ValueError
         except ValueError:
-            raise usage.UsageError("--scrollback must be a number of lines from 0 to 1000000")
+            raise usage.UsageError("--scrollback must be a number of lines from 0 to 1000000") from None
         try:
             self["max-recording"] = parse_size(str(self["max-recording"]))
         except ValueError as e:
