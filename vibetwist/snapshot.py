@@ -270,8 +270,9 @@ def encode(snapshot: Snapshot) -> bytes:
     of UTF-8: L{decode} gives back L{trimmed}C{(snapshot)}.
 
     @raise ValueError: if a header field, colour or attribute value does not
-        fit its wire field, a row has more than 65535 cells, or there are
-        more than L{MAX_ROWS} rows.
+        fit its wire field, a character cannot be encoded in UTF-8 (a lone
+        surrogate), a row has more than 65535 cells, or there are more than
+        L{MAX_ROWS} rows.
     """
     rows = snapshot.rows
     lengths = _content_lengths(rows)
