@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from vibetwist.api import API
 from vibetwist.guard import Guard
 from vibetwist.keys import KEYS
+from vibetwist.screenfeed import ScreenScheduler
 from vibetwist.service import SessionService
 from vibetwist.snapshot import decode
 from vibetwist.testing import FakeLauncher, pump
@@ -39,6 +40,7 @@ class APITestCase(SynchronousTestCase):
             shell="/bin/sh",
             scrollback=100,
             environ={"HOME": str(self.tmp / "home"), "PATH": "/usr/bin:/bin"},
+            screens=ScreenScheduler(self.clock, busy_delay=0),
         )
         self.service.startService()
         self.api = API(self.service, self.clock)

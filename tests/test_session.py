@@ -15,7 +15,7 @@ from vibetwist.asciicast import Event, Exit, Header, parse_line
 from vibetwist.controldir import ControlDir
 from vibetwist.errors import BadRequest, Conflict
 from vibetwist.pty import SIGHUP, SIGKILL, SIGTERM, SpawnQueue
-from vibetwist.screenfeed import screen_cooperator
+from vibetwist.screenfeed import ScreenScheduler
 from vibetwist.session import (
     HANGUP_GRACE,
     KILL_GRACE,
@@ -39,7 +39,7 @@ class Harness:
         self.clock = Clock()
         self.launcher = FakeLauncher()
         self.spawns = SpawnQueue(self.clock)
-        self.cooperator = screen_cooperator(self.clock)
+        self.screens = ScreenScheduler(self.clock, busy_delay=0)
         self.max_recording = max_recording
         self.count = 0
 
@@ -61,7 +61,7 @@ class Harness:
             plan,
             self.files,
             reactor=self.clock,
-            cooperator=self.cooperator,
+            screens=self.screens,
             launcher=self.launcher,
             spawns=self.spawns,
             scrollback=100,
@@ -84,10 +84,11 @@ class LifecycleTests(SynchronousTestCase):
         self.h = Harness(self)
 
     def test_starts_on_a_later_turn(self) -> None:
-        """A new session is saved as starting and its program runs a reactor turn later."""
+        """A new session touches neither disk nor fork at once: its files are made and its
+        program started on a later reactor turn."""
         session = self.h.create()
         self.assertEqual(session.status, Status.STARTING)
-        self.assertEqual(self.h.saved(session)["status"], "starting")
+        self.assertFalse(self.h.files.session_dir(session.id).exists())
         self.assertEqual(self.h.launcher.processes, [])
         pump(self.h.clock)
         self.assertEqual(session.status, Status.RUNNING)
@@ -98,6 +99,7 @@ class LifecycleTests(SynchronousTestCase):
     def test_files_are_private(self) -> None:
         """The session folder is 0700 and its files 0600."""
         session = self.h.create()
+        pump(self.h.clock)
         folder = self.h.files.session_dir(session.id)
         self.assertEqual(stat.S_IMODE(os.stat(folder).st_mode), 0o700)
         for path in (self.h.files.info_path(session.id), session.recording_path):
@@ -113,6 +115,7 @@ class LifecycleTests(SynchronousTestCase):
     def test_recording_header(self) -> None:
         """The recording starts with an asciicast v2 header of the session's size and name."""
         session = self.h.create(cols=100, rows=30)
+        pump(self.h.clock)
         header = self.h.records(session)[0]
         assert isinstance(header, Header)
         self.assertEqual((header.width, header.height, header.title), (100, 30, session.info.name))
@@ -216,13 +219,14 @@ class KillTests(SynchronousTestCase):
         self.h = Harness(self)
 
     def test_kill_while_starting_never_spawns(self) -> None:
-        """A session killed before its program started never starts it."""
+        """A session killed before its program started never starts it, and is saved as exited."""
         session = self.h.create()
         session.kill()
         pump(self.h.clock)
         self.assertEqual(self.h.launcher.processes, [])
         self.assertEqual(session.status, Status.EXITED)
         self.assertIsInstance(self.h.records(session)[-1], Exit)
+        self.assertEqual(self.h.saved(session)["status"], "exited")
 
     def test_term_then_kill(self) -> None:
         """SIGTERM goes to the whole session at once, SIGKILL after the grace period."""
@@ -361,7 +365,7 @@ class ScreenTests(SynchronousTestCase):
         h.launcher.last.say(b"kept\r\n")
         h.launcher.last.exit(0)
         info = SessionInfo.from_json(h.saved(session))
-        again = Session.restore(info, h.files, reactor=h.clock, cooperator=h.cooperator, scrollback=10)
+        again = Session.restore(info, h.files, reactor=h.clock, screens=h.screens, scrollback=10)
         pump(h.clock)
         self.assertEqual(again.screen.lines()[0], "kept")
         self.assertEqual(again.status, Status.EXITED)

@@ -9,7 +9,8 @@ import time
 from typing import Any
 
 from klein import Klein
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -22,7 +23,7 @@ from vibetwist.errors import BadRequest
 from vibetwist.keys import key_sequence
 from vibetwist.lag import LagMonitor
 from vibetwist.recording import RecordingReader
-from vibetwist.screenfeed import screen_cooperator
+from vibetwist.screenfeed import budget_cooperator
 from vibetwist.service import SessionService
 from vibetwist.session import Session, Status
 from vibetwist.snapshot import encode
@@ -47,8 +48,8 @@ def _body(request: Any) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadRequest("Malformed JSON body", details=str(e)) from e
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise BadRequest("Malformed JSON body", details=str(e)[:200]) from e
     if not isinstance(value, dict):
         raise BadRequest("The JSON body must be an object")
     return value
@@ -109,7 +110,7 @@ class API:
         self._reactor = reactor
         self._started = reactor.seconds()
         self.lag = lag
-        self.streams = screen_cooperator(reactor, budget=0.002)
+        self.streams = budget_cooperator(reactor, 0.002)
         self.viewers: set[Any] = set()
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
@@ -117,9 +118,19 @@ class API:
     def start(self) -> None:
         self._heartbeat.start(HEARTBEAT_INTERVAL, now=False)
 
-    def stop(self) -> None:
+    def stop(self) -> Deferred[None]:
+        """Stop the heartbeat and give viewers that got their exit line a moment to flush it."""
         if self._heartbeat.running:
             self._heartbeat.stop()
+        return Deferred.fromCoroutine(self._drain())
+
+    async def _drain(self, limit: float = 1.0, step: float = 0.05) -> None:
+        waited = 0.0
+        while self.viewers and waited < limit:
+            await deferLater(self._reactor, step, lambda: None)
+            waited += step
+        # The last responses are written out on the reactor's next rounds.
+        await deferLater(self._reactor, step, lambda: None)
 
     def _beat(self) -> None:
         for viewer in list(self.viewers):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from twisted.web.resource import Resource
 
@@ -90,6 +90,10 @@ class Guard(Resource):
         host = host_header.decode("latin-1") if host_header else None
         if not host_allowed(host):
             return _refuse(request, 403, "Forbidden: Host must be a loopback name")
+        try:
+            unquote_to_bytes(request.path).decode("utf-8")
+        except UnicodeDecodeError:
+            return _refuse(request, 400, "The URL is not valid UTF-8")
         origin = request.getHeader(b"origin")
         if not origin_allowed(origin.decode("latin-1") if origin is not None else None, host or ""):
             return _refuse(request, 403, "Forbidden: cross-origin request")

@@ -16,11 +16,8 @@ class ITerminalProcess(Interface):
     def resize(cols: int, rows: int) -> None:
         """Change the terminal's size; the program gets SIGWINCH."""
 
-    def signal_all(signal: int) -> int:
-        """Send signal to every process in the program's session; how many were signalled."""
-
-    def alive() -> bool:
-        """True while any process of the program's session is left."""
+    def signal_all(signal: int) -> None:
+        """Send signal to every process in the program's session."""
 
     def hang_up() -> None:
         """Close the terminal's master side."""

@@ -16,7 +16,8 @@ import signal as _signal
 import struct
 import termios
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
@@ -33,26 +34,80 @@ def set_size(fd: int, cols: int, rows: int) -> None:
 
 
 def session_members(sid: int, proc: str = "/proc") -> list[int]:
-    """The pids of every process whose session id is sid."""
-    members: list[int] = []
+    """The pids of every live process whose session id is sid (a blocking scan of /proc)."""
     try:
         names = os.listdir(proc)
     except OSError:
-        return members
-    for name in names:
-        if not name.isdigit():
-            continue
+        return []
+    return [int(n) for n in names if n.isdigit() and _stat_session(proc, n) == sid]
+
+
+def _stat_session(proc: str, name: str) -> int | None:
+    """The session id of process name, or None if it is gone or a zombie."""
+    try:
+        with open(f"{proc}/{name}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # Fields after the command (which may hold spaces and parentheses): state ppid pgrp session
+    fields = stat[stat.rfind(b")") + 2 :].split(b" ", 4)
+    if len(fields) < 4 or fields[0] == b"Z":
+        return None
+    try:
+        return int(fields[3])
+    except ValueError:
+        return None
+
+
+class SessionSignaller:
+    """Signals every process of terminal sessions.
+
+    The program's own process group is signalled at once; the rest of its
+    session (an interactive shell's background jobs live in groups of their
+    own) is found by one scan of /proc, done a slice at a time on a
+    Cooperator and shared by every request that arrives meanwhile.
+    """
+
+    log = Logger()
+
+    def __init__(self, cooperator: Any, proc: str = "/proc", slice_size: int = 64) -> None:
+        self._cooperator = cooperator
+        self._proc = proc
+        self._slice = slice_size
+        self._pending: dict[int, int] = {}
+        self._scanning = False
+
+    def signal(self, sid: int, signal: int) -> None:
+        """Send signal to every process whose session id is sid."""
         try:
-            with open(f"{proc}/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # Fields after the command (which may hold spaces and parentheses):
-        # state ppid pgrp session ...
-        fields = stat[stat.rfind(b")") + 2 :].split(b" ", 4)
-        if len(fields) >= 4 and fields[3] == str(sid).encode() and fields[0] != b"Z":
-            members.append(int(name))
-    return members
+            os.killpg(sid, signal)
+        except OSError as e:
+            if e.errno not in (errno.ESRCH, errno.EPERM):
+                self.log.warn("cannot signal group {sid}: {error}", sid=sid, error=e)
+        self._pending[sid] = signal
+        if not self._scanning:
+            self._scanning = True
+            self._cooperator.cooperate(self._scan())
+
+    def _scan(self) -> Iterator[None]:
+        try:
+            while self._pending:
+                wanted, self._pending = self._pending, {}
+                try:
+                    names = [n for n in os.listdir(self._proc) if n.isdigit()]
+                except OSError:
+                    return
+                for i, name in enumerate(names):
+                    if i % self._slice == 0:
+                        yield None
+                    sid = _stat_session(self._proc, name)
+                    if sid in wanted:
+                        try:
+                            os.kill(int(name), wanted[sid])
+                        except OSError:
+                            pass
+        finally:
+            self._scanning = False
 
 
 def exit_code(reason: Failure) -> int:
@@ -90,10 +145,10 @@ class PTYProcess:
 
     log = Logger()
 
-    def __init__(self, transport, proc: str = "/proc") -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, transport: Any, signaller: SessionSignaller) -> None:
         self._transport = transport
         self.pid = transport.pid
-        self._proc = proc
+        self._signaller = signaller
 
     def write(self, data: bytes) -> None:
         self._transport.write(data)
@@ -104,22 +159,8 @@ class PTYProcess:
         except (OSError, ValueError) as e:
             self.log.debug("resize after the terminal closed: {error}", error=e)
 
-    def signal_all(self, signal: int) -> int:
-        pids = set(session_members(self.pid, self._proc))
-        if self._transport.pid is not None:
-            pids.add(self.pid)
-        sent = 0
-        for pid in pids:
-            try:
-                os.kill(pid, signal)
-                sent += 1
-            except OSError as e:
-                if e.errno != errno.ESRCH:
-                    self.log.warn("cannot signal {pid}: {error}", pid=pid, error=e)
-        return sent
-
-    def alive(self) -> bool:
-        return self._transport.pid is not None or bool(session_members(self.pid, self._proc))
+    def signal_all(self, signal: int) -> None:
+        self._signaller.signal(self.pid, signal)
 
     def hang_up(self) -> None:
         self._transport.loseConnection()
@@ -129,8 +170,9 @@ class PTYProcess:
 class PTYLauncher:
     """Starts each program in a fresh PTY, pre-sized, with ``spawnProcess``."""
 
-    def __init__(self, reactor) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, reactor: Any, signaller: SessionSignaller) -> None:
         self._reactor = reactor
+        self._signaller = signaller
 
     def launch(
         self,
@@ -157,7 +199,7 @@ class PTYLauncher:
             os.close(master)
             os.close(slave)
             raise
-        return PTYProcess(transport)
+        return PTYProcess(transport, self._signaller)
 
 
 class SpawnQueue:
@@ -169,10 +211,10 @@ class SpawnQueue:
 
     log = Logger()
 
-    def __init__(self, reactor) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, reactor: Any) -> None:
         self._reactor = reactor
         self._queue: deque[Callable[[], None]] = deque()
-        self._call = None
+        self._call: Any = None
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -192,7 +234,12 @@ class SpawnQueue:
 
     def _schedule(self) -> None:
         if self._call is None and self._queue:
-            self._call = self._reactor.callLater(0, self._run_one)
+            self._call = self._reactor.callLater(0, self._after_io)
+
+    def _after_io(self) -> None:
+        # One more hop: the reactor writes out pending responses (the create's
+        # answer among them) between two timed-call rounds, before the fork.
+        self._call = self._reactor.callLater(0, self._run_one)
 
     def _run_one(self) -> None:
         self._call = None

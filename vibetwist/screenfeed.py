@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Cooperator
@@ -30,17 +31,39 @@ READ_SIZE = 16384
 MEMORY_LIMIT = 1 << 20
 
 
-def screen_cooperator(reactor, budget: float = 0.004) -> Cooperator:  # type: ignore[no-untyped-def]
-    """A Cooperator that spends at most about ``budget`` seconds per reactor turn."""
+class ScreenScheduler:
+    """Schedules screen work so it never crowds out I/O.
 
-    def termination() -> Callable[[], bool]:
-        deadline = time.perf_counter() + budget
+    Each reactor turn reads each PTY once. If every turn also spent its whole
+    budget on the screen, output would flow at the screen's speed. So while
+    output is arriving the screen works only every ``busy_delay`` seconds,
+    leaving the turns between to I/O; when output stops it runs flat out.
+    """
+
+    def __init__(self, reactor: Any, budget: float = 0.004, busy_delay: float = 0.004) -> None:
+        self._reactor = reactor
+        self.budget = budget
+        self.busy_delay = busy_delay
+        self._output_seen = False
+        self.cooperator = Cooperator(terminationPredicateFactory=self.termination, scheduler=self.schedule)
+
+    def output(self) -> None:
+        """Output arrived: the next slice of screen work waits its turn."""
+        self._output_seen = True
+
+    def schedule(self, work: Callable[[], None]) -> Any:
+        delay = self.busy_delay if self._output_seen else 0
+        self._output_seen = False
+        return self._reactor.callLater(delay, work)
+
+    def termination(self) -> Callable[[], bool]:
+        deadline = time.perf_counter() + self.budget
         return lambda: time.perf_counter() >= deadline
 
-    return Cooperator(
-        terminationPredicateFactory=termination,
-        scheduler=lambda work: reactor.callLater(0, work),
-    )
+
+def budget_cooperator(reactor: Any, budget: float) -> Cooperator:
+    """A Cooperator that spends at most about ``budget`` seconds per reactor turn."""
+    return ScreenScheduler(reactor, budget=budget, busy_delay=0).cooperator
 
 
 class ScreenFeed:
@@ -52,7 +75,7 @@ class ScreenFeed:
         self,
         screen: TerminalScreen,
         reader: RecordingReader,
-        cooperator: Cooperator,
+        screens: ScreenScheduler,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.screen = screen
@@ -62,7 +85,7 @@ class ScreenFeed:
         self._memory_chars = 0
         self._memory_in = 0
         self._memory_done = 0
-        self._cooperator = cooperator
+        self._screens = screens
         self._running = False
         self._on_change = on_change
         self._waiters: list[tuple[int, int, Deferred[None]]] = []
@@ -74,6 +97,7 @@ class ScreenFeed:
     def recorded(self, end: int) -> None:
         """The recording now holds output up to offset ``end``."""
         self._recorded_end = end
+        self._screens.output()
         self._kick()
 
     def unrecorded(self, event: Event) -> None:
@@ -81,6 +105,7 @@ class ScreenFeed:
         self._memory.append(event)
         self._memory_in += 1
         self._memory_chars += len(event.data)
+        self._screens.output()
         while self._memory_chars > MEMORY_LIMIT and len(self._memory) > 1:
             dropped = self._memory.popleft()
             self._memory_chars -= len(dropped.data)
@@ -106,7 +131,7 @@ class ScreenFeed:
     def _kick(self) -> None:
         if not self._running:
             self._running = True
-            self._cooperator.cooperate(self._work())
+            self._screens.cooperator.cooperate(self._work())
 
     def _fire(self, force: bool = False) -> None:
         if not self._waiters:

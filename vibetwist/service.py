@@ -19,7 +19,7 @@ from vibetwist.errors import BadRequest, Conflict, FormatError, NotFound
 from vibetwist.interfaces import ILauncher
 from vibetwist.pty import SIGKILL, SpawnQueue, session_members
 from vibetwist.screen import DEFAULT_SCROLLBACK
-from vibetwist.screenfeed import screen_cooperator
+from vibetwist.screenfeed import ScreenScheduler
 from vibetwist.session import KILL_GRACE, Session, SessionInfo, Status, check_size, now_iso
 
 TITLE_MODES = frozenset({"none", "filter", "static", "dynamic"})
@@ -59,6 +59,7 @@ class SessionService(Service):
         scrollback: int = DEFAULT_SCROLLBACK,
         max_recording: int | None = None,
         environ: dict[str, str] | None = None,
+        screens: ScreenScheduler | None = None,
     ) -> None:
         self.files = ControlDir(control_dir)
         self._reactor = reactor
@@ -69,7 +70,7 @@ class SessionService(Service):
         self._environ = dict(os.environ if environ is None else environ)
         self.home = self._environ.get("HOME") or os.path.expanduser("~")
         self.spawns = SpawnQueue(reactor)
-        self.cooperator = screen_cooperator(reactor)
+        self.screens = screens if screens is not None else ScreenScheduler(reactor)
         self.sessions: dict[str, Session] = {}
 
     # -- service ---------------------------------------------------------------
@@ -122,7 +123,7 @@ class SessionService(Service):
                 info,
                 self.files,
                 reactor=self._reactor,
-                cooperator=self.cooperator,
+                screens=self.screens,
                 scrollback=self.scrollback,
             )
         self.log.info("found {n} sessions in {path}", n=len(self.sessions), path=str(self.files.root))
@@ -193,7 +194,7 @@ class SessionService(Service):
             plan,
             self.files,
             reactor=self._reactor,
-            cooperator=self.cooperator,
+            screens=self.screens,
             launcher=self._launcher,
             spawns=self.spawns,
             scrollback=self.scrollback,

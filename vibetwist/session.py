@@ -39,7 +39,7 @@ from vibetwist.interfaces import ILauncher, ITerminalEvents, ITerminalProcess
 from vibetwist.pty import SIGHUP, SIGKILL, SIGTERM, SpawnQueue
 from vibetwist.recording import Recording, RecordingReader
 from vibetwist.screen import TerminalScreen
-from vibetwist.screenfeed import ScreenFeed
+from vibetwist.screenfeed import ScreenFeed, ScreenScheduler
 
 #: Seconds between SIGTERM and SIGKILL when a session is deleted.
 KILL_GRACE = 3.0
@@ -190,17 +190,16 @@ class Session:
         files: ControlDir,
         *,
         reactor: Any,
-        cooperator: Any,
+        screens: ScreenScheduler,
         scrollback: int,
-        recording: Recording | None = None,
         header: Header | None = None,
     ) -> None:
         self.info = info
         self._files = files
         self._reactor = reactor
-        self._recording = recording
+        self._recording: Recording | None = None
+        self._max_recording: int | None = None
         self.recording_path = files.recording_path(info.id)
-        self.header_line = encode_header(header) if header is not None else b""
         self._start = reactor.seconds()
         self._decoder = OutputDecoder()
         self._clear = ClearDetector()
@@ -216,12 +215,20 @@ class Session:
         self.listeners: set[Any] = set()
         self.exit_line: bytes | None = None
         self.exit_recorded = False
-        header_size = len(self.header_line) if recording is not None else self._header_size()
-        self.screen = TerminalScreen(info.initial_cols, info.initial_rows, scrollback)
-        self.feed = ScreenFeed(self.screen, RecordingReader(self.recording_path, header_size), cooperator)
-        self._restored_end = 0
-        if recording is None:
+        self._restored_end: int | None = None
+        if header is not None:
+            # A new session: its files are made on the turn its program starts.
+            self.header_line = encode_header(header)
+            self._files_ready = False
+        else:
+            # A session found on disk.
+            self.header_line = self._read_header()
             self._restored_end = self._file_size()
+            self._files_ready = True
+        self.screen = TerminalScreen(info.initial_cols, info.initial_rows, scrollback)
+        reader = RecordingReader(self.recording_path, len(self.header_line))
+        self.feed = ScreenFeed(self.screen, reader, screens)
+        if self._restored_end is not None:
             self.feed.recorded(self._restored_end)
 
     # -- creation ---------------------------------------------------------
@@ -234,15 +241,19 @@ class Session:
         files: ControlDir,
         *,
         reactor: Any,
-        cooperator: Any,
+        screens: ScreenScheduler,
         launcher: ILauncher,
         spawns: SpawnQueue,
         scrollback: int,
         max_recording: int | None,
         shell: str,
     ) -> Session:
-        """Make a new session's folder and recording, save it, and queue its program's start."""
-        files.make_session_dir(info.id)
+        """A new session, its program queued to start.
+
+        Nothing touches the disk or forks here, so a create is answered as fast
+        as any request; the files are made and the program started on a
+        following reactor turn, one session per turn.
+        """
         header = Header(
             width=info.initial_cols,
             height=info.initial_rows,
@@ -251,44 +262,42 @@ class Session:
             title=info.name,
             env={"TERM": plan.env.get("TERM", "xterm-256color"), "SHELL": shell},
         )
-        recording = Recording(files.recording_path(info.id), max_recording)
-        session = cls(
-            info,
-            files,
-            reactor=reactor,
-            cooperator=cooperator,
-            scrollback=scrollback,
-            recording=recording,
-            header=header,
-        )
-        recording.append(session.header_line, final=True)
-        session.feed.recorded(recording.size)
-        session._save()
-        session._cancel_spawn = spawns.add(lambda: session._spawn(launcher, plan))
+        session = cls(info, files, reactor=reactor, screens=screens, scrollback=scrollback, header=header)
+        session._max_recording = max_recording
+        session._cancel_spawn = spawns.add(lambda: session._start_program(launcher, plan))
         return session
 
     @classmethod
     def restore(
-        cls, info: SessionInfo, files: ControlDir, *, reactor: Any, cooperator: Any, scrollback: int
+        cls, info: SessionInfo, files: ControlDir, *, reactor: Any, screens: ScreenScheduler, scrollback: int
     ) -> Session:
         """A session found on disk: its recording can be read, its program is gone."""
-        session = cls(info, files, reactor=reactor, cooperator=cooperator, scrollback=scrollback)
-        try:
-            with open(session.recording_path, "rb") as f:
-                session.header_line = f.readline(1 << 20)
-        except OSError:
-            session.header_line = b""
+        session = cls(info, files, reactor=reactor, screens=screens, scrollback=scrollback)
         if info.status is not Status.EXITED:
-            session.info = attrs.evolve(info, status=Status.EXITED, last_modified=now_iso())
-            session._save()
+            session._update(status=Status.EXITED)
         return session
 
-    def _header_size(self) -> int:
+    def _prepare_files(self) -> None:
+        """Make the session's folder, its recording (header first) and session.json."""
+        if self._files_ready:
+            return
+        self._files_ready = True
+        try:
+            self._files.make_session_dir(self.id)
+            self._recording = Recording(self.recording_path, self._max_recording)
+        except OSError as e:
+            self.log.error("session {id} runs unrecorded: {error}", id=self.id, error=e)
+            return
+        self._recording.append(self.header_line, final=True)
+        self.feed.recorded(self._recording.size)
+        self._save()
+
+    def _read_header(self) -> bytes:
         try:
             with open(self.recording_path, "rb") as f:
-                return len(f.readline(1 << 20))
+                return f.readline(1 << 20)
         except OSError:
-            return 0
+            return b""
 
     def _file_size(self) -> int:
         try:
@@ -311,7 +320,9 @@ class Session:
         """The offset just past the last whole line in the recording."""
         if self._recording is not None:
             return self._recording.size
-        return self._restored_end
+        if self._restored_end is not None:
+            return self._restored_end
+        return len(self.header_line)
 
     @property
     def recording_open(self) -> bool:
@@ -325,6 +336,8 @@ class Session:
         if self._save_timer is not None and self._save_timer.active():
             self._save_timer.cancel()
         self._save_timer = None
+        if not self._files_ready:
+            return  # saved once the files are made
         try:
             self._files.save_info(self.id, self.info.to_json())
         except OSError as e:
@@ -416,10 +429,11 @@ class Session:
 
     # -- lifecycle -------------------------------------------------------------
 
-    def _spawn(self, launcher: ILauncher, plan: LaunchPlan) -> None:
+    def _start_program(self, launcher: ILauncher, plan: LaunchPlan) -> None:
         self._cancel_spawn = None
         if self.status is not Status.STARTING:
             return
+        self._prepare_files()
         cols, rows = self._pending_size or (self.info.initial_cols, self.info.initial_rows)
         try:
             self._process = launcher.launch(
@@ -468,6 +482,7 @@ class Session:
             if self._cancel_spawn is not None:
                 self._cancel_spawn()
                 self._cancel_spawn = None
+            self._prepare_files()
             self._finish(None)
             return
         self._process.signal_all(SIGTERM)

@@ -23,7 +23,8 @@ from vibetwist.command import default_shell
 from vibetwist.controldir import default_control_dir
 from vibetwist.guard import Guard
 from vibetwist.lag import LagMonitor
-from vibetwist.pty import PTYLauncher
+from vibetwist.pty import PTYLauncher, SessionSignaller
+from vibetwist.screenfeed import budget_cooperator
 from vibetwist.service import SessionService
 
 DEFAULT_LISTEN = "tcp:4020:interface=127.0.0.1"
@@ -184,11 +185,11 @@ class _APIService(Service):
         if self._lag is not None:
             self._lag.start()
 
-    def stopService(self) -> None:
+    def stopService(self) -> Any:
         super().stopService()
-        self._api.stop()
         if self._lag is not None:
             self._lag.stop()
+        return self._api.stop()
 
 
 def makeService(options: Options, reactor: Any = None) -> MultiService:
@@ -201,16 +202,18 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     sessions = SessionService(
         options["control-dir"],
         reactor=reactor,
-        launcher=PTYLauncher(reactor),
+        launcher=PTYLauncher(reactor, SessionSignaller(budget_cooperator(reactor, 0.002))),
         shell=options["shell"],
         scrollback=options["scrollback"],
         max_recording=options["max-recording"],
         environ=dict(os.environ),
     )
-    sessions.setServiceParent(top)
     lag = LagMonitor(reactor) if options["measure-lag"] else None
     api = API(sessions, reactor, lag)
+    # Services stop in the reverse order: listeners, then sessions (their viewers
+    # get the exit lines), then the API (which lets those lines flush).
     _APIService(api, lag).setServiceParent(top)
+    sessions.setServiceParent(top)
     site_class = Site if options["access-log"] else _QuietSite
     site = site_class(Guard(api.resource()))
     site.noisy = False

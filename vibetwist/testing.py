@@ -23,8 +23,6 @@ class FakeTerminalProcess:
         self.signals: list[int] = []
         self.hung_up = False
         self.running = True
-        #: Pids of other processes in the program's session (background jobs).
-        self.others: set[int] = set()
 
     # ITerminalProcess
     def write(self, data: bytes) -> None:
@@ -33,12 +31,8 @@ class FakeTerminalProcess:
     def resize(self, cols: int, rows: int) -> None:
         self.sizes.append((cols, rows))
 
-    def signal_all(self, signal: int) -> int:
+    def signal_all(self, signal: int) -> None:
         self.signals.append(signal)
-        return int(self.running) + len(self.others)
-
-    def alive(self) -> bool:
-        return self.running or bool(self.others)
 
     def hang_up(self) -> None:
         self.hung_up = True
