@@ -94,16 +94,33 @@ class TerminalScreen:
     """A terminal screen of cols x rows with a bounded scrollback."""
 
     def __init__(self, cols: int, rows: int, scrollback: int = DEFAULT_SCROLLBACK) -> None:
-        self._screen = _Screen(cols, rows, history=max(1, scrollback))
-        self._stream = pyte.Stream(self._screen)
+        self._size = (cols, rows)
+        self._scrollback = max(1, scrollback)
+        self._pyte: _Screen | None = None
+        self._pyte_stream: pyte.Stream | None = None
+
+    @property
+    def _screen(self) -> _Screen:
+        # Made on first use: a session nobody looks at and that printed nothing costs nothing.
+        if self._pyte is None:
+            self._pyte = _Screen(*self._size, history=self._scrollback)
+            self._pyte_stream = pyte.Stream(self._pyte)
+        return self._pyte
+
+    @property
+    def _stream(self) -> pyte.Stream:
+        if self._pyte_stream is None:
+            self._screen  # noqa: B018 - makes the stream too
+        assert self._pyte_stream is not None
+        return self._pyte_stream
 
     @property
     def cols(self) -> int:
-        return int(self._screen.columns)
+        return int(self._screen.columns) if self._pyte is not None else self._size[0]
 
     @property
     def rows(self) -> int:
-        return int(self._screen.lines)
+        return int(self._screen.lines) if self._pyte is not None else self._size[1]
 
     @property
     def scrollback_lines(self) -> int:
@@ -120,7 +137,10 @@ class TerminalScreen:
 
     def resize(self, cols: int, rows: int) -> None:
         """Change the size, as the program's terminal did."""
-        self._screen.resize(lines=rows, columns=cols)
+        if self._pyte is None:
+            self._size = (cols, rows)
+        else:
+            self._pyte.resize(lines=rows, columns=cols)
 
     def lines(self) -> list[str]:
         """The visible rows as text, trailing blanks removed."""

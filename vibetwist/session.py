@@ -264,7 +264,7 @@ class Session:
         )
         session = cls(info, files, reactor=reactor, screens=screens, scrollback=scrollback, header=header)
         session._max_recording = max_recording
-        session._cancel_spawn = spawns.add(lambda: session._start_program(launcher, plan))
+        session._cancel_spawn = spawns.add(lambda: session._start_step(launcher, plan, spawns))
         return session
 
     @classmethod
@@ -277,8 +277,8 @@ class Session:
             session._update(status=Status.EXITED)
         return session
 
-    def _prepare_files(self) -> None:
-        """Make the session's folder, its recording (header first) and session.json."""
+    def _prepare_files(self, save: bool = True) -> None:
+        """Make the session's folder, its recording (header first) and, if save, session.json."""
         if self._files_ready:
             return
         self._files_ready = True
@@ -290,7 +290,8 @@ class Session:
             return
         self._recording.append(self.header_line, final=True)
         self.feed.recorded(self._recording.size)
-        self._save()
+        if save:
+            self._save()
 
     def _read_header(self) -> bytes:
         try:
@@ -429,11 +430,15 @@ class Session:
 
     # -- lifecycle -------------------------------------------------------------
 
-    def _start_program(self, launcher: ILauncher, plan: LaunchPlan) -> None:
+    def _start_step(self, launcher: ILauncher, plan: LaunchPlan, spawns: SpawnQueue) -> None:
+        """One queued step of starting, each on a reactor turn of its own: the files, then the fork."""
         self._cancel_spawn = None
         if self.status is not Status.STARTING:
             return
-        self._prepare_files()
+        if not self._files_ready:
+            self._prepare_files(save=False)  # saved once, with the program's pid
+            self._cancel_spawn = spawns.add(lambda: self._start_step(launcher, plan, spawns))
+            return
         cols, rows = self._pending_size or (self.info.initial_cols, self.info.initial_rows)
         try:
             self._process = launcher.launch(
