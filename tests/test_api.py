@@ -116,9 +116,9 @@ class CreateTests(APITestCase):
         self.assertEqual(self.call("GET", f"/api/sessions/{sid}")[1]["name"], "cat (~)")
 
     def test_bare_shell_is_login_shell(self) -> None:
-        """["sh"] runs as a login shell (argv[0] starting with -)."""
+        """["sh"] runs as a login shell (sh -l)."""
         self.create(command=["sh"])
-        self.assertEqual(self.launcher.last.launch.argv, ["-sh"])
+        self.assertEqual(self.launcher.last.launch.argv, ["sh", "-l"])
 
     def test_unknown_program_runs_through_shell(self) -> None:
         """A command that is not a program runs through the shell, as typed in a terminal."""

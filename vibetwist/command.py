@@ -63,8 +63,7 @@ def plan_launch(
         found = shutil.which(first, path=search)
     if found is not None:
         if len(command) == 1 and os.path.basename(first) in SHELLS:
-            # argv[0] starting with "-" makes any shell a login shell.
-            return LaunchPlan(found, ("-" + os.path.basename(first),), env, cwd)
+            return LaunchPlan(found, (first, "-l"), env, cwd)
         return LaunchPlan(found, tuple(command), env, cwd)
     shell_path = shell if "/" in shell else (shutil.which(shell, path=search) or "/bin/sh")
     return LaunchPlan(shell_path, (shell_path, "-c", shlex.join(command)), env, cwd)
