@@ -898,3 +898,27 @@ class RestartTests(DaemonTestCase):
         self.assertEqual((await client.session(sid))["status"], "exited")
         stream = await client.stream_to_end(sid)
         self.assertIn("up", stream.output())
+
+
+class ExampleTests(DaemonTestCase):
+    """The scripts in examples/ work against the real daemon."""
+
+    @async_test
+    async def test_follow_example(self) -> None:
+        """examples/follow.py starts a session, prints its output and exits with its code."""
+        script = Path(__file__).parent.parent / "examples" / "follow.py"
+        out, err, code = await utils.getProcessOutputAndValue(
+            sys.executable,
+            [
+                str(script),
+                "--url",
+                self.daemon.url("").rstrip("/"),
+                "--",
+                "bash",
+                "-c",
+                "echo followed; exit 6",
+            ],
+            env=dict(os.environ),
+        )
+        self.assertEqual(code, 6, err)
+        self.assertIn(b"followed", out)
