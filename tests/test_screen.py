@@ -1,0 +1,64 @@
+"""Tests for vibetwist.screen: pyte with its zero-width bug worked around."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from vibetwist.screen import TerminalScreen, drop_zero_width
+from vibetwist.snapshot import RGB, UNDERLINE
+
+
+class ScreenTests(SynchronousTestCase):
+    """What the screen shows for a given stream."""
+
+    def screen(self, text: str, cols: int = 20, rows: int = 4) -> TerminalScreen:
+        screen = TerminalScreen(cols, rows, scrollback=50)
+        screen.feed(text)
+        return screen
+
+    def test_zero_width_characters_keep_following_text(self) -> None:
+        """Text after U+200D, U+FE0F and U+200B is not dropped (stock pyte stops there)."""
+        for joiner in ["\u200d", "\ufe0f", "\u200b"]:
+            self.assertEqual(self.screen(f"a{joiner}b c").lines()[0], "ab c")
+
+    def test_combining_marks_kept(self) -> None:
+        """Combining marks still combine with the character before them."""
+        self.assertEqual(self.screen("e\u0301x").lines()[0], "\u00e9x")
+
+    @given(st.text(max_size=50))
+    def test_drop_zero_width_keeps_visible_text(self, text: str) -> None:
+        """Only zero-width, non-combining characters are removed."""
+        kept = drop_zero_width(text)
+        self.assertEqual(kept, drop_zero_width(kept))
+        self.assertLessEqual(len(kept), len(text))
+        for char in text:
+            if char.isascii():
+                self.assertIn(char, kept)
+
+    def test_text_and_scrollback(self) -> None:
+        """Lines that scroll off the top are counted as scrollback; the view is the bottom rows."""
+        screen = self.screen("".join(f"l{i}\r\n" for i in range(10)), rows=4)
+        self.assertEqual(screen.lines(), ["l7", "l8", "l9", ""])
+        self.assertEqual(screen.scrollback_lines, 7)
+        self.assertEqual(screen.snapshot().viewport_y, 7)
+
+    def test_snapshot_cells(self) -> None:
+        """Colours, attributes, wide characters and the cursor come through to the snapshot."""
+        screen = self.screen("\x1b[4;31mA\x1b[0m\x1b[38;2;1;2;3mB\x1b[0m中x")
+        snap = screen.snapshot()
+        row = snap.rows[0]
+        self.assertEqual((row[0].char, row[0].fg, row[0].attrs), ("A", 1, UNDERLINE))
+        self.assertEqual((row[1].char, row[1].fg), ("B", RGB(1, 2, 3)))
+        self.assertEqual([c.char for c in row[2:4]], ["中", "x"])  # the wide char's second column is left out
+        self.assertEqual((snap.cursor_x, snap.cursor_y), (5, 0))
+
+    def test_resize(self) -> None:
+        """A resize changes the screen's size, also before anything was drawn."""
+        screen = TerminalScreen(10, 5)
+        screen.resize(30, 8)
+        self.assertEqual((screen.cols, screen.rows), (30, 8))
+        screen.feed("x")
+        screen.resize(40, 9)
+        self.assertEqual((screen.cols, screen.rows, len(screen.lines())), (40, 9, 9))
