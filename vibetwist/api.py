@@ -27,7 +27,7 @@ from vibetwist.screenfeed import budget_cooperator
 from vibetwist.service import SessionService
 from vibetwist.session import Session, Status
 from vibetwist.snapshot import encode
-from vibetwist.sse import HEARTBEAT, StreamResource
+from vibetwist.sse import StreamResource
 
 #: How long /text and /buffer wait for the screen to catch up before answering anyway.
 SCREEN_WAIT = 2.0
@@ -310,6 +310,3 @@ class API:
     @app.route("/api/sessions/<session_id>/recording", methods=["GET"])
     def recording(self, request: Any, session_id: str) -> Resource:
         return RecordingDownload(self.service.get(session_id), self.streams)
-
-
-__all__ = ["API", "HEARTBEAT"]
