@@ -40,7 +40,7 @@ class ScreenScheduler:
     leaving the turns between to I/O; when output stops it runs flat out.
     """
 
-    def __init__(self, reactor: Any, budget: float = 0.004, busy_delay: float = 0.004) -> None:
+    def __init__(self, reactor: Any, budget: float = 0.002, busy_delay: float = 0.010) -> None:
         self._reactor = reactor
         self.budget = budget
         self.busy_delay = busy_delay
