@@ -349,6 +349,10 @@ class Client:
         self.daemon = daemon
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.http = HTTPClient(Agent(reactor, pool=self.pool))
+        # Streams get connections of their own that are never pooled: one that ends
+        # while the test is closing would otherwise come back to the pool afterwards
+        # and leave its idle-timeout call in the reactor.
+        self._stream_http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
         self.streams: list[SSEStream] = []
 
     async def close(self) -> None:
@@ -356,8 +360,10 @@ class Client:
         for stream in self.streams:
             stream.abort()
         await self.pool.closeCachedConnections()
-        # Aborted connections finish closing on the next reactor turn.
+        # Aborted connections finish closing on the next reactor turn; a request that was
+        # still finishing may have returned its connection meanwhile.
         await sleep(self._reactor, 0.01)
+        await self.pool.closeCachedConnections()
 
     async def request(
         self,
@@ -434,7 +440,7 @@ class Client:
         """Open the SSE stream of a session; messages arrive in the returned object."""
         response = await within(
             self._reactor,
-            self.http.get(self.daemon.url(f"/api/sessions/{session_id}/stream"), unbuffered=True),
+            self._stream_http.get(self.daemon.url(f"/api/sessions/{session_id}/stream"), unbuffered=True),
             timeout,
             "SSE connect",
         )
