@@ -7,6 +7,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from signal import SIGHUP, SIGKILL, SIGTERM
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -14,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from vibetwist.asciicast import Event, Exit, Header, parse_line
 from vibetwist.controldir import ControlDir
 from vibetwist.errors import BadRequest, Conflict
-from vibetwist.pty import SIGHUP, SIGKILL, SIGTERM, SpawnQueue
+from vibetwist.pty import SpawnQueue
 from vibetwist.screenfeed import ScreenScheduler
 from vibetwist.session import (
     HANGUP_GRACE,
@@ -325,9 +326,6 @@ class RecordingTests(SynchronousTestCase):
         class Listener:
             def event(self, line: bytes) -> None:
                 got.append(line)
-
-            def finished(self) -> None:
-                pass
 
         session.listeners.add(Listener())
         full = os.open("/dev/full", os.O_WRONLY)

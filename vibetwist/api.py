@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 from klein import Klein
-from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.task import Cooperator, LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -105,12 +105,19 @@ class API:
     app = Klein()
     log = Logger()
 
-    def __init__(self, service: SessionService, reactor: Any, lag: LagMonitor | None = None) -> None:
+    def __init__(
+        self,
+        service: SessionService,
+        reactor: Any,
+        lag: LagMonitor | None = None,
+        background: Cooperator | None = None,
+    ) -> None:
         self.service = service
         self._reactor = reactor
         self._started = reactor.seconds()
         self.lag = lag
-        self.streams = budget_cooperator(reactor, 0.002)
+        #: Where replays and downloads read recordings, a slice per turn.
+        self.streams = background if background is not None else budget_cooperator(reactor, 0.002)
         self.viewers: set[Any] = set()
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
@@ -279,15 +286,10 @@ class API:
 
     async def _fresh_screen(self, session: Session) -> None:
         """Wait (briefly) until the screen shows the output recorded so far."""
-        waiting = session.feed.when_caught_up()
-        timer = self._reactor.callLater(SCREEN_WAIT, waiting.cancel)
         try:
-            await waiting
-        except Exception:
+            await session.feed.when_caught_up().addTimeout(SCREEN_WAIT, self._reactor)
+        except TimeoutError:
             pass  # answer with what the screen shows
-        finally:
-            if timer.active():
-                timer.cancel()
 
     @app.route("/api/sessions/<session_id>/text", methods=["GET"])
     async def text(self, request: Any, session_id: str) -> bytes:

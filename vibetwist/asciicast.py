@@ -33,6 +33,7 @@ __all__ = [
     "encode_exit",
     "encode_header",
     "encode_size",
+    "is_exit_line",
     "iter_playable",
     "parse_line",
     "parse_size",
@@ -382,7 +383,7 @@ def zero_time(line: bytes) -> bytes:
     return line[:start] + b"0" + line[end:]
 
 
-def _is_exit_line(line: bytes) -> bool:
+def is_exit_line(line: bytes) -> bool:
     """
     Tell, from its first bytes, whether a line is an C{["exit", ...]} line.
 
@@ -404,7 +405,7 @@ def iter_playable(lines: Iterable[bytes]) -> Iterator[bytes]:
     @return: the same lines, in order, except the exit lines.
     """
     for line in lines:
-        if not _is_exit_line(line):
+        if not is_exit_line(line):
             yield line
 
 

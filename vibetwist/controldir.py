@@ -92,9 +92,6 @@ class ControlDir:
     def recording_path(self, session_id: str) -> Path:
         return self.session_dir(session_id) / "stdout"
 
-    def ipc_path(self, session_id: str) -> Path:
-        return self.session_dir(session_id) / "ipc.sock"
-
     def save_info(self, session_id: str, info: dict[str, Any]) -> None:
         """Write a session's session.json atomically."""
         write_json_atomically(self.info_path(session_id), info)

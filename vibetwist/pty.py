@@ -1,9 +1,11 @@
 # -*- test-case-name: tests.test_pty -*-
-"""Programs in real pseudo-terminals, started with ``reactor.spawnProcess``.
+"""Programs in real pseudo-terminals, run by Twisted's PTY process.
 
-The PTY is opened and sized before the fork, so the program never sees a
-0x0 terminal. Every process of a program's session (its SID) is found
-through /proc, so a delete also ends the background jobs of a shell.
+The PTY is opened and sized before the program starts, so it never sees a
+0x0 terminal. Programs start with posix_spawn where the system allows (see
+SpawnedPTYProcess), else with ``reactor.spawnProcess``. Every process of a
+program's session (its SID) is found through /proc, so a delete also ends
+the background jobs of a shell.
 """
 
 from __future__ import annotations
@@ -33,15 +35,6 @@ from vibetwist.interfaces import ILauncher, ITerminalEvents, ITerminalProcess
 def set_size(fd: int, cols: int, rows: int) -> None:
     """Set a terminal's window size (TIOCSWINSZ)."""
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
-def session_members(sid: int, proc: str = "/proc") -> list[int]:
-    """The pids of every live process whose session id is sid (a blocking scan of /proc)."""
-    try:
-        names = os.listdir(proc)
-    except OSError:
-        return []
-    return [int(n) for n in names if n.isdigit() and _stat_session(proc, n) == sid]
 
 
 def _stat_session(proc: str, name: str) -> int | None:
@@ -95,21 +88,27 @@ class SessionSignaller:
         try:
             while self._pending:
                 wanted, self._pending = self._pending, {}
-                try:
-                    names = [n for n in os.listdir(self._proc) if n.isdigit()]
-                except OSError:
-                    return
-                for i, name in enumerate(names):
-                    if i % self._slice == 0:
-                        yield None
-                    sid = _stat_session(self._proc, name)
-                    if sid in wanted:
-                        try:
-                            os.kill(int(name), wanted[sid])
-                        except OSError:
-                            pass
+                yield from signal_sessions(wanted, self._proc, self._slice)
         finally:
             self._scanning = False
+
+
+def signal_sessions(wanted: dict[int, int], proc: str = "/proc", slice_size: int = 64) -> Iterator[None]:
+    """One pass over /proc sending each process whose session id is a key of wanted that
+    key's signal; yields every slice_size processes (drain it to run it in one go)."""
+    try:
+        names = [n for n in os.listdir(proc) if n.isdigit()]
+    except OSError:
+        return
+    for i, name in enumerate(names):
+        if i % slice_size == 0:
+            yield None
+        sid = _stat_session(proc, name)
+        if sid in wanted:
+            try:
+                os.kill(int(name), wanted[sid])
+            except OSError:
+                pass
 
 
 def exit_code(reason: Failure) -> int:
@@ -189,7 +188,9 @@ class SpawnedPTYProcess(twisted_process.PTYProcess):
     reaping, processEnded) is Twisted's.
     """
 
-    helpers: tuple[str, str] = ("/usr/bin/env", "/usr/bin/setsid")
+    def __init__(self, helpers: tuple[str, str], *args: Any, **kwargs: Any) -> None:
+        self._helpers = helpers  # read by _fork, which PTYProcess.__init__ calls
+        super().__init__(*args, **kwargs)
 
     def _fork(  # type: ignore[override]
         self,
@@ -202,7 +203,7 @@ class SpawnedPTYProcess(twisted_process.PTYProcess):
         masterfd: int,
         slavefd: int,
     ) -> None:
-        env_path, setsid_path = self.helpers
+        env_path, setsid_path = self._helpers
         argv = [env_path, "-C", path, setsid_path, "-c", executable, *args[1:]]
         self.pid = os.posix_spawn(  # type: ignore[assignment]
             env_path,
@@ -221,7 +222,7 @@ class SpawnedPTYProcess(twisted_process.PTYProcess):
 
 @implementer(ILauncher)
 class PTYLauncher:
-    """Starts each program in a fresh PTY, pre-sized, with ``spawnProcess``."""
+    """Starts each program in a fresh, pre-sized PTY."""
 
     def __init__(self, reactor: Any, signaller: SessionSignaller, use_spawn: bool = True) -> None:
         self._reactor = reactor
@@ -243,9 +244,15 @@ class PTYLauncher:
             set_size(slave, cols, rows)
             pty_fds = (master, slave, os.ttyname(slave))
             if self._helpers is not None:
-                SpawnedPTYProcess.helpers = self._helpers
                 transport = SpawnedPTYProcess(
-                    self._reactor, executable, argv, env, cwd, _Protocol(events), usePTY=pty_fds
+                    self._helpers,
+                    self._reactor,
+                    executable,
+                    argv,
+                    env,
+                    cwd,
+                    _Protocol(events),
+                    usePTY=pty_fds,
                 )
             else:
                 transport = self._reactor.spawnProcess(
@@ -259,10 +266,9 @@ class PTYLauncher:
 
 
 class SpawnQueue:
-    """Runs queued spawns one per reactor turn, so a burst never freezes the reactor.
-
-    Each fork costs about a millisecond (more for a bigger daemon); fifty of
-    them in one turn would hold every other session for tens of milliseconds.
+    """Runs queued steps of starting sessions one per reactor turn, so a burst never
+    freezes the reactor: each step (making a session's files, or spawning its program)
+    costs up to a few milliseconds, and fifty in one turn would hold every other session.
     """
 
     log = Logger()
@@ -271,9 +277,6 @@ class SpawnQueue:
         self._reactor = reactor
         self._queue: deque[Callable[[], None]] = deque()
         self._call: Any = None
-
-    def __len__(self) -> int:
-        return len(self._queue)
 
     def add(self, spawn: Callable[[], None]) -> Callable[[], None]:
         """Queue a spawn; returns a function that takes it back out if it has not run."""
@@ -306,8 +309,3 @@ class SpawnQueue:
             except Exception:
                 self.log.failure("a queued spawn failed")
         self._schedule()
-
-
-SIGTERM = _signal.SIGTERM
-SIGKILL = _signal.SIGKILL
-SIGHUP = _signal.SIGHUP

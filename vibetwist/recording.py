@@ -45,10 +45,6 @@ class Recording:
         os.fchmod(self._fd, FILE_MODE)
         self.size = os.fstat(self._fd).st_size
 
-    @property
-    def is_open(self) -> bool:
-        return self.state is RecordingState.OPEN
-
     def append(self, line: bytes, final: bool = False) -> bool:
         """Add a whole line; True if it is on disk.
 

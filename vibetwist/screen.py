@@ -127,10 +127,6 @@ class TerminalScreen:
         """How many lines have scrolled off the top and are kept."""
         return len(self._screen.history.top)
 
-    @property
-    def title(self) -> str:
-        return str(self._screen.title)
-
     def feed(self, text: str) -> None:
         """Interpret text (with its escape sequences) as a terminal would."""
         self._stream.feed(text)

@@ -31,6 +31,24 @@ READ_SIZE = 16384
 MEMORY_LIMIT = 1 << 20
 
 
+def deadline_factory(budget: float) -> Callable[[], Callable[[], bool]]:
+    """A Cooperator termination predicate factory: each tick may run for ``budget`` seconds."""
+
+    def start() -> Callable[[], bool]:
+        deadline = time.perf_counter() + budget
+        return lambda: time.perf_counter() >= deadline
+
+    return start
+
+
+def budget_cooperator(reactor: Any, budget: float) -> Cooperator:
+    """A Cooperator that spends at most about ``budget`` seconds per reactor turn."""
+    return Cooperator(
+        terminationPredicateFactory=deadline_factory(budget),
+        scheduler=lambda work: reactor.callLater(0, work),
+    )
+
+
 class ScreenScheduler:
     """Schedules screen work so it never crowds out I/O.
 
@@ -42,10 +60,11 @@ class ScreenScheduler:
 
     def __init__(self, reactor: Any, budget: float = 0.002, busy_delay: float = 0.010) -> None:
         self._reactor = reactor
-        self.budget = budget
         self.busy_delay = busy_delay
         self._output_seen = False
-        self.cooperator = Cooperator(terminationPredicateFactory=self.termination, scheduler=self.schedule)
+        self.cooperator = Cooperator(
+            terminationPredicateFactory=deadline_factory(budget), scheduler=self.schedule
+        )
 
     def output(self) -> None:
         """Output arrived: the next slice of screen work waits its turn."""
@@ -55,15 +74,6 @@ class ScreenScheduler:
         delay = self.busy_delay if self._output_seen else 0
         self._output_seen = False
         return self._reactor.callLater(delay, work)
-
-    def termination(self) -> Callable[[], bool]:
-        deadline = time.perf_counter() + self.budget
-        return lambda: time.perf_counter() >= deadline
-
-
-def budget_cooperator(reactor: Any, budget: float) -> Cooperator:
-    """A Cooperator that spends at most about ``budget`` seconds per reactor turn."""
-    return ScreenScheduler(reactor, budget=budget, busy_delay=0).cooperator
 
 
 class ScreenFeed:
@@ -76,7 +86,6 @@ class ScreenFeed:
         screen: TerminalScreen,
         reader: RecordingReader,
         screens: ScreenScheduler,
-        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.screen = screen
         self._reader = reader
@@ -87,7 +96,6 @@ class ScreenFeed:
         self._memory_done = 0
         self._screens = screens
         self._running = False
-        self._on_change = on_change
         self._waiters: list[tuple[int, int, Deferred[None]]] = []
 
     @property
@@ -169,8 +177,6 @@ class ScreenFeed:
                 else:
                     break
                 self._fire()
-                if self._on_change is not None:
-                    self._on_change()
         finally:
             self._running = False
             self._fire()

@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from pathlib import Path
+from signal import SIGKILL
 from typing import Any
 
 from twisted.application.service import Service
@@ -17,7 +18,7 @@ from vibetwist.command import default_name, plan_launch, resolve_directory
 from vibetwist.controldir import ControlDir
 from vibetwist.errors import BadRequest, Conflict, FormatError, NotFound
 from vibetwist.interfaces import ILauncher
-from vibetwist.pty import SIGKILL, SpawnQueue, session_members
+from vibetwist.pty import SpawnQueue, signal_sessions
 from vibetwist.screen import DEFAULT_SCROLLBACK
 from vibetwist.screenfeed import ScreenScheduler
 from vibetwist.session import KILL_GRACE, Session, SessionInfo, Status, check_size, now_iso
@@ -32,16 +33,6 @@ def _pid_runs_session(pid: int, session_id: str) -> bool:
     except OSError:
         return False
     return f"VIBETUNNEL_SESSION_ID={session_id}".encode() in environ.split(b"\0")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class SessionService(Service):
@@ -99,7 +90,8 @@ class SessionService(Service):
 
     def load(self) -> None:
         """List the sessions found in the control directory; running ones whose program is gone
-        are shown as exited."""
+        are shown as exited, and programs left behind by a daemon that died are ended."""
+        orphans: dict[int, int] = {}
         for session_id in self.files.session_ids():
             if session_id in self.sessions:
                 continue
@@ -114,11 +106,7 @@ class SessionService(Service):
             if info.status is not Status.EXITED and info.pid is not None:
                 if _pid_runs_session(info.pid, session_id) and not info.attached_via_vt:
                     # Left behind by a daemon that died: nobody can reach its terminal now.
-                    for pid in session_members(info.pid):
-                        try:
-                            os.kill(pid, SIGKILL)
-                        except OSError:
-                            pass
+                    orphans[info.pid] = SIGKILL
             self.sessions[session_id] = Session.restore(
                 info,
                 self.files,
@@ -126,6 +114,9 @@ class SessionService(Service):
                 screens=self.screens,
                 scrollback=self.scrollback,
             )
+        if orphans:
+            for _ in signal_sessions(orphans):
+                pass  # one pass over /proc for all of them, at start-up
         self.log.info("found {n} sessions in {path}", n=len(self.sessions), path=str(self.files.root))
 
     # -- sessions ----------------------------------------------------------------

@@ -15,6 +15,7 @@ import os
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
+from signal import SIGHUP, SIGKILL, SIGTERM
 from typing import Any
 
 import attrs
@@ -36,7 +37,7 @@ from vibetwist.asciicast import (
 from vibetwist.controldir import ControlDir, is_session_id
 from vibetwist.errors import BadRequest, Conflict, FormatError
 from vibetwist.interfaces import ILauncher, ITerminalEvents, ITerminalProcess
-from vibetwist.pty import SIGHUP, SIGKILL, SIGTERM, SpawnQueue
+from vibetwist.pty import SpawnQueue
 from vibetwist.recording import Recording, RecordingReader
 from vibetwist.screen import TerminalScreen
 from vibetwist.screenfeed import ScreenFeed, ScreenScheduler
@@ -172,10 +173,7 @@ class IStreamListener(Interface):
     """A viewer of a session's recording lines as they are made."""
 
     def event(line: bytes) -> None:
-        """A new asciicast line (output, resize or the exit line)."""
-
-    def finished() -> None:
-        """The session ended; no more lines come."""
+        """A new asciicast line (output, resize or, last, the exit line)."""
 
 
 @implementer(ITerminalEvents)
@@ -214,7 +212,6 @@ class Session:
         self._ended: list[Deferred[None]] = []
         self.listeners: set[Any] = set()
         self.exit_line: bytes | None = None
-        self.exit_recorded = False
         self._restored_end: int | None = None
         if header is not None:
             # A new session: its files are made on the turn its program starts.
@@ -277,8 +274,10 @@ class Session:
             session._update(status=Status.EXITED)
         return session
 
-    def _prepare_files(self, save: bool = True) -> None:
-        """Make the session's folder, its recording (header first) and, if save, session.json."""
+    def _prepare_files(self) -> None:
+        """Make the session's folder and its recording (header first).
+
+        session.json is written by the status change that follows (running or exited)."""
         if self._files_ready:
             return
         self._files_ready = True
@@ -290,8 +289,6 @@ class Session:
             return
         self._recording.append(self.header_line, final=True)
         self.feed.recorded(self._recording.size)
-        if save:
-            self._save()
 
     def _read_header(self) -> bytes:
         try:
@@ -325,11 +322,6 @@ class Session:
             return self._restored_end
         return len(self.header_line)
 
-    @property
-    def recording_open(self) -> bool:
-        """True while new lines still go into the recording."""
-        return self._recording is not None and self._recording.is_open
-
     def _seconds(self) -> float:
         return max(0.0, self._reactor.seconds() - self._start)
 
@@ -355,19 +347,18 @@ class Session:
     def _emit_event(self, kind: str, data: str) -> None:
         """Record an event, hand it to the screen and every listener."""
         seconds = self._seconds()
-        self._emit(encode_event(seconds, kind, data), Event(seconds, kind, data))
-
-    def _emit(self, line: bytes, event: Event | None = None, final: bool = False) -> None:
-        recording = self._recording
-        recorded = recording is not None and recording.append(line, final=final)
-        if recorded:
-            assert recording is not None
-            self.feed.recorded(recording.size)
-        elif event is not None:
+        line = encode_event(seconds, kind, data)
+        if self._record(line):
+            self.feed.recorded(self.recorded_end)
+        else:
             # Not in the recording: the screen gets it from (bounded) memory.
-            self.feed.unrecorded(event)
-        if final:
-            self.exit_recorded = recorded
+            self.feed.unrecorded(Event(seconds, kind, data))
+        self._tell_listeners(line)
+
+    def _record(self, line: bytes, final: bool = False) -> bool:
+        return self._recording is not None and self._recording.append(line, final=final)
+
+    def _tell_listeners(self, line: bytes) -> None:
         for listener in list(self.listeners):
             listener.event(line)
 
@@ -419,11 +410,10 @@ class Session:
         self._process = None
         self._update(status=Status.EXITED, exit_code=code)
         self.exit_line = encode_exit(code, self.id)
-        self._emit(self.exit_line, final=True)
+        self._record(self.exit_line, final=True)
+        self._tell_listeners(self.exit_line)
         if self._recording is not None:
             self._recording.close()
-        for listener in list(self.listeners):
-            listener.finished()
         ended, self._ended = self._ended, []
         for d in ended:
             d.callback(None)
@@ -436,7 +426,7 @@ class Session:
         if self.status is not Status.STARTING:
             return
         if not self._files_ready:
-            self._prepare_files(save=False)  # saved once, with the program's pid
+            self._prepare_files()
             self._cancel_spawn = spawns.add(lambda: self._start_step(launcher, plan, spawns))
             return
         cols, rows = self._pending_size or (self.info.initial_cols, self.info.initial_rows)

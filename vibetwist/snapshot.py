@@ -238,27 +238,22 @@ def _encode_cell(out: bytearray, cell: Cell) -> None:
             raise ValueError(f"cell attributes must be 0..255, not {cell_attrs!r}")
         type_byte |= _EXTENDED
         out.append(cell_attrs)
-    fg = cell.fg
-    if fg is not None:
-        if isinstance(fg, RGB):
-            type_byte |= _HAS_FG | _FG_RGB
-            out += bytes((fg.r, fg.g, fg.b))
-        elif isinstance(fg, int) and 0 <= fg <= 255:
-            type_byte |= _HAS_FG
-            out.append(fg)
-        else:
-            raise _bad_color(fg, "foreground")
-    bg = cell.bg
-    if bg is not None:
-        if isinstance(bg, RGB):
-            type_byte |= _HAS_BG | _BG_RGB
-            out += bytes((bg.r, bg.g, bg.b))
-        elif isinstance(bg, int) and 0 <= bg <= 255:
-            type_byte |= _HAS_BG
-            out.append(bg)
-        else:
-            raise _bad_color(bg, "background")
+    if cell.fg is not None:
+        type_byte |= _append_color(out, cell.fg, _HAS_FG | _FG_RGB, _HAS_FG, "foreground")
+    if cell.bg is not None:
+        type_byte |= _append_color(out, cell.bg, _HAS_BG | _BG_RGB, _HAS_BG, "background")
     out[type_at] = type_byte
+
+
+def _append_color(out: bytearray, color: object, rgb_flags: int, palette_flags: int, which: str) -> int:
+    """Append a colour's bytes to out and return the type-byte flags that announce them."""
+    if isinstance(color, RGB):
+        out += bytes((color.r, color.g, color.b))
+        return rgb_flags
+    if isinstance(color, int) and 0 <= color <= 255:
+        out.append(color)
+        return palette_flags
+    raise _bad_color(color, which)
 
 
 def encode(snapshot: Snapshot) -> bytes:

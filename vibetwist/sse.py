@@ -14,12 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.interfaces import IPushProducer
-from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from vibetwist.asciicast import zero_time
+from vibetwist.asciicast import is_exit_line, zero_time
 from vibetwist.recording import RecordingReader
 from vibetwist.session import IStreamListener, Session, Status
 
@@ -35,8 +34,6 @@ def sse_message(line: bytes) -> bytes:
 @implementer(IStreamListener, IPushProducer)
 class StreamViewer:
     """One SSE client of one session."""
-
-    log = Logger()
 
     def __init__(self, session: Session, request: Any, cooperator: Any, viewers: set[Any]) -> None:
         self._session = session
@@ -70,12 +67,8 @@ class StreamViewer:
     def event(self, line: bytes) -> None:
         if self._live and not self._paused and not self._done:
             self._request.write(sse_message(line))
-            if line.startswith(b'["exit"'):
+            if is_exit_line(line):
                 self._end()
-
-    def finished(self) -> None:
-        """Nothing to do: a live viewer got the exit line through event(), and one
-        still reading the recording finds it there (or gets it once caught up)."""
 
     # -- IPushProducer ---------------------------------------------------------
 
@@ -112,7 +105,7 @@ class StreamViewer:
                     if offset < self._replay_end:
                         line = zero_time(line)
                     self._request.write(sse_message(line))
-                    if line.startswith(b'["exit"'):
+                    if is_exit_line(line):
                         self._end()
                         return
                 yield None

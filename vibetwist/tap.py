@@ -215,17 +215,20 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
 
         reactor = global_reactor
     top = MultiService()
+    # Reading recordings back for viewers and scanning /proc for kills share one
+    # cooperator of 2 ms a turn.
+    background = budget_cooperator(reactor, 0.002)
     sessions = SessionService(
         options["control-dir"],
         reactor=reactor,
-        launcher=PTYLauncher(reactor, SessionSignaller(budget_cooperator(reactor, 0.002))),
+        launcher=PTYLauncher(reactor, SessionSignaller(background)),
         shell=options["shell"],
         scrollback=options["scrollback"],
         max_recording=options["max-recording"],
         environ=dict(os.environ),
     )
     lag = LagMonitor(reactor) if options["measure-lag"] else None
-    api = API(sessions, reactor, lag)
+    api = API(sessions, reactor, lag, background)
     # Services stop in the reverse order: listeners, then sessions (their viewers
     # get the exit lines), then the API (which lets those lines flush).
     _APIService(api, lag, reactor).setServiceParent(top)
