@@ -62,3 +62,29 @@ class ScreenTests(SynchronousTestCase):
         screen.feed("x")
         screen.resize(40, 9)
         self.assertEqual((screen.cols, screen.rows, len(screen.lines())), (40, 9, 9))
+
+
+class ScreenStateTests(SynchronousTestCase):
+    """The parts of the screen a replay to a terminal emulator needs besides the visible rows."""
+
+    def test_history_rows_oldest_first(self) -> None:
+        """Lines that scrolled off the top are kept as cells, oldest first."""
+        screen = TerminalScreen(10, 3, scrollback=100)
+        screen.feed("\r\n".join(f"line{i}" for i in range(8)))
+        history = screen.history_rows()
+        self.assertEqual(len(history), 5)
+        texts = ["".join(c.char for c in row).rstrip() for row in history]
+        self.assertEqual(texts, [f"line{i}" for i in range(5)])
+        self.assertEqual(screen.lines(), ["line5", "line6", "line7"])
+
+    def test_private_modes(self) -> None:
+        """DEC private modes set by the program are reported by number, and reset ones are not."""
+        screen = TerminalScreen(10, 3)
+        screen.feed("\x1b[?1h\x1b[?2004h\x1b[?25l")
+        modes = screen.private_modes()
+        self.assertIn(1, modes)
+        self.assertIn(2004, modes)
+        self.assertNotIn(25, modes)
+        screen.feed("\x1b[?1l\x1b[?25h")
+        self.assertNotIn(1, screen.private_modes())
+        self.assertIn(25, screen.private_modes())

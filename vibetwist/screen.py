@@ -146,20 +146,28 @@ class TerminalScreen:
         """The visible screen as plain text, one line per row."""
         return "\n".join(self.lines()) + "\n"
 
+    def _row(self, line: dict[int, Char]) -> tuple[Cell, ...]:
+        cells = []
+        for x in range(self._screen.columns):
+            char = line[x]
+            if char.data == "":
+                continue  # the second column of a wide character
+            cells.append(_cell(char))
+        return tuple(cells)
+
+    def history_rows(self) -> list[tuple[Cell, ...]]:
+        """The scrollback, oldest line first, each line as its cells (as in snapshot rows)."""
+        return [self._row(line) for line in self._screen.history.top]
+
+    def private_modes(self) -> frozenset[int]:
+        """The DEC private modes set now (25 cursor shown, 1 application cursor keys, ...)."""
+        return frozenset(mode >> 5 for mode in self._screen.mode if mode & 31 == 0 and mode >> 5)
+
     def snapshot(self) -> Snapshot:
         """The visible rows, the cursor and where the view starts in the whole buffer."""
         screen = self._screen
         cols = screen.columns
-        rows = []
-        for y in range(screen.lines):
-            line = screen.buffer[y]
-            cells = []
-            for x in range(cols):
-                char = line[x]
-                if char.data == "":
-                    continue  # the second column of a wide character
-                cells.append(_cell(char))
-            rows.append(tuple(cells))
+        rows = [self._row(screen.buffer[y]) for y in range(screen.lines)]
         cursor = screen.cursor
         return Snapshot(
             cols=cols,
