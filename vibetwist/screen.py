@@ -8,7 +8,9 @@ or as a :class:`vibetwist.snapshot.Snapshot`.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import overload
 
 import pyte
 from pyte.screens import Char
@@ -90,6 +92,29 @@ def _cell(char: Char) -> Cell:
     return Cell(char.data, _color(char.fg), _color(char.bg), attrs)
 
 
+class _History(Sequence[tuple[Cell, ...]]):
+    """Lines that scrolled off, frozen when taken (pyte never changes a line once it is there)."""
+
+    def __init__(
+        self, lines: tuple[dict[int, Char], ...], convert: Callable[[dict[int, Char]], tuple[Cell, ...]]
+    ) -> None:
+        self._lines = lines
+        self._convert = convert
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[Cell, ...]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[Cell, ...]]: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[Cell, ...] | list[tuple[Cell, ...]]:
+        if isinstance(index, slice):
+            return [self._convert(line) for line in self._lines[index]]
+        return self._convert(self._lines[index])
+
+
 class TerminalScreen:
     """A terminal screen of cols x rows with a bounded scrollback."""
 
@@ -155,9 +180,14 @@ class TerminalScreen:
             cells.append(_cell(char))
         return tuple(cells)
 
-    def history_rows(self) -> list[tuple[Cell, ...]]:
-        """The scrollback, oldest line first, each line as its cells (as in snapshot rows)."""
-        return [self._row(line) for line in self._screen.history.top]
+    def history_rows(self) -> Sequence[tuple[Cell, ...]]:
+        """The scrollback, oldest line first, each line as its cells (as in snapshot rows).
+
+        The sequence is taken now and later output does not change it; each
+        line is converted to cells only when it is read, so taking it is cheap
+        and a long scrollback can be read a slice at a time.
+        """
+        return _History(tuple(self._screen.history.top), self._row)
 
     def private_modes(self) -> frozenset[int]:
         """The DEC private modes set now (25 cursor shown, 1 application cursor keys, ...)."""

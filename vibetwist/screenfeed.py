@@ -97,6 +97,12 @@ class ScreenFeed:
         self._screens = screens
         self._running = False
         self._waiters: list[tuple[int, int, Deferred[None]]] = []
+        #: The recording offset just past the last line the screen has taken in whole.
+        self.position = reader.offset
+        self._mid_event = False
+        self._at_boundary: list[Callable[[], None]] = []
+        #: Called (with no arguments) each time the screen has taken in an event.
+        self.watchers: set[Callable[[], None]] = set()
 
     @property
     def caught_up(self) -> bool:
@@ -129,12 +135,25 @@ class ScreenFeed:
             self._waiters.append((self._recorded_end, self._memory_in, d))
         return d
 
+    def at_boundary(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the screen shows exactly the recording up to ``position``.
+
+        That is at once, unless the screen is part way through an event, in
+        which case it is when the event is done.
+        """
+        if self._mid_event:
+            self._at_boundary.append(callback)
+        else:
+            callback()
+
     def stop(self) -> None:
         """Release the recording; pending waiters fire with what is on the screen."""
         self._memory.clear()
         self._recorded_end = self._reader.offset
         self._reader.close()
         self._fire(force=True)
+        self._applied(None)
+        self.watchers.clear()
 
     def _kick(self) -> None:
         if not self._running:
@@ -162,18 +181,20 @@ class ScreenFeed:
                         self.log.error("screen cannot read the recording: {error}", error=e)
                         self._recorded_end = self._reader.offset
                         continue
-                    for _, line in lines:
+                    for offset, line in lines:
                         try:
                             record = parse_line(line)
                         except FormatError:
-                            continue
+                            record = None
                         if isinstance(record, Event):
                             yield from self._apply(record)
+                        self._applied(offset + len(line))
                 elif self._memory:
                     event = self._memory.popleft()
                     self._memory_chars -= len(event.data)
                     yield from self._apply(event)
                     self._memory_done += 1
+                    self._applied(None)
                 else:
                     break
                 self._fire()
@@ -181,10 +202,23 @@ class ScreenFeed:
             self._running = False
             self._fire()
 
+    def _applied(self, position: int | None) -> None:
+        """An event is on the screen in whole (position: just past its line, if recorded)."""
+        self._mid_event = False
+        if position is not None:
+            self.position = position
+        if self._at_boundary:
+            waiting, self._at_boundary = self._at_boundary, []
+            for callback in waiting:
+                callback()
+        for watcher in list(self.watchers):
+            watcher()
+
     def _apply(self, event: Event) -> Iterator[None]:
         if event.kind == "o":
             text = event.data
             for start in range(0, len(text), SLICE):
+                self._mid_event = True
                 self.screen.feed(text[start : start + SLICE])
                 yield None
         elif event.kind == "r":

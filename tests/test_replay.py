@@ -1,0 +1,119 @@
+"""Tests for vibetwist.replay: drawing a screen into a fresh terminal emulator."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from vibetwist.replay import ROWS_PER_CHUNK, draw_row, replay, sgr
+from vibetwist.screen import TerminalScreen
+from vibetwist.snapshot import BLANK, BOLD, DIM, RGB, Cell
+
+# Terminal output: text, wide characters, line ends, styles, cursor moves and erases.
+_sgr_params = st.one_of(
+    st.sampled_from(["0", "1", "2", "3", "4", "7", "8", "9", "22", "27", "39", "49", ""]),
+    st.integers(30, 37).map(str),
+    st.integers(40, 47).map(str),
+    st.integers(90, 97).map(str),
+    st.integers(0, 255).map(lambda n: f"38;5;{n}"),
+    st.integers(0, 255).map(lambda n: f"48;5;{n}"),
+    st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255)).map(
+        lambda c: "38;2;{};{};{}".format(*c)
+    ),
+)
+_pieces = st.one_of(
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=30),
+    st.sampled_from(["中", "文", "é", "\u00e9", "🙂", "ß"]),
+    st.sampled_from(["\r\n", "\n", "\r", "\b", "\t"]),
+    st.lists(_sgr_params, min_size=1, max_size=3).map(lambda ps: "\x1b[" + ";".join(ps) + "m"),
+    st.tuples(st.integers(1, 12), st.integers(1, 30)).map(lambda p: f"\x1b[{p[0]};{p[1]}H"),
+    st.sampled_from(["\x1b[K", "\x1b[1K", "\x1b[2K", "\x1b[J", "\x1b[2J", "\x1b[A", "\x1b[3C"]),
+    st.sampled_from(
+        ["\x1b[?1h", "\x1b[?1l", "\x1b[?25l", "\x1b[?25h", "\x1b[?2004h", "\x1b[?7l", "\x1b[?7h"]
+    ),
+)
+terminal_output = st.lists(_pieces, max_size=120).map("".join)
+
+
+def rows_text(rows: object) -> list[str]:
+    return ["".join(c.char for c in row).rstrip() for row in rows]  # type: ignore[attr-defined]
+
+
+def trim(row: tuple[Cell, ...]) -> tuple[Cell, ...]:
+    end = len(row)
+    while end and row[end - 1] == BLANK:
+        end -= 1
+    return row[:end]
+
+
+def redraw(screen: TerminalScreen) -> TerminalScreen:
+    """A fresh screen of the same size fed the replay of ``screen``."""
+    copy = TerminalScreen(screen.cols, screen.rows, scrollback=1000)
+    data = b"".join(replay(screen.history_rows(), screen.snapshot(), screen.private_modes()))
+    copy.feed(data.decode("utf-8"))
+    return copy
+
+
+class ReplayTests(SynchronousTestCase):
+    """A screen drawn into a fresh emulator shows the same thing."""
+
+    @settings(max_examples=150)
+    @given(terminal_output, st.integers(5, 30), st.integers(2, 8))
+    def test_redraw_shows_the_same_screen(self, text: str, cols: int, rows: int) -> None:
+        """Scrollback, visible cells (characters, colours, attributes), cursor and modes survive."""
+        screen = TerminalScreen(cols, rows, scrollback=1000)
+        screen.feed(text)
+        copy = redraw(screen)
+        self.assertEqual([trim(r) for r in copy.history_rows()], [trim(r) for r in screen.history_rows()])
+        before, after = screen.snapshot(), copy.snapshot()
+        self.assertEqual([trim(r) for r in after.rows], [trim(r) for r in before.rows])
+        self.assertEqual((after.cursor_x, after.cursor_y), (min(before.cursor_x, cols - 1), before.cursor_y))
+        self.assertEqual(after.viewport_y, before.viewport_y)
+        wanted = {1, 7, 25, 2004}
+        self.assertEqual(copy.private_modes() & wanted, screen.private_modes() & wanted)
+
+    def test_long_scrollback_in_chunks(self) -> None:
+        """A long scrollback comes in several chunks, the first starting with a reset."""
+        screen = TerminalScreen(20, 3, scrollback=2000)
+        screen.feed("\r\n".join(f"line {i}" for i in range(1000)))
+        chunks = list(replay(screen.history_rows(), screen.snapshot(), screen.private_modes()))
+        self.assertEqual(len(chunks), -(-997 // ROWS_PER_CHUNK) + 1)
+        self.assertTrue(chunks[0].startswith(b"\x1bc"))
+        copy = redraw(screen)
+        self.assertEqual(rows_text(copy.history_rows())[:2], ["line 0", "line 1"])
+        self.assertEqual(copy.lines(), ["line 997", "line 998", "line 999"])
+
+    def test_replay_into_a_used_emulator(self) -> None:
+        """The reset at the start clears what the emulator showed before."""
+        screen = TerminalScreen(20, 3, scrollback=100)
+        screen.feed("new")
+        copy = TerminalScreen(20, 3, scrollback=100)
+        copy.feed("old stuff\r\nmore\r\n\r\n\r\nscrolled")
+        copy.feed(b"".join(replay(screen.history_rows(), screen.snapshot(), screen.private_modes())).decode())
+        self.assertEqual(copy.lines(), ["new", "", ""])
+        self.assertEqual(len(copy.history_rows()), 0)
+
+
+class DrawRowTests(SynchronousTestCase):
+    """One row as text and styles."""
+
+    def test_plain_row_is_its_text(self) -> None:
+        self.assertEqual(draw_row([Cell("a"), Cell("b"), BLANK, BLANK], 10), "ab")
+
+    def test_styles_change_only_where_they_differ(self) -> None:
+        row = [Cell("a", fg=1), Cell("b", fg=1), Cell("c", bg=RGB(1, 2, 3), attrs=BOLD | DIM), Cell("d")]
+        self.assertEqual(draw_row(row, 10), "\x1b[0;31mab\x1b[0;1;2;48;2;1;2;3mc\x1b[0md")
+
+    def test_palette_colours(self) -> None:
+        self.assertEqual(sgr(9, 200, 0), "\x1b[0;91;48;5;200m")
+        self.assertEqual(sgr(None, 12, 0), "\x1b[0;104m")
+
+    def test_row_wider_than_the_screen_is_cut(self) -> None:
+        """A scrollback line from before a narrowing resize is cut, so it does not wrap."""
+        self.assertEqual(draw_row([Cell("中"), Cell("x"), Cell("y")], 3), "中x")
+        self.assertEqual(draw_row([Cell("a")] * 8, 5), "aaaaa")
+
+    def test_styled_blank_kept(self) -> None:
+        """Trailing spaces with a background are part of the row."""
+        self.assertEqual(draw_row([Cell("a"), Cell(" ", bg=2)], 5), "a\x1b[0;42m \x1b[m")

@@ -1,0 +1,145 @@
+# -*- test-case-name: tests.test_replay -*-
+"""A screen as the bytes that draw it, for a terminal emulator that joins a session.
+
+A viewer that connects to a running session needs what the session's
+terminal shows (its scrollback, its visible rows, its cursor and the modes
+that change what keys send) before it can take the live output. This module
+turns the server-side screen into that stream of escape sequences. Sans-IO:
+rows go in, bytes come out, a slice at a time so a long scrollback never holds
+up the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+
+from wcwidth import wcswidth
+
+from vibetwist.snapshot import (
+    BLANK,
+    BOLD,
+    DIM,
+    INVERSE,
+    INVISIBLE,
+    ITALIC,
+    RGB,
+    STRIKETHROUGH,
+    UNDERLINE,
+    Cell,
+    Color,
+    Snapshot,
+)
+
+#: Rows drawn per chunk the generator yields.
+ROWS_PER_CHUNK = 256
+
+#: The DEC private modes a joining emulator must share to send the same keys and
+#: mouse reports: application cursor keys, bracketed paste, mouse tracking.
+REPLAYED_MODES = (1, 12, 1000, 1002, 1003, 1005, 1006, 1015, 2004)
+
+_ATTR_CODES = (
+    (BOLD, "1"),
+    (DIM, "2"),
+    (ITALIC, "3"),
+    (UNDERLINE, "4"),
+    (INVERSE, "7"),
+    (INVISIBLE, "8"),
+    (STRIKETHROUGH, "9"),
+)
+
+RESET = "\x1bc"
+PLAIN = "\x1b[m"
+
+
+def _color_code(color: int | RGB, base: int, bright_base: int, extended: int) -> str:
+    if isinstance(color, RGB):
+        return f"{extended};2;{color.r};{color.g};{color.b}"
+    if color < 8:
+        return str(base + color)
+    if color < 16:
+        return str(bright_base + color - 8)
+    return f"{extended};5;{color}"
+
+
+@lru_cache(maxsize=1024)
+def sgr(fg: Color, bg: Color, attrs: int) -> str:
+    """The SGR sequence that sets exactly this style, from any style."""
+    codes = ["0"]
+    codes.extend(code for bit, code in _ATTR_CODES if attrs & bit)
+    if fg is not None:
+        codes.append(_color_code(fg, 30, 90, 38))
+    if bg is not None:
+        codes.append(_color_code(bg, 40, 100, 48))
+    return "\x1b[" + ";".join(codes) + "m"
+
+
+@lru_cache(maxsize=4096)
+def _width(char: str) -> int:
+    width = wcswidth(char)
+    return 2 if width == 2 else 1
+
+
+def draw_row(cells: Sequence[Cell], cols: int) -> str:
+    """One row as text and SGR sequences, trailing blanks left out, no wider than cols.
+
+    Starts and ends in the default style.
+    """
+    end = len(cells)
+    while end and cells[end - 1] == BLANK:
+        end -= 1
+    out: list[str] = []
+    style: tuple[Color, Color, int] = (None, None, 0)
+    width = 0
+    for i in range(end):
+        cell = cells[i]
+        width += _width(cell.char)
+        if width > cols:
+            break
+        cell_style = (cell.fg, cell.bg, cell.attrs)
+        if cell_style != style:
+            out.append(sgr(*cell_style))
+            style = cell_style
+        out.append(cell.char)
+    if style != (None, None, 0):
+        out.append(PLAIN)
+    return "".join(out)
+
+
+def _modes(modes: frozenset[int]) -> str:
+    out = [f"\x1b[?{mode}h" for mode in REPLAYED_MODES if mode in modes]
+    if 7 not in modes:
+        out.append("\x1b[?7l")  # autowrap is on unless the program turned it off
+    if 25 not in modes:
+        out.append("\x1b[?25l")
+    return "".join(out)
+
+
+def replay(history: Sequence[Sequence[Cell]], screen: Snapshot, modes: frozenset[int]) -> Iterator[bytes]:
+    """The bytes that make an emulator of screen.cols x len(screen.rows) show this screen.
+
+    The emulator is reset first; the scrollback lines are drawn and scroll
+    off the top, then the visible rows; then the cursor is placed and the
+    modes set. Yields chunks of ROWS_PER_CHUNK rows; ``history`` is read
+    only as each chunk is made.
+    """
+    cols = screen.cols
+    parts = [RESET]
+    first = True
+    for start in range(0, len(history), ROWS_PER_CHUNK):
+        for row in history[start : start + ROWS_PER_CHUNK]:
+            if not first:
+                parts.append("\r\n")
+            first = False
+            parts.append(draw_row(row, cols))
+        yield "".join(parts).encode("utf-8", "surrogateescape")
+        parts = []
+    for row in screen.rows:
+        if not first:
+            parts.append("\r\n")
+        first = False
+        parts.append(draw_row(row, cols))
+    cursor_x = min(max(screen.cursor_x, 0), max(cols - 1, 0))
+    parts.append(f"\x1b[{screen.cursor_y + 1};{cursor_x + 1}H")
+    parts.append(_modes(modes))
+    yield "".join(parts).encode("utf-8", "surrogateescape")
