@@ -4,7 +4,8 @@
 Used by the end-to-end tests: L{Daemon} starts the daemon on a free loopback
 port with its own control directory and stops it (SIGTERM, then SIGKILL);
 L{Client} speaks to it with treq over a pool of its own; L{SSEStream} reads
-a Server-Sent Events response; L{raw_request} sends hand-written HTTP bytes.
+a Server-Sent Events response; L{WSClient} is an Autobahn WebSocket client;
+L{raw_request} sends hand-written HTTP bytes.
 Everything waits with bounded timeouts on the reactor and never blocks it
 (reading /proc is the only synchronous work, and it is quick).
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import treq
+from autobahn.twisted.websocket import WebSocketClientProtocol, create_client_agent
 from treq.client import HTTPClient
 from twisted.internet import defer, endpoints, task
 from twisted.internet.interfaces import IPushProducer, ITCPTransport
@@ -504,3 +506,73 @@ def parse_raw(answer: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
             out, body = out + body[:size], body[size + 2 :]
         body = out
     return status, headers, body
+
+
+class WSClient(WebSocketClientProtocol):
+    """An Autobahn client that keeps every message and can wait for one."""
+
+    def onOpen(self) -> None:
+        self.messages: list[tuple[bool, bytes]] = []
+        self.closed: defer.Deferred[int | None] = defer.Deferred()
+        self.close_code: int | None = None
+        self._waiting: list[tuple[Callable[[], Any], defer.Deferred[Any]]] = []
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.messages.append((isBinary, payload))
+        self._check()
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.close_code = code
+        if hasattr(self, "closed") and not self.closed.called:
+            self.closed.callback(code)
+        self._check()
+
+    def send_json(self, value: Any) -> None:
+        self.sendMessage(json.dumps(value).encode())
+
+    def texts(self) -> list[dict[str, Any]]:
+        return [json.loads(p) for binary, p in self.messages if not binary]
+
+    def binaries(self) -> list[bytes]:
+        return [p for binary, p in self.messages if binary]
+
+    def take(self) -> list[tuple[bool, bytes]]:
+        """The messages so far, forgotten."""
+        got, self.messages = self.messages, []
+        return got
+
+    def wait_for(self, check: Callable[[], T | None], timeout: float = 10.0) -> defer.Deferred[T]:
+        """Fire with check()'s first true value, checked after each message; fail after timeout."""
+        d: defer.Deferred[T] = defer.Deferred()
+        self._waiting.append((check, d))
+        self._check()
+        from twisted.internet import reactor
+
+        return d.addTimeout(timeout, reactor)
+
+    def _check(self) -> None:
+        keep = []
+        for check, d in getattr(self, "_waiting", []):
+            if d.called:
+                continue
+            value = check()
+            if value:
+                d.callback(value)
+            else:
+                keep.append((check, d))
+        self._waiting = keep
+
+    def pause(self) -> None:
+        """Stop reading, as a stalled client would."""
+        self.transport.pauseProducing()
+
+    def resume(self) -> None:
+        self.transport.resumeProducing()
+
+
+async def open_ws(
+    reactor: Any, daemon: Daemon, path: str, protocol: type[WSClient] = WSClient, **options: Any
+) -> Any:
+    """A WebSocket client connected to the daemon at path, its handshake done."""
+    agent = create_client_agent(reactor)
+    return await agent.open(f"ws://127.0.0.1:{daemon.port}{path}", options, protocol)

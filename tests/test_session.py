@@ -324,7 +324,7 @@ class RecordingTests(SynchronousTestCase):
         got: list[bytes] = []
 
         class Listener:
-            def event(self, line: bytes) -> None:
+            def event(self, line: bytes, record: object) -> None:
                 got.append(line)
 
         session.listeners.add(Listener())
@@ -338,6 +338,34 @@ class RecordingTests(SynchronousTestCase):
         self.assertTrue(any(b"after" in line for line in got))
         self.assertIn("after", session.screen.text())
         self.flushLoggedErrors()
+
+
+class ListenerTests(SynchronousTestCase):
+    """Viewers of the output as it is made."""
+
+    def test_broken_listener_dropped_others_served(self) -> None:
+        """A listener that raises is dropped; the recording and the other listeners go on."""
+        h = Harness(self)
+        session = h.create()
+        pump(h.clock)
+        got: list[object] = []
+
+        class Broken:
+            def event(self, line: bytes, record: object) -> None:
+                raise RuntimeError("gone")
+
+        class Good:
+            def event(self, line: bytes, record: object) -> None:
+                got.append(record)
+
+        session.listeners.update({Broken(), Good()})
+        h.launcher.last.say(b"one")
+        h.launcher.last.say(b"two")
+        self.assertEqual([getattr(r, "data", None) for r in got], ["one", "two"])
+        self.assertEqual(len(session.listeners), 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        outputs = [r.data for r in h.records(session) if isinstance(r, Event) and r.kind == "o"]
+        self.assertEqual("".join(outputs), "onetwo")
 
 
 class ScreenTests(SynchronousTestCase):

@@ -19,7 +19,7 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 
 from vibetwist import __version__
 from vibetwist.asciicast import iter_playable
-from vibetwist.errors import BadRequest
+from vibetwist.errors import BadRequest, UpgradeRequired
 from vibetwist.keys import key_sequence
 from vibetwist.lag import LagMonitor
 from vibetwist.recording import RecordingReader
@@ -28,6 +28,7 @@ from vibetwist.service import SessionService
 from vibetwist.session import Session, Status
 from vibetwist.snapshot import encode
 from vibetwist.sse import StreamResource
+from vibetwist.websocket import Endpoints, WebSockets
 
 #: How long /text and /buffer wait for the screen to catch up before answering anyway.
 SCREEN_WAIT = 2.0
@@ -111,6 +112,7 @@ class API:
         reactor: Any,
         lag: LagMonitor | None = None,
         background: Cooperator | None = None,
+        compress: bool = False,
     ) -> None:
         self.service = service
         self._reactor = reactor
@@ -119,6 +121,7 @@ class API:
         #: Where replays and downloads read recordings, a slice per turn.
         self.streams = background if background is not None else budget_cooperator(reactor, 0.002)
         self.viewers: set[Any] = set()
+        self.websockets = WebSockets(service, reactor, self.streams, compress=compress)
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
 
@@ -133,7 +136,7 @@ class API:
 
     async def _drain(self, limit: float = 1.0, step: float = 0.05) -> None:
         waited = 0.0
-        while self.viewers and waited < limit:
+        while (self.viewers or self.websockets.connections()) and waited < limit:
             await deferLater(self._reactor, step, lambda: None)
             waited += step
         # The last responses are written out on the reactor's next rounds.
@@ -308,6 +311,28 @@ class API:
     @app.route("/api/sessions/<session_id>/stream", methods=["GET"])
     def stream(self, request: Any, session_id: str) -> Resource:
         return StreamResource(self.service.get(session_id), self.streams, self.viewers)
+
+    # -- WebSockets -------------------------------------------------------------------
+
+    def _upgrade(self, request: Any, endpoints: Endpoints) -> Any:
+        if (request.getHeader(b"upgrade") or b"").lower() != b"websocket":
+            raise UpgradeRequired("This is a WebSocket endpoint")
+        return endpoints.web_resource()
+
+    @app.route("/buffers", methods=["GET"])
+    def buffers(self, request: Any) -> Resource:
+        return self._upgrade(request, self.websockets.buffers)
+
+    @app.route("/ws/input", methods=["GET"])
+    def input_socket(self, request: Any) -> Resource:
+        session_id = (request.args.get(b"sessionId") or [b""])[0].decode("utf-8", "replace")
+        self.service.get(session_id)
+        return self._upgrade(request, self.websockets.input)
+
+    @app.route("/ws/sessions/<session_id>", methods=["GET"])
+    def stream_socket(self, request: Any, session_id: str) -> Resource:
+        self.service.get(session_id)
+        return self._upgrade(request, self.websockets.stream)
 
     @app.route("/api/sessions/<session_id>/recording", methods=["GET"])
     def recording(self, request: Any, session_id: str) -> Resource:

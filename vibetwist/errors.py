@@ -41,5 +41,11 @@ class PayloadTooLarge(BadRequest):
     status = 413
 
 
+class UpgradeRequired(BadRequest):
+    """A plain HTTP request reached a WebSocket endpoint (HTTP 426)."""
+
+    status = 426
+
+
 class FormatError(VibetwistError):
     """Bytes that do not follow the format they claim (asciicast, snapshot, IPC)."""

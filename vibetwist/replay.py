@@ -31,8 +31,8 @@ from vibetwist.snapshot import (
     Snapshot,
 )
 
-#: Rows drawn per chunk the generator yields.
-ROWS_PER_CHUNK = 256
+#: Rows drawn per chunk the generator yields (a few milliseconds of work).
+ROWS_PER_CHUNK = 16
 
 #: The DEC private modes a joining emulator must share to send the same keys and
 #: mouse reports: application cursor keys, bracketed paste, mouse tracking.

@@ -27,6 +27,7 @@ from vibetwist import __version__
 from vibetwist.asciicast import (
     ClearDetector,
     Event,
+    Exit,
     Header,
     OutputDecoder,
     encode_event,
@@ -172,8 +173,8 @@ class LaunchPlan:
 class IStreamListener(Interface):
     """A viewer of a session's recording lines as they are made."""
 
-    def event(line: bytes) -> None:
-        """A new asciicast line (output, resize or, last, the exit line)."""
+    def event(line: bytes, record: Event | Exit) -> None:
+        """A new asciicast line (output, resize or, last, the exit line) and what it says."""
 
 
 @implementer(ITerminalEvents)
@@ -222,6 +223,8 @@ class Session:
             self.header_line = self._read_header()
             self._restored_end = self._file_size()
             self._files_ready = True
+        #: The terminal's size (cols, rows) as last set.
+        self.size = (info.initial_cols, info.initial_rows)
         self.screen = TerminalScreen(info.initial_cols, info.initial_rows, scrollback)
         reader = RecordingReader(self.recording_path, len(self.header_line))
         self.feed = ScreenFeed(self.screen, reader, screens)
@@ -348,19 +351,25 @@ class Session:
         """Record an event, hand it to the screen and every listener."""
         seconds = self._seconds()
         line = encode_event(seconds, kind, data)
+        event = Event(seconds, kind, data)
         if self._record(line):
             self.feed.recorded(self.recorded_end)
         else:
             # Not in the recording: the screen gets it from (bounded) memory.
-            self.feed.unrecorded(Event(seconds, kind, data))
-        self._tell_listeners(line)
+            self.feed.unrecorded(event)
+        self._tell_listeners(line, event)
 
     def _record(self, line: bytes, final: bool = False) -> bool:
         return self._recording is not None and self._recording.append(line, final=final)
 
-    def _tell_listeners(self, line: bytes) -> None:
+    def _tell_listeners(self, line: bytes, record: Event | Exit) -> None:
         for listener in list(self.listeners):
-            listener.event(line)
+            try:
+                listener.event(line, record)
+            except Exception:
+                # One broken viewer must not stop the output reaching the others.
+                self.log.failure("a viewer of {id} failed; dropping it", id=self.id)
+                self.listeners.discard(listener)
 
     # -- ITerminalEvents ------------------------------------------------------
 
@@ -411,7 +420,7 @@ class Session:
         self._update(status=Status.EXITED, exit_code=code)
         self.exit_line = encode_exit(code, self.id)
         self._record(self.exit_line, final=True)
-        self._tell_listeners(self.exit_line)
+        self._tell_listeners(self.exit_line, Exit(code, self.id))
         if self._recording is not None:
             self._recording.close()
         ended, self._ended = self._ended, []
@@ -463,6 +472,7 @@ class Session:
             self._pending_size = (cols, rows)
         else:
             self._process.resize(cols, rows)
+        self.size = (cols, rows)
         self._emit_event("r", encode_size(cols, rows))
 
     def rename(self, name: str) -> None:

@@ -92,6 +92,11 @@ class Options(usage.Options):
     optFlags = [
         ["measure-lag", None, "Measure reactor stalls (reported by GET /api/stats)."],
         ["access-log", None, "Log every HTTP request."],
+        [
+            "compress",
+            None,
+            "Accept permessage-deflate on WebSockets (costs CPU per viewer; off by default).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -228,7 +233,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         environ=dict(os.environ),
     )
     lag = LagMonitor(reactor) if options["measure-lag"] else None
-    api = API(sessions, reactor, lag, background)
+    api = API(sessions, reactor, lag, background, compress=bool(options["compress"]))
     # Services stop in the reverse order: listeners, then sessions (their viewers
     # get the exit lines), then the API (which lets those lines flush).
     _APIService(api, lag, reactor).setServiceParent(top)

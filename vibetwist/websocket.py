@@ -1,0 +1,488 @@
+# -*- test-case-name: tests.test_websocket -*-
+"""The daemon's WebSockets, served by Autobahn on the API's own port.
+
+``/buffers``
+    Screen snapshots of any number of sessions (VibeTunnel's protocol).
+``/ws/input?sessionId=ID``
+    Keystrokes for one session (VibeTunnel's protocol).
+``/ws/sessions/ID[?readonly=1]``
+    The byte stream for terminal emulators: the screen as of recording offset
+    K drawn as escape sequences, then every output byte after K. Text frames
+    are JSON messages, binary frames are terminal bytes (see the README).
+
+Every connection registers a producer on its transport: when a client cannot
+keep up, its own sends pause (and its byte stream reads the recording back
+later, or skips ahead to a fresh screen); nothing queues in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+from urllib.parse import unquote
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
+from vibetwist.asciicast import Event, Exit, FormatError, parse_line, parse_size
+from vibetwist.buffers import SnapshotHub
+from vibetwist.errors import BadRequest
+from vibetwist.follow import Follower, ILineSink
+from vibetwist.keys import key_sequence
+from vibetwist.replay import replay
+from vibetwist.service import SessionService
+from vibetwist.session import Session, Status
+
+#: Largest message a client may send, in bytes.
+MAX_MESSAGE = 1 << 20
+#: A byte stream further behind the recording than this skips ahead to a fresh screen.
+MAX_BACKLOG = 1 << 20
+#: Seconds between two skips of one viewer, so a stalled viewer is not sent screen after screen.
+SKIP_INTERVAL = 2.0
+#: Bytes of replay gathered into one message.
+REPLAY_MESSAGE = 64 * 1024
+#: The kernel's send buffer per connection: a stalled viewer holds at most this much
+#: (twice it, as Linux counts) before its own sends pause.
+SEND_BUFFER = 256 * 1024
+#: Close codes.
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
+CLOSE_NOT_FOUND = 4404
+
+
+def _dumps(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+@implementer(IPushProducer)
+class _Flow:
+    """The producer a connection registers on its transport; it hands pauses to its owner."""
+
+    def __init__(self, owner: Any) -> None:
+        self._owner = owner
+
+    def pauseProducing(self) -> None:
+        self._owner.paused()
+
+    def resumeProducing(self) -> None:
+        self._owner.resumed()
+
+    def stopProducing(self) -> None:
+        pass  # connectionLost follows
+
+
+class _Protocol(WebSocketServerProtocol):
+    """What the three sockets share: JSON messages, error frames, a producer."""
+
+    factory: Endpoints
+
+    def onOpen(self) -> None:
+        self._paused = False
+        transport: Any = self.transport
+        if transport.producer is not None:
+            # twisted.web's channel is still registered on the connection it handed over.
+            transport.unregisterProducer()
+        try:
+            transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        except (AttributeError, OSError):
+            pass  # not a socket of ours (a test transport): its buffer is what it is
+        self.registerProducer(_Flow(self), True)
+        self.factory.connections.add(self)
+        self.opened()
+
+    def opened(self) -> None:
+        """The handshake is done."""
+
+    def paused(self) -> None:
+        self._paused = True
+
+    def resumed(self) -> None:
+        self._paused = False
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.factory.connections.discard(self)
+        self.closed()
+
+    def closed(self) -> None:
+        """The connection is gone (also when it never opened)."""
+
+    @property
+    def sendable(self) -> bool:
+        return bool(self.state == self.STATE_OPEN)
+
+    def send(self, payload: bytes, binary: bool) -> None:
+        """Send a message, unless the connection is closing (then nothing more is wanted)."""
+        if self.state == self.STATE_OPEN:
+            self.sendMessage(payload, isBinary=binary)
+
+    def send_json(self, value: dict[str, Any]) -> None:
+        self.send(_dumps(value), False)
+
+    def send_error(self, message: str) -> None:
+        self.send_json({"type": "error", "message": message})
+
+    def read_json(self, payload: bytes, is_binary: bool) -> dict[str, Any] | None:
+        """A JSON object message, or None after an error frame."""
+        if is_binary:
+            self.send_error("Expected a JSON text message")
+            return None
+        try:
+            value = json.loads(payload)
+        except (ValueError, RecursionError):
+            self.send_error("Malformed JSON message")
+            return None
+        if not isinstance(value, dict):
+            self.send_error("A message must be a JSON object")
+            return None
+        return value
+
+    def session(self, session_id: object) -> Session | None:
+        """The session of that id, or None after an error frame."""
+        try:
+            return self.factory.service.get(session_id)
+        except BadRequest as e:
+            self.send_error(e.message)
+            return None
+
+
+class BuffersProtocol(_Protocol):
+    """``/buffers``: snapshots of the sessions a client subscribes to."""
+
+    def opened(self) -> None:
+        self._subscriptions: dict[str, SnapshotHub] = {}
+        self._stale: set[str] = set()
+        self.send_json({"type": "connected", "version": "1.0"})
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        message = self.read_json(payload, isBinary)
+        if message is None:
+            return
+        kind = message.get("type")
+        if kind == "ping":
+            self.send_json({"type": "pong", "timestamp": int(self.factory.reactor.seconds() * 1000)})
+        elif kind == "subscribe":
+            self._subscribe(message.get("sessionId"))
+        elif kind == "unsubscribe":
+            hub = self._subscriptions.pop(str(message.get("sessionId")), None)
+            if hub is not None:
+                hub.remove(self)
+                self._stale.discard(hub.session.id)
+        else:
+            self.send_error(f"Unknown message type: {str(kind)[:100]}")
+
+    def _subscribe(self, session_id: object) -> None:
+        session = self.session(session_id)
+        if session is None:
+            return
+        hub = self._subscriptions.get(session.id)
+        if hub is None:
+            hub = self._subscriptions[session.id] = self.factory.hub(session)
+            hub.add(self)
+        self.snapshot(session.id, hub.frame())
+        self.send_json({"type": "subscribed", "sessionId": session.id})
+
+    def snapshot(self, session_id: str, frame: Any) -> None:
+        if self._paused:
+            self._stale.add(session_id)  # the newest snapshot is sent on resume
+        else:
+            if self.sendable:
+                self.sendPreparedMessage(frame)
+
+    def resumed(self) -> None:
+        super().resumed()
+        while self._stale and not self._paused:
+            hub = self._subscriptions.get(self._stale.pop())
+            if hub is not None and self.sendable:
+                self.sendPreparedMessage(hub.frame())
+
+    def closed(self) -> None:
+        for hub in getattr(self, "_subscriptions", {}).values():
+            hub.remove(self)
+        self._subscriptions = {}
+
+
+class InputProtocol(_Protocol):
+    """``/ws/input?sessionId=ID``: text typed into one session; ``\\x00name\\x00`` names a key."""
+
+    def onConnect(self, request: Any) -> None:
+        self._session_id = (request.params.get("sessionId") or [""])[0]
+
+    def opened(self) -> None:
+        if self.session(self._session_id) is None:
+            self.sendClose(CLOSE_NOT_FOUND, "Session not found")
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        session = self.session(self._session_id)
+        if session is None:
+            return
+        try:
+            if len(payload) > 2 and payload[:1] == b"\x00" and payload[-1:] == b"\x00":
+                data = key_sequence(payload[1:-1].decode("utf-8", "replace")).encode()
+            else:
+                data = payload
+            session.write(data)
+        except BadRequest as e:
+            self.send_error(e.message)
+
+
+@implementer(ILineSink)
+class TerminalStreamProtocol(_Protocol):
+    """``/ws/sessions/ID``: one session as a terminal emulator sees it."""
+
+    def onConnect(self, request: Any) -> None:
+        self._session_id = unquote(request.path.rsplit("/", 1)[-1])
+        self.read_only = (request.params.get("readonly") or ["0"])[0] in ("1", "true", "yes")
+        self._size: tuple[int, int] | None = None
+        self._follower: Follower | None = None
+        self._replaying: Any = None
+        self._last_skip = -SKIP_INTERVAL
+        self._gone = False
+
+    def opened(self) -> None:
+        session = self.session(self._session_id)
+        if session is None:
+            self.sendClose(CLOSE_NOT_FOUND, "Session not found")
+            return
+        self._session: Session = session
+        session.feed.at_boundary(self._draw)
+
+    # -- the screen, then the bytes after it ----------------------------------------
+
+    def _draw(self) -> None:
+        """Send the screen as of the offset it shows, then follow the recording from there."""
+        if self._gone:
+            return
+        session = self._session
+        screen = session.screen
+        offset = session.feed.position
+        self.send_json(
+            {
+                "type": "replay",
+                "cols": screen.cols,
+                "rows": screen.rows,
+                "offset": offset,
+                "status": session.status.value,
+                "readOnly": self.read_only,
+            }
+        )
+        chunks = replay(screen.history_rows(), screen.snapshot(), screen.private_modes())
+        self._replaying = self.factory.cooperator.cooperate(self._send_replay(chunks, offset))
+        if self._paused:
+            self._replaying.pause()
+
+    def _send_replay(self, chunks: Any, offset: int) -> Any:
+        pending: list[bytes] = []
+        size = 0
+        for chunk in chunks:
+            if self._gone:
+                return
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= REPLAY_MESSAGE:
+                self.send(b"".join(pending), True)
+                pending, size = [], 0
+            yield None
+        if pending:
+            self.send(b"".join(pending), True)
+        self._replaying = None
+        self._follower = Follower(
+            self._session, offset, self.factory.cooperator, self, max_backlog=MAX_BACKLOG
+        )
+        self._follower.start()
+        if self._paused:
+            self._follower.pause()
+
+    # -- ILineSink --------------------------------------------------------------------
+
+    def recorded(self, lines: list[tuple[int, bytes]]) -> None:
+        output: list[str] = []
+        for _, line in lines:
+            try:
+                record = parse_line(line)
+            except FormatError:
+                continue
+            if isinstance(record, Event) and record.kind == "o":
+                output.append(record.data)
+            elif isinstance(record, Event | Exit):
+                self._flush(output)
+                self.live(line, record)
+        self._flush(output)
+
+    def _flush(self, output: list[str]) -> None:
+        if output:
+            self.send("".join(output).encode("utf-8", "surrogateescape"), True)
+            output.clear()
+
+    def live(self, line: bytes, record: Event | Exit) -> None:
+        if isinstance(record, Exit):
+            self.send_json({"type": "exit", "code": record.code})
+        elif record.kind == "o":
+            self.send(record.data.encode("utf-8", "surrogateescape"), True)
+        elif record.kind == "r":
+            try:
+                cols, rows = parse_size(record.data)
+            except FormatError:
+                return
+            self.send_json({"type": "resize", "cols": cols, "rows": rows})
+
+    def finished(self) -> None:
+        if self.sendable:
+            self.sendClose(CLOSE_NORMAL)
+
+    def behind(self, backlog: int) -> bool:
+        """Too far behind to catch up byte by byte: skip to a fresh screen, if that gains much."""
+        follower = self._follower
+        now = self.factory.reactor.seconds()
+        if follower is None or now - self._last_skip < SKIP_INTERVAL:
+            return False
+        if self._session.feed.position - follower.offset < MAX_BACKLOG // 2:
+            return False  # the screen is not much further on: read on
+        self._last_skip = now
+        self._follower = None
+        self.send_json({"type": "skipped", "bytes": backlog})
+        self._session.feed.at_boundary(self._draw)
+        return True
+
+    # -- flow control ---------------------------------------------------------------
+
+    def paused(self) -> None:
+        super().paused()
+        if self._replaying is not None:
+            self._replaying.pause()
+        if self._follower is not None:
+            self._follower.pause()
+
+    def resumed(self) -> None:
+        super().resumed()
+        if self._replaying is not None:
+            self._replaying.resume()
+        if self._follower is not None:
+            self._follower.resume()
+
+    def closed(self) -> None:
+        self._gone = True
+        if getattr(self, "_follower", None) is not None:
+            self._follower.stop()  # type: ignore[union-attr]
+            self._follower = None
+
+    # -- from the client ------------------------------------------------------------
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if isBinary:
+            self._type(payload)
+            return
+        message = self.read_json(payload, isBinary)
+        if message is None:
+            return
+        kind = message.get("type")
+        try:
+            if kind == "input":
+                data = message.get("data")
+                if not isinstance(data, str):
+                    raise BadRequest("input needs data, a string")
+                self._type(data.encode("utf-8", "surrogateescape"))
+            elif kind == "key":
+                self._type(key_sequence(message.get("key")).encode())
+            elif kind == "resize":
+                self._refuse_if_read_only()
+                cols, rows = message.get("cols"), message.get("rows")
+                self._session.resize(cols, rows)
+                self._size = self._session.size
+            else:
+                self.send_error(f"Unknown message type: {str(kind)[:100]}")
+        except BadRequest as e:
+            self.send_error(e.message)
+
+    def _refuse_if_read_only(self) -> None:
+        if self.read_only:
+            raise BadRequest("This view is read-only")
+
+    def _type(self, data: bytes) -> None:
+        try:
+            self._refuse_if_read_only()
+            session = self._session
+            if session.status is Status.EXITED:
+                raise BadRequest("Session is not running")
+            if self._size is not None and self._size != session.size:
+                # The viewer that types sets the size.
+                session.resize(*self._size)
+            session.write(data)
+        except BadRequest as e:
+            self.send_error(e.message)
+
+
+def _accept_deflate(offers: list[Any]) -> Any:
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
+
+
+class Endpoints(WebSocketServerFactory):
+    """A WebSocket factory bound to the sessions; one per socket path."""
+
+    def __init__(
+        self,
+        protocol: type[_Protocol],
+        service: SessionService,
+        reactor: Any,
+        cooperator: Any,
+        hubs: dict[str, SnapshotHub] | None = None,
+        compress: bool = False,
+    ) -> None:
+        super().__init__(reactor=reactor)
+        self.protocol = protocol
+        self.service = service
+        self.reactor = reactor
+        self.cooperator = cooperator
+        self.connections: set[_Protocol] = set()
+        self._hubs = hubs if hubs is not None else {}
+        options: dict[str, Any] = {
+            "maxMessagePayloadSize": MAX_MESSAGE,
+            "maxFramePayloadSize": MAX_MESSAGE,
+            "openHandshakeTimeout": 10,
+            "closeHandshakeTimeout": 2,
+            "autoPingInterval": 30,
+            "autoPingTimeout": 20,
+        }
+        if compress:
+            options["perMessageCompressionAccept"] = _accept_deflate
+        self.setProtocolOptions(**options)
+
+    def hub(self, session: Session) -> SnapshotHub:
+        """The snapshot hub of a session, made on first use and dropped with its last subscriber."""
+        hub = self._hubs.get(session.id)
+        if hub is None or hub.session is not session:
+            hub = SnapshotHub(
+                session,
+                self.reactor,
+                prepare=lambda frame: self.prepareMessage(frame, isBinary=True),
+                on_empty=self._forget,
+            )
+            self._hubs[session.id] = hub
+        return hub
+
+    def _forget(self, hub: SnapshotHub) -> None:
+        if self._hubs.get(hub.session.id) is hub:
+            del self._hubs[hub.session.id]
+
+    def web_resource(self) -> WebSocketResource:
+        return WebSocketResource(self)
+
+
+class WebSockets:
+    """The daemon's three WebSocket endpoints."""
+
+    def __init__(
+        self, service: SessionService, reactor: Any, cooperator: Any, compress: bool = False
+    ) -> None:
+        self.buffers = Endpoints(BuffersProtocol, service, reactor, cooperator, compress=compress)
+        self.input = Endpoints(InputProtocol, service, reactor, cooperator, compress=compress)
+        self.stream = Endpoints(TerminalStreamProtocol, service, reactor, cooperator, compress=compress)
+
+    def connections(self) -> set[_Protocol]:
+        return self.buffers.connections | self.input.connections | self.stream.connections
