@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
+from wcwidth import wcswidth
 
 from vibetwist.replay import ROWS_PER_CHUNK, draw_row, replay, sgr
 from vibetwist.screen import TerminalScreen
@@ -34,23 +35,50 @@ _pieces = st.one_of(
     ),
 )
 terminal_output = st.lists(_pieces, max_size=120).map("".join)
+# What follows a replay: text drawn with the pen, where the cursor is (no erases:
+# pyte erases only the cells it has stored, which is not a terminal's behaviour).
+_drawing = st.one_of(
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=30),
+    st.sampled_from(["中", "é", "🙂", "\r\n", "\r", "\b"]),
+    st.lists(_sgr_params, min_size=1, max_size=3).map(lambda ps: "\x1b[" + ";".join(ps) + "m"),
+)
+following_output = st.lists(_drawing, max_size=30).map("".join)
 
 
 def rows_text(rows: object) -> list[str]:
     return ["".join(c.char for c in row).rstrip() for row in rows]  # type: ignore[attr-defined]
 
 
-def trim(row: tuple[Cell, ...]) -> tuple[Cell, ...]:
+def trim(row: tuple[Cell, ...], cols: int = 1000) -> tuple[Cell, ...]:
+    """The row without trailing blanks, and without cells a terminal could not show: pyte
+    can keep a character in the right half of a wide one, or a wide one in the last column."""
     end = len(row)
     while end and row[end - 1] == BLANK:
         end -= 1
-    return row[:end]
+    shown = []
+    column = 0
+    for cell in row[:end]:
+        column += 2 if wcswidth(cell.char) == 2 else 1
+        if column > cols:
+            break
+        shown.append(cell)
+    while shown and shown[-1] == BLANK:
+        shown.pop()
+    return tuple(shown)
 
 
 def redraw(screen: TerminalScreen) -> TerminalScreen:
     """A fresh screen of the same size fed the replay of ``screen``."""
     copy = TerminalScreen(screen.cols, screen.rows, scrollback=1000)
-    data = b"".join(replay(screen.history_rows(), screen.snapshot(), screen.private_modes()))
+    data = b"".join(
+        replay(
+            screen.history_rows(),
+            screen.snapshot(),
+            screen.private_modes(),
+            pen=screen.pen(),
+            wrap_pending=screen.wrap_pending(),
+        )
+    )
     copy.feed(data.decode("utf-8"))
     return copy
 
@@ -58,20 +86,37 @@ def redraw(screen: TerminalScreen) -> TerminalScreen:
 class ReplayTests(SynchronousTestCase):
     """A screen drawn into a fresh emulator shows the same thing."""
 
-    @settings(max_examples=150)
-    @given(terminal_output, st.integers(5, 30), st.integers(2, 8))
-    def test_redraw_shows_the_same_screen(self, text: str, cols: int, rows: int) -> None:
-        """Scrollback, visible cells (characters, colours, attributes), cursor and modes survive."""
-        screen = TerminalScreen(cols, rows, scrollback=1000)
-        screen.feed(text)
-        copy = redraw(screen)
-        self.assertEqual([trim(r) for r in copy.history_rows()], [trim(r) for r in screen.history_rows()])
+    def assertSameScreen(self, copy: TerminalScreen, screen: TerminalScreen) -> None:
+        cols = screen.cols
+        history = [trim(r, cols) for r in screen.history_rows()]
+        self.assertEqual([trim(r, cols) for r in copy.history_rows()], history)
         before, after = screen.snapshot(), copy.snapshot()
-        self.assertEqual([trim(r) for r in after.rows], [trim(r) for r in before.rows])
+        self.assertEqual([trim(r, cols) for r in after.rows], [trim(r, cols) for r in before.rows])
         self.assertEqual((after.cursor_x, after.cursor_y), (min(before.cursor_x, cols - 1), before.cursor_y))
         self.assertEqual(after.viewport_y, before.viewport_y)
         wanted = {1, 7, 25, 2004}
         self.assertEqual(copy.private_modes() & wanted, screen.private_modes() & wanted)
+
+    @settings(max_examples=150)
+    @given(terminal_output, following_output, st.integers(5, 30), st.integers(2, 8))
+    def test_redraw_shows_the_same_screen(self, text: str, more: str, cols: int, rows: int) -> None:
+        """Scrollback, visible cells (characters, colours, attributes), cursor and modes survive,
+        and so does what decides how the output that follows is drawn (pen, pending wrap)."""
+        screen = TerminalScreen(cols, rows, scrollback=1000)
+        screen.feed(text)
+        copy = redraw(screen)
+        self.assertSameScreen(copy, screen)
+        screen.feed(more)
+        copy.feed(more)
+        self.assertSameScreen(copy, screen)
+
+    def test_wrap_pending_kept(self) -> None:
+        """A full last row leaves the cursor past its end: the next character starts a new line."""
+        screen = TerminalScreen(5, 2, scrollback=10)
+        screen.feed("abcde")
+        copy = redraw(screen)
+        copy.feed("X")
+        self.assertEqual(copy.lines(), ["abcde", "X"])
 
     def test_long_scrollback_in_chunks(self) -> None:
         """A long scrollback comes in several chunks, the first starting with a reset."""
@@ -90,7 +135,7 @@ class ReplayTests(SynchronousTestCase):
         screen.feed("new")
         copy = TerminalScreen(20, 3, scrollback=100)
         copy.feed("old stuff\r\nmore\r\n\r\n\r\nscrolled")
-        copy.feed(b"".join(replay(screen.history_rows(), screen.snapshot(), screen.private_modes())).decode())
+        copy.feed(b"".join(replay(screen.history_rows(), screen.snapshot(), frozenset())).decode())
         self.assertEqual(copy.lines(), ["new", "", ""])
         self.assertEqual(len(copy.history_rows()), 0)
 

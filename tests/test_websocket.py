@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from autobahn.twisted.testing import create_memory_agent
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateResponseAccept
 from twisted.internet.task import Cooperator
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
@@ -25,6 +26,16 @@ from vibetwist.websocket import (
 
 from ._daemon import WSClient as Client
 from .test_session import Harness
+
+
+class DeflateClient(Client):
+    """A client that offers permessage-deflate."""
+
+    perMessageCompressionOffers = [PerMessageDeflateOffer()]
+
+    @staticmethod
+    def perMessageCompressionAccept(response: Any) -> Any:
+        return PerMessageDeflateResponseAccept(response)
 
 
 class Pumper:
@@ -77,14 +88,22 @@ class SocketTestCase(SynchronousTestCase):
             pump(self.clock)
         self.pumper.flush()
 
-    def connect(self, protocol: type, path: str) -> Client:
-        factory = Endpoints(protocol, self.service, self.clock, self.cooperator)  # type: ignore[arg-type]
+    def connect(
+        self, protocol: type, path: str, compress: bool = False, client: type[Client] = Client
+    ) -> Client:
+        factory = Endpoints(
+            protocol,
+            self.service,  # type: ignore[arg-type]
+            self.clock,
+            self.cooperator,
+            compress=compress,
+        )
         self.factory = factory
         agent = create_memory_agent(self.net, self.pumper, lambda: factory.buildProtocol(None))
-        d = agent.open(f"ws://127.0.0.1:4020{path}", {}, Client)
+        d = agent.open(f"ws://127.0.0.1:4020{path}", {}, client)
         self.settle()
-        client: Client = self.successResultOf(d)
-        return client
+        connected: Client = self.successResultOf(d)
+        return connected
 
 
 class BuffersTests(SocketTestCase):
@@ -335,6 +354,20 @@ class StreamTests(SocketTestCase):
         self.settle()
         self.assertEqual(session.size, (40, 10))
         self.assertEqual(process.sizes, [(100, 30), (40, 10), (100, 30), (40, 10)])
+
+    def test_compression_only_when_enabled(self) -> None:
+        """permessage-deflate is accepted when the daemon is told to, and output is the same."""
+        session, process = self.session()
+        process.say(b"squeeze " * 50)
+        path = f"/ws/sessions/{session.id}"
+        plain = self.connect(TerminalStreamProtocol, path, client=DeflateClient)
+        squeezed = self.connect(TerminalStreamProtocol, path, compress=True, client=DeflateClient)
+        process.say(b"done")
+        self.settle()
+        self.assertIsNone(plain._perMessageCompress)
+        self.assertIsNotNone(squeezed._perMessageCompress)
+        self.assertEqual(feed_stream(squeezed).text(), feed_stream(plain).text())
+        self.assertIn("done", feed_stream(squeezed).text())
 
     def test_read_only_refuses_input_and_resize(self) -> None:
         session, process = self.session()

@@ -132,6 +132,8 @@ class API:
         """Stop the heartbeat and give viewers that got their exit line a moment to flush it."""
         if self._heartbeat.running:
             self._heartbeat.stop()
+        for connection in self.websockets.connections():
+            connection.going_away()
         return Deferred.fromCoroutine(self._drain())
 
     async def _drain(self, limit: float = 1.0, step: float = 0.05) -> None:

@@ -80,10 +80,11 @@ def _width(char: str) -> int:
     return 2 if width == 2 else 1
 
 
-def draw_row(cells: Sequence[Cell], cols: int) -> str:
+def draw_row(cells: Sequence[Cell], cols: int, overhang: bool = False) -> str:
     """One row as text and SGR sequences, trailing blanks left out, no wider than cols.
 
-    Starts and ends in the default style.
+    With ``overhang``, a wide character that starts in the last column is
+    kept, as the screen shows it. Starts and ends in the default style.
     """
     end = len(cells)
     while end and cells[end - 1] == BLANK:
@@ -93,8 +94,9 @@ def draw_row(cells: Sequence[Cell], cols: int) -> str:
     width = 0
     for i in range(end):
         cell = cells[i]
+        start = width
         width += _width(cell.char)
-        if width > cols:
+        if width > cols and not (overhang and start < cols):
             break
         cell_style = (cell.fg, cell.bg, cell.attrs)
         if cell_style != style:
@@ -115,13 +117,35 @@ def _modes(modes: frozenset[int]) -> str:
     return "".join(out)
 
 
-def replay(history: Sequence[Sequence[Cell]], screen: Snapshot, modes: frozenset[int]) -> Iterator[bytes]:
+def _cursor(screen: Snapshot, wrap_pending: bool) -> str:
+    """Place the cursor; past the last column, by drawing the last character again."""
+    cols = screen.cols
+    y = screen.cursor_y
+    if wrap_pending and 0 <= y < len(screen.rows):
+        start = 0
+        for cell in screen.rows[y]:
+            width = _width(cell.char)
+            if start + width >= cols:
+                return f"\x1b[{y + 1};{start + 1}H" + sgr(cell.fg, cell.bg, cell.attrs) + cell.char + PLAIN
+            start += width
+    x = min(max(screen.cursor_x, 0), max(cols - 1, 0))
+    return f"\x1b[{y + 1};{x + 1}H"
+
+
+def replay(
+    history: Sequence[Sequence[Cell]],
+    screen: Snapshot,
+    modes: frozenset[int],
+    pen: tuple[Color, Color, int] = (None, None, 0),
+    wrap_pending: bool = False,
+) -> Iterator[bytes]:
     """The bytes that make an emulator of screen.cols x len(screen.rows) show this screen.
 
     The emulator is reset first; the scrollback lines are drawn and scroll
-    off the top, then the visible rows; then the cursor is placed and the
-    modes set. Yields chunks of ROWS_PER_CHUNK rows; ``history`` is read
-    only as each chunk is made.
+    off the top, then the visible rows; then the modes are set, the cursor
+    placed (past the last column if ``wrap_pending``) and the pen, the
+    style of what is drawn next, set. Yields chunks of ROWS_PER_CHUNK rows;
+    ``history`` is read only as each chunk is made.
     """
     cols = screen.cols
     parts = [RESET]
@@ -138,8 +162,9 @@ def replay(history: Sequence[Sequence[Cell]], screen: Snapshot, modes: frozenset
         if not first:
             parts.append("\r\n")
         first = False
-        parts.append(draw_row(row, cols))
-    cursor_x = min(max(screen.cursor_x, 0), max(cols - 1, 0))
-    parts.append(f"\x1b[{screen.cursor_y + 1};{cursor_x + 1}H")
+        parts.append(draw_row(row, cols, overhang=True))
     parts.append(_modes(modes))
+    parts.append(_cursor(screen, wrap_pending))
+    if pen != (None, None, 0):
+        parts.append(sgr(*pen))
     yield "".join(parts).encode("utf-8", "surrogateescape")

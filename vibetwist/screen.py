@@ -193,6 +193,15 @@ class TerminalScreen:
         """The DEC private modes set now (25 cursor shown, 1 application cursor keys, ...)."""
         return frozenset(mode >> 5 for mode in self._screen.mode if mode & 31 == 0 and mode >> 5)
 
+    def pen(self) -> tuple[Color, Color, int]:
+        """The style new text is drawn in: (foreground, background, attribute bits)."""
+        cell = _cell(self._screen.cursor.attrs)
+        return (cell.fg, cell.bg, cell.attrs)
+
+    def wrap_pending(self) -> bool:
+        """True when the cursor is past the last column: the next character starts a new line."""
+        return bool(self._screen.cursor.x >= self._screen.columns)
+
     def snapshot(self) -> Snapshot:
         """The visible rows, the cursor and where the view starts in the whole buffer."""
         screen = self._screen

@@ -50,6 +50,7 @@ REPLAY_MESSAGE = 64 * 1024
 SEND_BUFFER = 256 * 1024
 #: Close codes.
 CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_NOT_FOUND = 4404
 
@@ -121,6 +122,11 @@ class _Protocol(WebSocketServerProtocol):
 
     def send_json(self, value: dict[str, Any]) -> None:
         self.send(_dumps(value), False)
+
+    def going_away(self) -> None:
+        """The daemon is stopping: close with 1001."""
+        if self.sendable:
+            self.sendClose(CLOSE_GOING_AWAY, "The daemon is stopping")
 
     def send_error(self, message: str) -> None:
         self.send_json({"type": "error", "message": message})
@@ -269,7 +275,13 @@ class TerminalStreamProtocol(_Protocol):
                 "readOnly": self.read_only,
             }
         )
-        chunks = replay(screen.history_rows(), screen.snapshot(), screen.private_modes())
+        chunks = replay(
+            screen.history_rows(),
+            screen.snapshot(),
+            screen.private_modes(),
+            pen=screen.pen(),
+            wrap_pending=screen.wrap_pending(),
+        )
         self._replaying = self.factory.cooperator.cooperate(self._send_replay(chunks, offset))
         if self._paused:
             self._replaying.pause()
@@ -321,7 +333,8 @@ class TerminalStreamProtocol(_Protocol):
         if isinstance(record, Exit):
             self.send_json({"type": "exit", "code": record.code})
         elif record.kind == "o":
-            self.send(record.data.encode("utf-8", "surrogateescape"), True)
+            if self.sendable:
+                self.sendPreparedMessage(self.factory.output_message(record))
         elif record.kind == "r":
             try:
                 cols, rows = parse_size(record.data)
@@ -441,6 +454,7 @@ class Endpoints(WebSocketServerFactory):
         self.cooperator = cooperator
         self.connections: set[_Protocol] = set()
         self._hubs = hubs if hubs is not None else {}
+        self._last_output: tuple[Event | None, Any] = (None, None)
         options: dict[str, Any] = {
             "maxMessagePayloadSize": MAX_MESSAGE,
             "maxFramePayloadSize": MAX_MESSAGE,
@@ -452,6 +466,18 @@ class Endpoints(WebSocketServerFactory):
         if compress:
             options["perMessageCompressionAccept"] = _accept_deflate
         self.setProtocolOptions(**options)
+
+    def output_message(self, event: Event) -> Any:
+        """A live output event as a message framed once for all its viewers.
+
+        A session hands each event to its viewers one after the other, so
+        remembering the last one is enough.
+        """
+        last, message = self._last_output
+        if last is not event:
+            message = self.prepareMessage(event.data.encode("utf-8", "surrogateescape"), isBinary=True)
+            self._last_output = (event, message)
+        return message
 
     def hub(self, session: Session) -> SnapshotHub:
         """The snapshot hub of a session, made on first use and dropped with its last subscriber."""
