@@ -150,7 +150,7 @@ class WebSocketTests(DaemonTestCase):
             [
                 "sh",
                 "-c",
-                f"sleep 0.5; {FLOOD_6MB}; echo END; sleep 30",
+                f"sleep 0.5; {FLOOD_6MB}; echo END; sleep 120",
             ],
             cols=100,
             rows=10,
@@ -168,7 +168,7 @@ class WebSocketTests(DaemonTestCase):
         stalled.resume()
         await stalled.wait_for(lambda: [t for t in stalled.texts() if t["type"] == "skipped"])
         await poll(reactor, lambda: "END" in screen_of(stalled).text(), 30, 0.5, what="the fresh screen")
-        self.assertEqual([t["type"] for t in stalled.texts()], ["replay", "skipped", "replay"])
+        self.assertEqual([t["type"] for t in stalled.texts()][:3], ["replay", "skipped", "replay"])
 
     test_stalled_viewer_does_not_hold_up_others.timeout = 180  # type: ignore[attr-defined]
 

@@ -11,6 +11,7 @@ from twisted.internet.task import Cooperator
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
+from vibetwist import viewer
 from vibetwist.buffers import MAX_WAIT, QUIET, SnapshotHub
 from vibetwist.screen import TerminalScreen
 from vibetwist.session import Session
@@ -419,7 +420,7 @@ class StreamTests(SocketTestCase):
         self.assertEqual(feed_stream(client).text().split(), [str(i) for i in range(20)])
 
     def test_far_behind_viewer_skips_to_a_fresh_screen(self) -> None:
-        self.patch(__import__("vibetwist.websocket").websocket, "MAX_BACKLOG", 2000)
+        self.patch(viewer, "MAX_BACKLOG", 2000)
         session, process = self.session()
         client = self.connect(TerminalStreamProtocol, f"/ws/sessions/{session.id}")
         server = next(iter(self.factory.connections))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from zope.interface import Attribute, Interface
 
 
@@ -49,3 +51,19 @@ class ILauncher(Interface):
         events: ITerminalEvents,
     ) -> ITerminalProcess:
         """Run executable with argv in a new PTY of cols x rows; OSError if it cannot start."""
+
+
+class ITerminalChannel(Interface):
+    """Where a terminal viewer's messages go (a WebSocket, in the daemon)."""
+
+    def send_json(value: dict[str, Any]) -> None:
+        """A control message."""
+
+    def send_bytes(data: bytes) -> None:
+        """Terminal bytes."""
+
+    def send_output(event: Any) -> None:
+        """A live output event's text, as terminal bytes (framed once for every viewer)."""
+
+    def end() -> None:
+        """Nothing more will come: close normally."""

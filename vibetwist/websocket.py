@@ -28,23 +28,17 @@ from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflat
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-from vibetwist.asciicast import Event, Exit, FormatError, parse_line, parse_size
+from vibetwist.asciicast import Event
 from vibetwist.buffers import SnapshotHub
 from vibetwist.errors import BadRequest
-from vibetwist.follow import Follower, ILineSink
+from vibetwist.interfaces import ITerminalChannel
 from vibetwist.keys import key_sequence
-from vibetwist.replay import replay
 from vibetwist.service import SessionService
-from vibetwist.session import Session, Status
+from vibetwist.session import Session
+from vibetwist.viewer import TerminalViewer
 
 #: Largest message a client may send, in bytes.
 MAX_MESSAGE = 1 << 20
-#: A byte stream further behind the recording than this skips ahead to a fresh screen.
-MAX_BACKLOG = 1 << 20
-#: Seconds between two skips of one viewer, so a stalled viewer is not sent screen after screen.
-SKIP_INTERVAL = 2.0
-#: Bytes of replay gathered into one message.
-REPLAY_MESSAGE = 64 * 1024
 #: The kernel's send buffer per connection: a stalled viewer holds at most this much
 #: (twice it, as Linux counts) before its own sends pause.
 SEND_BUFFER = 256 * 1024
@@ -235,195 +229,77 @@ class InputProtocol(_Protocol):
             self.send_error(e.message)
 
 
-@implementer(ILineSink)
+@implementer(ITerminalChannel)
 class TerminalStreamProtocol(_Protocol):
-    """``/ws/sessions/ID``: one session as a terminal emulator sees it."""
+    """``/ws/sessions/ID``: one session as a terminal emulator sees it (see vibetwist.viewer)."""
 
     def onConnect(self, request: Any) -> None:
         self._session_id = unquote(request.path.rsplit("/", 1)[-1])
-        self.read_only = (request.params.get("readonly") or ["0"])[0] in ("1", "true", "yes")
-        self._size: tuple[int, int] | None = None
-        self._follower: Follower | None = None
-        self._replaying: Any = None
-        self._last_skip = -SKIP_INTERVAL
-        self._gone = False
+        self._read_only = (request.params.get("readonly") or ["0"])[0] in ("1", "true", "yes")
+        self._viewer: TerminalViewer | None = None
 
     def opened(self) -> None:
         session = self.session(self._session_id)
         if session is None:
             self.sendClose(CLOSE_NOT_FOUND, "Session not found")
             return
-        self._session: Session = session
-        session.feed.at_boundary(self._draw)
+        factory = self.factory
+        self._viewer = TerminalViewer(session, self, factory.cooperator, factory.reactor, self._read_only)
+        self._viewer.start()
 
-    # -- the screen, then the bytes after it ----------------------------------------
+    # -- ITerminalChannel ---------------------------------------------------------
 
-    def _draw(self) -> None:
-        """Send the screen as of the offset it shows, then follow the recording from there."""
-        if self._gone:
-            return
-        session = self._session
-        screen = session.screen
-        offset = session.feed.position
-        self.send_json(
-            {
-                "type": "replay",
-                "cols": screen.cols,
-                "rows": screen.rows,
-                "offset": offset,
-                "status": session.status.value,
-                "readOnly": self.read_only,
-            }
-        )
-        chunks = replay(
-            screen.history_rows(),
-            screen.snapshot(),
-            screen.private_modes(),
-            pen=screen.pen(),
-            wrap_pending=screen.wrap_pending(),
-        )
-        self._replaying = self.factory.cooperator.cooperate(self._send_replay(chunks, offset))
-        if self._paused:
-            self._replaying.pause()
+    def send_bytes(self, data: bytes) -> None:
+        self.send(data, True)
 
-    def _send_replay(self, chunks: Any, offset: int) -> Any:
-        pending: list[bytes] = []
-        size = 0
-        for chunk in chunks:
-            if self._gone:
-                return
-            pending.append(chunk)
-            size += len(chunk)
-            if size >= REPLAY_MESSAGE:
-                self.send(b"".join(pending), True)
-                pending, size = [], 0
-            yield None
-        if pending:
-            self.send(b"".join(pending), True)
-        self._replaying = None
-        self._follower = Follower(
-            self._session, offset, self.factory.cooperator, self, max_backlog=MAX_BACKLOG
-        )
-        self._follower.start()
-        if self._paused:
-            self._follower.pause()
+    def send_output(self, event: Event) -> None:
+        if self.sendable:
+            self.sendPreparedMessage(self.factory.output_message(event))
 
-    # -- ILineSink --------------------------------------------------------------------
-
-    def recorded(self, lines: list[tuple[int, bytes]]) -> None:
-        output: list[str] = []
-        for _, line in lines:
-            try:
-                record = parse_line(line)
-            except FormatError:
-                continue
-            if isinstance(record, Event) and record.kind == "o":
-                output.append(record.data)
-            elif isinstance(record, Event | Exit):
-                self._flush(output)
-                self.live(line, record)
-        self._flush(output)
-
-    def _flush(self, output: list[str]) -> None:
-        if output:
-            self.send("".join(output).encode("utf-8", "surrogateescape"), True)
-            output.clear()
-
-    def live(self, line: bytes, record: Event | Exit) -> None:
-        if isinstance(record, Exit):
-            self.send_json({"type": "exit", "code": record.code})
-        elif record.kind == "o":
-            if self.sendable:
-                self.sendPreparedMessage(self.factory.output_message(record))
-        elif record.kind == "r":
-            try:
-                cols, rows = parse_size(record.data)
-            except FormatError:
-                return
-            self.send_json({"type": "resize", "cols": cols, "rows": rows})
-
-    def finished(self) -> None:
+    def end(self) -> None:
         if self.sendable:
             self.sendClose(CLOSE_NORMAL)
 
-    def behind(self, backlog: int) -> bool:
-        """Too far behind to catch up byte by byte: skip to a fresh screen, if that gains much."""
-        follower = self._follower
-        now = self.factory.reactor.seconds()
-        if follower is None or now - self._last_skip < SKIP_INTERVAL:
-            return False
-        if self._session.feed.position - follower.offset < MAX_BACKLOG // 2:
-            return False  # the screen is not much further on: read on
-        self._last_skip = now
-        self._follower = None
-        self.send_json({"type": "skipped", "bytes": backlog})
-        self._session.feed.at_boundary(self._draw)
-        return True
-
-    # -- flow control ---------------------------------------------------------------
+    # -- the connection -----------------------------------------------------------
 
     def paused(self) -> None:
         super().paused()
-        if self._replaying is not None:
-            self._replaying.pause()
-        if self._follower is not None:
-            self._follower.pause()
+        if self._viewer is not None:
+            self._viewer.pause()
 
     def resumed(self) -> None:
         super().resumed()
-        if self._replaying is not None:
-            self._replaying.resume()
-        if self._follower is not None:
-            self._follower.resume()
+        if self._viewer is not None:
+            self._viewer.resume()
 
     def closed(self) -> None:
-        self._gone = True
-        if getattr(self, "_follower", None) is not None:
-            self._follower.stop()  # type: ignore[union-attr]
-            self._follower = None
-
-    # -- from the client ------------------------------------------------------------
+        viewer = getattr(self, "_viewer", None)
+        if viewer is not None:
+            viewer.stop()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        if isBinary:
-            self._type(payload)
+        viewer = self._viewer
+        if viewer is None:
             return
-        message = self.read_json(payload, isBinary)
-        if message is None:
-            return
-        kind = message.get("type")
         try:
+            if isBinary:
+                viewer.type(payload)
+                return
+            message = self.read_json(payload, isBinary)
+            if message is None:
+                return
+            kind = message.get("type")
             if kind == "input":
                 data = message.get("data")
                 if not isinstance(data, str):
                     raise BadRequest("input needs data, a string")
-                self._type(data.encode("utf-8", "surrogateescape"))
+                viewer.type(data.encode("utf-8", "surrogateescape"))
             elif kind == "key":
-                self._type(key_sequence(message.get("key")).encode())
+                viewer.type(key_sequence(message.get("key")).encode())
             elif kind == "resize":
-                self._refuse_if_read_only()
-                cols, rows = message.get("cols"), message.get("rows")
-                self._session.resize(cols, rows)
-                self._size = self._session.size
+                viewer.resize(message.get("cols"), message.get("rows"))
             else:
                 self.send_error(f"Unknown message type: {str(kind)[:100]}")
-        except BadRequest as e:
-            self.send_error(e.message)
-
-    def _refuse_if_read_only(self) -> None:
-        if self.read_only:
-            raise BadRequest("This view is read-only")
-
-    def _type(self, data: bytes) -> None:
-        try:
-            self._refuse_if_read_only()
-            session = self._session
-            if session.status is Status.EXITED:
-                raise BadRequest("Session is not running")
-            if self._size is not None and self._size != session.size:
-                # The viewer that types sets the size.
-                session.resize(*self._size)
-            session.write(data)
         except BadRequest as e:
             self.send_error(e.message)
 
