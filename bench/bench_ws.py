@@ -5,6 +5,7 @@ Run it from the repository root, with the project installed in the active venv::
     python bench/bench_ws.py                  # about three minutes
     python bench/bench_ws.py --quick          # smaller sizes, for a smoke test
     python bench/bench_ws.py --json out.json  # also write machine-readable results
+    python bench/bench_ws.py --quick --profile daemon.prof  # where the daemon's time goes
 
 The script starts two daemons of its own on 127.0.0.1 (``twistd -n vibetunnel
 --measure-lag``, the second one also with ``--compress``), talks to them with
@@ -43,6 +44,9 @@ leaks
     abort right after the handshake, normal close, and a viewer dropped while its
     new session spawns (then the session deleted). Before and after: the daemon's
     file descriptors, sessions, RSS, and processes of the deleted sessions.
+
+``--profile OUT`` runs the plain daemon under twistd's cProfile (which slows it) and
+saves its statistics to OUT when it stops; read them with ``python -m pstats OUT``.
 
 Figures are MB/s (10**6 bytes), microseconds for echoes, milliseconds for staleness.
 """
@@ -319,12 +323,21 @@ def spread(values: list[float], failures: int = 0) -> dict[str, Any]:
 # The daemons, and what /proc says about them
 
 
-def spawn_daemon(reactor: Any, workdir: str, name: str, extra: list[str]) -> DaemonProcess:
-    """One daemon with a control directory and log of its own under workdir."""
+def spawn_daemon(
+    reactor: Any, workdir: str, name: str, extra: list[str], profile: str | None = None
+) -> DaemonProcess:
+    """One daemon with a control directory and log of its own under workdir.
+
+    With profile, twistd runs it under cProfile and saves the statistics there
+    when it stops (read them with ``python -m pstats``).
+    """
     control_dir = os.path.join(workdir, name)
     os.mkdir(control_dir)
     daemon = DaemonProcess(os.path.join(workdir, f"{name}.log"))
     argv = daemon_argv(control_dir) + extra
+    if profile:
+        at = argv.index("-n")
+        argv[at:at] = [f"--profile={os.path.abspath(profile)}", "--profiler=cprofile", "--savestats"]
     reactor.spawnProcess(daemon, argv[0], argv, env=dict(os.environ), path=workdir)
     bd.DAEMONS.append(daemon)  # the watchdog and the exit hook kill it
     atexit.register(kill_if_alive, daemon)
@@ -514,11 +527,21 @@ class Clients:
 
 
 class DaemonApi(Api):
-    """The REST API of one daemon, which also knows the daemon's pid for /proc."""
+    """The REST API of one daemon, which also knows the daemon's pid and control directory."""
 
-    def __init__(self, reactor: Any, client: HTTPClient, port: int, pid: int | None) -> None:
+    def __init__(
+        self, reactor: Any, client: HTTPClient, port: int, pid: int | None, control_dir: str
+    ) -> None:
         super().__init__(reactor, client, port)
         self.daemon_pid = pid
+        self.control_dir = control_dir
+
+    def recorded(self, session: str) -> int | None:
+        """Bytes in the session's recording so far (its file in our control directory)."""
+        try:
+            return os.path.getsize(os.path.join(self.control_dir, session, "stdout"))
+        except OSError:
+            return None
 
 
 async def sleep(reactor: Any, seconds: float) -> None:
@@ -737,8 +760,13 @@ async def phase_fanout(reactor: Any, api: DaemonApi, clients: Clients, sizes: Si
             step, session, viewers = await fanout_step(reactor, api, clients, command, count, window)
             results[key].append(step)
             if key == "fanout" and count == sizes.viewers[-1]:
+                recorded = api.recorded(session)
                 joiners = await add_viewers(reactor, clients, session, 10)
                 results["fanout_join"] = await measure_window(reactor, api, joiners, window)
+                offsets = [t["offset"] for v in joiners for t in v.texts if t.get("type") == "replay"]
+                if recorded is not None and offsets:
+                    # How far the screen their replay showed was behind the recording.
+                    results["fanout_join"]["replay_behind_mb"] = (recorded - min(offsets)) / MB
                 say(f"  10 more joining: min {results['fanout_join']['min_mb_s']:.2f} MB/s")
             await clients.close()
             await remove_session(reactor, api, session)
@@ -957,10 +985,12 @@ async def run_phases(reactor: Any, main: tuple, deflate: Any, sizes: Sizes, resu
 # Orchestration
 
 
-async def start(reactor: Any, workdir: str, name: str, extra: list[str], client: HTTPClient) -> Any:
-    daemon = spawn_daemon(reactor, workdir, name, extra)
+async def start(
+    reactor: Any, workdir: str, name: str, extra: list[str], client: HTTPClient, profile: str | None = None
+) -> Any:
+    daemon = spawn_daemon(reactor, workdir, name, extra, profile)
     port = await daemon.port.addTimeout(START_TIMEOUT, reactor)
-    api = DaemonApi(reactor, client, port, daemon.pid)
+    api = DaemonApi(reactor, client, port, daemon.pid, os.path.join(workdir, name))
     say(f"daemon {name} pid {daemon.pid} listening on {HOST}:{port}")
     return daemon, api, Clients(reactor, port, compress="--compress" in extra)
 
@@ -977,7 +1007,7 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     daemons: list[DaemonProcess] = []
     apis: list[Api] = []
     try:
-        daemon, api, clients = await start(reactor, workdir, "plain", [], client)
+        daemon, api, clients = await start(reactor, workdir, "plain", [], client, args.profile)
         daemons.append(daemon)
         apis.append(api)
         deflate = None
@@ -1180,6 +1210,7 @@ def fanout_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     join = r.get("fanout_join")
     if join:
         note = f"median {join['p50_mb_s']:.2f}, over their first {r['sizes']['window_s']:g} s; "
+        note += f"replay {fmt(join.get('replay_behind_mb'), ' MB')} behind the recording; "
         rows.append(
             ("10 joining a 1 MB/s session, min", f"{join['min_mb_s']:.2f} MB/s", note + step_note(join))
         )
@@ -1188,7 +1219,8 @@ def fanout_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             (
                 f"daemon RSS, {steps[-1]['viewers']} viewers",
                 fmt(steps[-1]["rss_mib"], " MiB"),
-                f"idle before: {fmt(r.get('fanout_idle_rss_mib'), ' MiB')}",
+                f"{fmt(steps[0]['rss_mib'], ' MiB')} with {steps[0]['viewers']};"
+                f" {fmt(r.get('fanout_idle_rss_mib'), ' MiB')} idle before the fan-out",
             )
         )
     for step in r.get("ceiling") or []:
@@ -1305,6 +1337,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300, help="seconds, overall")
     parser.add_argument("--json", metavar="OUT", help="write results as JSON here")
     parser.add_argument("--keep-dir", action="store_true", help="keep the daemons' logs")
+    parser.add_argument("--profile", metavar="OUT", help="cProfile the plain daemon into OUT (slows it)")
     return parser.parse_args(argv)
 
 
