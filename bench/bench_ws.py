@@ -187,6 +187,11 @@ def spawn_on_pty(argv: list[str]) -> tuple[int, subprocess.Popen]:
 
 
 def reap(child: subprocess.Popen) -> None:
+    """Kill what is left of the program's session (a pipeline's other members too) and wait."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except OSError:
+        pass  # already gone
     try:
         child.wait(timeout=5)
     except subprocess.TimeoutExpired:
@@ -216,12 +221,12 @@ def raw_pty_rate(argv: list[str], timeout: float = 60.0) -> dict[str, Any]:
             total += len(data)
     finally:
         os.close(master)
-        child.kill()
         reap(child)
     return rate_figures(total, first, last)
 
 
 def rate_figures(count: int, first: float | None, last: float | None) -> dict[str, Any]:
+    """count bytes between the clock readings first and last, as MB/s (None without a span)."""
     seconds = (last - first) if first is not None and last is not None else 0.0
     return {
         "bytes": count,
@@ -289,12 +294,12 @@ def raw_pty_echo(rounds: int, warmup: int = 50) -> dict[str, Any]:
                 times.append((time.perf_counter() - start) * 1e6)
     finally:
         os.close(master)
-        child.kill()
         reap(child)
     return spread(times, failures)
 
 
 def read_until(fd: int, wanted: bytes, timeout: float) -> bool:
+    """Read the PTY master until wanted shows up (True) or timeout seconds pass (False)."""
     deadline = time.perf_counter() + timeout
     seen = b""
     while wanted not in seen:
@@ -361,11 +366,20 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def fd_count(pid: int | None) -> int | None:
+def open_fds(pid: int | None) -> Counter:
+    """A process's open file descriptors, counted by kind: socket, pipe, a path's directory..."""
+    kinds: Counter = Counter()
     try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
+        names = os.listdir(f"/proc/{pid}/fd")
     except OSError:
-        return None
+        return kinds
+    for name in names:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue  # closed meanwhile
+        kinds[target.split(":", 1)[0] if ":" in target else os.path.dirname(target) or target] += 1
+    return kinds
 
 
 def session_processes(ids: set[str]) -> dict[int, str]:
@@ -470,6 +484,7 @@ def text_is(kind: str) -> Any:
 
 
 def binary_has(marker: bytes) -> Any:
+    """A predicate for ``Socket.until``: a binary message that contains marker."""
     return lambda payload, binary: binary and marker in payload
 
 
@@ -527,12 +542,18 @@ class Clients:
 
 
 class DaemonApi(Api):
-    """The REST API of one daemon, which also knows the daemon's pid and control directory."""
+    """The REST API of one daemon, which also knows the daemon's pid and control directory.
+
+    Its keep-alive connections come from ``pool``, which the fd census empties first so
+    that only the daemon's own fds are counted.
+    """
 
     def __init__(
-        self, reactor: Any, client: HTTPClient, port: int, pid: int | None, control_dir: str
+        self, reactor: Any, pool: HTTPConnectionPool, port: int, pid: int | None, control_dir: str
     ) -> None:
-        super().__init__(reactor, client, port)
+        super().__init__(reactor, HTTPClient(Agent(reactor, pool=pool)), port)
+        self.reactor = reactor
+        self.pool = pool
         self.daemon_pid = pid
         self.control_dir = control_dir
 
@@ -923,15 +944,21 @@ async def one_cycle(
 
 
 async def daemon_census(api: DaemonApi, deleted: list[str]) -> dict[str, Any]:
+    """What the daemon holds: fds (and of which kinds), sessions, RSS; and what deleted sessions left."""
     stats = await api.stats() or {}
     rss = stats.get("rssBytes")
+    await api.pool.closeCachedConnections()  # our keep-alive connections are not the daemon's
+    await sleep(api.reactor, 0.2)
+    fds: Counter = Counter()
+    for kind, count in open_fds(api.daemon_pid).items():
+        fds["session files" if kind.startswith(api.control_dir) else kind] += count
     return {
-        "fds": fd_count(api.daemon_pid),
+        "fds": sum(fds.values()),
+        "fd_kinds": dict(fds),
         "sessions": stats.get("sessions"),
         "statuses": stats.get("statuses"),
         "rss_mib": rss and rss / 2**20,
         "processes_of_deleted": len(session_processes(set(deleted))),
-        "threads": int(proc_stat(api.daemon_pid)[17]) if len(proc_stat(api.daemon_pid)) > 17 else None,
     }
 
 
@@ -986,11 +1013,16 @@ async def run_phases(reactor: Any, main: tuple, deflate: Any, sizes: Sizes, resu
 
 
 async def start(
-    reactor: Any, workdir: str, name: str, extra: list[str], client: HTTPClient, profile: str | None = None
+    reactor: Any,
+    workdir: str,
+    name: str,
+    extra: list[str],
+    pool: HTTPConnectionPool,
+    profile: str | None = None,
 ) -> Any:
     daemon = spawn_daemon(reactor, workdir, name, extra, profile)
     port = await daemon.port.addTimeout(START_TIMEOUT, reactor)
-    api = DaemonApi(reactor, client, port, daemon.pid, os.path.join(workdir, name))
+    api = DaemonApi(reactor, pool, port, daemon.pid, os.path.join(workdir, name))
     say(f"daemon {name} pid {daemon.pid} listening on {HOST}:{port}")
     return daemon, api, Clients(reactor, port, compress="--compress" in extra)
 
@@ -1003,16 +1035,15 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     workdir = tempfile.mkdtemp(prefix="vibetwist-bench-ws-")
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = sizes.concurrency + 4
-    client = HTTPClient(Agent(reactor, pool=pool))
     daemons: list[DaemonProcess] = []
     apis: list[Api] = []
     try:
-        daemon, api, clients = await start(reactor, workdir, "plain", [], client, args.profile)
+        daemon, api, clients = await start(reactor, workdir, "plain", [], pool, args.profile)
         daemons.append(daemon)
         apis.append(api)
         deflate = None
         if not args.no_deflate:
-            daemon2, api2, clients2 = await start(reactor, workdir, "deflate", ["--compress"], client)
+            daemon2, api2, clients2 = await start(reactor, workdir, "deflate", ["--compress"], pool)
             daemons.append(daemon2)
             apis.append(api2)
             deflate = (api2, clients2)
@@ -1270,7 +1301,8 @@ def leak_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         (
             "daemon fds before / after",
             f"{before['fds']} / {after['fds']}",
-            f"{clean.get('fds')} after cleanup-exited",
+            f"{clean.get('fds')} after cleanup-exited; by kind, before {before['fd_kinds']},"
+            f" after {after['fd_kinds']}",
         ),
         (
             "sessions before / after",
