@@ -16,8 +16,9 @@ physical limits are measured in the same run, so both sides see the same machine
 physical limits
     A raw PTY read loop (``pty.openpty`` + ``subprocess.Popen``, ``os.read`` of 64 KiB
     until EOF), a bare Twisted PTY read loop (``spawnProcess(usePTY=True)`` in a
-    subprocess of its own, ``python bench_ws.py --bare-twisted CMD...``), and a raw
-    PTY keystroke echo (one byte written to ``stty raw -echo; cat``, read back).
+    subprocess of its own, ``python bench_ws.py --bare-twisted CMD...``), the faster
+    of two tries of each; and a raw PTY keystroke echo (one byte written to
+    ``stty raw -echo; cat``, read back).
 echo
     The same echo program in a session: one byte as a binary frame on
     ``/ws/sessions/ID`` until its echo arrives as a binary frame; and the byte sent
@@ -696,8 +697,11 @@ async def phase_throughput(
         ("opost", opost_command(sizes.opost_bytes)),
     ]
     for name, command in cases:
-        results[f"{name}_raw"] = raw_pty_rate(command)
-        results[f"{name}_bare"] = bare_twisted_rate(command)
+        # A limit is the best the machine allows: the faster of two tries of each loop.
+        raw = [raw_pty_rate(command), raw_pty_rate(command)]
+        bare = [bare_twisted_rate(command), bare_twisted_rate(command)]
+        results[f"{name}_raw"] = max(raw, key=lambda r: r.get("mb_s") or 0)
+        results[f"{name}_bare"] = max(bare, key=lambda r: r.get("mb_s") or 0)
         results[f"{name}_ws"] = await stream_rate(reactor, api, clients, command)
         say(
             f"throughput {name}: raw {fmt(results[f'{name}_raw']['mb_s'])},"
