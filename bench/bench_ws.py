@@ -682,6 +682,7 @@ async def stream_rate(reactor: Any, api: DaemonApi, clients: Clients, command: l
     stats = viewer.trafficStats
     out["wire_bytes"] = stats.incomingOctetsWireLevel
     out["app_bytes"] = stats.incomingOctetsAppLevel
+    out["messages"] = stats.incomingWebSocketMessages
     out["deflate"] = viewer.websocket_extensions_in_use != []
     out.update(await lag_and_rss(api))
     await remove_session(reactor, api, session)
@@ -716,11 +717,16 @@ async def phase_throughput(
 
 
 async def measure_window(
-    reactor: Any, api: DaemonApi, viewers: list[Socket], window: float
+    reactor: Any, api: DaemonApi, viewers: list[Socket], window: float, others: list[Socket] | None = None
 ) -> dict[str, Any]:
-    """Every viewer's received rate over a window, and what the daemon and this process spent."""
+    """Every viewer's received rate over a window, and what the daemon and this process spent.
+
+    The rates of others, viewers already there, are summed up apart (``others_*``).
+    """
     await api.stats(reset=True)
+    others = others or []
     before = [v.binary_bytes for v in viewers]
+    others_before = [v.binary_bytes for v in others]
     skipped = sum(v.skipped for v in viewers)
     cpu, client, start = cpu_seconds(api.daemon_pid), client_cpu(), time.perf_counter()
     await sleep(reactor, window)
@@ -737,6 +743,9 @@ async def measure_window(
         "client_cpu": (client_cpu() - client) / elapsed,
         "daemon_cpu": (cpu_after - cpu) / elapsed if cpu is not None and cpu_after is not None else None,
     }
+    if others:
+        others_rates = [(v.binary_bytes - b) / elapsed / MB for v, b in zip(others, others_before)]
+        step.update(others_min_mb_s=min(others_rates), others_p50_mb_s=percentile(others_rates, 50))
     step.update(await lag_and_rss(api))
     return step
 
@@ -787,7 +796,7 @@ async def phase_fanout(reactor: Any, api: DaemonApi, clients: Clients, sizes: Si
             if key == "fanout" and count == sizes.viewers[-1]:
                 recorded = api.recorded(session)
                 joiners = await add_viewers(reactor, clients, session, 10)
-                results["fanout_join"] = await measure_window(reactor, api, joiners, window)
+                results["fanout_join"] = await measure_window(reactor, api, joiners, window, viewers)
                 offsets = [t["offset"] for v in joiners for t in v.texts if t.get("type") == "replay"]
                 if recorded is not None and offsets:
                     # How far the screen their replay showed was behind the recording.
@@ -1182,7 +1191,8 @@ def throughput_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             (
                 f"{label}: daemon CPU",
                 fmt(cpu_per_mb(ws), " ms/MB"),
-                f"client CPU {fmt(ws.get('client_cpu_s'), ' s')}, lag {fmt(ws.get('lag_ms'), ' ms')}",
+                f"client CPU {fmt(ws.get('client_cpu_s'), ' s')}, lag {fmt(ws.get('lag_ms'), ' ms')},"
+                f" {fmt(message_size(ws), ' KB')} a message",
             )
         )
     deflate = r.get("base64_deflate")
@@ -1197,7 +1207,7 @@ def throughput_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "base64: deflate, 1 viewer",
                 fmt(deflate.get("mb_s"), " MB/s"),
                 f"{pct(share(deflate, plain))} of uncompressed; compressed {fmt(wire)}x;"
-                f" deflate={deflate.get('deflate')}",
+                f" {fmt(message_size(deflate), ' KB')} a message; deflate={deflate.get('deflate')}",
             )
         )
         rows.append(
@@ -1208,6 +1218,11 @@ def throughput_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             )
         )
     return rows
+
+
+def message_size(s: dict[str, Any]) -> float | None:
+    """Mean KB (10**3 bytes, after inflating) of the messages a viewer got."""
+    return s["app_bytes"] / s["messages"] / 1000 if s.get("messages") else None
 
 
 def cpu_per_mb(s: dict[str, Any]) -> float | None:
@@ -1245,7 +1260,9 @@ def fanout_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     join = r.get("fanout_join")
     if join:
         note = f"median {join['p50_mb_s']:.2f}, over their first {r['sizes']['window_s']:g} s; "
-        note += f"replay {fmt(join.get('replay_behind_mb'), ' MB')} behind the recording; "
+        note += f"replay {fmt(join.get('replay_behind_mb'), ' MB')} behind the recording; meanwhile"
+        note += f" the {r['fanout'][-1]['viewers']} there got min {fmt(join.get('others_min_mb_s'))}"
+        note += f" median {fmt(join.get('others_p50_mb_s'))} MB/s; "
         rows.append(
             ("10 joining a 1 MB/s session, min", f"{join['min_mb_s']:.2f} MB/s", note + step_note(join))
         )
