@@ -653,7 +653,9 @@ async def stream_rate(reactor: Any, api: DaemonApi, clients: Clients, command: l
     The viewer joins while the program sleeps. The clock starts with the message
     that holds START (printed just before the stream, so the replay is left out)
     and the rate counts the bytes of the messages after it, as the raw loops count
-    the reads after their first.
+    the reads after their first. The recording's last write (its mtime) tells when
+    the daemon had read everything: how fast it recorded, and how far behind the
+    viewer's exit message came.
     """
     session = await new_session(api, command)
     viewer = await clients.viewer(session)
@@ -665,13 +667,22 @@ async def stream_rate(reactor: Any, api: DaemonApi, clients: Clients, command: l
             live["bytes"] += len(payload)
             live["last"] = now
         elif START.encode() in payload:
-            live["first"] = now
+            live["first"], live["first_wall"] = now, time.time()
 
     viewer.watch = watch
+    viewer.until(text_is("exit")).addCallback(lambda at: live.update(exit_wall=time.time()))
     cpu_before, client_before = cpu_seconds(api.daemon_pid), client_cpu()
     await api.stats(reset=True)
     await bounded(reactor, viewer.ended, 120)
     out = rate_figures(live["bytes"], live["first"], live["last"])
+    try:
+        recorded_at = os.stat(os.path.join(api.control_dir, session, "stdout")).st_mtime
+    except OSError:
+        recorded_at = None
+    if recorded_at is not None and "first_wall" in live and recorded_at > live["first_wall"]:
+        out["recorded_mb_s"] = live["bytes"] / (recorded_at - live["first_wall"]) / MB
+        if "exit_wall" in live:
+            out["behind_at_end_s"] = live["exit_wall"] - recorded_at
     cpu_after = cpu_seconds(api.daemon_pid)
     if cpu_before is not None and cpu_after is not None:
         out["daemon_cpu_s"] = round(cpu_after - cpu_before, 3)
@@ -1189,6 +1200,15 @@ def throughput_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append((f"{label}: vibetwist, 1 viewer", fmt(ws.get("mb_s"), " MB/s"), note))
         rows.append(
             (
+                f"{label}: vibetwist, PTY read",
+                fmt(ws.get("recorded_mb_s"), " MB/s"),
+                f"{pct(share({'mb_s': ws.get('recorded_mb_s')}, bare))} of bare Twisted (output over the"
+                f" time to the recording's last write); the viewer's exit came"
+                f" {fmt(ws.get('behind_at_end_s'), ' s')} after that write",
+            )
+        )
+        rows.append(
+            (
                 f"{label}: daemon CPU",
                 fmt(cpu_per_mb(ws), " ms/MB"),
                 f"client CPU {fmt(ws.get('client_cpu_s'), ' s')}, lag {fmt(ws.get('lag_ms'), ' ms')},"
@@ -1207,7 +1227,9 @@ def throughput_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
                 "base64: deflate, 1 viewer",
                 fmt(deflate.get("mb_s"), " MB/s"),
                 f"{pct(share(deflate, plain))} of uncompressed; compressed {fmt(wire)}x;"
-                f" {fmt(message_size(deflate), ' KB')} a message; deflate={deflate.get('deflate')}",
+                f" {fmt(message_size(deflate), ' KB')} a message; deflate={deflate.get('deflate')};"
+                f" PTY read {fmt(deflate.get('recorded_mb_s'), ' MB/s')},"
+                f" exit {fmt(deflate.get('behind_at_end_s'), ' s')} after the last write",
             )
         )
         rows.append(
