@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from vibetwist.immediate import write_now
 from vibetwist.interfaces import ILauncher, ITerminalEvents, ITerminalProcess
 
 
@@ -152,7 +153,7 @@ class PTYProcess:
         self._signaller = signaller
 
     def write(self, data: bytes) -> None:
-        self._transport.write(data)
+        write_now(self._transport, data)
 
     def resize(self, cols: int, rows: int) -> None:
         try:

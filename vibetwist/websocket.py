@@ -31,6 +31,7 @@ from zope.interface import implementer
 from vibetwist.asciicast import Event
 from vibetwist.buffers import SnapshotHub
 from vibetwist.errors import BadRequest
+from vibetwist.immediate import write_now
 from vibetwist.interfaces import ITerminalChannel
 from vibetwist.keys import key_sequence
 from vibetwist.service import SessionService
@@ -254,7 +255,12 @@ class TerminalStreamProtocol(_Protocol):
 
     def send_output(self, event: Event) -> None:
         if self.sendable:
-            self.sendPreparedMessage(self.factory.output_message(event))
+            message = self.factory.output_message(event)
+            if self._perMessageCompress is None and not self.send_queue:
+                # Output is what a typist waits for: send it now, not on the next turn.
+                write_now(self.transport, message.payloadHybi)
+            else:
+                self.sendPreparedMessage(message)
 
     def end(self) -> None:
         if self.sendable:
