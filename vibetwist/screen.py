@@ -1,93 +1,60 @@
 # -*- test-case-name: tests.test_screen -*-
-"""The in-memory screen of a session: pyte, with its scrollback, and snapshots of it.
+"""The in-memory screen of a session, with its scrollback, and snapshots of it.
 
 Sans-IO: text goes in with ``feed``; the visible rows come out as plain text
-or as a :class:`vibetwist.snapshot.Snapshot`.
+or as a :class:`vibetwist.snapshot.Snapshot`, the scrollback as rows of cells.
+The terminal itself is :class:`vibetwist.emulator.Emulator`.
 """
 
 from __future__ import annotations
 
-import unicodedata
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from typing import Any
 
-import pyte
-from pyte.screens import Char
-from wcwidth import wcwidth
-
+from vibetwist.emulator import Emulator, EmulatorStream, Glyph
 from vibetwist.snapshot import (
     BLANK,
     BOLD,
+    DIM,
     INVERSE,
+    INVISIBLE,
     ITALIC,
-    RGB,
     STRIKETHROUGH,
     UNDERLINE,
     Cell,
-    Color,
     Snapshot,
 )
 
 DEFAULT_SCROLLBACK = 10_000
 
-_NAMED = ["black", "red", "green", "brown", "blue", "magenta", "cyan", "white"]
-_PALETTE = {name: i for i, name in enumerate(_NAMED)}
-_PALETTE.update({"bright" + name: i + 8 for i, name in enumerate(_NAMED)})
-# pyte spells yellow "brown"; accept both.
-_PALETTE["yellow"] = 3
-_PALETTE["brightyellow"] = 11
 
-
-@lru_cache(maxsize=4096)
-def _color(value: str) -> Color:
-    if value == "default":
-        return None
-    index = _PALETTE.get(value)
-    if index is not None:
-        return index
-    if len(value) == 6:
-        try:
-            n = int(value, 16)
-        except ValueError:
-            return None
-        return RGB(n >> 16, (n >> 8) & 0xFF, n & 0xFF)
-    return None
-
-
-@lru_cache(maxsize=4096)
-def _invisible_breaker(char: str) -> bool:
-    """True for a zero-width character that is not a combining mark (ZWJ, VS16, ZWSP...)."""
-    return wcwidth(char) == 0 and not unicodedata.combining(char)
-
-
-def drop_zero_width(text: str) -> str:
-    """Remove the zero-width, non-combining characters at which pyte stops drawing."""
-    if text.isascii():
-        return text
-    return "".join(c for c in text if c < "\x80" or not _invisible_breaker(c))
-
-
-class _Screen(pyte.HistoryScreen):
-    """pyte's HistoryScreen, minus its habit of dropping text after U+200D/U+FE0F/U+200B."""
-
-    def draw(self, data: str) -> None:
-        super().draw(drop_zero_width(data))
-
-
-def _cell(char: Char) -> Cell:
-    if (
-        char.fg == "default"
-        and char.bg == "default"
-        and not (char.bold or char.italics or char.underscore or char.strikethrough or char.reverse)
-    ):
-        return BLANK if char.data == " " else Cell(char.data)
+@lru_cache(maxsize=8192)
+def _cell(char: str, style: tuple[Any, ...]) -> Cell:
+    """The snapshot cell for ``char`` drawn in ``style`` (a Glyph without its character)."""
+    fg, bg, bold, italics, underscore, strikethrough, reverse, _blink, dim, hidden = style
     attrs = (
-        (BOLD if char.bold else 0)
-        | (ITALIC if char.italics else 0)
-        | (UNDERLINE if char.underscore else 0)
-        | (INVERSE if char.reverse else 0)
-        | (STRIKETHROUGH if char.strikethrough else 0)
+        (BOLD if bold else 0)
+        | (ITALIC if italics else 0)
+        | (UNDERLINE if underscore else 0)
+        | (DIM if dim else 0)
+        | (INVERSE if reverse else 0)
+        | (INVISIBLE if hidden else 0)
+        | (STRIKETHROUGH if strikethrough else 0)
     )
-    return Cell(char.data, _color(char.fg), _color(char.bg), attrs)
+    if char == " " and fg is None and bg is None and not attrs:
+        return BLANK
+    return Cell(char, fg, bg, attrs)
+
+
+@lru_cache(maxsize=8192)
+def _glyph_cell(glyph: Glyph) -> Cell:
+    return _cell(glyph.data, glyph[1:])
+
+
+def _cells(pairs: Iterable[tuple[str, tuple[Any, ...]]]) -> tuple[Cell, ...]:
+    """Snapshot cells, leaving out each wide character's continuation (an empty cell)."""
+    return tuple(_cell(char, style) for char, style in pairs if char)
 
 
 class TerminalScreen:
@@ -96,68 +63,68 @@ class TerminalScreen:
     def __init__(self, cols: int, rows: int, scrollback: int = DEFAULT_SCROLLBACK) -> None:
         self._size = (cols, rows)
         self._scrollback = max(1, scrollback)
-        self._pyte: _Screen | None = None
-        self._pyte_stream: pyte.Stream | None = None
+        self._emulator: Emulator | None = None
+        self._stream: EmulatorStream | None = None
 
     @property
-    def _screen(self) -> _Screen:
+    def _screen(self) -> Emulator:
         # Made on first use: a session nobody looks at and that printed nothing costs nothing.
-        if self._pyte is None:
-            self._pyte = _Screen(*self._size, history=self._scrollback)
-            self._pyte_stream = pyte.Stream(self._pyte)
-        return self._pyte
-
-    @property
-    def _stream(self) -> pyte.Stream:
-        if self._pyte_stream is None:
-            self._screen  # noqa: B018 - makes the stream too
-        assert self._pyte_stream is not None
-        return self._pyte_stream
+        if self._emulator is None:
+            self._emulator = Emulator(*self._size, history=self._scrollback)
+            self._stream = EmulatorStream(self._emulator)
+        return self._emulator
 
     @property
     def cols(self) -> int:
-        return int(self._screen.columns) if self._pyte is not None else self._size[0]
+        return int(self._emulator.columns) if self._emulator is not None else self._size[0]
 
     @property
     def rows(self) -> int:
-        return int(self._screen.lines) if self._pyte is not None else self._size[1]
+        return int(self._emulator.lines) if self._emulator is not None else self._size[1]
 
     @property
     def scrollback_lines(self) -> int:
         """How many lines have scrolled off the top and are kept."""
-        return len(self._screen.history.top)
+        return len(self._emulator.scrollback) if self._emulator is not None else 0
 
     def feed(self, text: str) -> None:
         """Interpret text (with its escape sequences) as a terminal would."""
+        self._screen  # noqa: B018 - makes the stream too
+        assert self._stream is not None
         self._stream.feed(text)
 
     def resize(self, cols: int, rows: int) -> None:
         """Change the size, as the program's terminal did."""
-        if self._pyte is None:
+        if self._emulator is None:
             self._size = (cols, rows)
         else:
-            self._pyte.resize(lines=rows, columns=cols)
+            self._emulator.resize(lines=rows, columns=cols)
+
+    def _glyph_rows(self) -> list[list[Glyph]]:
+        screen = self._screen
+        columns = range(screen.columns)
+        blank_row = [screen.default_char] * screen.columns
+        buffer: Mapping[int, Any] = screen.buffer
+        rows = []
+        for y in range(screen.lines):
+            line = buffer.get(y)
+            rows.append(blank_row if line is None else list(map(line.__getitem__, columns)))
+        return rows
 
     def lines(self) -> list[str]:
         """The visible rows as text, trailing blanks removed."""
-        return [line.rstrip() for line in self._screen.display]
+        return ["".join(glyph.data for glyph in row).rstrip() for row in self._glyph_rows()]
 
     def text(self) -> str:
         """The visible screen as plain text, one line per row."""
         return "\n".join(self.lines()) + "\n"
 
-    def _row(self, line: dict[int, Char]) -> tuple[Cell, ...]:
-        cells = []
-        for x in range(self._screen.columns):
-            char = line[x]
-            if char.data == "":
-                continue  # the second column of a wide character
-            cells.append(_cell(char))
-        return tuple(cells)
-
     def history_rows(self) -> list[tuple[Cell, ...]]:
         """The scrollback, oldest line first, each line as its cells (as in snapshot rows)."""
-        return [self._row(line) for line in self._screen.history.top]
+        if self._emulator is None:
+            return []
+        columns = self._emulator.columns
+        return [_cells(line.cells(columns)) for line in self._emulator.scrollback]
 
     def private_modes(self) -> frozenset[int]:
         """The DEC private modes set now (25 cursor shown, 1 application cursor keys, ...)."""
@@ -167,11 +134,11 @@ class TerminalScreen:
         """The visible rows, the cursor and where the view starts in the whole buffer."""
         screen = self._screen
         cols = screen.columns
-        rows = [self._row(screen.buffer[y]) for y in range(screen.lines)]
+        rows = tuple(tuple(_glyph_cell(glyph) for glyph in row if glyph.data) for row in self._glyph_rows())
         cursor = screen.cursor
         return Snapshot(
             cols=cols,
-            rows=tuple(rows),
+            rows=rows,
             viewport_y=self.scrollback_lines,
             cursor_x=min(cursor.x, cols - 1) if cols else 0,
             cursor_y=cursor.y,

@@ -1,0 +1,477 @@
+# -*- test-case-name: tests.test_emulator -*-
+"""pyte, made fast enough to keep up with a PTY, and corrected where it is wrong.
+
+pyte's :class:`pyte.Screen` stays the model: its buffer, cursor, modes and
+every escape-sequence handler are used as they are.  What changes:
+
+- :class:`Emulator` draws a run of printable ASCII with one dict update per
+  screen line, from cells built once per style and shared, instead of a
+  ``namedtuple._replace`` per character; it keeps its scrollback frozen
+  small (:mod:`vibetwist.scrollback`) instead of HistoryScreen's dict per
+  line behind a wrapper on every attribute access; and it caches what
+  ``select_graphic_rendition`` computes.
+- :class:`EmulatorStream` reads text runs, line ends and complete CSI
+  sequences with one regular expression each, and hands anything else to
+  pyte's own parser, one character at a time, as pyte does.
+- Fixes: text after a zero-width character (U+200D, U+FE0F, U+200B) or a
+  stray control character is drawn (pyte drops the rest of the run); a
+  wide character that does not fit in the last column wraps to the next
+  line; colon-form SGR (``38:2::R:G:B``, ``4:3``) is understood; dim (2)
+  and invisible (8) are kept; and a palette colour stays a palette index
+  while an RGB colour stays RGB (pyte turns both into the same hex string).
+
+Cells are :class:`Glyph` tuples: pyte's ``Char`` fields with colours as
+:data:`vibetwist.snapshot.Color` values, plus ``dim`` and ``hidden``.
+
+Sans-IO: text goes in, state comes out.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any, NamedTuple
+
+import pyte
+from pyte import charsets, modes
+from pyte.screens import Margins, wcwidth
+
+from vibetwist.scrollback import Scrollback
+from vibetwist.snapshot import RGB, Color
+
+__all__ = ["Emulator", "EmulatorStream", "Glyph"]
+
+
+class Glyph(NamedTuple):
+    """One styled cell: pyte's ``Char`` with snapshot colours, dim and invisible."""
+
+    data: str
+    fg: Color = None
+    bg: Color = None
+    bold: bool = False
+    italics: bool = False
+    underscore: bool = False
+    strikethrough: bool = False
+    reverse: bool = False
+    blink: bool = False
+    dim: bool = False
+    hidden: bool = False
+
+
+_BLANK = Glyph(" ")
+_REVERSE_BLANK = Glyph(" ", reverse=True)
+
+
+class _Glyphs(dict[str, Glyph]):
+    """The cells of one style, by character, made on first use and shared."""
+
+    __slots__ = ("style",)
+
+    def __init__(self, style: Glyph) -> None:
+        super().__init__()
+        self.style = style
+
+    def __missing__(self, char: str) -> Glyph:
+        glyph = self.style._replace(data=char)
+        if len(self) < 4096:
+            self[char] = glyph
+        return glyph
+
+
+# Glyphs are immutable values, so every screen shares these caches.
+_GLYPHS: dict[Glyph, _Glyphs] = {}
+_SGR: dict[tuple[Glyph, tuple[int, ...], bool], Glyph] = {}
+_SGR_TEXT: dict[tuple[Glyph, str, bool], Glyph] = {}
+_CACHE_LIMIT = 4096
+
+
+def _glyphs(style: Glyph) -> _Glyphs:
+    glyphs = _GLYPHS.get(style)
+    if glyphs is None:
+        if len(_GLYPHS) >= _CACHE_LIMIT:
+            _GLYPHS.clear()
+        glyphs = _GLYPHS[style] = _Glyphs(style)
+    return glyphs
+
+
+# SGR parameters that set or clear a flag.
+_FLAGS: dict[int, dict[str, bool]] = {
+    1: {"bold": True},
+    2: {"dim": True},
+    3: {"italics": True},
+    4: {"underscore": True},
+    5: {"blink": True},
+    7: {"reverse": True},
+    8: {"hidden": True},
+    9: {"strikethrough": True},
+    22: {"bold": False, "dim": False},
+    23: {"italics": False},
+    24: {"underscore": False},
+    25: {"blink": False},
+    27: {"reverse": False},
+    28: {"hidden": False},
+    29: {"strikethrough": False},
+}
+
+
+def _rendition(style: Glyph, params: tuple[int, ...], blank: Glyph) -> Glyph:
+    """``style`` changed by the SGR ``params``, read as pyte reads them."""
+    if params == (0,):
+        return blank
+    replace: dict[str, Any] = {}
+    todo = list(reversed(params))
+    while todo:
+        param = todo.pop()
+        if param == 0:
+            replace.update(blank._asdict())
+        elif param in _FLAGS:
+            replace.update(_FLAGS[param])
+        elif 30 <= param <= 37:
+            replace["fg"] = param - 30
+        elif param == 39:
+            replace["fg"] = None
+        elif 40 <= param <= 47:
+            replace["bg"] = param - 40
+        elif param == 49:
+            replace["bg"] = None
+        elif 90 <= param <= 97:
+            replace["fg"] = param - 82
+        elif 100 <= param <= 107:
+            replace["bg"] = param - 92
+        elif param in (38, 48):
+            key = "fg" if param == 38 else "bg"
+            try:
+                kind = todo.pop()
+                if kind == 5:
+                    index = todo.pop()
+                    if index < 256:
+                        replace[key] = index
+                elif kind == 2:
+                    r, g, b = todo.pop(), todo.pop(), todo.pop()
+                    # pyte makes an out-of-range component an unusable colour: the default.
+                    replace[key] = RGB(r, g, b) if max(r, g, b) <= 255 else None
+            except IndexError:
+                pass  # too few parameters: pyte ignores the colour
+    return style._replace(**replace)
+
+
+def _is_drawn(char: str, width: int) -> bool:
+    """Whether a character of this width takes or joins a cell (a combining mark joins)."""
+    return width > 0 or (width == 0 and bool(unicodedata.combining(char)))
+
+
+_PRINTABLE_ASCII = re.compile(r"[ -~]+").fullmatch
+_IDENTITY = charsets.LAT1_MAP
+
+
+class Emulator(pyte.Screen):
+    """A pyte screen with fast drawing, a compact scrollback of ``history`` lines and pyte's bugs fixed."""
+
+    buffer: Any  # pyte's lines (row -> column -> cell), holding Glyphs
+
+    def __init__(self, columns: int, lines: int, history: int) -> None:
+        self.scrollback = Scrollback(history)
+        self._glyphs = _glyphs(_BLANK)
+        super().__init__(columns, lines)
+
+    @property
+    def default_char(self) -> Glyph:  # type: ignore[override]
+        """A blank cell; reverse video while DECSCNM is set, as in pyte."""
+        return _REVERSE_BLANK if modes.DECSCNM in self.mode else _BLANK
+
+    def reset(self) -> None:
+        """Reset as pyte does, with Glyph cells, and forget the scrollback."""
+        super().reset()
+        self.cursor.attrs = self.default_char  # type: ignore[assignment]
+        self.scrollback.clear()
+
+    def erase_in_display(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
+        """Erase as pyte does; ``3`` also forgets the scrollback (as xterm's ``ED 3``)."""
+        super().erase_in_display(how, *args, **kwargs)
+        if how == 3:
+            self.scrollback.clear()
+
+    def index(self) -> None:
+        """Move down a line; at the bottom margin, scroll, keeping the top line in the scrollback."""
+        top, bottom = self.margins or Margins(0, self.lines - 1)
+        if self.cursor.y != bottom:
+            self.cursor_down()
+            return
+        buffer = self.buffer
+        default = self.default_char
+        self.scrollback.push(buffer.get(top, {}), default)  # type: ignore[arg-type]
+        # Renumber the lines in one pass: those below the top margin move up
+        # one, the top one leaves, the rest stay.  A line never drawn on stays
+        # missing, which pyte's defaultdict would make blank with the same default.
+        shifted = {(y - 1 if top < y <= bottom else y): line for y, line in buffer.items() if y != top}
+        buffer.clear()
+        buffer.update(shifted)
+
+    def select_graphic_rendition(self, *attrs: int) -> None:
+        """Set the drawing style (cached: programs repeat the same few SGR sequences)."""
+        style: Glyph = self.cursor.attrs  # type: ignore[assignment]
+        reverse_video = modes.DECSCNM in self.mode
+        key = (style, attrs, reverse_video)
+        new = _SGR.get(key)
+        if new is None:
+            new = _rendition(style, attrs or (0,), self.default_char)
+            if len(_SGR) >= _CACHE_LIMIT:
+                _SGR.clear()
+            _SGR[key] = new
+        self.cursor.attrs = new  # type: ignore[assignment]
+
+    def style(self, params: str) -> None:
+        """Apply an SGR sequence given as its parameter text (``"1;31"``), cached by that text."""
+        style: Glyph = self.cursor.attrs  # type: ignore[assignment]
+        key = (style, params, modes.DECSCNM in self.mode)
+        new = _SGR_TEXT.get(key)
+        if new is None:
+            self.select_graphic_rendition(*[min(int(p or 0), 9999) for p in params.split(";")])
+            if len(_SGR_TEXT) >= _CACHE_LIMIT:
+                _SGR_TEXT.clear()
+            _SGR_TEXT[key] = self.cursor.attrs  # type: ignore[assignment]
+        else:
+            self.cursor.attrs = new  # type: ignore[assignment]
+
+    def _current_glyphs(self) -> _Glyphs:
+        style = self.cursor.attrs
+        if style is not self._glyphs.style:
+            self._glyphs = _glyphs(style)  # type: ignore[arg-type]
+        return self._glyphs
+
+    def draw(self, data: str) -> None:
+        """Write text at the cursor, wrapping and scrolling as a terminal does."""
+        cursor = self.cursor
+        x = cursor.x
+        end = x + len(data)
+        mode = self.mode
+        plain = (
+            not self.charset
+            and self.g0_charset is _IDENTITY
+            and modes.DECAWM in mode
+            and modes.IRM not in mode
+            and data.isascii()
+            and data.isprintable()
+        )
+        if plain and end <= self.columns:
+            # The common case: printable ASCII that fits on the cursor's line.
+            glyphs = self._current_glyphs()
+            if end == x + 1:
+                self.buffer[cursor.y][x] = glyphs[data]
+            else:
+                self.buffer[cursor.y].update(zip(range(x, end), map(glyphs.__getitem__, data)))
+            cursor.x = end
+            return
+        if self.charset or self.g0_charset is not _IDENTITY:
+            data = data.translate(self.g1_charset if self.charset else self.g0_charset)
+        if plain:
+            self._draw_ascii(data, self._current_glyphs())
+        else:
+            self._draw_each(data, self._current_glyphs())
+
+    def _draw_ascii(self, data: str, glyphs: _Glyphs) -> None:
+        """Printable ASCII with autowrap: one dict update per screen line."""
+        cursor = self.cursor
+        columns = self.columns
+        buffer = self.buffer
+        glyph = glyphs.__getitem__
+        pos = 0
+        length = len(data)
+        while pos < length:
+            x = cursor.x
+            if x >= columns:
+                if x > columns:  # left past the edge by a resize: pyte writes there once
+                    buffer[cursor.y][x] = glyph(data[pos])
+                    cursor.x = columns
+                    pos += 1
+                    continue
+                self.carriage_return()
+                self.linefeed()
+                x = cursor.x
+            take = min(columns - x, length - pos)
+            buffer[cursor.y].update(zip(range(x, x + take), map(glyph, data[pos : pos + take])))
+            cursor.x = x + take
+            pos += take
+
+    def _draw_each(self, data: str, glyphs: _Glyphs) -> None:
+        """Any text, a character at a time: pyte's ``draw`` with its errors fixed."""
+        cursor = self.cursor
+        columns = self.columns
+        mode = self.mode
+        for char in data:
+            width = wcwidth(char)
+            if not _is_drawn(char, width):
+                continue  # pyte stops here and drops the rest of the text
+            if cursor.x == columns:
+                if modes.DECAWM in mode:
+                    self.carriage_return()
+                    self.linefeed()
+                elif width > 0:
+                    cursor.x -= width
+            elif width == 2 and cursor.x == columns - 1 and columns > 1 and modes.DECAWM in mode:
+                # A wide character that does not fit wraps whole (pyte splits it).
+                self.carriage_return()
+                self.linefeed()
+            if width > 0 and modes.IRM in mode:
+                self.insert_characters(width)
+            line = self.buffer[cursor.y]
+            x = cursor.x
+            if width == 1:
+                line[x] = glyphs[char]
+            elif width == 2:
+                line[x] = glyphs[char]
+                if x + 1 < columns:
+                    line[x + 1] = glyphs[""]
+            else:
+                self._combine(char)
+            if width > 0:
+                cursor.x = min(x + width, columns)
+
+    def _combine(self, mark: str) -> None:
+        """Join a combining mark to the cell before the cursor, as pyte does."""
+        cursor = self.cursor
+        if cursor.x:
+            line = self.buffer[cursor.y]
+            x = cursor.x - 1
+        elif cursor.y:
+            line = self.buffer[cursor.y - 1]
+            x = self.columns - 1
+        else:
+            return
+        last = line[x]
+        line[x] = last._replace(data=unicodedata.normalize("NFC", last.data + mark))
+
+
+ESC = "\x1b"
+
+# What the stream reads itself, in the parser's ground state: a run of text,
+# a line end, or a whole CSI sequence whose parameters are plain numbers.
+_TOKEN = re.compile(
+    r"\x1b\[(?P<sgr>[0-9;]*)m(?P<styled>[^\x00-\x1f\x7f-\x9f]*)"
+    r"|(?P<text>[^\x00-\x1f\x7f-\x9f]+)"
+    r"|(?P<crlf>\r\n)"
+    r"|(?P<ctl>[\r\n\x08])"
+    r"|\x1b\[(?P<private>\??)(?P<params>[0-9;:]*)(?P<final>[@-~])"
+).match
+# The start of such a CSI sequence, cut off by the end of the data.
+_PARTIAL_CSI = re.compile(r"\x1b(?:\[\??[0-9;:]*)?").fullmatch
+
+
+def _colon_sgr(params: str) -> list[int]:
+    """SGR parameters with colon sub-parameters, as the plain parameters that mean the same."""
+    flat: list[int] = []
+    for group in params.split(";"):
+        if ":" not in group:
+            flat.append(min(int(group or 0), 9999))
+            continue
+        head, *subs = group.split(":")
+        code = int(head or 0)
+        values = [min(int(sub or 0), 9999) for sub in subs]
+        if code in (38, 48) and values:
+            if values[0] == 2:
+                # 38:2:<colour space>:R:G:B (ITU) or 38:2:R:G:B (common)
+                rgb = values[2:5] if len(values) >= 5 else values[1:4]
+                if len(rgb) == 3:
+                    flat += [code, 2, *rgb]
+            elif values[0] == 5 and len(values) >= 2:
+                flat += [code, 5, values[1]]
+        elif code == 4:
+            flat.append(24 if values and values[0] == 0 else 4)  # 4:0 no underline, 4:1..5 a style of one
+        # Anything else (58:... underline colour) changes nothing shown.
+    return flat
+
+
+class EmulatorStream(pyte.Stream):
+    """pyte's stream, reading the common cases itself and never raising on bad input."""
+
+    def __init__(self, screen: Emulator) -> None:
+        self._pending = ""
+        self._csi_handlers: dict[str, Any] = {}
+        self._emulator = screen
+        super().__init__(screen)
+
+    def attach(self, screen: pyte.Screen) -> None:
+        super().attach(screen)
+        self._csi_handlers = {final: getattr(screen, name) for final, name in self.csi.items()}
+
+    def feed(self, data: str) -> None:
+        """Interpret ``data``; a CSI sequence cut off at its end waits for the next call."""
+        screen = self._emulator
+        if self._pending:
+            data = self._pending + data
+            self._pending = ""
+        length = len(data)
+        offset = 0 if self._taking_plain_text else self._through_parser(data, 0)
+        draw = screen.draw
+        style = screen.style
+        handlers = self._csi_handlers
+        while offset < length:
+            token = _TOKEN(data, offset)
+            if token is None:
+                if _PARTIAL_CSI(data, offset):
+                    self._pending = data[offset:]
+                    return
+                offset = self._through_parser(data, offset)
+                continue
+            kind = token.lastgroup
+            if kind == "styled":
+                style(token.group("sgr"))
+                text = token.group("styled")
+                if text:
+                    draw(text)
+            elif kind == "text":
+                draw(token.group())
+            elif kind == "crlf":
+                screen.carriage_return()
+                screen.linefeed()
+            elif kind == "ctl":
+                char = token.group()
+                if char == "\r":
+                    screen.carriage_return()
+                elif char == "\n":
+                    screen.linefeed()
+                else:
+                    screen.backspace()
+            else:
+                params = token.group("params")
+                final = token.group("final")
+                private = bool(token.group("private"))
+                if ":" in params:
+                    if final != "m" or private:
+                        offset = self._through_parser(data, offset)  # pyte's reading, as it is
+                        continue
+                    self._dispatch(screen.select_graphic_rendition, _colon_sgr(params), False)
+                else:
+                    handler = handlers.get(final)
+                    if handler is not None:
+                        self._dispatch(handler, [min(int(p or 0), 9999) for p in params.split(";")], private)
+            offset = token.end()
+
+    @staticmethod
+    def _dispatch(handler: Any, params: list[int], private: bool) -> None:
+        try:
+            if private:
+                handler(*params, private=True)
+            else:
+                handler(*params)
+        except Exception:  # noqa: BLE001
+            # pyte's handlers raise on parameters they do not take (a third
+            # CUP parameter, ``ESC [ 5 K``); a terminal ignores such a sequence.
+            pass
+
+    def _through_parser(self, data: str, offset: int) -> int:
+        """Give pyte's parser characters from ``offset`` until it is back in its ground state."""
+        taking = False
+        length = len(data)
+        while offset < length:
+            char = data[offset]
+            offset += 1
+            try:
+                taking = bool(self._parser.send(char))  # type: ignore[union-attr]
+            except Exception:  # noqa: BLE001 - as in _dispatch; pyte's parser must start over
+                self._initialize_parser()
+                taking = True
+            if taking:
+                break
+        self._taking_plain_text = taking
+        return offset

@@ -1,0 +1,106 @@
+# -*- test-case-name: tests.test_emulator -*-
+"""The lines that scrolled off the top of a screen, kept small.
+
+pyte keeps a scrolled-off line as the dict it was on screen: one entry and
+one styled tuple per cell, about 20 KB for a full 120-column line.  Here a
+line is frozen as its text plus runs of styles: the characters in one
+string, and for each stretch of cells drawn with the same attributes, those
+attributes (shared by every line that uses them) and the stretch's length.
+
+Sans-IO and pure: lines go in with :meth:`Scrollback.push` and come out as
+sequences of styled cells with :meth:`FrozenLine.cells`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Mapping
+from itertools import groupby, repeat
+from operator import itemgetter
+from typing import Any, NamedTuple
+
+__all__ = ["FrozenLine", "Scrollback"]
+
+_DATA = itemgetter(0)
+_STYLE = itemgetter(slice(1, None))
+
+
+class FrozenLine(NamedTuple):
+    """A line of cells, frozen when it left the screen.
+
+    ``text`` holds one character per cell when every cell holds exactly one
+    code point, otherwise a tuple of the cells' strings (a wide character's
+    continuation is ``""``).  ``runs`` are ``(style, count)`` pairs covering
+    ``text`` left to right; a style is a cell tuple without its character.
+    Cells past the end of ``text`` are ``default``.
+    """
+
+    text: str | tuple[str, ...]
+    runs: tuple[tuple[tuple[Any, ...], int], ...]
+    default: tuple[Any, ...]
+
+    def cells(self, columns: int) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        """The first ``columns`` cells as ``(character, style)`` pairs."""
+        text = self.text
+        x = 0
+        for style, count in self.runs:
+            for char in text[x : min(x + count, columns)]:
+                yield char, style
+            x += count
+            if x >= columns:
+                return
+        if x < columns:
+            char, style = self.default[0], self.default[1:]
+            for _ in range(columns - x):
+                yield char, style
+
+
+class Scrollback:
+    """At most ``size`` frozen lines, oldest first.
+
+    Styles and runs are interned, so a line costs about its text plus one
+    small tuple.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.lines: deque[FrozenLine] = deque(maxlen=size)
+        self._interned: dict[Any, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def clear(self) -> None:
+        """Forget every line (and the styles they shared)."""
+        self.lines.clear()
+        self._interned.clear()
+
+    def _intern(self, value: Any) -> Any:
+        interned = self._interned.setdefault(value, value)
+        if len(self._interned) > 65536:
+            # A stream that never repeats a style: stop sharing rather than grow.
+            self._interned.clear()
+        return interned
+
+    def push(self, line: Mapping[int, tuple[Any, ...]], default: tuple[Any, ...]) -> None:
+        """Keep ``line`` (column -> cell; missing columns are ``default``)."""
+        intern = self._intern
+        if not line:
+            self.lines.append(FrozenLine("", (), intern(default)))
+            return
+        width = max(line) + 1
+        cells = list(map(line.get, range(width), repeat(default, width)))
+        data = list(map(_DATA, cells))
+        text: str | tuple[str, ...] = "".join(data)
+        if len(text) != width or "" in data:
+            text = tuple(data)  # some cell is not exactly one code point
+        styles = list(map(_STYLE, cells))
+        first = styles[0]
+        if styles.count(first) == width:  # one style for the whole line: the usual case
+            runs: tuple[tuple[tuple[Any, ...], int], ...] = ((intern(first), width),)
+        else:
+            runs = tuple((intern(style), len(list(group))) for style, group in groupby(styles))
+        self.lines.append(FrozenLine(text, intern(runs), intern(default)))
+
+    def __iter__(self) -> Iterator[FrozenLine]:
+        return iter(self.lines)
