@@ -12,6 +12,7 @@ from pyte import graphics, modes
 from pyte.screens import wcwidth
 from twisted.trial.unittest import SynchronousTestCase
 
+from vibetwist import emulator
 from vibetwist.screen import TerminalScreen
 from vibetwist.scrollback import Scrollback
 from vibetwist.snapshot import (
@@ -212,6 +213,33 @@ class StockEquivalenceTests(SynchronousTestCase):
             pieces.feed(chunk)
         self.assertEqual(pieces.snapshot(), whole.snapshot())
         self.assertEqual(pieces.history_rows(), whole.history_rows())
+
+    @given(
+        st.lists(st.one_of(_text, _sgr, st.just("\r\n"), st.just("ab\r\n")), max_size=80).map("".join),
+        st.lists(st.integers(0, 10_000), max_size=12),
+        st.integers(1, 5),
+    )
+    def test_reads_see_everything_fed(self, text: str, cuts: list[int], batch: int) -> None:
+        """A read after any chunk shows what feeding everything so far at once shows (nothing held back)."""
+        self.patch(emulator, "LINE_BATCH", batch)
+        fast = TerminalScreen(8, 3, scrollback=4)
+        fed = ""
+        for chunk in _chunks(text, cuts):
+            fed += chunk
+            fast.feed(chunk)
+            whole = TerminalScreen(8, 3, scrollback=4)
+            whole.feed(fed)
+            self.assertEqual(fast_state(fast), fast_state(whole))
+
+    @given(st.lists(st.one_of(_text, _sgr, st.just("\r\n")), min_size=1, max_size=200).map("".join))
+    def test_scrolled_lines_same_as_stock_pyte(self, text: str) -> None:
+        """Many lines scrolled in at once, past the scrollback's size, give stock pyte's screen."""
+        self.patch(emulator, "LINE_BATCH", 64)
+        stock = StockWithFixes(10, 3, history=5)
+        pyte.Stream(stock).feed(text)
+        fast = TerminalScreen(10, 3, scrollback=5)
+        fast.feed(text)
+        self.assertEqual(fast_state(fast), stock_state(stock))
 
 
 def screen(text: str, cols: int = 10, rows: int = 3) -> TerminalScreen:

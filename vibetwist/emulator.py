@@ -13,6 +13,12 @@ every escape-sequence handler are used as they are.  What changes:
 - :class:`EmulatorStream` reads text runs, line ends and complete CSI
   sequences with one regular expression each, and hands anything else to
   pyte's own parser, one character at a time, as pyte does.
+- Output that only scrolls (lines of text and SGR at the bottom of the
+  screen, as ``ls`` or ``cat`` print) is held back a batch at a time and
+  scrolled in at once (:meth:`Emulator.scroll_in`): a line that passes
+  through the screen within the batch goes to the scrollback without ever
+  being made into cells, and one that would leave the scrollback within the
+  batch is not kept at all.
 - Fixes: text after a zero-width character (U+200D, U+FE0F, U+200B) or a
   stray control character is drawn (pyte drops the rest of the run); a
   wide character that does not fit in the last column wraps to the next
@@ -30,11 +36,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import pyte
 from pyte import charsets, modes
-from pyte.screens import Margins, wcwidth
+from pyte.screens import Margins, StaticDefaultDict, wcwidth
 
 from vibetwist.scrollback import Scrollback
 from vibetwist.snapshot import RGB, Color
@@ -161,6 +168,7 @@ def _is_drawn(char: str, width: int) -> bool:
 
 
 _PRINTABLE_ASCII = re.compile(r"[ -~]+").fullmatch
+_SGR_SPLIT = re.compile(r"\x1b\[([0-9;]*)m").split
 _IDENTITY = charsets.LAT1_MAP
 
 
@@ -206,6 +214,85 @@ class Emulator(pyte.Screen):
         shifted = {(y - 1 if top < y <= bottom else y): line for y, line in buffer.items() if y != top}
         buffer.clear()
         buffer.update(shifted)
+
+    def can_scroll_in(self) -> bool:
+        """Whether :meth:`scroll_in` applies: the cursor at the start of the bottom line of a
+        whole-screen scrolling region that is blank, autowrap on, insert off, no charset."""
+        cursor = self.cursor
+        bottom = self.lines - 1
+        mode = self.mode
+        return (
+            cursor.x == 0
+            and cursor.y == bottom
+            and (self.margins is None or self.margins == (0, bottom))
+            and not self.buffer.get(bottom)
+            and modes.DECAWM in mode
+            and modes.IRM not in mode
+            and not self.charset
+            and self.g0_charset is _IDENTITY
+        )
+
+    def scroll_in(self, lines: Sequence[str]) -> int:
+        """Write lines as ``line + CR LF`` would when :meth:`can_scroll_in`, all at once.
+
+        Each line is printable ASCII and SGR sequences; the lines are taken up
+        to the first that is wider than the screen.  The screen's rows and the
+        new lines form one column of rows that moves up by the number of
+        lines taken: what passes the top goes to the scrollback (only the
+        last lines it can hold are frozen at all), and only the rows left on
+        screen are made into cells.
+
+        :return: how many lines were taken.
+        """
+        columns = self.columns
+        bottom = self.lines - 1
+        cursor = self.cursor
+        default = self.default_char
+        new_rows: list[list[tuple[Glyph, str]]] = []
+        for line in lines:
+            parts = _SGR_SPLIT(line)
+            if sum(map(len, parts[::2])) > columns:
+                break
+            segments = [(cursor.attrs, parts[0])]
+            for i in range(1, len(parts), 2):
+                self.style(parts[i])
+                segments.append((cursor.attrs, parts[i + 1]))
+            new_rows.append(segments)  # type: ignore[arg-type]
+        taken = len(new_rows)
+        if not taken:
+            return 0
+        buffer = self.buffer
+        # The column of rows: the screen's rows above the (blank) bottom one, then the new lines.
+        old_rows = [buffer.get(y) for y in range(bottom)]
+        passing = taken  # rows that pass the top
+        first_kept = max(0, passing - self.scrollback.size)
+        for index in range(first_kept, passing):
+            if index < bottom:
+                self.scrollback.push(old_rows[index] or {}, default)
+            else:
+                self.scrollback.push_segments(new_rows[index - bottom], default)
+        beyond = {y: line for y, line in buffer.items() if y > bottom}
+        buffer.clear()
+        for y in range(bottom):
+            index = passing + y
+            if index < bottom:
+                row = old_rows[index]
+                if row is not None:
+                    buffer[y] = row
+            else:
+                buffer[y] = self._row_of(new_rows[index - bottom], default)
+        buffer.update(beyond)
+        return taken
+
+    @staticmethod
+    def _row_of(segments: list[tuple[Glyph, str]], default: Glyph) -> StaticDefaultDict[int, Any]:
+        row: StaticDefaultDict[int, Any] = StaticDefaultDict(default)
+        x = 0
+        for style, text in segments:
+            glyph = _glyphs(style).__getitem__
+            row.update(zip(range(x, x + len(text)), map(glyph, text)))
+            x += len(text)
+        return row
 
     def select_graphic_rendition(self, *attrs: int) -> None:
         """Set the drawing style (cached: programs repeat the same few SGR sequences)."""
@@ -353,6 +440,13 @@ _TOKEN = re.compile(
     r"|(?P<ctl>[\r\n\x08])"
     r"|\x1b\[(?P<private>\??)(?P<params>[0-9;:]*)(?P<final>[@-~])"
 ).match
+# Lines the screen can scroll in at once: printable ASCII and SGR, ended by CR LF.
+_LINE = re.compile(r"((?:[ -~]++|\x1b\[[0-9;]*+m)*+)\r\n").match  # possessive: never backtracks
+# The start of such a line, cut off by the end of the data, and how much of it is held back.
+_PARTIAL_LINE = re.compile(r"(?:[ -~]++|\x1b\[[0-9;]*+m)*+(?:\x1b(?:\[[0-9;]*+)?)?\r?").fullmatch
+_TAIL_LIMIT = 4096
+#: The most lines held back to be scrolled in at once.
+LINE_BATCH = 1024
 # The start of such a CSI sequence, cut off by the end of the data.
 _PARTIAL_CSI = re.compile(r"\x1b(?:\[\??[0-9;:]*)?").fullmatch
 
@@ -386,6 +480,8 @@ class EmulatorStream(pyte.Stream):
 
     def __init__(self, screen: Emulator) -> None:
         self._pending = ""
+        self._lines: list[str] = []
+        self._in_lines = False
         self._csi_handlers: dict[str, Any] = {}
         self._emulator = screen
         super().__init__(screen)
@@ -395,13 +491,40 @@ class EmulatorStream(pyte.Stream):
         self._csi_handlers = {final: getattr(screen, name) for final, name in self.csi.items()}
 
     def feed(self, data: str) -> None:
-        """Interpret ``data``; a CSI sequence cut off at its end waits for the next call."""
-        screen = self._emulator
+        """Interpret ``data``.
+
+        Some of it may be held back, never longer than until :meth:`flush`: a CSI
+        sequence cut off at the end (until it is complete), and, while the screen
+        can scroll lines in (:meth:`Emulator.can_scroll_in`), whole lines, so that
+        up to ``LINE_BATCH`` of them scroll in at once, and the line after them.
+        """
         if self._pending:
             data = self._pending + data
             self._pending = ""
+        self._run(data, lines=True)
+
+    def flush(self) -> None:
+        """Apply all held-back lines and text (a cut-off CSI sequence stays held: it means nothing yet)."""
+        pending = self._pending
+        self._pending = ""
+        self._apply_lines()
+        self._in_lines = False
+        if pending:
+            self._run(pending, lines=False)
+
+    def _run(self, data: str, lines: bool) -> None:
+        screen = self._emulator
         length = len(data)
-        offset = 0 if self._taking_plain_text else self._through_parser(data, 0)
+        if self._in_lines:
+            self._in_lines = False
+            at = self._take_lines(data, 0)
+            if at is None:
+                return
+            offset = at
+        else:
+            offset = 0
+        if not self._taking_plain_text:
+            offset = self._through_parser(data, offset)
         draw = screen.draw
         style = screen.style
         handlers = self._csi_handlers
@@ -424,6 +547,12 @@ class EmulatorStream(pyte.Stream):
             elif kind == "crlf":
                 screen.carriage_return()
                 screen.linefeed()
+                if lines and screen.can_scroll_in():
+                    at = self._take_lines(data, token.end())
+                    if at is None:
+                        return
+                    offset = at
+                    continue
             elif kind == "ctl":
                 char = token.group()
                 if char == "\r":
@@ -446,6 +575,49 @@ class EmulatorStream(pyte.Stream):
                     if handler is not None:
                         self._dispatch(handler, [min(int(p or 0), 9999) for p in params.split(";")], private)
             offset = token.end()
+
+    def _take_lines(self, data: str, offset: int) -> int | None:
+        """Hold the whole lines at ``offset`` (the screen can scroll them in) for one batch.
+
+        :return: where ordinary reading goes on, or None when the data ended
+            in lines (and perhaps the start of one more, now held).
+        """
+        held = self._lines
+        line = _LINE(data, offset)
+        while line is not None:
+            held.append(line.group(1))
+            offset = line.end()
+            if len(held) >= LINE_BATCH:
+                self._apply_lines()
+                held = self._lines
+                if not self._emulator.can_scroll_in():
+                    return offset
+            line = _LINE(data, offset)
+        rest = len(data) - offset
+        if rest == 0 or (rest <= _TAIL_LIMIT and _PARTIAL_LINE(data, offset)):
+            self._pending = data[offset:]
+            self._in_lines = True
+            return None
+        self._apply_lines()
+        return offset
+
+    def _apply_lines(self) -> None:
+        """Scroll the held lines in, in order; one the screen cannot take is read as usual."""
+        held = self._lines
+        if not held:
+            return
+        self._lines = []
+        self._in_lines = False
+        screen = self._emulator
+        index = 0
+        while index < len(held):
+            if screen.can_scroll_in():
+                taken = screen.scroll_in(held[index:] if index else held)
+                index += taken
+                if taken:
+                    continue
+            self._run(held[index] + "\r\n", lines=False)
+            index += 1
 
     @staticmethod
     def _dispatch(handler: Any, params: list[int], private: bool) -> None:

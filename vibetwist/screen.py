@@ -68,10 +68,14 @@ class TerminalScreen:
 
     @property
     def _screen(self) -> Emulator:
-        # Made on first use: a session nobody looks at and that printed nothing costs nothing.
+        """The emulator, made on first use, with all that was fed applied."""
+        # A session nobody looks at and that printed nothing costs nothing.
         if self._emulator is None:
             self._emulator = Emulator(*self._size, history=self._scrollback)
             self._stream = EmulatorStream(self._emulator)
+        else:
+            assert self._stream is not None
+            self._stream.flush()
         return self._emulator
 
     @property
@@ -85,11 +89,12 @@ class TerminalScreen:
     @property
     def scrollback_lines(self) -> int:
         """How many lines have scrolled off the top and are kept."""
-        return len(self._emulator.scrollback) if self._emulator is not None else 0
+        return len(self._screen.scrollback) if self._emulator is not None else 0
 
     def feed(self, text: str) -> None:
         """Interpret text (with its escape sequences) as a terminal would."""
-        self._screen  # noqa: B018 - makes the stream too
+        if self._stream is None:
+            self._screen  # noqa: B018 - makes the stream too
         assert self._stream is not None
         self._stream.feed(text)
 
@@ -98,7 +103,7 @@ class TerminalScreen:
         if self._emulator is None:
             self._size = (cols, rows)
         else:
-            self._emulator.resize(lines=rows, columns=cols)
+            self._screen.resize(lines=rows, columns=cols)
 
     def _glyph_rows(self) -> list[list[Glyph]]:
         screen = self._screen
@@ -123,8 +128,8 @@ class TerminalScreen:
         """The scrollback, oldest line first, each line as its cells (as in snapshot rows)."""
         if self._emulator is None:
             return []
-        columns = self._emulator.columns
-        return [_cells(line.cells(columns)) for line in self._emulator.scrollback]
+        screen = self._screen
+        return [_cells(line.cells(screen.columns)) for line in screen.scrollback]
 
     def private_modes(self) -> frozenset[int]:
         """The DEC private modes set now (25 cursor shown, 1 application cursor keys, ...)."""

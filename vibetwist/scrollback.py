@@ -14,7 +14,7 @@ sequences of styled cells with :meth:`FrozenLine.cells`.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import groupby, repeat
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -101,6 +101,25 @@ class Scrollback:
         else:
             runs = tuple((intern(style), len(list(group))) for style, group in groupby(styles))
         self.lines.append(FrozenLine(text, intern(runs), intern(default)))
+
+    def push_segments(
+        self, segments: Sequence[tuple[tuple[Any, ...], str]], default: tuple[Any, ...]
+    ) -> None:
+        """Keep a line given as ``(cell, text)`` segments: each character of ``text`` drawn in
+        ``cell``'s style, one code point per cell; the same line :meth:`push` would keep."""
+        intern = self._intern
+        runs: list[tuple[Any, int]] = []
+        for cell, text in segments:
+            if not text:
+                continue
+            style = cell[1:]
+            if runs and runs[-1][0] == style:
+                runs[-1] = (runs[-1][0], runs[-1][1] + len(text))
+            else:
+                runs.append((intern(style), len(text)))
+        line = "".join(text for _, text in segments)
+        frozen_runs = tuple(intern((style, count)) for style, count in runs)
+        self.lines.append(FrozenLine(line, intern(frozen_runs), intern(default)))
 
     def __iter__(self) -> Iterator[FrozenLine]:
         return iter(self.lines)
