@@ -88,7 +88,7 @@ class _Glyphs(dict[str, Glyph]):
 # Glyphs are immutable values, so every screen shares these caches.
 _GLYPHS: dict[Glyph, _Glyphs] = {}
 _SGR: dict[tuple[Glyph, tuple[int, ...], bool], Glyph] = {}
-_SGR_TEXT: dict[tuple[Glyph, str, bool], Glyph] = {}
+_SGR_TEXT: dict[tuple[Glyph, str, bool], _Glyphs] = {}
 _CACHE_LIMIT = 4096
 
 
@@ -309,16 +309,22 @@ class Emulator(pyte.Screen):
 
     def style(self, params: str) -> None:
         """Apply an SGR sequence given as its parameter text (``"1;31"``), cached by that text."""
-        style: Glyph = self.cursor.attrs  # type: ignore[assignment]
-        key = (style, params, modes.DECSCNM in self.mode)
-        new = _SGR_TEXT.get(key)
-        if new is None:
+        key = (self.cursor.attrs, params, modes.DECSCNM in self.mode)
+        glyphs = _SGR_TEXT.get(key)  # type: ignore[arg-type]
+        if glyphs is None:
             self.select_graphic_rendition(*[min(int(p or 0), 9999) for p in params.split(";")])
+            glyphs = _glyphs(self.cursor.attrs)  # type: ignore[arg-type]
             if len(_SGR_TEXT) >= _CACHE_LIMIT:
                 _SGR_TEXT.clear()
-            _SGR_TEXT[key] = self.cursor.attrs  # type: ignore[assignment]
-        else:
-            self.cursor.attrs = new  # type: ignore[assignment]
+            _SGR_TEXT[key] = glyphs  # type: ignore[index]
+        self.cursor.attrs = glyphs.style  # type: ignore[assignment]
+        self._glyphs = glyphs
+
+    def draw_styled(self, params: str, data: str) -> None:
+        """:meth:`style`, then :meth:`draw` (one call for the commonest pair in coloured output)."""
+        self.style(params)
+        if data:
+            self.draw(data)
 
     def _current_glyphs(self) -> _Glyphs:
         style = self.cursor.attrs
@@ -328,29 +334,33 @@ class Emulator(pyte.Screen):
 
     def draw(self, data: str) -> None:
         """Write text at the cursor, wrapping and scrolling as a terminal does."""
-        cursor = self.cursor
-        x = cursor.x
-        end = x + len(data)
-        mode = self.mode
-        plain = (
-            not self.charset
-            and self.g0_charset is _IDENTITY
-            and modes.DECAWM in mode
-            and modes.IRM not in mode
-            and data.isascii()
-            and data.isprintable()
-        )
-        if plain and end <= self.columns:
-            # The common case: printable ASCII that fits on the cursor's line.
-            glyphs = self._current_glyphs()
-            if end == x + 1:
-                self.buffer[cursor.y][x] = glyphs[data]
-            else:
-                self.buffer[cursor.y].update(zip(range(x, end), map(glyphs.__getitem__, data)))
-            cursor.x = end
-            return
+        plain = data.isascii() and data.isprintable()
+        if plain:
+            cursor = self.cursor
+            x = cursor.x
+            end = x + len(data)
+            mode = self.mode
+            if (
+                end <= self.columns
+                and modes.DECAWM in mode
+                and modes.IRM not in mode
+                and not self.charset
+                and self.g0_charset is _IDENTITY
+            ):
+                # The common case: printable ASCII that fits on the cursor's line.
+                glyphs = self._glyphs
+                if glyphs.style is not cursor.attrs:
+                    glyphs = self._current_glyphs()
+                if end == x + 1:
+                    self.buffer[cursor.y][x] = glyphs[data]
+                else:
+                    self.buffer[cursor.y].update(zip(range(x, end), map(glyphs.__getitem__, data)))
+                cursor.x = end
+                return
+            plain = modes.DECAWM in mode and modes.IRM not in mode
         if self.charset or self.g0_charset is not _IDENTITY:
             data = data.translate(self.g1_charset if self.charset else self.g0_charset)
+            plain = False  # the character set may map ASCII to anything
         if plain:
             self._draw_ascii(data, self._current_glyphs())
         else:
@@ -526,7 +536,7 @@ class EmulatorStream(pyte.Stream):
         if not self._taking_plain_text:
             offset = self._through_parser(data, offset)
         draw = screen.draw
-        style = screen.style
+        draw_styled = screen.draw_styled
         handlers = self._csi_handlers
         while offset < length:
             token = _TOKEN(data, offset)
@@ -538,10 +548,7 @@ class EmulatorStream(pyte.Stream):
                 continue
             kind = token.lastgroup
             if kind == "styled":
-                style(token.group("sgr"))
-                text = token.group("styled")
-                if text:
-                    draw(text)
+                draw_styled(token.group("sgr"), token.group("styled"))
             elif kind == "text":
                 draw(token.group())
             elif kind == "crlf":
