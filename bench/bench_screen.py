@@ -22,6 +22,14 @@ tui
     row, writes coloured cells and a status line in reverse video, erases to the
     end of line, and parks the cursor.
 
+Staleness (``--floods``, off by default: it takes a few minutes): a real daemon
+(``twistd -n vibetunnel --measure-lag``) runs ``cat`` of a 10 MB and a 100 MB flood of
+base64 and of ``ls -laR --color=always`` output in a 120x40 session; the program
+writes the time when ``cat`` ends, and ``GET /api/sessions/ID/text`` is polled until
+it shows the flood's last line.  The figure is how long after the output stopped the
+screen showed it, with the daemon's worst reactor stall (``reactorLag.maxMs``)
+during the flood.
+
 Memory, with tracemalloc: a 120-column screen after 10,000 full lines have
 scrolled into its scrollback, and an idle 80x24 session whose screen has been
 looked at once (a snapshot) with empty scrollback; stock pyte's HistoryScreen
@@ -37,12 +45,16 @@ import json
 import os
 import platform
 import random
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
+import urllib.request
 from collections.abc import Callable
 from importlib.metadata import version
+from typing import Any
 
 import pyte
 
@@ -170,6 +182,91 @@ def memory(cols: int, rows: int, scrollback: int) -> dict[str, int]:
     }
 
 
+MARKER = "END-OF-FLOOD"
+
+
+def flood_file(path: str, kind: str, size: int) -> None:
+    """``size`` bytes of base64 or ls output (LF line ends: the PTY adds the CR), then the marker."""
+    with open(path, "w") as out:
+        text = base64_input(size) if kind == "base64" else ls_input(size)[:size]
+        out.write(text.replace("\r\n", "\n"))
+        out.write(f"\n{MARKER}\n")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def call(port: int, method: str, path: str, body: object = None, timeout: float = 30) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    request.add_header("content-type", "application/json")
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        raw = answer.read()
+    return raw.decode("utf-8") if path.endswith("/text") else json.loads(raw or b"null")
+
+
+def floods(sizes: list[int], workdir: str, checkout: str | None) -> list[dict[str, object]]:
+    """Staleness after each flood and the reactor's worst stall, through a real daemon."""
+    port = free_port()
+    control = os.path.join(workdir, "control")
+    os.mkdir(control)
+    argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile="]
+    argv += ["vibetunnel", "--listen", f"tcp:{port}:interface=127.0.0.1", "--control-dir", control]
+    with open(os.path.join(workdir, "daemon.log"), "wb") as log:
+        env = dict(os.environ)
+        if checkout:
+            env["PYTHONPATH"] = checkout
+        daemon = subprocess.Popen([*argv, "--measure-lag"], stdout=log, stderr=log, cwd=workdir, env=env)
+    results = []
+    try:
+        for _ in range(100):
+            try:
+                call(port, "GET", "/api/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        for kind in ("base64", "ls"):
+            for size in sizes:
+                path = os.path.join(workdir, "flood")
+                stamp = os.path.join(workdir, "stamp")
+                flood_file(path, kind, size)
+                if os.path.exists(stamp):
+                    os.unlink(stamp)
+                script = f"sleep 0.5; cat {path}; date +%s.%N > {stamp}; sleep 60"
+                call(port, "GET", "/api/stats?reset=1")
+                session = call(
+                    port, "POST", "/api/sessions", {"command": ["sh", "-c", script], "cols": 120, "rows": 40}
+                )
+                session_id = session["sessionId"]
+                shown = None
+                deadline = time.time() + 600
+                while time.time() < deadline:
+                    text = call(port, "GET", f"/api/sessions/{session_id}/text")
+                    answered = time.time()
+                    lines = [line for line in text.splitlines() if line.strip()]
+                    if lines and lines[-1] == MARKER and os.path.exists(stamp):
+                        shown = answered
+                        break
+                lag = call(port, "GET", "/api/stats")["reactorLag"]["maxMs"]
+                with open(stamp) as stamped:
+                    stopped = float(stamped.read())
+                call(port, "DELETE", f"/api/sessions/{session_id}")
+                stale = None if shown is None else (shown - stopped) * 1000
+                results.append({"input": kind, "mb": size / MB, "stale_ms": stale, "max_lag_ms": lag})
+                print(
+                    f"flood {kind:<7} {size / MB:>5.0f} MB: screen current {stale:8.0f} ms after the output "
+                    f"stopped; worst reactor stall {lag} ms",
+                    flush=True,
+                )
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stock-mb", type=float, default=0.5)
@@ -178,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=40)
     parser.add_argument("--scrollback", type=int, default=10_000)
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--floods", action="store_true", help="also measure staleness after floods")
+    parser.add_argument("--flood-mb", type=float, nargs="*", default=[10, 100])
+    parser.add_argument("--daemon-checkout", help="run the daemon from this checkout (to compare commits)")
     args = parser.parse_args(argv)
     cols, rows, scrollback = args.cols, args.rows, args.scrollback
     fast_size = int(args.fast_mb * MB)
@@ -212,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         f"vibetwist {mem['fast_idle'] / 1000:.1f} kB (target <= 500 kB)"
     )
     failed |= mem["fast_full"] > 8 * MB or mem["fast_idle"] > 500_000
+    if args.floods:
+        with tempfile.TemporaryDirectory() as workdir:
+            results["floods"] = floods([int(mb * MB) for mb in args.flood_mb], workdir, args.daemon_checkout)
     if args.json:
         with open(args.json, "w") as out:
             json.dump(results, out, indent=2)

@@ -456,7 +456,7 @@ _LINE = re.compile(r"((?:[ -~]++|\x1b\[[0-9;]*+m)*+)\r\n").match  # possessive: 
 _PARTIAL_LINE = re.compile(r"(?:[ -~]++|\x1b\[[0-9;]*+m)*+(?:\x1b(?:\[[0-9;]*+)?)?\r?").fullmatch
 _TAIL_LIMIT = 4096
 #: The most lines held back to be scrolled in at once.
-LINE_BATCH = 1024
+LINE_BATCH = 256
 # The start of such a CSI sequence, cut off by the end of the data.
 _PARTIAL_CSI = re.compile(r"\x1b(?:\[\??[0-9;:]*)?").fullmatch
 
