@@ -320,11 +320,45 @@ class Emulator(pyte.Screen):
         self.cursor.attrs = glyphs.style  # type: ignore[assignment]
         self._glyphs = glyphs
 
-    def draw_styled(self, params: str, data: str) -> None:
-        """:meth:`style`, then :meth:`draw` (one call for the commonest pair in coloured output)."""
-        self.style(params)
-        if data:
-            self.draw(data)
+    def draw_styled(self, parts: list[str]) -> None:
+        """Turns of SGR parameters and text, as ``_SGR_SPLIT`` gives them (``["", "1;31", "abc", ...]``).
+
+        The commonest run of coloured output, so :meth:`style` and the common
+        case of :meth:`draw` are done here inline, once per turn.
+        """
+        cursor = self.cursor
+        mode = self.mode
+        reverse_video = modes.DECSCNM in mode
+        plain_modes = (
+            modes.DECAWM in mode
+            and modes.IRM not in mode
+            and not self.charset
+            and self.g0_charset is _IDENTITY
+        )
+        columns = self.columns
+        buffer = self.buffer
+        for index in range(1, len(parts), 2):
+            params = parts[index]
+            glyphs = _SGR_TEXT.get((cursor.attrs, params, reverse_video))  # type: ignore[arg-type]
+            if glyphs is None:
+                self.style(params)
+                glyphs = self._glyphs
+            else:
+                cursor.attrs = glyphs.style  # type: ignore[assignment]
+                self._glyphs = glyphs
+            text = parts[index + 1]
+            if not text:
+                continue
+            x = cursor.x
+            end = x + len(text)
+            if plain_modes and end <= columns and text.isascii() and text.isprintable():
+                if end == x + 1:
+                    buffer[cursor.y][x] = glyphs[text]
+                else:
+                    buffer[cursor.y].update(zip(range(x, end), map(glyphs.__getitem__, text)))
+                cursor.x = end
+            else:
+                self.draw(text)
 
     def _current_glyphs(self) -> _Glyphs:
         style = self.cursor.attrs
@@ -444,7 +478,7 @@ ESC = "\x1b"
 # What the stream reads itself, in the parser's ground state: a run of text,
 # a line end, or a whole CSI sequence whose parameters are plain numbers.
 _TOKEN = re.compile(
-    r"\x1b\[(?P<sgr>[0-9;]*)m(?P<styled>[^\x00-\x1f\x7f-\x9f]*)"
+    r"(?P<styled>(?:\x1b\[[0-9;]*m[^\x00-\x1f\x7f-\x9f]*)+)"
     r"|(?P<text>[^\x00-\x1f\x7f-\x9f]+)"
     r"|(?P<crlf>\r\n)"
     r"|(?P<ctl>[\r\n\x08])"
@@ -548,7 +582,7 @@ class EmulatorStream(pyte.Stream):
                 continue
             kind = token.lastgroup
             if kind == "styled":
-                draw_styled(token.group("sgr"), token.group("styled"))
+                draw_styled(_SGR_SPLIT(token.group()))
             elif kind == "text":
                 draw(token.group())
             elif kind == "crlf":
