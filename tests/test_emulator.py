@@ -242,6 +242,63 @@ class StockEquivalenceTests(SynchronousTestCase):
         self.assertEqual(fast_state(fast), stock_state(stock))
 
 
+_scrolling_lines = st.lists(
+    st.lists(
+        st.one_of(
+            st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=14),
+            st.sampled_from(["中", "e\u0301", "\t", "\x08", "\u200d", "\x1b[38:2::1:2:3m"]),
+            _sgr,
+        ),
+        max_size=4,
+    ).map("".join),
+    max_size=40,
+).map("\r\n".join)
+
+
+class SkipTests(SynchronousTestCase):
+    """Output dropped by ``skip`` could not have changed the screen."""
+
+    @given(
+        st.lists(st.one_of(_text, _escapes), max_size=10).map("".join),
+        _scrolling_lines,
+        st.lists(st.one_of(_text, _escapes), max_size=10).map("".join),
+        st.integers(1, 12),
+        st.integers(1, 4),
+    )
+    def test_skip_changes_nothing_shown(
+        self, before: str, lines: str, after: str, cols: int, rows: int
+    ) -> None:
+        """Skipping then feeding the rest shows what feeding everything shows: cells, cursor, scrollback."""
+        text = lines + after
+        fed = TerminalScreen(cols, rows, scrollback=3)
+        fed.feed(before)
+        fed.feed(text)
+        skipped = TerminalScreen(cols, rows, scrollback=3)
+        skipped.feed(before)
+        dropped = skipped.skip(text)
+        skipped.feed(text[dropped:])
+        self.assertEqual(skipped.snapshot(), fed.snapshot())
+        self.assertEqual(skipped.history_rows(), fed.history_rows())
+        self.assertEqual(skipped.private_modes(), fed.private_modes())
+
+    def test_flood_is_skipped(self) -> None:
+        """Of a long coloured scrolling flood only the lines the screen and scrollback hold are fed."""
+        flood = "".join(f"\x1b[0;3{i % 8}mline {i}\x1b[1m!\r\n" for i in range(1000))
+        skipped = TerminalScreen(20, 5, scrollback=10)
+        dropped = skipped.skip(flood)
+        self.assertEqual(flood[dropped:].count("\n"), 15)
+        skipped.feed(flood[dropped:])
+        fed = TerminalScreen(20, 5, scrollback=10)
+        fed.feed(flood)
+        self.assertEqual((skipped.snapshot(), skipped.history_rows()), (fed.snapshot(), fed.history_rows()))
+
+    def test_nothing_skipped_when_not_only_scrolling(self) -> None:
+        """Too few scrolling lines before a cursor move, or a mode change first, keep everything."""
+        lines = "x\r\n" * 100
+        for text in [lines[:30] + "\x1b[H" + lines, "\x1b[?7l" + lines, lines[:57]]:
+            self.assertEqual(TerminalScreen(10, 5, scrollback=10).skip(text), 0)
+
+
 def screen(text: str, cols: int = 10, rows: int = 3) -> TerminalScreen:
     s = TerminalScreen(cols, rows, scrollback=50)
     s.feed(text)

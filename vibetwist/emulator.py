@@ -169,6 +169,9 @@ def _is_drawn(char: str, width: int) -> bool:
 
 _PRINTABLE_ASCII = re.compile(r"[ -~]+").fullmatch
 _SGR_SPLIT = re.compile(r"\x1b\[([0-9;]*)m").split
+_SGR_PARAMS = re.compile(r"\x1b\[([0-9;:]*)m")
+# Output that only scrolls: text, CR, LF, tab, backspace and SGR.
+_SCROLLING = re.compile(r"(?:[^\x00-\x07\x0b-\x0c\x0e-\x1f\x7f-\x9f]++|\x1b\[[0-9;:]*+m)++").match
 _IDENTITY = charsets.LAT1_MAP
 
 
@@ -283,6 +286,55 @@ class Emulator(pyte.Screen):
                 buffer[y] = self._row_of(new_rows[index - bottom], default)
         buffer.update(beyond)
         return taken
+
+    def skip_scrolled(self, text: str) -> int:
+        """Drop the start of ``text`` (output not fed yet) that cannot change what the screen
+        will show once all of ``text`` is fed; return how many characters were dropped.
+
+        A start is dropped only when it only scrolls (text, CR, LF, tab,
+        backspace and SGR, in a whole-screen scrolling region with autowrap on
+        and insert off), holds at least :attr:`lines` line feeds (so the cursor
+        ends on the bottom row), ends with CR LF (so it ends in column 0), and
+        is followed, in that same scrolling text, by at least
+        :attr:`lines` + the scrollback's size line feeds: those push every row
+        and every scrollback line the dropped start could have left out of the
+        scrollback.  What the dropped start leaves is then only where the
+        cursor is and the style it set, and those are set here.  The caller
+        feeds ``text[n:]`` next.
+        """
+        bottom = self.lines - 1
+        mode = self.mode
+        if not (
+            (self.margins is None or self.margins == (0, bottom))
+            and modes.DECAWM in mode
+            and modes.IRM not in mode
+            and not self.charset
+            and self.g0_charset is _IDENTITY
+        ):
+            return 0
+        scrolling = _SCROLLING(text)
+        end = scrolling.end() if scrolling else 0
+        behind = self.lines + self.scrollback.size
+        cut = end
+        for _ in range(behind):
+            cut = text.rfind("\n", 0, cut)
+            if cut < 0:
+                return 0
+        cut = text.rfind("\r\n", 0, cut)
+        if cut < 0 or text.count("\n", 0, cut + 2) < self.lines:
+            return 0
+        cut += 2
+        # The style: every SGR from the last one that starts with a reset.
+        start = max(text.rfind(reset, 0, cut) for reset in ("\x1b[m", "\x1b[0m", "\x1b[0;"))
+        for sgr in _SGR_PARAMS.finditer(text, max(start, 0), cut):
+            params = sgr.group(1)
+            if ":" in params:
+                self.select_graphic_rendition(*_colon_sgr(params))
+            else:
+                self.style(params)
+        self.cursor.x = 0
+        self.cursor.y = bottom
+        return cut
 
     @staticmethod
     def _row_of(segments: list[tuple[Glyph, str]], default: Glyph) -> StaticDefaultDict[int, Any]:
@@ -546,6 +598,11 @@ class EmulatorStream(pyte.Stream):
             data = self._pending + data
             self._pending = ""
         self._run(data, lines=True)
+
+    @property
+    def idle(self) -> bool:
+        """Whether nothing is held back and pyte's parser waits for a new character."""
+        return not self._pending and not self._lines and bool(self._taking_plain_text)
 
     def flush(self) -> None:
         """Apply all held-back lines and text (a cut-off CSI sequence stays held: it means nothing yet)."""

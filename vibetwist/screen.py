@@ -98,6 +98,21 @@ class TerminalScreen:
         assert self._stream is not None
         self._stream.feed(text)
 
+    def skip(self, text: str) -> int:
+        """Drop what ``text``, output not fed yet, starts with that cannot change what the
+        screen will show once all of it is fed; return how many characters were dropped.
+
+        Feed ``text[n:]`` next.  Only output that just scrolls is ever dropped,
+        and only when at least the screen's rows plus its scrollback of such
+        lines follow it in ``text``: a flood of 100 MB needs only its last
+        lines read (see :meth:`vibetwist.emulator.Emulator.skip_scrolled`).
+        """
+        screen = self._screen
+        assert self._stream is not None
+        if not self._stream.idle:
+            return 0  # a cut-off sequence waits for its end first
+        return screen.skip_scrolled(text)
+
     def resize(self, cols: int, rows: int) -> None:
         """Change the size, as the program's terminal did."""
         if self._emulator is None:
