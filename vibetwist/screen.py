@@ -8,11 +8,12 @@ The terminal itself is :class:`vibetwist.emulator.Emulator`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 from vibetwist.emulator import Emulator, EmulatorStream, Glyph
+from vibetwist.scrollback import FrozenLine
 from vibetwist.snapshot import (
     BLANK,
     BOLD,
@@ -52,9 +53,36 @@ def _glyph_cell(glyph: Glyph) -> Cell:
     return _cell(glyph.data, glyph[1:])
 
 
-def _cells(pairs: Iterable[tuple[str, tuple[Any, ...]]]) -> tuple[Cell, ...]:
-    """Snapshot cells, leaving out each wide character's continuation (an empty cell)."""
-    return tuple(_cell(char, style) for char, style in pairs if char)
+class _StyleCells(dict[str, Cell]):
+    """The snapshot cells of one style, by character, made on first use."""
+
+    __slots__ = ("style",)
+
+    def __init__(self, style: tuple[Any, ...]) -> None:
+        super().__init__()
+        self.style = style
+
+    def __missing__(self, char: str) -> Cell:
+        cell = _cell(char, self.style)
+        if len(self) < 4096:
+            self[char] = cell
+        return cell
+
+
+_STYLE_CELLS: dict[tuple[Any, ...], _StyleCells] = {}
+
+
+def _history_row(line: FrozenLine, columns: int) -> tuple[Cell, ...]:
+    """A scrollback line as snapshot cells, leaving out each wide character's continuation."""
+    cells: list[Cell] = []
+    for style, chars in line.stretches(columns):
+        style_cells = _STYLE_CELLS.get(style)
+        if style_cells is None:
+            if len(_STYLE_CELLS) >= 4096:
+                _STYLE_CELLS.clear()
+            style_cells = _STYLE_CELLS[style] = _StyleCells(style)
+        cells += map(style_cells.__getitem__, filter(None, chars) if isinstance(chars, tuple) else chars)
+    return tuple(cells)
 
 
 class TerminalScreen:
@@ -144,7 +172,7 @@ class TerminalScreen:
         if self._emulator is None:
             return []
         screen = self._screen
-        return [_cells(line.cells(screen.columns)) for line in screen.scrollback]
+        return [_history_row(line, screen.columns) for line in screen.scrollback]
 
     def private_modes(self) -> frozenset[int]:
         """The DEC private modes set now (25 cursor shown, 1 application cursor keys, ...)."""

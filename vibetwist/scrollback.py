@@ -39,20 +39,17 @@ class FrozenLine(NamedTuple):
     runs: tuple[tuple[tuple[Any, ...], int], ...]
     default: tuple[Any, ...]
 
-    def cells(self, columns: int) -> Iterator[tuple[str, tuple[Any, ...]]]:
-        """The first ``columns`` cells as ``(character, style)`` pairs."""
+    def stretches(self, columns: int) -> Iterator[tuple[tuple[Any, ...], str | tuple[str, ...]]]:
+        """The first ``columns`` cells as ``(style, characters)`` stretches, left to right."""
         text = self.text
         x = 0
         for style, count in self.runs:
-            for char in text[x : min(x + count, columns)]:
-                yield char, style
-            x += count
             if x >= columns:
                 return
+            yield style, text[x : min(x + count, columns)]
+            x += count
         if x < columns:
-            char, style = self.default[0], self.default[1:]
-            for _ in range(columns - x):
-                yield char, style
+            yield self.default[1:], self.default[0] * (columns - x)
 
 
 class Scrollback:
