@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from vibetwist.emulator import Emulator, EmulatorStream, Glyph
-from vibetwist.scrollback import FrozenLine
+from vibetwist.scrollback import FrozenLine, stretches
 from vibetwist.snapshot import (
     BLANK,
     BOLD,
@@ -75,7 +75,7 @@ _STYLE_CELLS: dict[tuple[Any, ...], _StyleCells] = {}
 def _history_row(line: FrozenLine, columns: int) -> tuple[Cell, ...]:
     """A scrollback line as snapshot cells, leaving out each wide character's continuation."""
     cells: list[Cell] = []
-    for style, chars in line.stretches(columns):
+    for style, chars in stretches(line, columns):
         style_cells = _STYLE_CELLS.get(style)
         if style_cells is None:
             if len(_STYLE_CELLS) >= 4096:

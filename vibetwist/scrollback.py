@@ -8,7 +8,7 @@ string, and for each stretch of cells drawn with the same attributes, those
 attributes (shared by every line that uses them) and the stretch's length.
 
 Sans-IO and pure: lines go in with :meth:`Scrollback.push` and come out as
-sequences of styled cells with :meth:`FrozenLine.cells`.
+``(style, characters)`` stretches with :func:`stretches`.
 """
 
 from __future__ import annotations
@@ -17,46 +17,48 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import groupby, repeat
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any, TypeAlias
 
-__all__ = ["FrozenLine", "Scrollback"]
+__all__ = ["FrozenLine", "Scrollback", "Style", "stretches"]
 
 _DATA = itemgetter(0)
 _STYLE = itemgetter(slice(1, None))
 
 
-class FrozenLine(NamedTuple):
-    """A line of cells, frozen when it left the screen.
+Style: TypeAlias = tuple[Any, ...]
+"""A cell's attributes without its character (a Glyph from its second field on)."""
 
-    ``text`` holds one character per cell when every cell holds exactly one
-    code point, otherwise a tuple of the cells' strings (a wide character's
-    continuation is ``""``).  ``runs`` are ``(style, count)`` pairs covering
-    ``text`` left to right; a style is a cell tuple without its character.
-    Cells past the end of ``text`` are ``default``.
-    """
+FrozenLine: TypeAlias = tuple[str | tuple[str, ...], tuple[tuple[Style, int], ...], str, Style]
+"""A line of cells, frozen when it left the screen: ``(text, runs, blank, blank style)``.
 
-    text: str | tuple[str, ...]
-    runs: tuple[tuple[tuple[Any, ...], int], ...]
-    default: tuple[Any, ...]
+``text`` holds one character per cell when every cell holds exactly one code
+point, otherwise a tuple of the cells' strings (a wide character's
+continuation is ``""``).  ``runs`` are ``(style, count)`` pairs covering
+``text`` left to right.  Cells past the end of ``text`` are ``blank`` in
+``blank style``.  A plain tuple of plain tuples, strings and numbers: the
+garbage collector stops tracking it (a NamedTuple it would walk at every
+full collection, ten thousand per session).
+"""
 
-    def stretches(self, columns: int) -> Iterator[tuple[tuple[Any, ...], str | tuple[str, ...]]]:
-        """The first ``columns`` cells as ``(style, characters)`` stretches, left to right."""
-        text = self.text
-        x = 0
-        for style, count in self.runs:
-            if x >= columns:
-                return
-            yield style, text[x : min(x + count, columns)]
-            x += count
-        if x < columns:
-            yield self.default[1:], self.default[0] * (columns - x)
+
+def stretches(line: FrozenLine, columns: int) -> Iterator[tuple[Style, str | tuple[str, ...]]]:
+    """The first ``columns`` cells of ``line`` as ``(style, characters)`` stretches, left to right."""
+    text, runs, blank, blank_style = line
+    x = 0
+    for style, count in runs:
+        if x >= columns:
+            return
+        yield style, text[x : min(x + count, columns)]
+        x += count
+    if x < columns:
+        yield blank_style, blank * (columns - x)
 
 
 class Scrollback:
     """At most ``size`` frozen lines, oldest first.
 
-    Styles and runs are interned, so a line costs about its text plus one
-    small tuple.
+    Styles, ``(style, count)`` pairs and one-run lines' runs are shared, so a
+    line costs about its text plus a small tuple or two.
     """
 
     def __init__(self, size: int) -> None:
@@ -82,8 +84,9 @@ class Scrollback:
     def push(self, line: Mapping[int, tuple[Any, ...]], default: tuple[Any, ...]) -> None:
         """Keep ``line`` (column -> cell; missing columns are ``default``)."""
         intern = self._intern
+        blank, blank_style = default[0], intern(default[1:])
         if not line:
-            self.lines.append(FrozenLine("", (), intern(default)))
+            self.lines.append(("", (), blank, blank_style))
             return
         width = max(line) + 1
         cells = list(map(line.get, range(width), repeat(default, width)))
@@ -94,10 +97,10 @@ class Scrollback:
         styles = list(map(_STYLE, cells))
         first = styles[0]
         if styles.count(first) == width:  # one style for the whole line: the usual case
-            runs: tuple[tuple[tuple[Any, ...], int], ...] = ((intern(first), width),)
+            runs: tuple[tuple[Style, int], ...] = intern((intern((intern(first), width)),))
         else:
-            runs = tuple((intern(style), len(list(group))) for style, group in groupby(styles))
-        self.lines.append(FrozenLine(text, intern(runs), intern(default)))
+            runs = tuple(intern((intern(style), len(list(group)))) for style, group in groupby(styles))
+        self.lines.append((text, runs, blank, blank_style))
 
     def push_segments(
         self, segments: Sequence[tuple[tuple[Any, ...], str]], default: tuple[Any, ...]
@@ -116,7 +119,9 @@ class Scrollback:
                 runs.append((intern(style), len(text)))
         line = "".join(text for _, text in segments)
         frozen_runs = tuple(intern((style, count)) for style, count in runs)
-        self.lines.append(FrozenLine(line, intern(frozen_runs), intern(default)))
+        if len(frozen_runs) == 1:
+            frozen_runs = intern(frozen_runs)
+        self.lines.append((line, frozen_runs, default[0], intern(default[1:])))
 
     def __iter__(self) -> Iterator[FrozenLine]:
         return iter(self.lines)
