@@ -292,6 +292,12 @@ class SkipTests(SynchronousTestCase):
         fed.feed(flood)
         self.assertEqual((skipped.snapshot(), skipped.history_rows()), (fed.snapshot(), fed.history_rows()))
 
+    def test_nothing_skipped_inside_a_sequence(self) -> None:
+        """While a fed CSI sequence waits for its end, nothing is skipped."""
+        screen = TerminalScreen(10, 2, scrollback=2)
+        screen.feed("\x1b[3")
+        self.assertEqual(screen.skip("1mx\r\n" * 50), 0)
+
     def test_nothing_skipped_when_not_only_scrolling(self) -> None:
         """Too few scrolling lines before a cursor move, or a mode change first, keep everything."""
         lines = "x\r\n" * 100
