@@ -64,6 +64,8 @@ class ScreenStateTests(SynchronousTestCase):
         texts = ["".join(c.char for c in row).rstrip() for row in history]
         self.assertEqual(texts, [f"line{i}" for i in range(5)])
         self.assertEqual(screen.lines(), ["line5", "line6", "line7"])
+        self.assertEqual(screen.history_rows_between(1, 3), history[1:3])
+        self.assertEqual(screen.history_rows_between(4, 99), history[4:])
 
     def test_private_modes(self) -> None:
         """DEC private modes set by the program are reported by number, and reset ones are not."""

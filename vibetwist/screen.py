@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
+from itertools import islice
 from typing import Any
 
 from vibetwist.emulator import Emulator, EmulatorStream, Glyph
@@ -169,10 +170,19 @@ class TerminalScreen:
 
     def history_rows(self) -> list[tuple[Cell, ...]]:
         """The scrollback, oldest line first, each line as its cells (as in snapshot rows)."""
+        return self.history_rows_between(0, self.scrollback_lines)
+
+    def history_rows_between(self, start: int, stop: int) -> list[tuple[Cell, ...]]:
+        """Lines ``start`` to ``stop`` (exclusive, oldest is 0) of :meth:`history_rows`.
+
+        Making a row costs about 7 us: a caller that must not hold the reactor
+        for long (a replay of 10,000 lines) can take the scrollback in slices.
+        """
         if self._emulator is None:
             return []
         screen = self._screen
-        return [_history_row(line, screen.columns) for line in screen.scrollback]
+        columns = screen.columns
+        return [_history_row(line, columns) for line in islice(screen.scrollback, start, stop)]
 
     def private_modes(self) -> frozenset[int]:
         """The DEC private modes set now (25 cursor shown, 1 application cursor keys, ...)."""
