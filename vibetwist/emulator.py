@@ -18,13 +18,17 @@ every escape-sequence handler are used as they are.  What changes:
   scrolled in at once (:meth:`Emulator.scroll_in`): a line that passes
   through the screen within the batch goes to the scrollback without ever
   being made into cells, and one that would leave the scrollback within the
-  batch is not kept at all.
+  batch is not kept at all.  :meth:`Emulator.skip_scrolled` drops such
+  output outright when enough of it follows to push out all it could leave.
 - Fixes: text after a zero-width character (U+200D, U+FE0F, U+200B) or a
   stray control character is drawn (pyte drops the rest of the run); a
   wide character that does not fit in the last column wraps to the next
   line; colon-form SGR (``38:2::R:G:B``, ``4:3``) is understood; dim (2)
   and invisible (8) are kept; and a palette colour stays a palette index
-  while an RGB colour stays RGB (pyte turns both into the same hex string).
+  while an RGB colour stays RGB (pyte turns both into the same hex string);
+  SGR 105 (misspelt in pyte's table) is a bright magenta background; and a
+  sequence whose parameters make a pyte handler raise is ignored, as a
+  terminal ignores it, instead of breaking the feed.
 
 Cells are :class:`Glyph` tuples: pyte's ``Char`` fields with colours as
 :data:`vibetwist.snapshot.Color` values, plus ``dim`` and ``hidden``.
