@@ -65,6 +65,9 @@ class Scrollback:
         self.size = size
         self.lines: deque[FrozenLine] = deque(maxlen=size)
         self._interned: dict[Any, Any] = {}
+        self._one_runs: dict[tuple[tuple[Any, ...], int], tuple[tuple[Style, int], ...]] = {}
+        self._last_default: tuple[Any, ...] | None = None
+        self._last_blank: tuple[str, Style] = (" ", ())
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -73,6 +76,8 @@ class Scrollback:
         """Forget every line (and the styles they shared)."""
         self.lines.clear()
         self._interned.clear()
+        self._one_runs.clear()
+        self._last_default = None
 
     def _intern(self, value: Any) -> Any:
         interned = self._interned.setdefault(value, value)
@@ -107,6 +112,11 @@ class Scrollback:
     ) -> None:
         """Keep a line given as ``(cell, text)`` segments: each character of ``text`` drawn in
         ``cell``'s style, one code point per cell; the same line :meth:`push` would keep."""
+        blank = self._blank(default)
+        if len(segments) == 1:  # one style, as in most lines of a flood
+            cell, text = segments[0]
+            self.lines.append((text, self._one_run(cell, len(text)) if text else (), *blank))
+            return
         intern = self._intern
         runs: list[tuple[Any, int]] = []
         for cell, text in segments:
@@ -121,7 +131,26 @@ class Scrollback:
         frozen_runs = tuple(intern((style, count)) for style, count in runs)
         if len(frozen_runs) == 1:
             frozen_runs = intern(frozen_runs)
-        self.lines.append((line, frozen_runs, default[0], intern(default[1:])))
+        self.lines.append((line, frozen_runs, *blank))
+
+    def _one_run(self, cell: tuple[Any, ...], count: int) -> tuple[tuple[Style, int], ...]:
+        """The shared runs of a line of ``count`` cells all in ``cell``'s style."""
+        key = (cell, count)
+        runs = self._one_runs.get(key)
+        if runs is None:
+            intern = self._intern
+            runs = intern((intern((intern(cell[1:]), count)),))
+            if len(self._one_runs) >= 4096:
+                self._one_runs.clear()
+            self._one_runs[key] = runs
+        return runs
+
+    def _blank(self, default: tuple[Any, ...]) -> tuple[str, Style]:
+        """``(blank character, blank style)`` of a line whose missing cells are ``default``."""
+        if default is not self._last_default:
+            self._last_default = default
+            self._last_blank = (default[0], self._intern(default[1:]))
+        return self._last_blank
 
     def __iter__(self) -> Iterator[FrozenLine]:
         return iter(self.lines)
