@@ -174,8 +174,8 @@ def _is_drawn(char: str, width: int) -> bool:
 _PRINTABLE_ASCII = re.compile(r"[ -~]+").fullmatch
 _SGR_SPLIT = re.compile(r"\x1b\[([0-9;]*)m").split
 _SGR_PARAMS = re.compile(r"\x1b\[([0-9;:]*)m")
-# Output that only scrolls: text, CR, LF, tab, backspace and SGR.
-_SCROLLING = re.compile(r"(?:[^\x00-\x07\x0b-\x0c\x0e-\x1f\x7f-\x9f]++|\x1b\[[0-9;:]*+m)++").match
+#: Output that only scrolls: text, CR, LF, tab, backspace and SGR (see :meth:`Emulator.skip_scrolled`).
+SCROLLING = re.compile(r"(?:[^\x00-\x07\x0b-\x0c\x0e-\x1f\x7f-\x9f]++|\x1b\[[0-9;:]*+m)++")
 _IDENTITY = charsets.LAT1_MAP
 
 
@@ -291,7 +291,7 @@ class Emulator(pyte.Screen):
         buffer.update(beyond)
         return taken
 
-    def skip_scrolled(self, text: str) -> int:
+    def skip_scrolled(self, text: str, scrolling: int | None = None) -> int:
         """Drop the start of ``text`` (output not fed yet) that cannot change what the screen
         will show once all of ``text`` is fed; return how many characters were dropped.
 
@@ -316,8 +316,10 @@ class Emulator(pyte.Screen):
             and self.g0_charset is _IDENTITY
         ):
             return 0
-        scrolling = _SCROLLING(text)
-        end = scrolling.end() if scrolling else 0
+        if scrolling is None:
+            match = SCROLLING.match(text)
+            scrolling = match.end() if match else 0
+        end = scrolling
         behind = self.lines + self.scrollback.size
         cut = end
         for _ in range(behind):

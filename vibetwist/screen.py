@@ -116,6 +116,11 @@ class TerminalScreen:
         return int(self._emulator.lines) if self._emulator is not None else self._size[1]
 
     @property
+    def scrollback_capacity(self) -> int:
+        """How many lines the scrollback keeps at most."""
+        return self._scrollback
+
+    @property
     def scrollback_lines(self) -> int:
         """How many lines have scrolled off the top and are kept."""
         return len(self._screen.scrollback) if self._emulator is not None else 0
@@ -127,20 +132,21 @@ class TerminalScreen:
         assert self._stream is not None
         self._stream.feed(text)
 
-    def skip(self, text: str) -> int:
+    def skip(self, text: str, scrolling: int | None = None) -> int:
         """Drop what ``text``, output not fed yet, starts with that cannot change what the
         screen will show once all of it is fed; return how many characters were dropped.
 
         Feed ``text[n:]`` next.  Only output that just scrolls is ever dropped,
         and only when at least the screen's rows plus its scrollback of such
         lines follow it in ``text``: a flood of 100 MB needs only its last
-        lines read (see :meth:`vibetwist.emulator.Emulator.skip_scrolled`).
+        lines read (see :meth:`vibetwist.emulator.Emulator.skip_scrolled`;
+        ``scrolling`` is how much of ``text`` is known to only scroll).
         """
         screen = self._screen
         assert self._stream is not None
         if not self._stream.idle:
             return 0  # a cut-off sequence waits for its end first
-        return screen.skip_scrolled(text)
+        return screen.skip_scrolled(text, scrolling)
 
     def resize(self, cols: int, rows: int) -> None:
         """Change the size, as the program's terminal did."""
