@@ -59,7 +59,9 @@ scrolling_lines = st.lists(
     st.lists(
         st.one_of(
             st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=14),
-            st.sampled_from(["中", "e\u0301", "\t", "\x08", "\u200d", "\x1b[38:2::1:2:3m"]),
+            st.sampled_from(
+                ["中", "e\u0301", "\t", "\x08", "\u200d", "\x1b[38:2::1:2:3m", "\x1b[K", "\x1b[1K"]
+            ),
             sgr,
         ),
         max_size=4,

@@ -67,4 +67,4 @@ class SkimTests(SynchronousTestCase):
         skim = Skim(TerminalScreen(10, 3, scrollback=2))
         text = "\x1b[Hx\r\n" * 100
         skim.add(text)
-        self.assertEqual(len(skim), len(text))
+        self.assertEqual((len(skim), skim.blocked), (len(text), True))

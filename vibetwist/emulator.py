@@ -174,8 +174,9 @@ def _is_drawn(char: str, width: int) -> bool:
 _PRINTABLE_ASCII = re.compile(r"[ -~]+").fullmatch
 _SGR_SPLIT = re.compile(r"\x1b\[([0-9;]*)m").split
 _SGR_PARAMS = re.compile(r"\x1b\[([0-9;:]*)m")
-#: Output that only scrolls: text, CR, LF, tab, backspace and SGR (see :meth:`Emulator.skip_scrolled`).
-SCROLLING = re.compile(r"(?:[^\x00-\x07\x0b-\x0c\x0e-\x1f\x7f-\x9f]++|\x1b\[[0-9;:]*+m)++")
+#: Output that only scrolls: text, CR, LF, tab, backspace, SGR and erases within the line (EL, which
+#: ls --color sends), none of which touches any row but the cursor's (see :meth:`Emulator.skip_scrolled`).
+SCROLLING = re.compile(r"(?:[^\x00-\x07\x0b-\x0c\x0e-\x1f\x7f-\x9f]++|\x1b\[[0-9;:]*+m|\x1b\[[012]?K)++")
 _IDENTITY = charsets.LAT1_MAP
 
 
@@ -296,8 +297,8 @@ class Emulator(pyte.Screen):
         will show once all of ``text`` is fed; return how many characters were dropped.
 
         A start is dropped only when it only scrolls (text, CR, LF, tab,
-        backspace and SGR, in a whole-screen scrolling region with autowrap on
-        and insert off), holds at least :attr:`lines` line feeds (so the cursor
+        backspace, SGR and erases within the line, in a whole-screen scrolling
+        region with autowrap on and insert off), holds at least :attr:`lines` line feeds (so the cursor
         ends on the bottom row), ends with CR LF (so it ends in column 0), and
         is followed, in that same scrolling text, by at least
         :attr:`lines` + the scrollback's size line feeds: those push every row

@@ -42,6 +42,12 @@ class Skim:
         """How many characters wait."""
         return len(self._text)
 
+    @property
+    def blocked(self) -> bool:
+        """Whether output that does not only scroll waits: nothing before it can be dropped,
+        so adding more only makes the wait longer until the screen has taken it."""
+        return self._blocked
+
     def add(self, text: str) -> None:
         """Output that comes after all that was added before (and after all the screen was fed)."""
         self._text += text
