@@ -13,7 +13,7 @@ from pyte.screens import wcwidth
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests import _streams as streams
-from vibetwist import emulator
+from vibetwist import emulator_stream
 from vibetwist.screen import TerminalScreen
 from vibetwist.scrollback import Scrollback
 from vibetwist.snapshot import (
@@ -176,7 +176,7 @@ class StockEquivalenceTests(SynchronousTestCase):
     )
     def test_reads_see_everything_fed(self, text: str, cuts: list[int], batch: int) -> None:
         """A read after any chunk shows what feeding everything so far at once shows (nothing held back)."""
-        self.patch(emulator, "LINE_BATCH", batch)
+        self.patch(emulator_stream, "LINE_BATCH", batch)
         fast = TerminalScreen(8, 3, scrollback=4)
         fed = ""
         for chunk in _chunks(text, cuts):
@@ -193,7 +193,7 @@ class StockEquivalenceTests(SynchronousTestCase):
     )
     def test_scrolled_lines_same_as_stock_pyte(self, text: str) -> None:
         """Many lines scrolled in at once, past the scrollback's size, give stock pyte's screen."""
-        self.patch(emulator, "LINE_BATCH", 64)
+        self.patch(emulator_stream, "LINE_BATCH", 64)
         stock = StockWithFixes(10, 3, history=5)
         pyte.Stream(stock).feed(text)
         fast = TerminalScreen(10, 3, scrollback=5)

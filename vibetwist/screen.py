@@ -13,7 +13,8 @@ from functools import lru_cache
 from itertools import islice
 from typing import Any
 
-from vibetwist.emulator import Emulator, EmulatorStream, Glyph
+from vibetwist.emulator import Emulator, Glyph
+from vibetwist.emulator_stream import EmulatorStream
 from vibetwist.scrollback import FrozenLine, stretches
 from vibetwist.snapshot import (
     BLANK,
