@@ -1,12 +1,10 @@
-"""Tests for vibetwist.screen: pyte with its zero-width bug worked around."""
+"""Tests for vibetwist.screen: the session screen, its snapshots and its scrollback."""
 
 from __future__ import annotations
 
-from hypothesis import given
-from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.screen import TerminalScreen, drop_zero_width
+from vibetwist.screen import TerminalScreen
 from vibetwist.snapshot import RGB, UNDERLINE
 
 
@@ -26,16 +24,6 @@ class ScreenTests(SynchronousTestCase):
     def test_combining_marks_kept(self) -> None:
         """Combining marks still combine with the character before them."""
         self.assertEqual(self.screen("e\u0301x").lines()[0], "\u00e9x")
-
-    @given(st.text(max_size=50))
-    def test_drop_zero_width_keeps_visible_text(self, text: str) -> None:
-        """Only zero-width, non-combining characters are removed."""
-        kept = drop_zero_width(text)
-        self.assertEqual(kept, drop_zero_width(kept))
-        self.assertLessEqual(len(kept), len(text))
-        for char in text:
-            if char.isascii():
-                self.assertIn(char, kept)
 
     def test_text_and_scrollback(self) -> None:
         """Lines that scroll off the top are counted as scrollback; the view is the bottom rows."""
@@ -76,6 +64,8 @@ class ScreenStateTests(SynchronousTestCase):
         texts = ["".join(c.char for c in row).rstrip() for row in history]
         self.assertEqual(texts, [f"line{i}" for i in range(5)])
         self.assertEqual(screen.lines(), ["line5", "line6", "line7"])
+        self.assertEqual(screen.history_rows_between(1, 3), history[1:3])
+        self.assertEqual(screen.history_rows_between(4, 99), history[4:])
 
     def test_private_modes(self) -> None:
         """DEC private modes set by the program are reported by number, and reset ones are not."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -9,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from vibetwist.asciicast import encode_event
 from vibetwist.recording import RecordingReader
 from vibetwist.screen import TerminalScreen
-from vibetwist.screenfeed import SLICE, ScreenFeed, ScreenScheduler
+from vibetwist.screenfeed import SKIM_BACKLOG, SLICE, ScreenFeed, ScreenScheduler
 
 
 class SteppedReactor:
@@ -29,8 +30,8 @@ class SteppedReactor:
             self.step()
 
 
-class FeedTests(SynchronousTestCase):
-    """Where the screen is in the recording, and who hears that it changed."""
+class RecordingCase(SynchronousTestCase):
+    """A recording file, a screen and the feed between them."""
 
     def setUp(self) -> None:
         self.reactor = SteppedReactor()
@@ -53,6 +54,10 @@ class FeedTests(SynchronousTestCase):
         self.end += len(line)
         self.feed.recorded(self.end)
         return start
+
+
+class FeedTests(RecordingCase):
+    """Where the screen is in the recording, and who hears that it changed."""
 
     def test_position_follows_whole_events(self) -> None:
         """position is the offset just past the last event the screen took in whole."""
@@ -89,3 +94,60 @@ class FeedTests(SynchronousTestCase):
         self.reactor.run()
         self.assertEqual(heard[-1], self.end)
         self.assertEqual(len(heard), 2)
+
+
+class SkimTests(RecordingCase):
+    """A screen far behind a flood thins it, and ends as if it had been fed everything."""
+
+    def flood(self, lines: int) -> str:
+        text = "".join(f"\x1b[3{i % 8}mline {i}\x1b[m {'x' * (i % 50)}\r\n" for i in range(lines))
+        with open(self.path, "ab") as f:
+            for start in range(0, len(text), 4000):
+                line = encode_event(0.1, "o", text[start : start + 4000])
+                f.write(line)
+                self.end += len(line)
+        return text
+
+    def test_flood_ends_on_the_same_screen(self) -> None:
+        self.screen = TerminalScreen(20, 3, scrollback=100)
+        from vibetwist.recording import RecordingReader
+
+        self.feed = ScreenFeed(self.screen, RecordingReader(self.path, len(self.header)), self.screens)
+        fed: list[int] = []
+        feed = self.screen.feed
+        self.patch(self.screen, "feed", lambda text: (fed.append(len(text)), feed(text)))
+        text = self.flood(60_000)
+        self.assertGreater(self.end, 2 * SKIM_BACKLOG)
+        self.feed.recorded(self.end)
+        self.reactor.run()
+        expected = TerminalScreen(20, 3, scrollback=100)
+        expected.feed(text)
+        self.assertEqual(self.screen.snapshot(), expected.snapshot())
+        self.assertEqual(self.screen.history_rows(), expected.history_rows())
+        self.assertEqual(self.feed.position, self.end)
+        self.assertTrue(self.feed.caught_up)
+        self.assertLess(sum(fed), len(text) // 4, "most of the flood was skimmed off")
+
+    def test_boundary_while_skimming_comes_soon_and_is_exact(self) -> None:
+        """A replay asked for during a skimmed flood gets a screen that matches its offset."""
+        text = self.flood(60_000)
+        self.feed.recorded(self.end)
+        for _ in range(5):
+            self.reactor.step()
+        seen: list[tuple[int, object]] = []
+        self.feed.at_boundary(lambda: seen.append((self.feed.position, self.screen.snapshot())))
+        steps = 0
+        while not seen:
+            self.reactor.step()
+            steps += 1
+        self.assertLess(steps, 1000)
+        position, shown = seen[0]
+        # What the recording holds up to that position, fed whole, shows the same.
+        expected = TerminalScreen(20, 3)
+        reader = RecordingReader(self.path, len(self.header))
+        for _, line in reader.read_lines(position, 1 << 30):
+            expected.feed(json.loads(line)[2])
+        reader.close()
+        self.assertEqual(shown, expected.snapshot())
+        self.assertLess(position, self.end)
+        self.assertTrue(text)

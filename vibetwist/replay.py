@@ -32,7 +32,7 @@ from vibetwist.snapshot import (
 )
 
 #: Rows drawn per chunk the generator yields (a few milliseconds of work).
-ROWS_PER_CHUNK = 16
+ROWS_PER_CHUNK = 200
 
 #: The DEC private modes a joining emulator must share to send the same keys and
 #: mouse reports: application cursor keys, bracketed paste, mouse tracking.

@@ -1,27 +1,28 @@
 # -*- test-case-name: tests.test_screen -*-
-"""The in-memory screen of a session: pyte, with its scrollback, and snapshots of it.
+"""The in-memory screen of a session, with its scrollback, and snapshots of it.
 
 Sans-IO: text goes in with ``feed``; the visible rows come out as plain text
-or as a :class:`vibetwist.snapshot.Snapshot`.
+or as a :class:`vibetwist.snapshot.Snapshot`, the scrollback as rows of cells.
+The terminal itself is :class:`vibetwist.emulator.Emulator`.
 """
 
 from __future__ import annotations
 
-import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import overload
+from itertools import islice
+from typing import Any, overload
 
-import pyte
-from pyte.screens import Char
-from wcwidth import wcwidth
-
+from vibetwist.emulator import Emulator, Glyph
+from vibetwist.emulator_stream import EmulatorStream
+from vibetwist.scrollback import FrozenLine, stretches
 from vibetwist.snapshot import (
     BLANK,
     BOLD,
+    DIM,
     INVERSE,
+    INVISIBLE,
     ITALIC,
-    RGB,
     STRIKETHROUGH,
     UNDERLINE,
     Cell,
@@ -31,78 +32,81 @@ from vibetwist.snapshot import (
 
 DEFAULT_SCROLLBACK = 10_000
 
-_NAMED = ["black", "red", "green", "brown", "blue", "magenta", "cyan", "white"]
-_PALETTE = {name: i for i, name in enumerate(_NAMED)}
-_PALETTE.update({"bright" + name: i + 8 for i, name in enumerate(_NAMED)})
-# pyte spells yellow "brown"; accept both.
-_PALETTE["yellow"] = 3
-_PALETTE["brightyellow"] = 11
 
-
-@lru_cache(maxsize=4096)
-def _color(value: str) -> Color:
-    if value == "default":
-        return None
-    index = _PALETTE.get(value)
-    if index is not None:
-        return index
-    if len(value) == 6:
-        try:
-            n = int(value, 16)
-        except ValueError:
-            return None
-        return RGB(n >> 16, (n >> 8) & 0xFF, n & 0xFF)
-    return None
-
-
-@lru_cache(maxsize=4096)
-def _invisible_breaker(char: str) -> bool:
-    """True for a zero-width character that is not a combining mark (ZWJ, VS16, ZWSP...)."""
-    return wcwidth(char) == 0 and not unicodedata.combining(char)
-
-
-def drop_zero_width(text: str) -> str:
-    """Remove the zero-width, non-combining characters at which pyte stops drawing."""
-    if text.isascii():
-        return text
-    return "".join(c for c in text if c < "\x80" or not _invisible_breaker(c))
-
-
-class _Screen(pyte.HistoryScreen):
-    """pyte's HistoryScreen, minus its habit of dropping text after U+200D/U+FE0F/U+200B."""
-
-    def draw(self, data: str) -> None:
-        super().draw(drop_zero_width(data))
-
-
-def _cell(char: Char) -> Cell:
-    if (
-        char.fg == "default"
-        and char.bg == "default"
-        and not (char.bold or char.italics or char.underscore or char.strikethrough or char.reverse)
-    ):
-        return BLANK if char.data == " " else Cell(char.data)
+@lru_cache(maxsize=8192)
+def _cell(char: str, style: tuple[Any, ...]) -> Cell:
+    """The snapshot cell for ``char`` drawn in ``style`` (a Glyph without its character)."""
+    fg, bg, bold, italics, underscore, strikethrough, reverse, _blink, dim, hidden = style
     attrs = (
-        (BOLD if char.bold else 0)
-        | (ITALIC if char.italics else 0)
-        | (UNDERLINE if char.underscore else 0)
-        | (INVERSE if char.reverse else 0)
-        | (STRIKETHROUGH if char.strikethrough else 0)
+        (BOLD if bold else 0)
+        | (ITALIC if italics else 0)
+        | (UNDERLINE if underscore else 0)
+        | (DIM if dim else 0)
+        | (INVERSE if reverse else 0)
+        | (INVISIBLE if hidden else 0)
+        | (STRIKETHROUGH if strikethrough else 0)
     )
-    return Cell(char.data, _color(char.fg), _color(char.bg), attrs)
+    if char == " " and fg is None and bg is None and not attrs:
+        return BLANK
+    return Cell(char, fg, bg, attrs)
+
+
+@lru_cache(maxsize=8192)
+def _glyph_cell(glyph: Glyph) -> Cell:
+    return _cell(glyph.data, glyph[1:])
+
+
+class _StyleCells(dict[str, Cell]):
+    """The snapshot cells of one style, by character, made on first use."""
+
+    __slots__ = ("style",)
+
+    def __init__(self, style: tuple[Any, ...]) -> None:
+        super().__init__()
+        self.style = style
+
+    def __missing__(self, char: str) -> Cell:
+        cell = _cell(char, self.style)
+        if len(self) < 4096:
+            self[char] = cell
+        return cell
+
+
+_STYLE_CELLS: dict[tuple[Any, ...], _StyleCells] = {}
+
+
+def _history_row(line: FrozenLine, columns: int) -> tuple[Cell, ...]:
+    """A scrollback line as snapshot cells, leaving out each wide character's continuation."""
+    cells: list[Cell] = []
+    for style, chars in stretches(line, columns):
+        style_cells = _STYLE_CELLS.get(style)
+        if style_cells is None:
+            if len(_STYLE_CELLS) >= 4096:
+                _STYLE_CELLS.clear()
+            style_cells = _STYLE_CELLS[style] = _StyleCells(style)
+        cells += map(style_cells.__getitem__, filter(None, chars) if isinstance(chars, tuple) else chars)
+    return tuple(cells)
 
 
 class _History(Sequence[tuple[Cell, ...]]):
-    """Lines that scrolled off, frozen when taken (pyte never changes a line once it is there)."""
+    """Lines that scrolled off, frozen when taken (a scrolled-off line never changes)."""
 
-    def __init__(
-        self, lines: tuple[dict[int, Char], ...], convert: Callable[[dict[int, Char]], tuple[Cell, ...]]
-    ) -> None:
+    def __init__(self, lines: tuple[FrozenLine, ...], columns: int) -> None:
         self._lines = lines
-        self._convert = convert
+        self._columns = columns
 
     def __len__(self) -> int:
         return len(self._lines)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (_History, list, tuple)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<scrollback of {len(self)} lines>"
 
     @overload
     def __getitem__(self, index: int) -> tuple[Cell, ...]: ...
@@ -111,8 +115,8 @@ class _History(Sequence[tuple[Cell, ...]]):
 
     def __getitem__(self, index: int | slice) -> tuple[Cell, ...] | list[tuple[Cell, ...]]:
         if isinstance(index, slice):
-            return [self._convert(line) for line in self._lines[index]]
-        return self._convert(self._lines[index])
+            return [_history_row(line, self._columns) for line in self._lines[index]]
+        return _history_row(self._lines[index], self._columns)
 
 
 class TerminalScreen:
@@ -121,73 +125,107 @@ class TerminalScreen:
     def __init__(self, cols: int, rows: int, scrollback: int = DEFAULT_SCROLLBACK) -> None:
         self._size = (cols, rows)
         self._scrollback = max(1, scrollback)
-        self._pyte: _Screen | None = None
-        self._pyte_stream: pyte.Stream | None = None
+        self._emulator: Emulator | None = None
+        self._stream: EmulatorStream | None = None
 
     @property
-    def _screen(self) -> _Screen:
-        # Made on first use: a session nobody looks at and that printed nothing costs nothing.
-        if self._pyte is None:
-            self._pyte = _Screen(*self._size, history=self._scrollback)
-            self._pyte_stream = pyte.Stream(self._pyte)
-        return self._pyte
-
-    @property
-    def _stream(self) -> pyte.Stream:
-        if self._pyte_stream is None:
-            self._screen  # noqa: B018 - makes the stream too
-        assert self._pyte_stream is not None
-        return self._pyte_stream
+    def _screen(self) -> Emulator:
+        """The emulator, made on first use, with all that was fed applied."""
+        # A session nobody looks at and that printed nothing costs nothing.
+        if self._emulator is None:
+            self._emulator = Emulator(*self._size, history=self._scrollback)
+            self._stream = EmulatorStream(self._emulator)
+        else:
+            assert self._stream is not None
+            self._stream.flush()
+        return self._emulator
 
     @property
     def cols(self) -> int:
-        return int(self._screen.columns) if self._pyte is not None else self._size[0]
+        return int(self._emulator.columns) if self._emulator is not None else self._size[0]
 
     @property
     def rows(self) -> int:
-        return int(self._screen.lines) if self._pyte is not None else self._size[1]
+        return int(self._emulator.lines) if self._emulator is not None else self._size[1]
+
+    @property
+    def scrollback_capacity(self) -> int:
+        """How many lines the scrollback keeps at most."""
+        return self._scrollback
 
     @property
     def scrollback_lines(self) -> int:
         """How many lines have scrolled off the top and are kept."""
-        return len(self._screen.history.top)
+        return len(self._screen.scrollback) if self._emulator is not None else 0
 
     def feed(self, text: str) -> None:
         """Interpret text (with its escape sequences) as a terminal would."""
+        if self._stream is None:
+            self._screen  # noqa: B018 - makes the stream too
+        assert self._stream is not None
         self._stream.feed(text)
+
+    def skip(self, text: str, scrolling: int | None = None) -> int:
+        """Drop what ``text``, output not fed yet, starts with that cannot change what the
+        screen will show once all of it is fed; return how many characters were dropped.
+
+        Feed ``text[n:]`` next.  Only output that just scrolls is ever dropped,
+        and only when at least the screen's rows plus its scrollback of such
+        lines follow it in ``text``: a flood of 100 MB needs only its last
+        lines read (see :meth:`vibetwist.emulator.Emulator.skip_scrolled`;
+        ``scrolling`` is how much of ``text`` is known to only scroll).
+        """
+        screen = self._screen
+        assert self._stream is not None
+        if not self._stream.idle:
+            return 0  # a cut-off sequence waits for its end first
+        return screen.skip_scrolled(text, scrolling)
 
     def resize(self, cols: int, rows: int) -> None:
         """Change the size, as the program's terminal did."""
-        if self._pyte is None:
+        if self._emulator is None:
             self._size = (cols, rows)
         else:
-            self._pyte.resize(lines=rows, columns=cols)
+            self._screen.resize(lines=rows, columns=cols)
+
+    def _glyph_rows(self) -> list[list[Glyph]]:
+        screen = self._screen
+        columns = range(screen.columns)
+        blank_row = [screen.default_char] * screen.columns
+        buffer: Mapping[int, Any] = screen.buffer
+        rows = []
+        for y in range(screen.lines):
+            line = buffer.get(y)
+            rows.append(blank_row if line is None else list(map(line.__getitem__, columns)))
+        return rows
 
     def lines(self) -> list[str]:
         """The visible rows as text, trailing blanks removed."""
-        return [line.rstrip() for line in self._screen.display]
+        return ["".join(glyph.data for glyph in row).rstrip() for row in self._glyph_rows()]
 
     def text(self) -> str:
         """The visible screen as plain text, one line per row."""
         return "\n".join(self.lines()) + "\n"
 
-    def _row(self, line: dict[int, Char]) -> tuple[Cell, ...]:
-        cells = []
-        for x in range(self._screen.columns):
-            char = line[x]
-            if char.data == "":
-                continue  # the second column of a wide character
-            cells.append(_cell(char))
-        return tuple(cells)
-
     def history_rows(self) -> Sequence[tuple[Cell, ...]]:
         """The scrollback, oldest line first, each line as its cells (as in snapshot rows).
 
         The sequence is taken now and later output does not change it; each
-        line is converted to cells only when it is read, so taking it is cheap
-        and a long scrollback can be read a slice at a time.
+        line is made into cells (about 7 us) only when it is read, so taking
+        it is cheap and a long scrollback can be read a slice at a time.
         """
-        return _History(tuple(self._screen.history.top), self._row)
+        if self._emulator is None:
+            return _History((), self.cols)
+        screen = self._screen
+        return _History(tuple(screen.scrollback), screen.columns)
+
+    def history_rows_between(self, start: int, stop: int) -> list[tuple[Cell, ...]]:
+        """Lines ``start`` to ``stop`` (exclusive, oldest is 0) of :meth:`history_rows`."""
+        if self._emulator is None:
+            return []
+        screen = self._screen
+        columns = screen.columns
+        return [_history_row(line, columns) for line in islice(screen.scrollback, start, stop)]
 
     def private_modes(self) -> frozenset[int]:
         """The DEC private modes set now (25 cursor shown, 1 application cursor keys, ...)."""
@@ -195,7 +233,7 @@ class TerminalScreen:
 
     def pen(self) -> tuple[Color, Color, int]:
         """The style new text is drawn in: (foreground, background, attribute bits)."""
-        cell = _cell(self._screen.cursor.attrs)
+        cell = _glyph_cell(self._screen.cursor.attrs._replace(data=" "))
         return (cell.fg, cell.bg, cell.attrs)
 
     def wrap_pending(self) -> bool:
@@ -206,11 +244,11 @@ class TerminalScreen:
         """The visible rows, the cursor and where the view starts in the whole buffer."""
         screen = self._screen
         cols = screen.columns
-        rows = [self._row(screen.buffer[y]) for y in range(screen.lines)]
+        rows = tuple(tuple(_glyph_cell(glyph) for glyph in row if glyph.data) for row in self._glyph_rows())
         cursor = screen.cursor
         return Snapshot(
             cols=cols,
-            rows=tuple(rows),
+            rows=rows,
             viewport_y=self.scrollback_lines,
             cursor_x=min(cursor.x, cols - 1) if cols else 0,
             cursor_y=cursor.y,

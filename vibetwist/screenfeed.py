@@ -22,6 +22,7 @@ from vibetwist.asciicast import Event, parse_line, parse_size
 from vibetwist.errors import FormatError
 from vibetwist.recording import RecordingReader
 from vibetwist.screen import TerminalScreen
+from vibetwist.skim import Skim
 
 #: How many characters the screen is given before the feed yields.
 SLICE = 512
@@ -29,6 +30,12 @@ SLICE = 512
 READ_SIZE = 16384
 #: Output that could not be recorded is kept for the screen up to this many characters.
 MEMORY_LIMIT = 1 << 20
+#: A screen this far behind the recording skims it (see vibetwist.skim).
+SKIM_BACKLOG = 1 << 20
+#: How much of the recording is read at once while skimming.
+SKIM_READ_SIZE = 1 << 18
+#: How many skimmed characters the screen is given before the feed yields.
+SKIM_SLICE = 8192
 
 
 def deadline_factory(budget: float) -> Callable[[], Callable[[], bool]]:
@@ -100,13 +107,16 @@ class ScreenFeed:
         #: The recording offset just past the last line the screen has taken in whole.
         self.position = reader.offset
         self._mid_event = False
+        self._skim = Skim(screen)
+        #: The offset just past the last line handed to the skim.
+        self._skim_end = reader.offset
         self._at_boundary: list[Callable[[], None]] = []
         #: Called (with no arguments) each time the screen has taken in an event.
         self.watchers: set[Callable[[], None]] = set()
 
     @property
     def caught_up(self) -> bool:
-        return self._reader.offset >= self._recorded_end and not self._memory
+        return self.position >= self._recorded_end and not self._memory
 
     def recorded(self, end: int) -> None:
         """The recording now holds output up to offset ``end``."""
@@ -165,7 +175,7 @@ class ScreenFeed:
             return
         keep = []
         for rec, mem, d in self._waiters:
-            if force or (self._reader.offset >= rec and self._memory_done >= mem):
+            if force or (self.position >= rec and self._memory_done >= mem):
                 d.callback(None)
             else:
                 keep.append((rec, mem, d))
@@ -175,20 +185,9 @@ class ScreenFeed:
         try:
             while True:
                 if self._reader.offset < self._recorded_end:
-                    try:
-                        lines = self._reader.read_lines(self._recorded_end, READ_SIZE)
-                    except OSError as e:
-                        self.log.error("screen cannot read the recording: {error}", error=e)
-                        self._recorded_end = self._reader.offset
-                        continue
-                    for offset, line in lines:
-                        try:
-                            record = parse_line(line)
-                        except FormatError:
-                            record = None
-                        if isinstance(record, Event):
-                            yield from self._apply(record)
-                        self._applied(offset + len(line))
+                    yield from self._read_recording()
+                elif len(self._skim):
+                    yield from self._drain_skim()
                 elif self._memory:
                     event = self._memory.popleft()
                     self._memory_chars -= len(event.data)
@@ -201,6 +200,66 @@ class ScreenFeed:
         finally:
             self._running = False
             self._fire()
+
+    def _skimming(self) -> bool:
+        """Whether output should go to the skim rather than to the screen.
+
+        When the screen is far behind, output is read as fast as it can be
+        and thinned (what only scrolls past is dropped) until all of it is
+        read; then what is left goes to the screen. Not while someone waits
+        for an event boundary (a viewer's replay): then the skim is drained
+        and the screen fed as output comes, so a boundary always comes soon.
+        """
+        if self._at_boundary or self._skim.blocked:
+            return False
+        return len(self._skim) > 0 or self._recorded_end - self._reader.offset > SKIM_BACKLOG
+
+    def _read_recording(self) -> Iterator[None]:
+        skimming = self._skimming()
+        start = self._reader.offset
+        try:
+            lines = self._reader.read_lines(self._recorded_end, SKIM_READ_SIZE if skimming else READ_SIZE)
+        except OSError as e:
+            self.log.error("screen cannot read the recording: {error}", error=e)
+            lines = []
+            self._reader.offset = self._recorded_end
+        if not lines and self._reader.offset > start:
+            # Nothing whole to read there (the disk cut the file short): nothing to show.
+            yield from self._drain_skim()
+            self._applied(self._reader.offset)
+        for offset, line in lines:
+            try:
+                record = parse_line(line)
+            except FormatError:
+                record = None
+            end = offset + len(line)
+            if isinstance(record, Event) and record.kind == "o" and skimming and not self._at_boundary:
+                self._mid_event = True
+                self._skim.add(record.data)
+                self._skim_end = end
+                continue
+            yield from self._drain_skim()
+            if isinstance(record, Event):
+                yield from self._apply(record)
+            self._applied(end)
+        if len(self._skim) and (self._reader.offset >= self._recorded_end or not self._skimming()):
+            # All read (or a boundary is wanted): what the skim kept goes to the screen.
+            yield from self._drain_skim()
+        elif skimming:
+            yield None
+
+    def _drain_skim(self) -> Iterator[None]:
+        """Feed the screen everything the skim holds, a slice at a time."""
+        if not len(self._skim):
+            return
+        while True:
+            self._mid_event = True
+            done = self._skim.feed(SKIM_SLICE)
+            if done:
+                break
+            yield None
+        self._applied(self._skim_end)
+        yield None
 
     def _applied(self, position: int | None) -> None:
         """An event is on the screen in whole (position: just past its line, if recorded)."""

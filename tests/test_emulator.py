@@ -1,0 +1,332 @@
+"""Tests for vibetwist.emulator: the same screen as stock pyte, except where pyte is wrong."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+import pyte
+from hypothesis import given
+from hypothesis import strategies as st
+from pyte import graphics, modes
+from pyte.screens import wcwidth
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests import _streams as streams
+from vibetwist import emulator_stream
+from vibetwist.screen import TerminalScreen
+from vibetwist.scrollback import Scrollback
+from vibetwist.snapshot import (
+    BLANK,
+    BOLD,
+    DIM,
+    INVERSE,
+    INVISIBLE,
+    ITALIC,
+    RGB,
+    STRIKETHROUGH,
+    UNDERLINE,
+    Cell,
+    Color,
+)
+
+
+class StockWithFixes(pyte.HistoryScreen):
+    """
+    Stock pyte's HistoryScreen with the documented differences applied, one
+    character at a time: a character that takes no cell and combines with
+    nothing (U+200D, U+FE0F, U+200B, a stray control) is skipped instead of
+    ending the text, and a wide character that does not fit in the last
+    column goes to the next line.  Everything else is pyte's own ``draw``.
+    """
+
+    def draw(self, data: str) -> None:
+        for char in data:
+            width = wcwidth(char)
+            if width < 0 or (width == 0 and not unicodedata.combining(char)):
+                continue
+            if (
+                width == 2
+                and self.cursor.x == self.columns - 1
+                and self.columns > 1
+                and modes.DECAWM in self.mode
+            ):
+                self.cursor.x = self.columns  # pyte wraps before the next character
+            super().draw(char)
+
+
+_NAMES = ["black", "red", "green", "brown", "blue", "magenta", "cyan", "white"]
+_STOCK_PALETTE = {name: i for i, name in enumerate(_NAMES)} | {
+    "bright" + name: i + 8 for i, name in enumerate(_NAMES)
+}
+
+
+def _stock_color(value: str) -> Color:
+    if value == "default":
+        return None
+    if value in _STOCK_PALETTE:
+        return _STOCK_PALETTE[value]
+    if value == "bfightmagenta":
+        return 13  # pyte's misspelling for SGR 105 (which it then cannot show): a pyte error
+    if len(value) == 6:
+        n = int(value, 16)
+        return RGB(n >> 16, (n >> 8) & 0xFF, n & 0xFF)
+    return None  # pyte's string for an out-of-range component
+
+
+def _same_colour(color: Color) -> Color:
+    """Masks palette vs RGB, which stock pyte merges: a palette index as the RGB it shows."""
+    if isinstance(color, int):
+        n = int(graphics.FG_BG_256[color], 16)
+        return RGB(n >> 16, (n >> 8) & 0xFF, n & 0xFF)
+    return color
+
+
+def _masked(cell: Cell) -> Cell:
+    """Masks what stock pyte cannot show: dim, invisible, palette vs RGB."""
+    return Cell(cell.char, _same_colour(cell.fg), _same_colour(cell.bg), cell.attrs & ~(DIM | INVISIBLE))
+
+
+def _stock_cell(char: Any) -> Cell:
+    attrs = (
+        (BOLD if char.bold else 0)
+        | (ITALIC if char.italics else 0)
+        | (UNDERLINE if char.underscore else 0)
+        | (INVERSE if char.reverse else 0)
+        | (STRIKETHROUGH if char.strikethrough else 0)
+    )
+    return _masked(Cell(char.data, _stock_color(char.fg), _stock_color(char.bg), attrs))
+
+
+def _stock_row(line: Any, columns: int) -> tuple[Cell, ...]:
+    return tuple(_stock_cell(line[x]) for x in range(columns) if line[x].data != "")
+
+
+def stock_state(screen: pyte.HistoryScreen) -> dict[str, Any]:
+    columns = screen.columns
+    return {
+        "size": (columns, screen.lines),
+        "rows": [_stock_row(screen.buffer[y], columns) for y in range(screen.lines)],
+        "history": [_stock_row(line, columns) for line in screen.history.top],
+        "cursor": (min(screen.cursor.x, columns - 1), screen.cursor.y),
+        "modes": frozenset(screen.mode),
+    }
+
+
+def fast_state(screen: TerminalScreen) -> dict[str, Any]:
+    snap = screen.snapshot()
+    return {
+        "size": (screen.cols, screen.rows),
+        "rows": [tuple(map(_masked, row)) for row in snap.rows],
+        "history": [tuple(map(_masked, row)) for row in screen.history_rows()],
+        "cursor": (snap.cursor_x, snap.cursor_y),
+        "modes": frozenset(screen._screen.mode),
+    }
+
+
+def _chunks(text: str, cuts: list[int]) -> list[str]:
+    points = sorted({c % (len(text) + 1) for c in cuts} | {0, len(text)})
+    return [text[a:b] for a, b in zip(points, points[1:])]
+
+
+class StockEquivalenceTests(SynchronousTestCase):
+    """For any input, the screen shows what stock pyte shows, but for pyte's documented errors."""
+
+    @given(
+        st.integers(1, 30),
+        st.integers(1, 10),
+        st.lists(streams.segment, min_size=1, max_size=8),
+        st.lists(st.integers(0, 10_000), max_size=12),
+    )
+    def test_same_as_stock_pyte(self, cols: int, rows: int, segments: list[Any], cuts: list[int]) -> None:
+        """Cells, colours, cursor, scrollback and modes are stock pyte's for the same input."""
+        stock = StockWithFixes(cols, rows, history=20)
+        stock_stream = pyte.Stream(stock)
+        fast = TerminalScreen(cols, rows, scrollback=20)
+        fast.snapshot()  # made now, as stock is: tab stops come from the size a screen is made at
+        for segment in segments:
+            if isinstance(segment, tuple):
+                _, new_cols, new_rows = segment
+                stock.resize(lines=new_rows, columns=new_cols)
+                fast.resize(new_cols, new_rows)
+                continue
+            stock_stream.feed(segment)
+            for chunk in _chunks(segment, cuts):
+                fast.feed(chunk)
+        self.assertEqual(fast_state(fast), stock_state(stock))
+
+    @given(st.text(st.sampled_from("ab \r\n\x1b[31;1m中\u200d"), max_size=300), st.lists(st.integers(0, 300)))
+    def test_chunking_does_not_matter(self, text: str, cuts: list[int]) -> None:
+        """Feeding the same text in any chunks gives the same screen (also with colon-form SGR)."""
+        text = text.replace("\x1b[31;1m", "\x1b[38:2::1:2:3m")
+        whole = TerminalScreen(12, 4, scrollback=10)
+        whole.feed(text)
+        pieces = TerminalScreen(12, 4, scrollback=10)
+        for chunk in _chunks(text, cuts):
+            pieces.feed(chunk)
+        self.assertEqual(pieces.snapshot(), whole.snapshot())
+        self.assertEqual(pieces.history_rows(), whole.history_rows())
+
+    @given(
+        st.lists(
+            st.one_of(streams.printed, streams.sgr, st.just("\r\n"), st.just("ab\r\n")), max_size=80
+        ).map("".join),
+        st.lists(st.integers(0, 10_000), max_size=12),
+        st.integers(1, 5),
+    )
+    def test_reads_see_everything_fed(self, text: str, cuts: list[int], batch: int) -> None:
+        """A read after any chunk shows what feeding everything so far at once shows (nothing held back)."""
+        self.patch(emulator_stream, "LINE_BATCH", batch)
+        fast = TerminalScreen(8, 3, scrollback=4)
+        fed = ""
+        for chunk in _chunks(text, cuts):
+            fed += chunk
+            fast.feed(chunk)
+            whole = TerminalScreen(8, 3, scrollback=4)
+            whole.feed(fed)
+            self.assertEqual(fast_state(fast), fast_state(whole))
+
+    @given(
+        st.lists(st.one_of(streams.printed, streams.sgr, st.just("\r\n")), min_size=1, max_size=200).map(
+            "".join
+        )
+    )
+    def test_scrolled_lines_same_as_stock_pyte(self, text: str) -> None:
+        """Many lines scrolled in at once, past the scrollback's size, give stock pyte's screen."""
+        self.patch(emulator_stream, "LINE_BATCH", 64)
+        stock = StockWithFixes(10, 3, history=5)
+        pyte.Stream(stock).feed(text)
+        fast = TerminalScreen(10, 3, scrollback=5)
+        fast.feed(text)
+        self.assertEqual(fast_state(fast), stock_state(stock))
+
+
+class SkipTests(SynchronousTestCase):
+    """Output dropped by ``skip`` could not have changed the screen."""
+
+    @given(
+        st.lists(st.one_of(streams.printed, streams.escapes), max_size=10).map("".join),
+        streams.scrolling_lines,
+        st.lists(st.one_of(streams.printed, streams.escapes), max_size=10).map("".join),
+        st.integers(1, 12),
+        st.integers(1, 4),
+    )
+    def test_skip_changes_nothing_shown(
+        self, before: str, lines: str, after: str, cols: int, rows: int
+    ) -> None:
+        """Skipping then feeding the rest shows what feeding everything shows: cells, cursor, scrollback."""
+        text = lines + after
+        fed = TerminalScreen(cols, rows, scrollback=3)
+        fed.feed(before)
+        fed.feed(text)
+        skipped = TerminalScreen(cols, rows, scrollback=3)
+        skipped.feed(before)
+        dropped = skipped.skip(text)
+        skipped.feed(text[dropped:])
+        self.assertEqual(skipped.snapshot(), fed.snapshot())
+        self.assertEqual(skipped.history_rows(), fed.history_rows())
+        self.assertEqual(skipped.private_modes(), fed.private_modes())
+
+    def test_flood_is_skipped(self) -> None:
+        """Of a long coloured scrolling flood only the lines the screen and scrollback hold are fed."""
+        flood = "".join(f"\x1b[0;3{i % 8}mline {i}\x1b[1m!\r\n" for i in range(1000))
+        skipped = TerminalScreen(20, 5, scrollback=10)
+        dropped = skipped.skip(flood)
+        self.assertEqual(flood[dropped:].count("\n"), 15)
+        skipped.feed(flood[dropped:])
+        fed = TerminalScreen(20, 5, scrollback=10)
+        fed.feed(flood)
+        self.assertEqual((skipped.snapshot(), skipped.history_rows()), (fed.snapshot(), fed.history_rows()))
+
+    def test_nothing_skipped_inside_a_sequence(self) -> None:
+        """While a fed CSI sequence waits for its end, nothing is skipped."""
+        screen = TerminalScreen(10, 2, scrollback=2)
+        screen.feed("\x1b[3")
+        self.assertEqual(screen.skip("1mx\r\n" * 50), 0)
+
+    def test_nothing_skipped_when_not_only_scrolling(self) -> None:
+        """Too few scrolling lines before a cursor move, or a mode change first, keep everything."""
+        lines = "x\r\n" * 100
+        for text in [lines[:30] + "\x1b[H" + lines, "\x1b[?7l" + lines, lines[:57]]:
+            self.assertEqual(TerminalScreen(10, 5, scrollback=10).skip(text), 0)
+
+
+def screen(text: str, cols: int = 10, rows: int = 3) -> TerminalScreen:
+    s = TerminalScreen(cols, rows, scrollback=50)
+    s.feed(text)
+    return s
+
+
+class FixTests(SynchronousTestCase):
+    """Where stock pyte is wrong, the screen does what a terminal does."""
+
+    def test_text_after_zero_width_and_controls(self) -> None:
+        """Text after U+200D, U+FE0F, U+200B or a stray control character is drawn."""
+        for breaker in ["\u200d", "\ufe0f", "\u200b", "\x01", "\x85"]:
+            self.assertEqual(screen(f"a{breaker}b c").lines()[0], "ab c")
+
+    def test_wide_character_in_last_column_wraps(self) -> None:
+        """A wide character that does not fit in the last column starts the next line."""
+        s = screen("123456789中x")
+        self.assertEqual(s.lines()[:2], ["123456789", "中x"])
+        self.assertEqual((s.snapshot().cursor_x, s.snapshot().cursor_y), (3, 1))
+
+    def test_colon_sgr(self) -> None:
+        """Colon-form SGR sets RGB and palette colours and underline, and is not printed."""
+        s = screen("\x1b[38:2::1:2:3mA\x1b[48:5:200mB\x1b[38:2:4:5:6;4:3mC\x1b[4:0mD")
+        row = s.snapshot().rows[0]
+        self.assertEqual(s.lines()[0], "ABCD")
+        self.assertEqual(row[0].fg, RGB(1, 2, 3))
+        self.assertEqual(row[1].bg, 200)
+        self.assertEqual((row[2].fg, row[2].attrs), (RGB(4, 5, 6), UNDERLINE))
+        self.assertEqual(row[3].attrs, 0)
+
+    def test_dim_and_invisible(self) -> None:
+        """SGR 2 and 8 set dim and invisible; 22 and 28 clear them."""
+        row = screen("\x1b[2mA\x1b[8mB\x1b[22mC\x1b[28mD").snapshot().rows[0]
+        self.assertEqual([c.attrs for c in row[:4]], [DIM, DIM | INVISIBLE, INVISIBLE, 0])
+
+    def test_palette_and_rgb_stay_apart(self) -> None:
+        """A 256-colour index stays an index and an RGB colour stays RGB, even when they look alike."""
+        row = screen("\x1b[38;5;196mA\x1b[38;2;255;0;0mB\x1b[91mC\x1b[38;2;0;0;1mD").snapshot().rows[0]
+        self.assertEqual([c.fg for c in row[:4]], [196, RGB(255, 0, 0), 9, RGB(0, 0, 1)])
+
+    def test_bad_sequences_are_ignored(self) -> None:
+        """A sequence stock pyte raises on (too many parameters, a bad selector) is ignored."""
+        s = screen("a\x1b[1;2;3Hb\x1b[5Kc\x1b[?1mx")
+        self.assertEqual(s.lines()[0], "abcx")
+
+    def test_sequence_split_across_feeds(self) -> None:
+        """A CSI sequence cut by the end of a feed takes effect once it is complete."""
+        s = TerminalScreen(10, 3)
+        for piece in ["a\x1b", "[", "3", "8:2::9:8:7", "mb"]:
+            s.feed(piece)
+        row = s.snapshot().rows[0]
+        self.assertEqual((s.lines()[0], row[1].fg), ("ab", RGB(9, 8, 7)))
+
+
+class ScrollbackTests(SynchronousTestCase):
+    """Frozen lines give back the cells they were made of."""
+
+    def test_cells_round_trip(self) -> None:
+        """Runs of styles, wide characters and short lines come back cell for cell."""
+        s = screen("\x1b[1mab\x1b[0m中\x1b[44mc e\u0301\x1b[0m\r\nxy\r\n\r\n\r\n", cols=10, rows=2)
+        history = s.history_rows()
+        self.assertEqual("".join(c.char for c in history[0]), "ab中c é   ")
+        self.assertEqual([c.attrs for c in history[0][:2]], [BOLD, BOLD])
+        self.assertEqual(history[0][3].bg, 4)
+        self.assertEqual(history[1][:3], (Cell("x"), Cell("y"), BLANK))
+        self.assertEqual(len(history[1]), 10)
+
+    def test_bounded(self) -> None:
+        """Only the newest ``size`` lines are kept."""
+        back = Scrollback(3)
+        for _ in range(5):
+            back.push({}, ("x",))
+        self.assertEqual(len(back), 3)
+
+    def test_erase_scrollback(self) -> None:
+        """ED 3 and a reset forget the scrollback."""
+        for clear in ["\x1b[3J", "\x1bc"]:
+            s = screen("1\r\n2\r\n3\r\n4\r\n" + clear)
+            self.assertEqual((s.scrollback_lines, s.history_rows()), (0, []))
