@@ -37,8 +37,14 @@ class StockWithFixes(pyte.HistoryScreen):
     character at a time: a character that takes no cell and combines with
     nothing (U+200D, U+FE0F, U+200B, a stray control) is skipped instead of
     ending the text, and a wide character that does not fit in the last
-    column goes to the next line.  Everything else is pyte's own ``draw``.
+    column goes to the next line; deleting lines below a row never written
+    blanks that row.  Everything else is pyte's own.
     """
+
+    def delete_lines(self, count: int | None = None) -> None:
+        for y in range(self.lines):
+            self.buffer[y]  # noqa: B018 - every row written, so pyte moves each one up
+        super().delete_lines(count)
 
     def draw(self, data: str) -> None:
         for char in data:

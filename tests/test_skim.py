@@ -69,3 +69,26 @@ class SkimTests(SynchronousTestCase):
         text = "\x1b[Hx\r\n" * 100
         skim.add(text)
         self.assertEqual((len(skim), skim.blocked), (len(text), True))
+
+
+class CutOffSequenceTests(SynchronousTestCase):
+    """A screen last fed part of an escape sequence still lets a flood be skimmed."""
+
+    def test_drops_after_a_cut_off_sequence(self) -> None:
+        lines = "".join(f"\x1b[01;34mline {i}\x1b[0m\r\n" for i in range(3000))
+        fed = TerminalScreen(20, 3, scrollback=10)
+        skimmed = TerminalScreen(20, 3, scrollback=10)
+        for screen in (fed, skimmed):
+            screen.feed("start \x1b[01;3")  # cut off in the middle of a colour
+        self.assertTrue(skimmed.mid_sequence())
+        fed.feed("2m" + lines)
+        skim = Skim(skimmed)
+        held = []
+        for start in range(0, len(lines), 500):
+            skim.add(("2m" if start == 0 else "") + lines[start : start + 500])
+            held.append(len(skim))
+        self.assertLess(max(held), len(lines) // 4, "the flood was thinned as it came")
+        while not skim.feed(1000):
+            pass
+        self.assertEqual(_state(skimmed), _state(fed))
+        self.assertFalse(skimmed.mid_sequence())

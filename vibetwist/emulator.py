@@ -26,7 +26,9 @@ every escape-sequence handler are used as they are.  What changes:
   while an RGB colour stays RGB (pyte turns both into the same hex string);
   SGR 105 (misspelt in pyte's table) is a bright magenta background; and a
   sequence whose parameters make a pyte handler raise is ignored, as a
-  terminal ignores it, instead of breaking the feed.
+  terminal ignores it, instead of breaking the feed; and deleting lines
+  (``CSI M``, or a resize to fewer rows) below a row never written leaves
+  that row blank (pyte leaves the old line where it was).
 
 Cells are :class:`Glyph` tuples: pyte's ``Char`` fields with colours as
 :data:`vibetwist.snapshot.Color` values, plus ``dim`` and ``hidden``.
@@ -205,6 +207,20 @@ class Emulator(pyte.Screen):
         super().erase_in_display(how, *args, **kwargs)
         if how == 3:
             self.scrollback.clear()
+
+    def delete_lines(self, count: int | None = None) -> None:
+        """pyte's ``delete_lines``, but a row never written moving up blanks the row it lands on."""
+        count = count or 1
+        top, bottom = self.margins or Margins(0, self.lines - 1)
+        if top <= self.cursor.y <= bottom:
+            self.dirty.update(range(self.cursor.y, self.lines))
+            buffer = self.buffer
+            for y in range(self.cursor.y, bottom + 1):
+                if y + count <= bottom and y + count in buffer:
+                    buffer[y] = buffer.pop(y + count)
+                else:
+                    buffer.pop(y, None)
+            self.carriage_return()
 
     def index(self) -> None:
         """Move down a line; at the bottom margin, scroll, keeping the top line in the scrollback."""

@@ -165,6 +165,14 @@ class TerminalScreen:
         assert self._stream is not None
         self._stream.feed(text)
 
+    def mid_sequence(self) -> bool:
+        """Whether the output fed so far ends part way through an escape sequence."""
+        if self._emulator is None:
+            return False
+        self._screen  # noqa: B018 - applies what is held back
+        assert self._stream is not None
+        return not self._stream.idle
+
     def skip(self, text: str, scrolling: int | None = None) -> int:
         """Drop what ``text``, output not fed yet, starts with that cannot change what the
         screen will show once all of it is fed; return how many characters were dropped.

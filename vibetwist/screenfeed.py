@@ -33,7 +33,7 @@ MEMORY_LIMIT = 1 << 20
 #: A screen this far behind the recording skims it (see vibetwist.skim).
 SKIM_BACKLOG = 1 << 20
 #: How much of the recording is read at once while skimming.
-SKIM_READ_SIZE = 1 << 18
+SKIM_READ_SIZE = 1 << 16
 #: How many skimmed characters the screen is given before the feed yields.
 SKIM_SLICE = 8192
 

@@ -26,6 +26,8 @@ from vibetwist.screen import TerminalScreen
 
 __all__ = ["Skim"]
 
+# How many 16-character steps a screen is given to finish a cut-off escape sequence.
+_SEQUENCE_END_STEPS = 64
 # The start of an escape sequence, cut off by the end of what came so far.
 _CUT_OFF = re.compile(r"\x1b(?:\[[0-9;:]*)?").fullmatch
 
@@ -130,6 +132,17 @@ class Skim:
         return "".join(self._chunks)
 
     def _drop(self) -> None:
+        if self.screen.mid_sequence():
+            # The screen was last fed part of an escape sequence, and can drop nothing
+            # until it has its end: give it the start of what is held, a little at a time.
+            settled, self._settled = self._settled, True
+            for _ in range(_SEQUENCE_END_STEPS):
+                if not self._size or not self.screen.mid_sequence():
+                    break
+                self.feed(16)
+            self._settled = settled
+            if self.screen.mid_sequence():
+                return
         text = self._waiting()
         dropped = self.screen.skip(text, self._scrolling)
         if dropped:
