@@ -55,6 +55,15 @@ class RecordingCase(SynchronousTestCase):
         self.feed.recorded(self.end)
         return start
 
+    def flood(self, lines: int) -> str:
+        text = "".join(f"\x1b[3{i % 8}mline {i}\x1b[m {'x' * (i % 50)}\r\n" for i in range(lines))
+        with open(self.path, "ab") as f:
+            for start in range(0, len(text), 4000):
+                line = encode_event(0.1, "o", text[start : start + 4000])
+                f.write(line)
+                self.end += len(line)
+        return text
+
 
 class FeedTests(RecordingCase):
     """Where the screen is in the recording, and who hears that it changed."""
@@ -99,15 +108,6 @@ class FeedTests(RecordingCase):
 class SkimTests(RecordingCase):
     """A screen far behind a flood thins it, and ends as if it had been fed everything."""
 
-    def flood(self, lines: int) -> str:
-        text = "".join(f"\x1b[3{i % 8}mline {i}\x1b[m {'x' * (i % 50)}\r\n" for i in range(lines))
-        with open(self.path, "ab") as f:
-            for start in range(0, len(text), 4000):
-                line = encode_event(0.1, "o", text[start : start + 4000])
-                f.write(line)
-                self.end += len(line)
-        return text
-
     def test_flood_ends_on_the_same_screen(self) -> None:
         self.screen = TerminalScreen(20, 3, scrollback=100)
         from vibetwist.recording import RecordingReader
@@ -151,3 +151,36 @@ class SkimTests(RecordingCase):
         self.assertEqual(shown, expected.snapshot())
         self.assertLess(position, self.end)
         self.assertTrue(text)
+
+
+class RestTests(RecordingCase):
+    """The screen of an ended program catches up on a long backlog only when asked."""
+
+    def test_long_backlog_waits_until_asked(self) -> None:
+        self.feed.rest()
+        self.flood(60_000)
+        self.feed.recorded(self.end)
+        self.reactor.run()
+        self.assertLess(self.feed.position, self.end)
+        done = self.feed.when_caught_up()
+        self.reactor.run()
+        self.successResultOf(done)
+        self.assertEqual(self.feed.position, self.end)
+
+    def test_short_backlog_taken_at_once(self) -> None:
+        self.feed.rest()
+        self.record("bye")
+        self.reactor.run()
+        self.assertEqual(self.screen.lines()[0], "bye")
+
+    def test_a_boundary_or_a_watcher_wakes_it(self) -> None:
+        self.feed.rest()
+        self.flood(60_000)
+        self.feed.recorded(self.end)
+        self.reactor.run()
+        seen: list[int] = []
+        self.feed.at_boundary(lambda: seen.append(self.feed.position))
+        self.assertEqual(len(seen), 1)  # at once: the screen is between events
+        self.feed.watch(lambda: None)
+        self.reactor.run()
+        self.assertEqual(self.feed.position, self.end)

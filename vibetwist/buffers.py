@@ -52,13 +52,13 @@ class SnapshotHub:
 
     def add(self, subscriber: Any) -> None:
         if not self.subscribers:
-            self.session.feed.watchers.add(self.changed)
+            self.session.feed.watch(self.changed)
         self.subscribers.add(subscriber)
 
     def remove(self, subscriber: Any) -> None:
         self.subscribers.discard(subscriber)
         if not self.subscribers:
-            self.session.feed.watchers.discard(self.changed)
+            self.session.feed.unwatch(self.changed)
             self._cancel()
             self._on_empty(self)
 

@@ -113,6 +113,7 @@ class ScreenFeed:
         self._at_boundary: list[Callable[[], None]] = []
         #: Called (with no arguments) each time the screen has taken in an event.
         self.watchers: set[Callable[[], None]] = set()
+        self._resting = False
 
     @property
     def caught_up(self) -> bool:
@@ -143,7 +144,31 @@ class ScreenFeed:
             d.callback(None)
         else:
             self._waiters.append((self._recorded_end, self._memory_in, d))
+            self._kick()
         return d
+
+    def watch(self, watcher: Callable[[], None]) -> None:
+        """Call ``watcher`` each time the screen has taken in an event (and keep it current)."""
+        self.watchers.add(watcher)
+        self._kick()
+
+    def unwatch(self, watcher: Callable[[], None]) -> None:
+        self.watchers.discard(watcher)
+
+    def rest(self) -> None:
+        """The program has ended: a long backlog is read only when someone asks for the screen.
+
+        A screen far behind a program that flooded it and ended would
+        otherwise spend seconds of the daemon's time on output nobody may
+        look at, at the expense of sessions that are running.
+        """
+        self._resting = True
+
+    def _wanted(self) -> bool:
+        """Whether the screen must catch up now."""
+        if not self._resting or self._waiters or self._at_boundary or self.watchers:
+            return True
+        return self._recorded_end - self.position <= SKIM_BACKLOG
 
     def at_boundary(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when the screen shows exactly the recording up to ``position``.
@@ -155,6 +180,7 @@ class ScreenFeed:
             self._at_boundary.append(callback)
         else:
             callback()
+        self._kick()
 
     def stop(self) -> None:
         """Release the recording; pending waiters fire with what is on the screen."""
@@ -166,7 +192,7 @@ class ScreenFeed:
         self.watchers.clear()
 
     def _kick(self) -> None:
-        if not self._running:
+        if not self._running and not self.caught_up and self._wanted():
             self._running = True
             self._screens.cooperator.cooperate(self._work())
 
@@ -184,6 +210,8 @@ class ScreenFeed:
     def _work(self) -> Iterator[None]:
         try:
             while True:
+                if not self._wanted() and not self._mid_event:
+                    break  # resting: taken up again when someone asks
                 if self._reader.offset < self._recorded_end:
                     yield from self._read_recording()
                 elif len(self._skim):

@@ -417,6 +417,7 @@ class Session:
                 timer.cancel()
             setattr(self, name, None)
         self._process = None
+        self.feed.rest()
         self._update(status=Status.EXITED, exit_code=code)
         self.exit_line = encode_exit(code, self.id)
         self._record(self.exit_line, final=True)
