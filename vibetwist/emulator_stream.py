@@ -41,6 +41,9 @@ _PARTIAL_LINE = re.compile(r"(?:[ -~]++|\x1b\[[0-9;]*+m)*+(?:\x1b(?:\[[0-9;]*+)?
 _TAIL_LIMIT = 4096
 #: The most lines held back to be scrolled in at once.
 LINE_BATCH = 256
+#: The most characters held back to be scrolled in at once: long lines wrap into many
+#: rows each, and a batch must stay a few milliseconds of work.
+LINE_BATCH_CHARS = 16384
 # The start of such a CSI sequence, cut off by the end of the data.
 _PARTIAL_CSI = re.compile(r"\x1b(?:\[\??[0-9;:]*)?").fullmatch
 
@@ -51,6 +54,7 @@ class EmulatorStream(pyte.Stream):
     def __init__(self, screen: Emulator) -> None:
         self._pending = ""
         self._lines: list[str] = []
+        self._held_chars = 0
         self._in_lines = False
         self._csi_handlers: dict[str, Any] = {}
         self._emulator = screen
@@ -157,9 +161,11 @@ class EmulatorStream(pyte.Stream):
         held = self._lines
         line = _LINE(data, offset)
         while line is not None:
-            held.append(line.group(1))
+            text = line.group(1)
+            held.append(text)
+            self._held_chars += len(text)
             offset = line.end()
-            if len(held) >= LINE_BATCH:
+            if len(held) >= LINE_BATCH or self._held_chars >= LINE_BATCH_CHARS:
                 self._apply_lines()
                 held = self._lines
                 if not self._emulator.can_scroll_in():
@@ -179,6 +185,7 @@ class EmulatorStream(pyte.Stream):
         if not held:
             return
         self._lines = []
+        self._held_chars = 0
         self._in_lines = False
         screen = self._emulator
         index = 0

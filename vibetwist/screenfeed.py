@@ -32,6 +32,8 @@ READ_SIZE = 16384
 MEMORY_LIMIT = 1 << 20
 #: A screen this far behind the recording skims it (see vibetwist.skim).
 SKIM_BACKLOG = 1 << 20
+#: The most a skim holds before the screen takes it: what a drop reads is bounded.
+SKIM_HOLD = 4 << 20
 #: How much of the recording is read at once while skimming.
 SKIM_READ_SIZE = 1 << 16
 #: How many skimmed characters the screen is given before the feed yields.
@@ -238,7 +240,7 @@ class ScreenFeed:
         for an event boundary (a viewer's replay): then the skim is drained
         and the screen fed as output comes, so a boundary always comes soon.
         """
-        if self._at_boundary or self._skim.blocked:
+        if self._at_boundary or self._skim.blocked or len(self._skim) > SKIM_HOLD:
             return False
         return len(self._skim) > 0 or self._recorded_end - self._reader.offset > SKIM_BACKLOG
 
