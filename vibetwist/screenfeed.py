@@ -25,7 +25,7 @@ from vibetwist.screen import TerminalScreen
 from vibetwist.skim import Skim
 
 #: How many characters the screen is given before the feed yields.
-SLICE = 512
+SLICE = 256
 #: How much of the recording is read at once.
 READ_SIZE = 16384
 #: Output that could not be recorded is kept for the screen up to this many characters.
@@ -37,7 +37,7 @@ SKIM_HOLD = 4 << 20
 #: How much of the recording is read at once while skimming.
 SKIM_READ_SIZE = 1 << 16
 #: How many skimmed characters the screen is given before the feed yields.
-SKIM_SLICE = 8192
+SKIM_SLICE = 256
 
 
 def deadline_factory(budget: float) -> Callable[[], Callable[[], bool]]:
