@@ -85,7 +85,9 @@ class FeedTests(RecordingCase):
         seen: list[tuple[int, str]] = []
         self.feed.at_boundary(lambda: seen.append((self.feed.position, self.screen.text())))
         self.assertEqual(seen, [])
+        self.assertEqual(self.screens.urgent, 1, "someone waits: the screen works without pauses")
         self.reactor.run()
+        self.assertEqual(self.screens.urgent, 0)
         self.assertEqual(len(seen), 1)
         self.assertEqual(seen[0][0], self.end)
         self.assertNotEqual(start, self.end)

@@ -33,11 +33,11 @@ MEMORY_LIMIT = 1 << 20
 #: A screen this far behind the recording skims it (see vibetwist.skim).
 SKIM_BACKLOG = 1 << 20
 #: The most a skim holds before the screen takes it: what a drop reads is bounded.
-SKIM_HOLD = 4 << 20
+SKIM_HOLD = 2 << 20
 #: How much of the recording is read at once while skimming.
 SKIM_READ_SIZE = 1 << 16
 #: How many skimmed characters the screen is given before the feed yields.
-SKIM_SLICE = 256
+SKIM_SLICE = 1024
 
 
 def deadline_factory(budget: float) -> Callable[[], Callable[[], bool]]:
@@ -71,6 +71,8 @@ class ScreenScheduler:
         self._reactor = reactor
         self.busy_delay = busy_delay
         self._output_seen = False
+        #: How many screens someone waits on (a viewer's replay): while any, no pause.
+        self.urgent = 0
         self.cooperator = Cooperator(
             terminationPredicateFactory=deadline_factory(budget), scheduler=self.schedule
         )
@@ -80,7 +82,7 @@ class ScreenScheduler:
         self._output_seen = True
 
     def schedule(self, work: Callable[[], None]) -> Any:
-        delay = self.busy_delay if self._output_seen else 0
+        delay = self.busy_delay if self._output_seen and not self.urgent else 0
         self._output_seen = False
         return self._reactor.callLater(delay, work)
 
@@ -179,6 +181,8 @@ class ScreenFeed:
         which case it is when the event is done.
         """
         if self._mid_event:
+            if not self._at_boundary:
+                self._screens.urgent += 1
             self._at_boundary.append(callback)
         else:
             callback()
@@ -264,7 +268,8 @@ class ScreenFeed:
                 record = None
             end = offset + len(line)
             if isinstance(record, Event) and record.kind == "o" and skimming and not self._at_boundary:
-                self._mid_event = True
+                # The screen is not touched until the skim is drained: it still shows
+                # exactly the recording up to position, so a boundary need not wait.
                 self._skim.add(record.data)
                 self._skim_end = end
                 continue
@@ -298,6 +303,7 @@ class ScreenFeed:
             self.position = position
         if self._at_boundary:
             waiting, self._at_boundary = self._at_boundary, []
+            self._screens.urgent -= 1
             for callback in waiting:
                 callback()
         for watcher in list(self.watchers):
