@@ -50,6 +50,16 @@ def parse_size(text: str) -> int:
     return int(number) * 1024 ** " kmgt".index(unit.lower() or " ")
 
 
+def is_unspecified(interface: str | None) -> bool:
+    """True for "every interface" ("", 0.0.0.0, ::): no one reaches the daemon by that name."""
+    if not interface:
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_unspecified
+    except ValueError:
+        return False
+
+
 def is_loopback_interface(interface: str) -> bool:
     """True if binding interface exposes nothing beyond this machine."""
     if interface == "localhost":
@@ -202,7 +212,7 @@ class Options(usage.Options):
             check_listen(d, self["login"], bool(self["allow-no-auth-on-network"])) for d in self["listen"]
         ]
         self["allowed-hosts"] = frozenset(self["allow-host"]) | {
-            spec.interface for spec in specs if spec.interface and spec.exposed
+            spec.interface for spec in specs if spec.exposed and not is_unspecified(spec.interface)
         }
         self["shell"] = self["shell"] or default_shell()
         try:

@@ -50,6 +50,7 @@ SEND_BUFFER = 256 * 1024
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 
 
@@ -235,12 +236,15 @@ class InputProtocol(_Protocol):
         self._session_id = (request.params.get("sessionId") or [""])[0]
 
     def opened(self) -> None:
-        if self.session(self._session_id) is None:
+        if self.grant.read_only:
+            self.send_error(READ_ONLY)
+            self.sendClose(CLOSE_FORBIDDEN, READ_ONLY)
+        elif self.session(self._session_id) is None:
             self.sendClose(CLOSE_NOT_FOUND, "Session not found")
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self.session(self._session_id)
-        if session is None:
+        if session is None or self.grant.read_only:
             return
         try:
             if len(payload) > 2 and payload[:1] == b"\x00" and payload[-1:] == b"\x00":
