@@ -82,7 +82,7 @@ class ServerRoutesTests(APITestCase):
         """Without login, auth config says noAuth."""
         self.assertEqual(
             self.call("GET", "/api/auth/config"),
-            (200, {"enableSSHKeys": False, "disallowUserPassword": True, "noAuth": True}),
+            (200, {"enableSSHKeys": False, "disallowUserPassword": False, "noAuth": True}),
         )
 
     def test_unknown_route(self) -> None:

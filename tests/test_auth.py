@@ -17,13 +17,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 from treq.testing import StubTreq
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from vibetwist.api import API
 from vibetwist.auth import (
     FAILURE_DELAY,
     FAILURE_WINDOW,
+    HASHING_AT_ONCE,
     MAX_FAILURES,
     OPEN_PATHS,
     Authority,
@@ -223,8 +224,8 @@ class CoverageTests(AuthTestCase):
                 self.assertEqual(self.call(method, path, token=self.full)[0], 404, path)
 
     def test_dot_segments_refused(self) -> None:
-        """Paths with . or .. segments (also percent-encoded) or NUL are 400, even after an
-        open prefix."""
+        """Paths with . or .. segments (also percent-encoded) or NUL are 404 (no route has
+        one), even after an open prefix."""
         for path in [
             "/api/auth/../sessions",
             "/api/auth/%2e%2e/sessions",
@@ -233,7 +234,7 @@ class CoverageTests(AuthTestCase):
             "/api/sessions/%2E",
             "/api/sessions%00",
         ]:
-            self.assertEqual(self.call("GET", path)[0], 400, path)
+            self.assertEqual(self.call("GET", path), (404, {"error": "Not found"}), path)
 
     def test_websocket_handshake_refused_before_upgrade(self) -> None:
         """A WebSocket handshake without a valid token is a 401 before any upgrade."""
@@ -291,6 +292,38 @@ class LoginTests(AuthTestCase):
         pump(self.clock)
         self.treq.flush()
         self.assertEqual(self.successResultOf(d).code, 401)
+
+    def test_hashing_bounded(self) -> None:
+        """At most HASHING_AT_ONCE password hashes are checked at once; the rest wait their turn."""
+        started: list[Deferred[bool]] = []
+
+        def slow(f: Any, *args: Any) -> Deferred[bool]:
+            started.append(Deferred())
+            return started[-1]
+
+        authority = Authority(
+            self.tokens,
+            self.clock,
+            passwords=PasswordCheck(env_user="me", env_password="pw"),
+            run_blocking=slow,
+        )
+        logins = [
+            Deferred.fromCoroutine(
+                authority.password_login(f"10.0.0.{n}", {"userId": "me", "password": "pw"})
+            )
+            for n in range(5)
+        ]
+        self.assertEqual(len(started), HASHING_AT_ONCE)
+        started[0].callback(True)
+        self.assertEqual(self.successResultOf(logins[0])["userId"], "me")
+        self.assertEqual(len(started), HASHING_AT_ONCE + 1)
+        for d in started[1:]:
+            d.callback(True)
+        self.assertEqual(len(started), 5)
+        for d in started[HASHING_AT_ONCE + 1 :]:
+            d.callback(True)
+        for login in logins:
+            self.successResultOf(login)
 
     def test_bad_login_bodies(self) -> None:
         """Non-string credentials and malformed JSON are 400s."""

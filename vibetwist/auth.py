@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -43,6 +43,8 @@ MAX_FAILURES = 5
 FAILURE_WINDOW = 300.0
 #: Seconds every failed login waits before it is answered.
 FAILURE_DELAY = 1.0
+#: Password hashes checked at once (Argon2 takes 64 MiB and tens of ms each); others wait.
+HASHING_AT_ONCE = 2
 #: Longest password checked; longer ones fail without hashing.
 MAX_PASSWORD = 4096
 #: Most addresses whose failures are remembered.
@@ -207,6 +209,7 @@ class Authority:
         self._run_blocking = run_blocking if run_blocking is not None else _run_in_thread(clock)
         self._failure_delay = failure_delay
         self.throttle = Throttle(clock)
+        self._hashing = DeferredSemaphore(HASHING_AT_ONCE)
 
     # -- grants ---------------------------------------------------------------------
 
@@ -223,7 +226,8 @@ class Authority:
         """The body of GET /api/auth/config."""
         return {
             "enableSSHKeys": self.ssh is not None,
-            "disallowUserPassword": self.passwords is None,
+            # VibeTunnel's default (false) while login is off: clients skip their form anyway.
+            "disallowUserPassword": self.required and self.passwords is None,
             "noAuth": not self.required,
         }
 
@@ -253,7 +257,9 @@ class Authority:
             raise LoginRefused("Password login is not enabled")
         if not isinstance(user, str) or not isinstance(password, str):
             raise BadRequest("userId and password must be strings")
-        if len(password) <= MAX_PASSWORD and await self._run_blocking(self.passwords.check, user, password):
+        if len(password) <= MAX_PASSWORD and await self._hashing.run(
+            self._run_blocking, self.passwords.check, user, password
+        ):
             return self._logged_in(user, "password")
         raise await self._failed(address, BAD_LOGIN)
 
@@ -317,7 +323,7 @@ class Gate(Resource):
     def render(self, request: Any) -> Any:
         path = request_path(request)
         if path is None:
-            return _answer(request, 400, "The path may not hold . or .. segments or NUL")
+            return _answer(request, 404, "Not found")  # no route has such a path
         if not is_open(path):
             grant = self._authority.grant_for(request_token(request))
             if grant is None:

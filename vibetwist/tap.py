@@ -118,7 +118,9 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Runs programs in pseudo-terminals and serves them to browsers and "
-        "VibeTunnel clients over HTTP on http://127.0.0.1:4020/ by default."
+        "VibeTunnel clients over HTTP on http://127.0.0.1:4020/ by default. Login is on when "
+        "VIBETUNNEL_USERNAME and VIBETUNNEL_PASSWORD are set, or with --password-file or --ssh-keys; "
+        "a --listen address other than loopback or unix: needs a login (or --allow-no-auth-on-network)."
     )
     optParameters = [
         [
@@ -184,9 +186,7 @@ class Options(usage.Options):
         self["allow-host"] = []
 
     def opt_listen(self, description: str) -> None:
-        """Where to listen, as a Twisted endpoint string (repeatable; default
-        tcp:4020:interface=127.0.0.1), e.g. ssl:4443:privateKey=key.pem:certKey=cert.pem for
-        HTTPS. A non-loopback address needs a login (or --allow-no-auth-on-network)."""
+        """Where to listen (repeatable), e.g. ssl:4443:privateKey=key.pem:certKey=cert.pem for HTTPS."""
         self["listen"].append(description)
 
     opt_l = opt_listen
