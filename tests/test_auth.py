@@ -31,12 +31,13 @@ from vibetwist.auth import (
     Gate,
     bearer_token,
     redact,
+    share_allows,
 )
 from vibetwist.guard import Guard
 from vibetwist.passwd import PasswordCheck
 from vibetwist.sshkeys import SSHKeyLogin
 from vibetwist.testing import pump
-from vibetwist.tokens import Tokens
+from vibetwist.tokens import Grant, Tokens
 
 from .test_api import BASE, JSON, APITestCase
 from .test_auth_passwords import FAST
@@ -537,6 +538,36 @@ class LoginOffTests(AuthTestCase):
     def test_bad_token_refused(self) -> None:
         """A forged or expired token is a 401 even though none is needed."""
         self.assertEqual(self.call("GET", "/api/sessions", token="forged")[0], 401)
+
+
+segments = st.sampled_from(["api", "sessions", "ws", "buffers", "text", "stream", "input", "A", "B", ""])
+
+
+class ShareAllowsTests(SynchronousTestCase):
+    """share_allows, the rule of what a read-only grant may request."""
+
+    @given(st.lists(segments, max_size=5), st.sampled_from([b"GET", b"POST", b"HEAD", b"DELETE"]))
+    def test_only_reads_of_its_session(self, parts: list[str], method: bytes) -> None:
+        """A share grant for A may GET only A's read routes, the byte stream of A, and /buffers."""
+        path = "/" + "/".join(parts)
+        allowed = {
+            "/api/sessions/A",
+            "/api/sessions/A/text",
+            "/api/sessions/A/buffer",
+            "/api/sessions/A/stream",
+            "/api/sessions/A/recording",
+            "/ws/sessions/A",
+            "/buffers",
+        }
+        expected = method == b"GET" and path in allowed
+        self.assertEqual(share_allows(method, path, Grant(None, "A")), expected, path)
+
+    def test_examples(self) -> None:
+        """The read routes of A pass; B's, input and prefixes of A's id do not."""
+        grant = Grant(None, "A")
+        self.assertTrue(share_allows(b"GET", "/api/sessions/A/recording", grant))
+        for path in ["/api/sessions/B", "/api/sessions/A/input", "/api/sessions/AA", "/ws/sessions/A/x"]:
+            self.assertFalse(share_allows(b"GET", path, grant), path)
 
 
 class TokenTextTests(SynchronousTestCase):

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import os
+import pwd
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
+from twisted.trial import unittest
 
 from tests._daemon import Client, Daemon, WSClient, open_ws, poll, within
 from tests.test_e2e import DaemonTestCase, async_test
+from vibetwist.passwd import format_password_file
 from vibetwist.snapshot import decode_buffers_frame
+
+from .test_auth_passwords import FAST
+from .test_auth_sshkeys import openssh_line, sign
 
 CREDENTIALS = {"VIBETUNNEL_USERNAME": "tester", "VIBETUNNEL_PASSWORD": "correct horse"}
 
@@ -219,3 +226,56 @@ class ShareTests(LoginDaemonTestCase):
         for path in [f"/ws/input?sessionId={sid}&token={token}", f"/ws/sessions/{other}?token={token}"]:
             self.assertEqual(await handshake_status(self.daemon, path), 403, path)
         self.assertEqual((await self.client.session(sid))["status"], "running")
+
+
+class KeyAndFileLoginTests(unittest.TestCase):
+    """A daemon whose logins are a password file and SSH keys (no environment credentials)."""
+
+    timeout = 60
+
+    @async_test
+    async def test_password_file_and_ssh_key(self) -> None:
+        """A password-file user and an authorized Ed25519 key both log in; strangers do not."""
+        base = Path(tempfile.mkdtemp(prefix="e2e-", dir=os.getcwd()))
+        base.mkdir(parents=True, exist_ok=True)
+        passwords = base / "passwords"
+        passwords.write_text(format_password_file({"alice": FAST.hash("alice's password")}))
+        key = Ed25519PrivateKey.generate()
+        authorized = base / "authorized_keys"
+        authorized.write_text(openssh_line(key) + "\n")
+        args = ("--password-file", str(passwords), "--ssh-keys", "--authorized-keys", str(authorized))
+        daemon = Daemon(reactor, base, args=args)
+        await daemon.start()
+        self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
+        client = Client(reactor, daemon)
+        self.addCleanup(lambda: defer.ensureDeferred(client.close()))
+
+        config = (await client.request("GET", "/api/auth/config"))[1]
+        self.assertEqual(config, {"enableSSHKeys": True, "disallowUserPassword": False, "noAuth": False})
+        self.assertEqual((await client.request("GET", "/api/sessions"))[0], 401)
+        with_password = await log_in(client, "alice", "alice's password")
+
+        user = pwd.getpwuid(os.getuid()).pw_name
+        code, challenge, _ = await client.request("POST", "/api/auth/challenge", {"userId": user})
+        self.assertEqual(code, 200, challenge)
+        answer = {
+            "challengeId": challenge["challengeId"],
+            "publicKey": openssh_line(key),
+            "signature": sign(key, challenge),
+        }
+        code, body, _ = await client.request("POST", "/api/auth/ssh-key", answer)
+        self.assertEqual((code, body["userId"], body["authMethod"]), (200, user, "ssh-key"))
+        self.assertEqual((await client.request("POST", "/api/auth/ssh-key", answer))[0], 401)
+
+        stranger = Ed25519PrivateKey.generate()
+        _, challenge, _ = await client.request("POST", "/api/auth/challenge", {"userId": user})
+        answer = {
+            "challengeId": challenge["challengeId"],
+            "publicKey": openssh_line(stranger),
+            "signature": sign(stranger, challenge),
+        }
+        self.assertEqual((await client.request("POST", "/api/auth/ssh-key", answer))[0], 401)
+
+        for token in [with_password, body["token"]]:
+            client.token = token
+            self.assertEqual(await client.get("/api/sessions"), [])

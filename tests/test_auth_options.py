@@ -92,6 +92,16 @@ class LoginModeTests(SynchronousTestCase):
         ]:
             self.assertRaises(usage.UsageError, self.parse, "--listen", description)
 
+    def test_ssl_on_network_needs_login(self) -> None:
+        """An ssl: listener on a non-loopback interface is refused without login, like tcp:."""
+        from .test_tls import make_certificate
+
+        key, cert, _ = make_certificate(self.tmp)
+        exposed = f"ssl:0:privateKey={key}:certKey={cert}:interface=0.0.0.0"
+        self.assertRaises(usage.UsageError, self.parse, "--listen", exposed)
+        self.assertTrue(self.parse("--listen", exposed, environ=CREDENTIALS)["login"])
+        self.parse("--listen", f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1")
+
     def test_allowed_hosts(self) -> None:
         """--allow-host names and the specific addresses listened on are allowed Hosts
         (not the "every interface" address)."""

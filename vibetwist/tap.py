@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import gc
-import getpass
 import ipaddress
 import os
+import pwd
 import re
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from vibetwist.sshkeys import SSHKeyLogin
 from vibetwist.tokens import SecretError, Tokens, check_secret_file, load_secret
 
 DEFAULT_LISTEN = "tcp:4020:interface=127.0.0.1"
+_log = Logger()
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
@@ -277,7 +278,8 @@ def make_authority(options: Options, reactor: Any) -> Authority:
     env = options["env-credentials"] or (None, None)
     ssh = None
     if options["ssh-keys"]:
-        ssh = SSHKeyLogin(options["authorized-keys"], getpass.getuser(), reactor)
+        # The account the daemon runs as, whatever $USER says.
+        ssh = SSHKeyLogin(options["authorized-keys"], pwd.getpwuid(os.getuid()).pw_name, reactor)
     return Authority(
         Tokens(load_secret(options["secret-file"])),
         reactor,
@@ -399,5 +401,12 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         site = _QuietSite(guarded)
     site.noisy = False
     for description in options["listen"]:
-        Listener(reactor, description, site, parse_listen(description).tls).setServiceParent(top)
+        spec = parse_listen(description)
+        if spec.exposed and is_unspecified(spec.interface) and not options["allow-host"]:
+            _log.warn(
+                "{listen} listens on every interface: browsers reaching it by a name or address "
+                "other than loopback need --allow-host NAME",
+                listen=description,
+            )
+        Listener(reactor, description, site, spec.tls).setServiceParent(top)
     return top
