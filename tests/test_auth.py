@@ -30,6 +30,7 @@ from vibetwist.auth import (
     Authority,
     Gate,
     bearer_token,
+    is_open,
     redact,
     share_allows,
 )
@@ -153,27 +154,30 @@ class CoverageTests(AuthTestCase):
         return route.replace("<session_id>", session_id)
 
     def test_open_routes_are_exactly_the_open_list(self) -> None:
-        """The open list names health, the login routes and the page, and nothing else."""
+        """The open routes are health, the login routes, the page and its static files,
+        and nothing else."""
         registered = {route for _, route in routes()}
-        self.assertEqual(
-            OPEN_PATHS & registered,
-            {
-                "/",
-                "/api/health",
-                "/api/auth/config",
-                "/api/auth/verify",
-                "/api/auth/password",
-                "/api/auth/challenge",
-                "/api/auth/ssh-key",
-            },
-        )
+        expected = {
+            "/",
+            "/api/health",
+            "/api/auth/config",
+            "/api/auth/verify",
+            "/api/auth/password",
+            "/api/auth/challenge",
+            "/api/auth/ssh-key",
+        }
+        self.assertEqual(OPEN_PATHS & registered, expected)
+        static = {route for route in registered if is_open(route)} - expected
+        self.assertTrue(all(route.startswith("/static/") for route in static), static)
+        for route in ["/api/sessions", "/api/stats", "/buffers", "/ws/input", "/api/auth", "/staticx"]:
+            self.assertFalse(is_open(route), route)
 
     def test_every_route_refuses_no_token(self) -> None:
         """Every registered route except the open ones answers 401 without a token."""
         session_id = self.exited()
         checked = 0
         for method, route in routes():
-            if route in OPEN_PATHS:
+            if is_open(route):
                 continue
             code, body = self.call(method, self.concrete(route, session_id), {})
             self.assertEqual(code, 401, (method, route))
@@ -190,7 +194,7 @@ class CoverageTests(AuthTestCase):
         session_id = self.exited()
         forged = Tokens(b"x" * 32).login("me", "password", 3600)
         for method, route in routes():
-            if route not in OPEN_PATHS:
+            if not is_open(route):
                 code, _ = self.call(method, self.concrete(route, session_id), {}, token=forged)
                 self.assertEqual(code, 401, (method, route))
 
@@ -199,7 +203,7 @@ class CoverageTests(AuthTestCase):
         session_id = self.exited()
         token = self.share(session_id)["token"]
         for method, route in routes():
-            if route in OPEN_PATHS and route != "/api/auth/verify":
+            if is_open(route) and route != "/api/auth/verify":
                 continue
             code, body = self.call(method, self.concrete(route, session_id), {}, token=token)
             if (method, route) in SHARE_ALLOWED:
