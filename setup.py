@@ -14,12 +14,17 @@ setup(
     packages=["vibetwist", "twisted.plugins"],
     package_data={"twisted.plugins": ["vibetunnel_plugin.py"]},
     install_requires=[
-        "twisted>=24.3",
+        # tls: pyOpenSSL and service_identity for ssl: endpoints.
+        "twisted[tls]>=24.3",
         "autobahn[twisted]>=24.4",
         "pyte>=0.8.2",
         "treq>=23.11",
         "klein>=24.8",
         "attrs>=23.1",
+        # Login: Ed25519/OpenSSH key checks, signed expiring tokens, Argon2 password hashes.
+        "cryptography>=42",
+        "pyjwt>=2.8",
+        "argon2-cffi>=23.1",
     ],
     extras_require={
         "test": ["hypothesis>=6.100", "ruff>=0.6", "mypy>=1.10", "mypy-zope>=1.0", "asciinema>=2.4,<3"],

@@ -35,7 +35,7 @@ from twisted.web.http_headers import Headers
 
 T = TypeVar("T")
 
-LISTENING = re.compile(rb"vibetwist listening on http://127\.0\.0\.1:(\d+)/")
+LISTENING = re.compile(rb"vibetwist listening on https?://(?:127\.0\.0\.1|0\.0\.0\.0):(\d+)/")
 TWISTD = "from twisted.scripts.twistd import run; run()"
 
 #: pids of daemons still running, for the exit-time safety net.
@@ -158,11 +158,28 @@ class _Watcher(ProcessProtocol):
 
 
 class Daemon:
-    """One ``twistd -n vibetunnel`` process on 127.0.0.1, port 0, with its own control dir."""
+    """One ``twistd -n vibetunnel`` process on 127.0.0.1, port 0, with its own control dir.
 
-    def __init__(self, reactor: Any, base: Path, control_dir: Path | None = None) -> None:
+    listen replaces the default endpoint (keep it on 127.0.0.1 and port 0; an ssl:
+    one makes the origin https), args are more options and env more environment.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        base: Path,
+        control_dir: Path | None = None,
+        *,
+        listen: str = "tcp:0:interface=127.0.0.1",
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self._reactor = reactor
         self.base = Path(base)
+        self.listen = listen
+        self.args = args
+        self.extra_env = dict(env or {})
+        self.scheme = "https" if listen.startswith("ssl:") else "http"
         self.home = self.base / "home"
         self.control_dir = control_dir if control_dir is not None else self.base / "control"
         self.port = 0
@@ -176,7 +193,7 @@ class Daemon:
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def url(self, path: str) -> str:
         return self.origin + path
@@ -201,11 +218,13 @@ class Daemon:
             "LC_ALL": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
         }
-        if "VIRTUAL_ENV" in os.environ:
-            env["VIRTUAL_ENV"] = os.environ["VIRTUAL_ENV"]
+        for name in ("VIRTUAL_ENV", "PYTHONPATH"):
+            if name in os.environ:  # the daemon runs the code under test, not an installed copy
+                env[name] = os.environ[name]
+        env.update(self.extra_env)
         argv = [
             sys.executable, "-c", TWISTD, "-n", "--pidfile=", "vibetunnel",
-            "--listen", "tcp:0:interface=127.0.0.1", "--control-dir", str(self.control_dir),
+            "--listen", self.listen, "--control-dir", str(self.control_dir), *self.args,
         ]  # fmt: skip
         log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         null_fd = os.open(os.devnull, os.O_RDONLY)
@@ -344,17 +363,25 @@ class SSEStream(Protocol):
 
 
 class Client:
-    """A treq client with a pool of its own, for one test."""
+    """A treq client with a pool of its own, for one test.
 
-    def __init__(self, reactor: Any, daemon: Daemon) -> None:
+    With token set, every request carries it (as Bearer, and as ?token= on streams);
+    tls is the policy that trusts the daemon's certificate, for https daemons.
+    """
+
+    def __init__(self, reactor: Any, daemon: Daemon, token: str | None = None, tls: Any = None) -> None:
         self._reactor = reactor
         self.daemon = daemon
+        self.token = token
+        agent_options: dict[str, Any] = {} if tls is None else {"contextFactory": tls}
         self.pool = HTTPConnectionPool(reactor, persistent=True)
-        self.http = HTTPClient(Agent(reactor, pool=self.pool))
+        self.http = HTTPClient(Agent(reactor, pool=self.pool, **agent_options))
         # Streams get connections of their own that are never pooled: one that ends
         # while the test is closing would otherwise come back to the pool afterwards
         # and leave its idle-timeout call in the reactor.
-        self._stream_http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+        self._stream_http = HTTPClient(
+            Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False), **agent_options)
+        )
         self.streams: list[SSEStream] = []
 
     async def close(self) -> None:
@@ -379,6 +406,8 @@ class Client:
     ) -> tuple[int, Any, Any]:
         """(status, decoded body, response) of one request: JSON bodies are parsed."""
         all_headers = dict(headers or {})
+        if self.token is not None:
+            all_headers.setdefault("Authorization", f"Bearer {self.token}")
         if body is not None:
             data = json.dumps(body).encode()
             all_headers.setdefault("Content-Type", "application/json")
@@ -442,7 +471,11 @@ class Client:
         """Open the SSE stream of a session; messages arrive in the returned object."""
         response = await within(
             self._reactor,
-            self._stream_http.get(self.daemon.url(f"/api/sessions/{session_id}/stream"), unbuffered=True),
+            self._stream_http.get(
+                self.daemon.url(f"/api/sessions/{session_id}/stream"),
+                params={"token": self.token} if self.token is not None else None,
+                unbuffered=True,
+            ),
             timeout,
             "SSE connect",
         )

@@ -19,6 +19,7 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 
 from vibetwist import __version__
 from vibetwist.asciicast import iter_playable
+from vibetwist.auth import AUTH_REQUIRED, READ_ONLY, Authority, open_authority, redact, request_token
 from vibetwist.errors import BadRequest, UpgradeRequired
 from vibetwist.keys import key_sequence
 from vibetwist.lag import LagMonitor
@@ -54,6 +55,11 @@ def _body(request: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise BadRequest("The JSON body must be an object")
     return value
+
+
+def _address(request: Any) -> str:
+    """The client's address, for counting failed logins."""
+    return str(getattr(request.getClientAddress(), "host", "local"))
 
 
 def _rss_bytes() -> int:
@@ -113,15 +119,20 @@ class API:
         lag: LagMonitor | None = None,
         background: Cooperator | None = None,
         compress: bool = False,
+        authority: Authority | None = None,
     ) -> None:
         self.service = service
+        #: Who may do what; without one, login is off and a fresh secret signs share links.
+        self.authority = authority if authority is not None else open_authority(reactor)
         self._reactor = reactor
         self._started = reactor.seconds()
         self.lag = lag
         #: Where replays and downloads read recordings, a slice per turn.
         self.streams = background if background is not None else budget_cooperator(reactor, 0.002)
         self.viewers: set[Any] = set()
-        self.websockets = WebSockets(service, reactor, self.streams, compress=compress)
+        self.websockets = WebSockets(
+            service, reactor, self.streams, compress=compress, authority=self.authority
+        )
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
 
@@ -171,7 +182,7 @@ class API:
 
     @app.handle_errors(Exception)
     def _internal(self, request: Any, failure: Any) -> bytes:
-        self.log.failure("internal error answering {uri}", failure, uri=request.uri)
+        self.log.failure("internal error answering {uri}", failure, uri=redact(request.uri.decode("latin-1")))
         return _json(request, {"error": "Internal server error"}, 500)
 
     # -- server ---------------------------------------------------------------------
@@ -195,9 +206,36 @@ class API:
             },
         )
 
+    # -- login (open routes: see vibetwist.auth) ---------------------------------------
+
     @app.route("/api/auth/config", methods=["GET"])
     def auth_config(self, request: Any) -> bytes:
-        return _json(request, {"enableSSHKeys": False, "disallowUserPassword": False, "noAuth": True})
+        return _json(request, self.authority.config())
+
+    @app.route("/api/auth/verify", methods=["GET"])
+    def auth_verify(self, request: Any) -> bytes:
+        token = request_token(request)
+        grant = self.authority.tokens.verify(token) if token is not None else None
+        if grant is None:
+            request.setHeader(b"www-authenticate", b'Bearer realm="VibeTunnel"')
+            return _json(request, {"valid": False, "error": AUTH_REQUIRED}, 401)
+        if grant.read_only:
+            return _json(request, {"error": READ_ONLY}, 403)
+        return _json(request, {"valid": True, "userId": grant.user_id})
+
+    @app.route("/api/auth/password", methods=["POST"])
+    async def auth_password(self, request: Any) -> bytes:
+        answer = await self.authority.password_login(_address(request), _body(request))
+        return _json(request, answer)
+
+    @app.route("/api/auth/challenge", methods=["POST"])
+    def auth_challenge(self, request: Any) -> bytes:
+        return _json(request, self.authority.challenge(_address(request), _body(request)))
+
+    @app.route("/api/auth/ssh-key", methods=["POST"])
+    async def auth_ssh_key(self, request: Any) -> bytes:
+        answer = await self.authority.ssh_key_login(_address(request), _body(request))
+        return _json(request, answer)
 
     @app.route("/api/stats", methods=["GET"])
     def stats(self, request: Any) -> bytes:
@@ -265,6 +303,11 @@ class API:
     def cleanup_session(self, request: Any, session_id: str) -> bytes:
         self.service.remove(session_id)
         return _json(request, {"success": True, "message": "Session cleaned up"})
+
+    @app.route("/api/sessions/<session_id>/share", methods=["POST"])
+    def share_session(self, request: Any, session_id: str) -> bytes:
+        session = self.service.get(session_id)
+        return _json(request, self.authority.share(session.id, _body(request)))
 
     @app.route("/api/sessions/<session_id>/input", methods=["POST"])
     def input(self, request: Any, session_id: str) -> bytes:

@@ -2,8 +2,10 @@
 """Checks every request must pass before it reaches the API.
 
 A web page the user visits must not be able to drive the daemon: requests
-whose Host is not a loopback name are refused (DNS rebinding), and so are
-requests whose Origin is not the daemon itself (cross-site requests).
+whose Host is not a loopback name (or a name the user allowed with
+--allow-host, or an address the daemon listens on) are refused (DNS
+rebinding), and so are requests whose Origin is not the daemon itself,
+scheme included (cross-site requests).
 Bodies must be JSON, which a cross-site form cannot send, and not too big.
 """
 
@@ -43,16 +45,19 @@ def is_loopback_name(name: str) -> bool:
         return False
 
 
-def host_allowed(host: str | None) -> bool:
-    """True when a Host header names this machine's loopback interface."""
+def host_allowed(host: str | None, allowed: frozenset[str] = frozenset()) -> bool:
+    """True when a Host header names this machine's loopback interface, or one of allowed."""
     if not host:
         return False
     name, port = split_host(host)
-    return bool(name) and (port == "" or port.isdigit()) and is_loopback_name(name)
+    if not name or not (port == "" or port.isdigit()):
+        return False
+    return is_loopback_name(name) or name in allowed
 
 
-def origin_allowed(origin: str | None, host: str) -> bool:
-    """True when there is no Origin (not a browser page) or it is the daemon's own."""
+def origin_allowed(origin: str | None, host: str, secure: bool | None = None) -> bool:
+    """True when there is no Origin (not a browser page) or it is the daemon's own:
+    same name and port, and (when secure is known) https exactly when the request came over TLS."""
     if origin is None:
         return True
     try:
@@ -61,6 +66,8 @@ def origin_allowed(origin: str | None, host: str) -> bool:
     except ValueError:
         return False
     if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    if secure is not None and (parts.scheme == "https") != secure:
         return False
     if port is None:
         port = 443 if parts.scheme == "https" else 80
@@ -80,22 +87,26 @@ class Guard(Resource):
 
     isLeaf = True
 
-    def __init__(self, inner: Resource, max_body: int = MAX_BODY) -> None:
+    def __init__(
+        self, inner: Resource, max_body: int = MAX_BODY, allowed_hosts: frozenset[str] = frozenset()
+    ) -> None:
         super().__init__()
         self._inner = inner
         self._max_body = max_body
+        self._allowed_hosts = frozenset(name.lower() for name in allowed_hosts)
 
     def render(self, request: Any) -> Any:
         host_header = request.getHeader(b"host")
         host = host_header.decode("latin-1") if host_header else None
-        if not host_allowed(host):
-            return _refuse(request, 403, "Forbidden: Host must be a loopback name")
+        if not host_allowed(host, self._allowed_hosts):
+            return _refuse(request, 403, "Forbidden: Host must be a loopback name or an allowed host")
         try:
             unquote_to_bytes(request.path).decode("utf-8")
         except UnicodeDecodeError:
             return _refuse(request, 400, "The URL is not valid UTF-8")
         origin = request.getHeader(b"origin")
-        if not origin_allowed(origin.decode("latin-1") if origin is not None else None, host or ""):
+        secure = bool(request.isSecure())
+        if not origin_allowed(origin.decode("latin-1") if origin is not None else None, host or "", secure):
             return _refuse(request, 403, "Forbidden: cross-origin request")
         if request.method in (b"POST", b"PATCH", b"PUT"):
             length = request.getHeader(b"content-length")

@@ -6,30 +6,39 @@ from __future__ import annotations
 import gc
 import ipaddress
 import os
+import pwd
 import re
 from pathlib import Path
 from typing import Any
 
+import attrs
+from OpenSSL.crypto import Error as CryptoError
+from OpenSSL.SSL import Error as SSLError
 from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
+from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
-from twisted.test.proto_helpers import MemoryReactor
 from twisted.web.server import Site
 
 from vibetwist import __version__
 from vibetwist.api import API
+from vibetwist.auth import LOGIN_LIFETIME, Authority, Gate, redacted_log_formatter
 from vibetwist.command import default_shell
 from vibetwist.controldir import default_control_dir
 from vibetwist.fairness import cap_events_per_turn
 from vibetwist.guard import Guard
 from vibetwist.lag import LagMonitor
+from vibetwist.passwd import PasswordCheck, PasswordFileError, read_password_file
 from vibetwist.pty import PTYLauncher, SessionSignaller
 from vibetwist.screenfeed import budget_cooperator
 from vibetwist.service import SessionService
+from vibetwist.sshkeys import SSHKeyLogin
+from vibetwist.tokens import SecretError, Tokens, check_secret_file, load_secret
 
 DEFAULT_LISTEN = "tcp:4020:interface=127.0.0.1"
+_log = Logger()
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
@@ -42,6 +51,16 @@ def parse_size(text: str) -> int:
     return int(number) * 1024 ** " kmgt".index(unit.lower() or " ")
 
 
+def is_unspecified(interface: str | None) -> bool:
+    """True for "every interface" ("", 0.0.0.0, ::): no one reaches the daemon by that name."""
+    if not interface:
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_unspecified
+    except ValueError:
+        return False
+
+
 def is_loopback_interface(interface: str) -> bool:
     """True if binding interface exposes nothing beyond this machine."""
     if interface == "localhost":
@@ -52,22 +71,46 @@ def is_loopback_interface(interface: str) -> bool:
         return False
 
 
-def check_listen(description: str) -> None:
-    """Refuse an endpoint string that is malformed or reachable from other machines."""
+@attrs.frozen
+class ListenSpec:
+    """What an endpoint string listens on."""
+
+    description: str
+    #: The interface it binds ("" for every interface), or None for a unix: socket.
+    interface: str | None
+    tls: bool
+
+    @property
+    def exposed(self) -> bool:
+        """True if other machines may reach it."""
+        return self.interface is not None and not is_loopback_interface(self.interface)
+
+
+def parse_listen(description: str) -> ListenSpec:
+    """The ListenSpec of an endpoint string; UsageError if it is malformed or its files unusable."""
     try:
         endpoint = endpoints.serverFromString(MemoryReactor(), description)
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, OSError, SSLError, CryptoError) as e:
         raise usage.UsageError(f"--listen {description!r}: {e}") from e
     if isinstance(endpoint, endpoints.UNIXServerEndpoint):
-        return
-    interface = getattr(endpoint, "_interface", None)
-    if isinstance(interface, str) and is_loopback_interface(interface):
-        return
-    raise usage.UsageError(
-        f"--listen {description!r} would accept connections from other machines, and "
-        "vibetwist has no authentication yet: listen on a loopback address "
-        "(interface=127.0.0.1 or ::1) or a unix: socket"
-    )
+        return ListenSpec(description, None, False)
+    interface = getattr(endpoint, "_interface", "")
+    tls = isinstance(endpoint, endpoints.SSL4ServerEndpoint)
+    return ListenSpec(description, interface if isinstance(interface, str) else "", tls)
+
+
+def check_listen(description: str, login: bool = False, allow_no_auth: bool = False) -> ListenSpec:
+    """Refuse an endpoint string that is malformed, or reachable from other machines
+    while nobody has to log in (unless the user explicitly allows it)."""
+    spec = parse_listen(description)
+    if spec.exposed and not login and not allow_no_auth:
+        raise usage.UsageError(
+            f"--listen {description!r} would let other machines use the daemon without logging in: "
+            "configure a login (VIBETUNNEL_USERNAME and VIBETUNNEL_PASSWORD, --password-file or "
+            "--ssh-keys), listen on a loopback address (interface=127.0.0.1 or ::1) or a unix: socket, "
+            "or, if every machine that can reach it is trusted, add --allow-no-auth-on-network"
+        )
+    return spec
 
 
 class Options(usage.Options):
@@ -76,7 +119,9 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Runs programs in pseudo-terminals and serves them to browsers and "
-        "VibeTunnel clients over HTTP on http://127.0.0.1:4020/ by default."
+        "VibeTunnel clients over HTTP on http://127.0.0.1:4020/ by default. Login is on when "
+        "VIBETUNNEL_USERNAME and VIBETUNNEL_PASSWORD are set, or with --password-file or --ssh-keys; "
+        "a --listen address other than loopback or unix: needs a login (or --allow-no-auth-on-network)."
     )
     optParameters = [
         [
@@ -88,8 +133,44 @@ class Options(usage.Options):
         ["shell", None, None, "Shell for commands that are not programs (default: $SHELL)."],
         ["scrollback", None, "10000", "Lines of scrollback kept per session screen."],
         ["max-recording", None, "1G", "Largest recording per session, e.g. 500M or 2G."],
+        [
+            "password-file",
+            None,
+            None,
+            "Users and Argon2 password hashes allowed to log in (make one with: "
+            "python -m vibetwist.passwd FILE [USER]).",
+        ],
+        [
+            "authorized-keys",
+            None,
+            None,
+            "With --ssh-keys: the authorized_keys file whose ssh-ed25519 keys may log in "
+            "(default: ~/.ssh/authorized_keys).",
+        ],
+        [
+            "secret-file",
+            None,
+            None,
+            "The secret that signs tokens, made (0600) on first start "
+            "(default: vibetwist.secret beside the control directory).",
+        ],
+        ["token-lifetime", None, str(LOGIN_LIFETIME), "Seconds a login token stays valid."],
     ]
     optFlags = [
+        [
+            "ssh-keys",
+            None,
+            "Allow logging in with an Ed25519 key listed in --authorized-keys "
+            "(as the user running the daemon).",
+        ],
+        ["require-login", None, "Refuse to start unless a login method is configured."],
+        ["no-auth", None, "Turn login off even if credentials are configured."],
+        [
+            "allow-no-auth-on-network",
+            None,
+            "Allow listening on a non-loopback address with login off: anyone who can reach "
+            "the port gets a shell.",
+        ],
         ["measure-lag", None, "Measure reactor stalls (reported by GET /api/stats)."],
         ["access-log", None, "Log every HTTP request."],
         [
@@ -99,16 +180,22 @@ class Options(usage.Options):
         ],
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
         super().__init__()
+        self.environ = dict(os.environ) if environ is None else environ
         self["listen"] = []
+        self["allow-host"] = []
 
     def opt_listen(self, description: str) -> None:
-        """Where to listen, as a Twisted endpoint string (repeatable; default
-        tcp:4020:interface=127.0.0.1). Only loopback or unix: endpoints are accepted."""
+        """Where to listen (repeatable), e.g. ssl:4443:privateKey=key.pem:certKey=cert.pem for HTTPS."""
         self["listen"].append(description)
 
     opt_l = opt_listen
+
+    def opt_allow_host(self, name: str) -> None:
+        """A Host name (or address) browsers may use to reach the daemon, besides loopback
+        names and the addresses it listens on (repeatable)."""
+        self["allow-host"].append(name.strip().lower().strip("[]"))
 
     def opt_version(self) -> None:
         """Print the version and exit."""
@@ -118,11 +205,16 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
-        for description in self["listen"]:
-            check_listen(description)
         self["control-dir"] = (
             Path(self["control-dir"]).expanduser() if self["control-dir"] else default_control_dir()
         )
+        self._post_login()
+        specs = [
+            check_listen(d, self["login"], bool(self["allow-no-auth-on-network"])) for d in self["listen"]
+        ]
+        self["allowed-hosts"] = frozenset(self["allow-host"]) | {
+            spec.interface for spec in specs if spec.exposed and not is_unspecified(spec.interface)
+        }
         self["shell"] = self["shell"] or default_shell()
         try:
             self["scrollback"] = int(self["scrollback"])
@@ -134,6 +226,68 @@ class Options(usage.Options):
             self["max-recording"] = parse_size(str(self["max-recording"]))
         except ValueError as e:
             raise usage.UsageError(f"--max-recording: {e}") from e
+
+    def _post_login(self) -> None:
+        """Work out whether login is on, and read the credentials."""
+        self["passwords"] = {}
+        if self["password-file"]:
+            try:
+                self["passwords"] = read_password_file(Path(self["password-file"]).expanduser())
+            except PasswordFileError as e:
+                raise usage.UsageError(f"--password-file: {e}") from e
+            if not self["passwords"]:
+                raise usage.UsageError(f"--password-file {self['password-file']}: no users in it")
+        if self["authorized-keys"]:
+            self["ssh-keys"] = True
+        self["authorized-keys"] = Path(self["authorized-keys"] or "~/.ssh/authorized_keys").expanduser()
+        env_user = self.environ.get("VIBETUNNEL_USERNAME")
+        env_password = self.environ.get("VIBETUNNEL_PASSWORD")
+        if bool(env_user) != bool(env_password):
+            raise usage.UsageError("set both VIBETUNNEL_USERNAME and VIBETUNNEL_PASSWORD, or neither")
+        self["env-credentials"] = (env_user, env_password) if env_user else None
+        configured = bool(self["passwords"] or self["env-credentials"] or self["ssh-keys"])
+        if self["no-auth"] and self["require-login"]:
+            raise usage.UsageError("--no-auth and --require-login contradict each other")
+        if self["require-login"] and not configured:
+            raise usage.UsageError(
+                "--require-login: no login method is configured (VIBETUNNEL_USERNAME and "
+                "VIBETUNNEL_PASSWORD, --password-file or --ssh-keys)"
+            )
+        self["login"] = configured and not self["no-auth"]
+        try:
+            self["token-lifetime"] = int(self["token-lifetime"])
+            if not 60 <= self["token-lifetime"] <= 365 * 24 * 3600:
+                raise ValueError
+        except ValueError:
+            raise usage.UsageError(
+                "--token-lifetime must be a number of seconds from 60 to 31536000"
+            ) from None
+        self["secret-file"] = (
+            Path(self["secret-file"]).expanduser()
+            if self["secret-file"]
+            else self["control-dir"].parent / "vibetwist.secret"
+        )
+        try:
+            check_secret_file(self["secret-file"])
+        except SecretError as e:
+            raise usage.UsageError(str(e)) from e
+
+
+def make_authority(options: Options, reactor: Any) -> Authority:
+    """The login methods and token signer the options describe."""
+    env = options["env-credentials"] or (None, None)
+    ssh = None
+    if options["ssh-keys"]:
+        # The account the daemon runs as, whatever $USER says.
+        ssh = SSHKeyLogin(options["authorized-keys"], pwd.getpwuid(os.getuid()).pw_name, reactor)
+    return Authority(
+        Tokens(load_secret(options["secret-file"])),
+        reactor,
+        required=options["login"],
+        passwords=PasswordCheck(options["passwords"], env[0], env[1]),
+        ssh=ssh,
+        login_lifetime=options["token-lifetime"],
+    )
 
 
 class _QuietSite(Site):
@@ -148,9 +302,10 @@ class Listener(Service):
 
     log = Logger()
 
-    def __init__(self, reactor: Any, description: str, factory: Any) -> None:
+    def __init__(self, reactor: Any, description: str, factory: Any, tls: bool = False) -> None:
         self._reactor = reactor
         self.description = description
+        self._scheme = "https" if tls else "http"
         self._factory = factory
         self._port: Any = None
 
@@ -169,7 +324,7 @@ class Listener(Service):
         address = port.getHost()
         if hasattr(address, "port"):
             host = address.host if ":" not in address.host else f"[{address.host}]"
-            url = f"http://{host}:{address.port}/"
+            url = f"{self._scheme}://{host}:{address.port}/"
         else:
             url = f"unix:{address.name.decode() if isinstance(address.name, bytes) else address.name}"
         self.log.info("vibetwist listening on {url}", url=url)
@@ -233,14 +388,25 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         environ=dict(os.environ),
     )
     lag = LagMonitor(reactor) if options["measure-lag"] else None
-    api = API(sessions, reactor, lag, background, compress=bool(options["compress"]))
+    authority = make_authority(options, reactor)
+    api = API(sessions, reactor, lag, background, compress=bool(options["compress"]), authority=authority)
     # Services stop in the reverse order: listeners, then sessions (their viewers
     # get the exit lines), then the API (which lets those lines flush).
     _APIService(api, lag, reactor).setServiceParent(top)
     sessions.setServiceParent(top)
-    site_class = Site if options["access-log"] else _QuietSite
-    site = site_class(Guard(api.resource()))
+    guarded = Guard(Gate(api.resource(), authority), allowed_hosts=options["allowed-hosts"])
+    if options["access-log"]:
+        site = Site(guarded, logFormatter=redacted_log_formatter)
+    else:
+        site = _QuietSite(guarded)
     site.noisy = False
     for description in options["listen"]:
-        Listener(reactor, description, site).setServiceParent(top)
+        spec = parse_listen(description)
+        if spec.exposed and is_unspecified(spec.interface) and not options["allow-host"]:
+            _log.warn(
+                "{listen} listens on every interface: browsers reaching it by a name or address "
+                "other than loopback need --allow-host NAME",
+                listen=description,
+            )
+        Listener(reactor, description, site, spec.tls).setServiceParent(top)
     return top

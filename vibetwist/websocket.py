@@ -25,10 +25,12 @@ from urllib.parse import unquote
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
+from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from vibetwist.asciicast import Event
+from vibetwist.auth import READ_ONLY, Authority, bearer_token
 from vibetwist.buffers import SnapshotHub
 from vibetwist.errors import BadRequest
 from vibetwist.immediate import write_now
@@ -36,6 +38,7 @@ from vibetwist.interfaces import ITerminalChannel
 from vibetwist.keys import key_sequence
 from vibetwist.service import SessionService
 from vibetwist.session import Session
+from vibetwist.tokens import ANONYMOUS, Grant
 from vibetwist.viewer import TerminalViewer
 
 #: Largest message a client may send, in bytes.
@@ -47,6 +50,7 @@ SEND_BUFFER = 256 * 1024
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 
 
@@ -75,6 +79,19 @@ class _Protocol(WebSocketServerProtocol):
     """What the three sockets share: JSON messages, error frames, a producer."""
 
     factory: Endpoints
+    #: What this connection may do, from the token of its handshake.
+    grant: Grant = ANONYMOUS
+
+    def onConnect(self, request: Any) -> None:
+        """Take the grant of the handshake's token (the site's gate already let it through)."""
+        authority = self.factory.authority
+        if authority is not None:
+            query = request.params.get("token") or [None]
+            token = bearer_token(request.headers.get("authorization"), query[0])
+            grant = authority.grant_for(token)
+            if grant is None:
+                raise ConnectionDeny(401, "Authentication required")
+            self.grant = grant
 
     def onOpen(self) -> None:
         self._paused = False
@@ -142,12 +159,17 @@ class _Protocol(WebSocketServerProtocol):
         return value
 
     def session(self, session_id: object) -> Session | None:
-        """The session of that id, or None after an error frame."""
+        """The session of that id, or None after an error frame (also when the grant does not
+        reach it)."""
         try:
-            return self.factory.service.get(session_id)
+            session = self.factory.service.get(session_id)
         except BadRequest as e:
             self.send_error(e.message)
             return None
+        if not self.grant.may_watch(session.id):
+            self.send_error(READ_ONLY)
+            return None
+        return session
 
 
 class BuffersProtocol(_Protocol):
@@ -210,15 +232,19 @@ class InputProtocol(_Protocol):
     """``/ws/input?sessionId=ID``: text typed into one session; ``\\x00name\\x00`` names a key."""
 
     def onConnect(self, request: Any) -> None:
+        super().onConnect(request)
         self._session_id = (request.params.get("sessionId") or [""])[0]
 
     def opened(self) -> None:
-        if self.session(self._session_id) is None:
+        if self.grant.read_only:
+            self.send_error(READ_ONLY)
+            self.sendClose(CLOSE_FORBIDDEN, READ_ONLY)
+        elif self.session(self._session_id) is None:
             self.sendClose(CLOSE_NOT_FOUND, "Session not found")
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self.session(self._session_id)
-        if session is None:
+        if session is None or self.grant.read_only:
             return
         try:
             if len(payload) > 2 and payload[:1] == b"\x00" and payload[-1:] == b"\x00":
@@ -235,8 +261,10 @@ class TerminalStreamProtocol(_Protocol):
     """``/ws/sessions/ID``: one session as a terminal emulator sees it (see vibetwist.viewer)."""
 
     def onConnect(self, request: Any) -> None:
+        super().onConnect(request)
         self._session_id = unquote(request.path.rsplit("/", 1)[-1])
-        self._read_only = (request.params.get("readonly") or ["0"])[0] in ("1", "true", "yes")
+        asked = (request.params.get("readonly") or ["0"])[0] in ("1", "true", "yes")
+        self._read_only = asked or self.grant.read_only
         self._viewer: TerminalViewer | None = None
 
     def opened(self) -> None:
@@ -328,9 +356,11 @@ class Endpoints(WebSocketServerFactory):
         cooperator: Any,
         hubs: dict[str, SnapshotHub] | None = None,
         compress: bool = False,
+        authority: Authority | None = None,
     ) -> None:
         super().__init__(reactor=reactor)
         self.protocol = protocol
+        self.authority = authority
         self.service = service
         self.reactor = reactor
         self.cooperator = cooperator
@@ -386,11 +416,19 @@ class WebSockets:
     """The daemon's three WebSocket endpoints."""
 
     def __init__(
-        self, service: SessionService, reactor: Any, cooperator: Any, compress: bool = False
+        self,
+        service: SessionService,
+        reactor: Any,
+        cooperator: Any,
+        compress: bool = False,
+        authority: Authority | None = None,
     ) -> None:
-        self.buffers = Endpoints(BuffersProtocol, service, reactor, cooperator, compress=compress)
-        self.input = Endpoints(InputProtocol, service, reactor, cooperator, compress=compress)
-        self.stream = Endpoints(TerminalStreamProtocol, service, reactor, cooperator, compress=compress)
+        def endpoints(protocol: type[_Protocol]) -> Endpoints:
+            return Endpoints(protocol, service, reactor, cooperator, compress=compress, authority=authority)
+
+        self.buffers = endpoints(BuffersProtocol)
+        self.input = endpoints(InputProtocol)
+        self.stream = endpoints(TerminalStreamProtocol)
 
     def connections(self) -> set[_Protocol]:
         return self.buffers.connections | self.input.connections | self.stream.connections

@@ -1,0 +1,145 @@
+"""End-to-end tests of TLS: the real daemon on an ssl: endpoint with a certificate made
+for the test, HTTPS through treq and WSS through Autobahn, both trusting only that certificate."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketClientFactory
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
+from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.trial import unittest
+from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseFailed
+
+from tests._daemon import Client, Daemon, WSClient, poll
+from tests.test_auth_e2e import CREDENTIALS, LoginDaemonTestCase, log_in
+from tests.test_e2e import async_test
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path, bytes]:
+    """A self-signed certificate for 127.0.0.1 and localhost: (key file, cert file, cert PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vibetwist test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = folder / "key.pem", folder / "cert.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    os.chmod(key_path, 0o600)
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
+    cert_path.write_bytes(pem)
+    return key_path, cert_path, pem
+
+
+class TLSTests(LoginDaemonTestCase):
+    """The daemon over HTTPS and WSS, with login on."""
+
+    async def start_daemon(
+        self, base: Path | None = None, control_dir: Path | None = None, shared: bool = False
+    ) -> Daemon:
+        if base is None:
+            base = Path(tempfile.mkdtemp(prefix="e2e-", dir=os.getcwd()))
+        base.mkdir(parents=True, exist_ok=True)
+        key, cert, pem = make_certificate(base)
+        type(self).certificate = pem
+        self.listen = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+        return await super().start_daemon(base, control_dir, shared)
+
+    def client_for(self, daemon: Daemon) -> Client:
+        trust = BrowserLikePolicyForHTTPS(trustRoot=Certificate.loadPEM(self.certificate))
+        client = Client(reactor, daemon, tls=trust)
+        self.addCleanup(lambda: defer.ensureDeferred(client.close()))
+        return client
+
+    @async_test
+    async def test_https(self) -> None:
+        """The daemon says it serves https, and answers health and login over TLS."""
+        self.assertTrue(self.daemon.origin.startswith("https://127.0.0.1:"))
+        self.assertIn(f"vibetwist listening on https://127.0.0.1:{self.daemon.port}/", self.daemon.log())
+        self.assertEqual((await self.client.get("/api/health"))["status"], "ok")
+        self.assertEqual(await self.client.get("/api/sessions"), [])
+
+    @async_test
+    async def test_untrusted_client_fails(self) -> None:
+        """A client that does not trust the certificate cannot talk to the daemon."""
+        stranger = Client(reactor, self.daemon)
+        self.addCleanup(lambda: defer.ensureDeferred(stranger.close()))
+        with self.assertRaises(ResponseFailed):
+            await stranger.request("GET", "/api/health")
+
+    @async_test
+    async def test_origin_must_be_https(self) -> None:
+        """An https Origin of the daemon is accepted; the http one, on the same port, is not."""
+        https = {"Origin": self.daemon.origin}
+        http = {"Origin": self.daemon.origin.replace("https://", "http://")}
+        self.assertEqual((await self.client.request("GET", "/api/sessions", headers=https))[0], 200)
+        code, body, _ = await self.client.request("GET", "/api/sessions", headers=http)
+        self.assertEqual((code, body), (403, {"error": "Forbidden: cross-origin request"}))
+
+    @async_test
+    async def test_wss(self) -> None:
+        """A WSS client with an https Origin watches a session and types into it."""
+        sid = await self.create(["bash", "--norc", "--noprofile"], cols=60, rows=10)
+        await self.client.wait_status(sid, "running")
+        token = self.client.token
+        url = f"wss://127.0.0.1:{self.daemon.port}/ws/sessions/{sid}?token={token}"
+        factory = WebSocketClientFactory(url, origin=self.daemon.origin)
+        factory.protocol = WSClient
+        tls = optionsForClientTLS("127.0.0.1", trustRoot=Certificate.loadPEM(self.certificate))
+        endpoint = wrapClientTLS(tls, TCP4ClientEndpoint(reactor, "127.0.0.1", self.daemon.port, timeout=5))
+        client: Any = await endpoint.connect(factory)
+        self.addCleanup(
+            lambda: client.dropConnection(abort=True) if client.state != client.STATE_CLOSED else None
+        )
+        await poll(reactor, lambda: client.state == client.STATE_OPEN, what="the WSS handshake")
+        await client.wait_for(lambda: [t for t in client.texts() if t["type"] == "replay"])
+        client.send_json({"type": "input", "data": "echo wss-$((6*7))\r"})
+        await client.wait_for(lambda: b"wss-42" in b"".join(client.binaries()))
+
+
+class ExposedListenerTests(unittest.TestCase):
+    """Login credentials are what let the daemon listen beyond loopback."""
+
+    timeout = 60
+
+    @async_test
+    async def test_exposed_listener_with_login(self) -> None:
+        """With credentials, a listener on every interface starts and asks for a token."""
+        base = Path(tempfile.mkdtemp(prefix="e2e-", dir=os.getcwd()))
+        daemon = Daemon(reactor, base, listen="tcp:0", env=CREDENTIALS)
+        await daemon.start()
+        self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
+        client = Client(reactor, daemon)
+        self.addCleanup(lambda: defer.ensureDeferred(client.close()))
+        self.assertEqual((await client.request("GET", "/api/sessions"))[0], 401)
+        client.token = await log_in(client)
+        self.assertEqual(await client.get("/api/sessions"), [])
