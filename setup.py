@@ -24,5 +24,5 @@ setup(
     extras_require={
         "test": ["hypothesis>=6.100", "ruff>=0.6", "mypy>=1.10", "mypy-zope>=1.0", "asciinema>=2.4,<3"],
     },
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["vt = vibetwist.vt:main"]},
 )
