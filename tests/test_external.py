@@ -153,7 +153,8 @@ class ExternalLayoutTests(unittest.TestCase):
     @async_test
     async def test_appears_and_garbage_ignored(self) -> None:
         """A session folder that appears while the daemon runs is listed; folders with names
-        outside the id pattern, symlinks, and unreadable or lying session.json are ignored
+        outside the id pattern, symlinked folders or files, and unreadable or lying session.json
+        are ignored
         without harm; a running session whose pid is gone shows as exited."""
         base = Path(tempfile.mkdtemp(prefix="ext-", dir=os.getcwd()))
         root = base / "control"
@@ -170,6 +171,9 @@ class ExternalLayoutTests(unittest.TestCase):
         (garbage / "session.json").write_bytes(b"{not json")
         write_session(root, "liar", id="someone-else")
         write_session(root, "escape", id="../escape")
+        sneaky = write_session(root, "sneaky")
+        (sneaky / "stdout").unlink()
+        (sneaky / "stdout").symlink_to(outside / "elsewhere" / "stdout")
         blank = root / "blank"
         blank.mkdir()
         (blank / "session.json").write_bytes(b"[]")

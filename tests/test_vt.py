@@ -9,6 +9,7 @@ import os
 import pty
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, reactor
@@ -56,14 +57,11 @@ class LocalTerminal(ProcessProtocol):
         return self.code
 
 
-def start_vt(
-    daemon: Daemon,
-    command: list[str],
-    cols: int = 80,
-    rows: int = 24,
-    extra_env: dict[str, str] | None = None,
-) -> LocalTerminal:
-    """Run ``vt COMMAND`` in a new cols x rows terminal, writing to the daemon's control dir."""
+VT = [sys.executable, "-m", "vibetwist.vt"]
+
+
+def start_terminal(daemon: Daemon, argv: list[str], cols: int = 80, rows: int = 24) -> LocalTerminal:
+    """Run argv in a new cols x rows terminal, with vt writing to the daemon's control dir."""
     env = {
         "HOME": str(daemon.home),
         "PATH": os.environ.get("PATH", os.defpath),
@@ -73,18 +71,12 @@ def start_vt(
         "PS1": "$ ",
         "PYTHONPATH": CHECKOUT,
         "VIBETUNNEL_CONTROL_DIR": str(daemon.control_dir),
-        **(extra_env or {}),
     }
     master, slave = pty.openpty()
     set_size(slave, cols, rows)
     terminal = LocalTerminal()
     reactor.spawnProcess(
-        terminal,
-        sys.executable,
-        [sys.executable, "-m", "vibetwist.vt", *command],
-        env=env,
-        path=str(daemon.home),
-        usePTY=(master, slave, os.ttyname(slave)),
+        terminal, argv[0], argv, env=env, path=str(daemon.home), usePTY=(master, slave, os.ttyname(slave))
     )
     return terminal
 
@@ -92,8 +84,12 @@ def start_vt(
 class VtTestCase(DaemonTestCase):
     """Tests that run ``vt`` against a daemon."""
 
-    def run_vt(self, command: list[str], daemon: Daemon | None = None, **options: Any) -> LocalTerminal:
-        terminal = start_vt(daemon or self.daemon, command, **options)
+    def run_vt(self, command: list[str], **options: Any) -> LocalTerminal:
+        """vt COMMAND in a terminal of its own, ended with the test."""
+        return self.run_in_terminal([*VT, *command], **options)
+
+    def run_in_terminal(self, argv: list[str], **options: Any) -> LocalTerminal:
+        terminal = start_terminal(self.daemon, argv, **options)
 
         def end() -> defer.Deferred[None]:
             if terminal.code is None and terminal.transport is not None:
@@ -224,7 +220,7 @@ class VtSessionTests(VtTestCase):
         local = self.run_vt(SHELL)
         sid = (await self.session_of(local, known))["id"]
         await local.see(b"$ ")
-        vt = f"{sys.executable} -m vibetwist.vt"
+        vt = " ".join(VT)
         local.type(f"{vt} title 'my build'; echo title=$?\r".encode())
         await local.see(b"title=0")
         await poll(
@@ -235,6 +231,56 @@ class VtSessionTests(VtTestCase):
         local.type(f"{vt} true; echo nested=$?\r".encode())
         await local.see(b"nested=1")
         self.assertIn(b"nested vt is refused", local.output)
+        local.type(b"exit\r")
+        self.assertEqual(await local.exit(), 0)
+
+    @async_test
+    async def test_terminal_restored_after_sigterm(self) -> None:
+        """SIGTERM to vt ends its program even when the program ignores SIGTERM, and the
+        terminal is back in its normal (cooked, echoing) mode afterwards."""
+        known = await self.known()
+        script = f"stty sane; {' '.join(VT)} {' '.join(SHELL)}; echo EXIT=$?; stty -a"
+        local = self.run_in_terminal(["/bin/sh", "-c", script])
+        sid = (await self.session_of(local, known))["id"]
+        pid = (await self.client.get(f"/api/sessions/{sid}"))["pid"]
+        await local.see(b"$ ")
+        vt_pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        os.kill(vt_pid, signal.SIGTERM)
+        await local.see(b"EXIT=129")
+        await local.see(b"min = 1")
+        await local.exit()
+        settings = local.output.split(b"EXIT=129")[1]
+        self.assertRegex(settings, rb"(?<!-)icanon")
+        self.assertRegex(settings, rb"(?<![-\w])echo ")
+
+    @async_test
+    async def test_ls_and_attach(self) -> None:
+        """vt ls lists the daemon's sessions; vt attach shows a session's screen in another
+        terminal, types into it, and detaches on Ctrl-] leaving the session running."""
+        known = await self.known()
+        local = self.run_vt(SHELL)
+        sid = (await self.session_of(local, known))["id"]
+        await local.see(b"$ ")
+        local.type(b"echo before-$((1+1))\r")
+        await local.see(b"before-2")
+        listing = self.run_in_terminal([*VT, "--server", self.daemon.origin, "ls"])
+        self.assertEqual(await listing.exit(), 0)
+        self.assertRegex(listing.output, rb"ID\s+STATUS\s+NAME\s+COMMAND")
+        self.assertIn(f"{sid}  running".encode(), listing.output)
+
+        other = self.run_in_terminal([*VT, "attach", sid, "--server", self.daemon.origin], cols=80, rows=24)
+        await other.see(b"before-2")
+        other.type(b"echo attached-$((5*5))\r")
+        await other.see(b"attached-25")
+        await local.see(b"attached-25")
+        other.type(b"\x1d")
+        self.assertEqual(await other.exit(), 0)
+        self.assertIn(b"[detached]", other.output)
+        info = await self.client.get(f"/api/sessions/{sid}")
+        self.assertEqual(info["status"], "running")
+        gone = self.run_in_terminal([*VT, "attach", "no-such-session", "--server", self.daemon.origin])
+        self.assertEqual(await gone.exit(), 1)
+        self.assertIn(b"[session not found]", gone.output)
         local.type(b"exit\r")
         self.assertEqual(await local.exit(), 0)
 

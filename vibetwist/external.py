@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ TAIL_STEP = 1 << 20
 SLOW_SCAN = 1.0
 #: Seconds between rescans without inotify.
 FAST_SCAN = 0.1
+#: The longest recording line taken in (vt writes lines of at most a few hundred KB).
+MAX_LINE = 16 << 20
 #: Bytes of input kept while ipc.sock is being connected; more is refused.
 MAX_QUEUED = 4 * MAX_PAYLOAD
 
@@ -64,6 +67,17 @@ def pid_alive(pid: int, session_id: str, proc: str = "/proc") -> bool:
     mine = f"VIBETUNNEL_SESSION_ID={session_id}".encode()
     others = [e for e in environ if e.startswith(b"VIBETUNNEL_SESSION_ID=")]
     return not others or mine in others
+
+
+def has_symlinks(folder: Path) -> bool:
+    """Whether any of a session folder's files is a symbolic link (which could lead outside it)."""
+    for name in ("session.json", "stdout", "ipc.sock"):
+        try:
+            if stat.S_ISLNK(os.lstat(folder / name).st_mode):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def is_external(info: SessionInfo, folder: Path) -> bool:
@@ -187,6 +201,7 @@ class ExternalSession(Session):
 
     def __init__(self, info: SessionInfo, files: ControlDir, **kwargs: Any) -> None:
         self._held = LineSplitter()
+        self._skipped = 0
         super().__init__(info, files, **kwargs)
         #: How far the recording has been read (whole lines end at recorded_end).
         self._read_at = self.recorded_end
@@ -283,7 +298,7 @@ class ExternalSession(Session):
             return
         try:
             if self._fd is None:
-                self._fd = os.open(self.recording_path, os.O_RDONLY | os.O_CLOEXEC)
+                self._fd = os.open(self.recording_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
             data = os.pread(self._fd, TAIL_STEP, self._read_at)
         except OSError as e:
             if e.errno != errno.ENOENT:
@@ -294,10 +309,23 @@ class ExternalSession(Session):
         self._read_at += len(data)
         offset = self.recorded_end
         for line in self._held.feed(data):
+            if self._skipped:
+                # The end of a line too long to hold: pass over it whole.
+                offset += self._skipped + len(line)
+                self._skipped = 0
+                self._restored_end = offset
+                self.feed.recorded(offset)
+                continue
             self._line(offset, line)
             offset += len(line)
             if self.status is Status.EXITED:
                 return
+        held = len(self._held.pending)
+        if held > MAX_LINE:
+            # No writer of ours makes such a line: pass over it rather than hold it all.
+            self.log.warn("{id}: a recording line over {n} bytes is passed over", id=self.id, n=MAX_LINE)
+            self._skipped += held
+            self._held = LineSplitter()
         if len(data) == TAIL_STEP:
             self._tail_call = self._reactor.callLater(0, self._tail_more)
 

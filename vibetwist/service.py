@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from vibetwist.command import default_name, plan_launch, resolve_directory
 from vibetwist.controldir import ControlDir
 from vibetwist.errors import BadRequest, Conflict, FormatError, NotFound
-from vibetwist.external import ControlDirWatcher, ExternalSession, is_external
+from vibetwist.external import ControlDirWatcher, ExternalSession, has_symlinks, is_external
 from vibetwist.interfaces import ILauncher
 from vibetwist.pty import SpawnQueue, signal_sessions
 from vibetwist.screen import DEFAULT_SCROLLBACK
@@ -112,6 +112,11 @@ class SessionService(Service):
     def _load_one(self, session_id: str, orphans: dict[int, int]) -> None:
         if not self.files.info_path(session_id).exists():
             return  # a folder being made: its session.json comes with a change seen later
+        if has_symlinks(self.files.session_dir(session_id)):
+            if self._skipped.get(session_id) != "symlink":
+                self._skipped[session_id] = "symlink"
+                self.log.warn("skipping {id}: its files must not be symbolic links", id=session_id)
+            return
         try:
             info = SessionInfo.from_json(self.files.load_info(session_id))
         except FormatError as e:

@@ -14,7 +14,6 @@ sets the browser's.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
@@ -45,6 +44,8 @@ from vibetwist.session import MAX_SIZE, SessionInfo, Status, now_iso
 HANGUP_GRACE = 1.0
 #: Bytes read at once from the PTY, the local terminal or a socket.
 READ_SIZE = 65536
+#: The most reads of the PTY before its output is written out (about 64 KB).
+READ_BURST = 16
 #: Most ipc.sock clients at once (the daemon needs one; VibeTunnel's tools a few).
 MAX_CLIENTS = 16
 #: Size used when stdin is not a terminal.
@@ -333,16 +334,27 @@ class Forwarder:
 
     def _read_program(self) -> bool:
         """Mirror and record what the program wrote; False once its terminal is closed."""
-        try:
-            data = os.read(self._master, READ_SIZE)
-        except BlockingIOError:
-            return True
-        except OSError as e:
-            if e.errno == errno.EINTR:
-                return True
-            return False  # EIO: every copy of the terminal's slave side is closed
-        if not data:
-            return False
+        chunks: list[bytes] = []
+        alive = True
+        # Linux hands out at most 4095 bytes per read of a PTY: reading on until it is
+        # empty makes one local write and one recording line of a burst of output.
+        for _ in range(READ_BURST):
+            try:
+                chunk = os.read(self._master, READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                alive = False  # EIO: every copy of the terminal's slave side is closed
+                break
+            if not chunk:
+                alive = False
+                break
+            chunks.append(chunk)
+        if chunks:
+            self._output(b"".join(chunks))
+        return alive
+
+    def _output(self, data: bytes) -> None:
         if self._stdout_open:
             try:
                 _write_all(self._stdout, data)
@@ -351,7 +363,6 @@ class Forwarder:
         text = self._decoder.decode(data)
         if text:
             self._record("o", text)
-        return True
 
     def _signals(self) -> None:
         try:
@@ -366,10 +377,16 @@ class Forwarder:
                     self._resize(size)
             elif number == signal.SIGCHLD:
                 self._reap(block=False)
-            elif number in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+            elif number in (signal.SIGINT, signal.SIGQUIT):
+                self._signal_program(number)
+            elif number in (signal.SIGTERM, signal.SIGHUP):
+                # vt is going away, as its terminal would: the program is told so even
+                # if it ignores SIGTERM (an interactive shell does).
                 if number == signal.SIGHUP:
                     self._stdout_open = self._stdin_open = False
                 self._signal_program(number)
+                self._signal_program(signal.SIGHUP)
+                self._signal_program(signal.SIGCONT)
 
     def _reap(self, block: bool) -> None:
         if self._child is None or self._code is not None:

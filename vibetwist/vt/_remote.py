@@ -203,7 +203,7 @@ def run_attach(url: str, session_id: str, environ: dict[str, str]) -> int:
 
             def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
                 state.protocol = None
-                if code == 4404:
+                if code == 4404 or "[404]" in (reason or ""):
                     state.message, state.code = "[session not found]", 1
                 elif not state.message:
                     state.message = f"[connection closed: {reason or code}]"
@@ -263,7 +263,7 @@ def run_attach(url: str, session_id: str, environ: dict[str, str]) -> int:
             await done
         finally:
             restore()
-        sys.stderr.write(f"\r\n{state.message}\r\n")
+        sys.stderr.write(f"\n{state.message}\n")
         return state.code
 
     return _react(react, attach)
