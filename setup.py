@@ -11,7 +11,7 @@ setup(
     python_requires=">=3.11",
     # twisted.plugins must be listed by hand: find_packages() would miss it,
     # and it must ship without an __init__.py of its own.
-    packages=["vibetwist", "twisted.plugins"],
+    packages=["vibetwist", "vibetwist.vt", "twisted.plugins"],
     package_data={"twisted.plugins": ["vibetunnel_plugin.py"]},
     install_requires=[
         "twisted>=24.3",

@@ -20,6 +20,7 @@ from tests._daemon import CHECKOUT, Daemon, kill_quietly, open_ws, pid_alive, po
 from tests.test_e2e import DaemonTestCase, async_test, read_cast
 from vibetwist.asciicast import Event, Exit, parse_line
 from vibetwist.pty import exit_code, set_size
+from vibetwist.snapshot import decode, decode_buffers_frame
 
 #: An interactive shell that reads no start-up files and prompts with "$ ".
 SHELL = ["bash", "--norc", "--noprofile", "-i"]
@@ -126,8 +127,9 @@ class VtSessionTests(VtTestCase):
 
     @async_test
     async def test_see_type_and_resize(self) -> None:
-        """Output typed locally shows through the API, SSE and the byte stream; text typed
-        through the API and the byte stream reaches the program and the local terminal;
+        """Output typed locally shows through the API, SSE, the byte stream and /buffers; text
+        typed through the API, /ws/input and the byte stream reaches the program and the
+        local terminal;
         a resize from the API changes the PTY's size until the local terminal acts again."""
         known = await self.known()
         local = self.run_vt(SHELL)
@@ -152,6 +154,25 @@ class VtSessionTests(VtTestCase):
         await ws.wait_for(lambda: b"ws-64" in b"".join(ws.binaries()))
         await local.see(b"ws-64")
         await poll(reactor, lambda: "ws-64" in stream.output(), 5.0, what="live output on SSE")
+
+        buffers = await open_ws(reactor, self.daemon, "/buffers")
+        buffers.send_json({"type": "subscribe", "sessionId": sid})
+        typing = await open_ws(reactor, self.daemon, f"/ws/input?sessionId={sid}")
+        typing.sendMessage(b"echo input-$((9*9))")
+        typing.sendMessage(b"\x00enter\x00")
+        await local.see(b"input-81")
+
+        def snapshot_shows(text: str) -> bool:
+            for payload in buffers.binaries():
+                frame_sid, snapshot = decode_buffers_frame(payload)
+                rows = ["".join(c.char for c in row) for row in decode(snapshot).rows]
+                if frame_sid == sid and any(text in row for row in rows):
+                    return True
+            return False
+
+        await buffers.wait_for(lambda: snapshot_shows("input-81"))
+        typing.sendClose()
+        buffers.sendClose()
 
         await self.post(sid, "resize", {"cols": 120, "rows": 40})
         await self.post(sid, "input", {"text": "stty size\r"})
