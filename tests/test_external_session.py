@@ -11,6 +11,7 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from vibetwist import external
@@ -18,7 +19,9 @@ from vibetwist.asciicast import Event, Exit, Header, encode_event, encode_exit, 
 from vibetwist.controldir import ControlDir
 from vibetwist.external import ExternalSession, has_symlinks, is_external, pid_alive
 from vibetwist.screenfeed import ScreenScheduler
+from vibetwist.service import SessionService
 from vibetwist.session import SessionInfo, Status
+from vibetwist.testing import FakeLauncher
 
 SID = "ext-1"
 HEADER = encode_header(Header(width=80, height=24, timestamp=0, command="prog"))
@@ -203,3 +206,48 @@ class FolderTests(SynchronousTestCase):
         self.assertFalse(pid_alive(2, SID, str(proc)))
         self.assertFalse(pid_alive(3, SID, str(proc)))
         self.assertFalse(pid_alive(4, SID, str(proc)))
+
+
+class DiscoveryTests(SynchronousTestCase):
+    """The service finds external sessions by rescanning when inotify is not used."""
+
+    def test_polling_finds_and_drops(self) -> None:
+        """Without inotify, a session folder that appears is listed within one rescan, a
+        running one whose pid is gone is exited, and a vanished folder is dropped."""
+        root = Path(self.mktemp())
+        reactor = MemoryReactorClock()
+        service = SessionService(
+            root,
+            reactor=reactor,
+            launcher=FakeLauncher(),
+            shell="/bin/sh",
+            scrollback=100,
+            screens=ScreenScheduler(reactor, busy_delay=0),
+            watch_files=False,
+        )
+        service.startService()
+        self.assertFalse(service.watcher.inotify)
+        session, path, _ = make_session(root, encode_event(0.5, "o", "hi"))
+        session.close()
+        self.assertNotIn(SID, service.sessions)
+        reactor.advance(external.FAST_SCAN)
+        found = service.get(SID)
+        self.assertIsInstance(found, ExternalSession)
+        self.assertIs(found.status, Status.RUNNING)
+        self.assertEqual(found.recorded_end, path.stat().st_size)
+        self.assertEqual([c[0] for c in reactor.unixClients], [str(path.parent / "ipc.sock")])
+
+        other = ControlDir(root)
+        other.make_session_dir("gone-pid")
+        other.save_info("gone-pid", dict(found.info.to_json(), id="gone-pid", pid=2**22 + 77))
+        (root / "gone-pid" / "stdout").write_bytes(HEADER)
+        reactor.advance(external.FAST_SCAN)
+        self.assertIs(service.get("gone-pid").status, Status.EXITED)
+
+        for child in path.parent.iterdir():
+            child.unlink()
+        path.parent.rmdir()
+        reactor.advance(external.FAST_SCAN)
+        self.assertNotIn(SID, service.sessions)
+        self.assertIn("gone-pid", service.sessions)
+        service.stopService()

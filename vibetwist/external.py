@@ -20,17 +20,20 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from signal import SIGKILL
 from typing import Any
 
 import attrs
 from twisted.internet.endpoints import UNIXClientEndpoint
+from twisted.internet.interfaces import IReactorFDSet
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
-from vibetwist.asciicast import ClearDetector, Event, Exit, LineSplitter, parse_line, parse_size
+from vibetwist.asciicast import ClearDetector, Event, Exit, Header, LineSplitter, parse_line, parse_size
 from vibetwist.controldir import ControlDir
 from vibetwist.errors import BadRequest, FormatError
 from vibetwist.interfaces import ITerminalProcess
@@ -115,10 +118,11 @@ class ExternalProcess:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, socket_path: Path, pid: int | None) -> None:
+    def __init__(self, reactor: Any, socket_path: Path, pid: int | None, session_id: str) -> None:
         self._reactor = reactor
         self._path = socket_path
         self.pid = pid
+        self._session_id = session_id
         self._protocol: _IPCProtocol | None = None
         self._connecting = False
         self._queue: list[bytes] = []
@@ -185,6 +189,13 @@ class ExternalProcess:
         self._send(control({"cmd": "resize", "cols": cols, "rows": rows}))
 
     def signal_all(self, signal: int) -> None:
+        if signal == SIGKILL and self.pid is not None and pid_alive(self.pid, self._session_id):
+            # The last resort must not depend on the other process answering: the
+            # program leads its own process group, which is signalled directly.
+            try:
+                os.killpg(self.pid, SIGKILL)
+            except OSError as e:
+                self.log.warn("cannot kill {pid}: {error}", pid=self.pid, error=e)
         self._send(control({"cmd": "kill", "signal": int(signal)}))
 
     def hang_up(self) -> None:
@@ -223,7 +234,7 @@ class ExternalSession(Session):
     ) -> ExternalSession:
         """A running external session found on disk, with its history so far."""
         session = cls(info, files, reactor=reactor, screens=screens, scrollback=scrollback)
-        process = ExternalProcess(reactor, files.session_dir(info.id) / "ipc.sock", info.pid)
+        process = ExternalProcess(reactor, files.session_dir(info.id) / "ipc.sock", info.pid, info.id)
         session._process = process
         process.start()
         return session
@@ -254,8 +265,8 @@ class ExternalSession(Session):
             header = parse_line(self.header_line)
         except FormatError:
             header = None
-        if hasattr(header, "width"):
-            size = (header.width, header.height)  # type: ignore[union-attr]
+        if isinstance(header, Header):
+            size = (header.width, header.height)
         try:
             with open(self.recording_path, "rb") as f:
                 f.seek(max(len(self.header_line), self.recorded_end - (1 << 20)))
@@ -456,13 +467,20 @@ class ControlDirWatcher:
     log = Logger()
 
     def __init__(
-        self, root: Path, reactor: Any, rescan: Callable[[], None], changed: Callable[[str, str], None]
+        self,
+        root: Path,
+        reactor: Any,
+        rescan: Callable[[], None],
+        changed: Callable[[str, str], None],
+        use_inotify: bool = True,
     ) -> None:
+        self._use_inotify = use_inotify
         self._root = Path(root)
         self._reactor = reactor
         self._rescan = rescan
         self._changed = changed
         self._notifier: Any = None
+        self._inotify: Any = None
         self._watched: set[str] = set()
         self._loop = LoopingCall(self._tick)
         self._loop.clock = reactor
@@ -480,9 +498,10 @@ class ControlDirWatcher:
             self._notifier = None
 
     def _start_inotify(self) -> bool:
+        if not self._use_inotify or not IReactorFDSet.providedBy(self._reactor):
+            return False
         try:
             from twisted.internet import inotify
-            from twisted.python.filepath import FilePath
 
             notifier = inotify.INotify(self._reactor)
             notifier.startReading()
@@ -493,7 +512,6 @@ class ControlDirWatcher:
             return False
         self._notifier = notifier
         self._inotify = inotify
-        self._FilePath = FilePath
         return True
 
     def watch(self, session_id: str) -> None:
@@ -504,7 +522,7 @@ class ControlDirWatcher:
         mask = inotify.IN_MODIFY | inotify.IN_MOVED_TO | inotify.IN_CLOSE_WRITE | inotify.IN_CREATE
         try:
             self._notifier.watch(
-                self._FilePath(str(self._root / session_id)),
+                FilePath(str(self._root / session_id)),
                 mask,
                 callbacks=[lambda _, path, __: self._session_event(session_id, path.basename())],
             )
@@ -517,7 +535,7 @@ class ControlDirWatcher:
         if self._notifier is not None and session_id in self._watched:
             self._watched.discard(session_id)
             try:
-                self._notifier.ignore(self._FilePath(str(self._root / session_id)))
+                self._notifier.ignore(FilePath(str(self._root / session_id)))
             except KeyError:
                 pass
 

@@ -52,6 +52,7 @@ class SessionService(Service):
         max_recording: int | None = None,
         environ: dict[str, str] | None = None,
         screens: ScreenScheduler | None = None,
+        watch_files: bool = True,
     ) -> None:
         self.files = ControlDir(control_dir)
         self._reactor = reactor
@@ -65,7 +66,10 @@ class SessionService(Service):
         self.screens = screens if screens is not None else ScreenScheduler(reactor)
         self.sessions: dict[str, Session] = {}
         self._skipped: dict[str, str] = {}
-        self.watcher = ControlDirWatcher(self.files.root, reactor, self.rescan, self._folder_changed)
+        #: watch_files=False: the control dir is rescanned on a timer, inotify is not used.
+        self.watcher = ControlDirWatcher(
+            self.files.root, reactor, self.rescan, self._folder_changed, use_inotify=watch_files
+        )
 
     # -- service ---------------------------------------------------------------
 
@@ -170,9 +174,11 @@ class SessionService(Service):
             self._load_one(session_id, {})
             # Also a folder still being made: its session.json is seen the moment it lands.
             self.watcher.watch(session_id)
-        for session in list(self.sessions.values()):
+        for session_id, session in list(self.sessions.items()):
             if isinstance(session, ExternalSession):
                 session.check()
+                if session.status is Status.EXITED:
+                    self.watcher.unwatch(session_id)
 
     def _folder_changed(self, session_id: str, name: str) -> None:
         session = self.sessions.get(session_id)
