@@ -14,9 +14,11 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
 from tests._daemon import CHECKOUT, Daemon, kill_quietly, open_ws, pid_alive, poll, within
+from tests.test_asciinema import play
 from tests.test_e2e import DaemonTestCase, async_test, read_cast
 from vibetwist.asciicast import Event, Exit, parse_line
 from vibetwist.pty import exit_code, set_size
@@ -220,7 +222,8 @@ class VtSessionTests(VtTestCase):
     @async_test
     async def test_exit_code_and_recording(self) -> None:
         """vt exits with its program's exit code, and its recording is a valid asciicast
-        with the program's output and the exit line; a program that cannot start is 127."""
+        with the program's output and the exit line, whose download asciinema plays; a
+        program that cannot start is 127."""
         local = self.run_vt(["sh", "-c", "printf 'out: %s\\n' \"$VIBETUNNEL_SESSION_ID\"; exit 7"])
         self.assertEqual(await local.exit(), 7)
         sid = local.output.split(b"out: ")[1].split(b"\r")[0].decode()
@@ -231,8 +234,28 @@ class VtSessionTests(VtTestCase):
         self.assertIn(f"out: {sid}", text)
         saved = json.loads((self.daemon.control_dir / sid / "session.json").read_bytes())
         self.assertEqual((saved["status"], saved["exitCode"], saved["attachedViaVT"]), ("exited", 7, True))
+        code, cast, _ = await self.client.request("GET", f"/api/sessions/{sid}/recording")
+        self.assertEqual(code, 200)
+        self.assertNotIn(b'"exit"', cast)
+        played = Path(self.mktemp())
+        played.write_bytes(cast)
+        status, shown = await deferToThread(play, str(played))
+        self.assertEqual(status, 0, shown)
+        self.assertIn(f"out: {sid}".encode(), shown)
         missing = self.run_vt(["/nonexistent/program"])
         self.assertEqual(await missing.exit(), 127)
+
+    @async_test
+    async def test_plain_vt_runs_the_shell(self) -> None:
+        """Plain vt runs the user's shell ($SHELL) as a session."""
+        known = await self.known()
+        local = self.run_vt([])
+        info = await self.session_of(local, known)
+        self.assertEqual(info["command"], ["/bin/bash"])
+        local.type(b"echo shell-$((3*3)) $0; exit 4\r")
+        await local.see(b"shell-9")
+        self.assertEqual(await local.exit(), 4)
+        await self.client.wait_text(info["id"], "shell-9")
 
     @async_test
     async def test_nested_refused_and_title(self) -> None:
