@@ -276,7 +276,12 @@ class Forwarder:
         if self._child is not None and self._code is None:
             # Leaving early (an error in vt itself): do not leave the program behind.
             self._signal_program(signal.SIGHUP)
-            self._code = wait_code(os.waitpid(self._child.pid, 0)[1])
+            try:
+                returncode = self._child.wait(HANGUP_GRACE)
+            except subprocess.TimeoutExpired:
+                self._signal_program(signal.SIGKILL)
+                returncode = self._child.wait()
+            self._code = 128 - returncode if returncode < 0 else returncode
         rest = self._decoder.flush()
         if rest:
             self._record("o", rest)
