@@ -149,10 +149,33 @@ class TailTests(SynchronousTestCase):
 
     def test_dead_pid_exits(self) -> None:
         """check() shows a session whose pid is gone as exited, without an exit code."""
-        session, _, _ = make_session(self.root)
+        session, _, clock = make_session(self.root)
         session.info = attrs.evolve(session.info, pid=2**22 + 999)
         session.check()
+        self.assertIs(session.status, Status.RUNNING)
+        clock.advance(external.EXIT_GRACE)
+        session.check()
         self.assertEqual((session.status, session.info.exit_code), (Status.EXITED, None))
+
+    def test_exit_line_after_pid_is_gone(self) -> None:
+        """A program that has ended while its forwarder is still writing gets the exit code
+        of the exit line that follows, not an unknown one."""
+        session, path, clock = make_session(self.root)
+        session.info = attrs.evolve(session.info, pid=2**22 + 999)
+        session.check()
+        clock.advance(external.EXIT_GRACE / 2)
+        append(path, encode_exit(7, SID))
+        session.check()
+        self.assertEqual((session.status, session.info.exit_code), (Status.EXITED, 7))
+
+    def test_forwarder_says_exited(self) -> None:
+        """session.json saying exited ends the session with its code, even without an exit line."""
+        session, path, _ = make_session(self.root)
+        info = json.loads((path.parent / "session.json").read_bytes())
+        (path.parent / "session.json").write_text(json.dumps(dict(info, status="exited", exitCode=4)))
+        os.utime(path.parent / "session.json", ns=(1, 1))
+        session.info_changed()
+        self.assertEqual((session.status, session.info.exit_code), (Status.EXITED, 4))
 
     def test_resize_goes_to_process(self) -> None:
         """A resize asks the other process (nothing is recorded by the daemon)."""
@@ -242,6 +265,7 @@ class DiscoveryTests(SynchronousTestCase):
         other.save_info("gone-pid", dict(found.info.to_json(), id="gone-pid", pid=2**22 + 77))
         (root / "gone-pid" / "stdout").write_bytes(HEADER)
         reactor.advance(external.FAST_SCAN)
+        reactor.advance(external.EXIT_GRACE)
         self.assertIs(service.get("gone-pid").status, Status.EXITED)
 
         for child in path.parent.iterdir():

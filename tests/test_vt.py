@@ -234,6 +234,8 @@ class VtSessionTests(VtTestCase):
         self.assertIn(f"out: {sid}", text)
         saved = json.loads((self.daemon.control_dir / sid / "session.json").read_bytes())
         self.assertEqual((saved["status"], saved["exitCode"], saved["attachedViaVT"]), ("exited", 7, True))
+        info = await poll(reactor, lambda: _exited(self.client.get(f"/api/sessions/{sid}")), what="exited")
+        self.assertEqual(info["exitCode"], 7)
         code, cast, _ = await self.client.request("GET", f"/api/sessions/{sid}/recording")
         self.assertEqual(code, 200)
         self.assertNotIn(b'"exit"', cast)

@@ -47,6 +47,8 @@ TAIL_STEP = 1 << 20
 SLOW_SCAN = 1.0
 #: Seconds between rescans without inotify.
 FAST_SCAN = 0.1
+#: Seconds a program may be gone before its session is ended without its exit line.
+EXIT_GRACE = 2.0
 #: The longest recording line taken in (vt writes lines of at most a few hundred KB).
 MAX_LINE = 16 << 20
 #: Bytes of input kept while ipc.sock is being connected; more is refused.
@@ -213,6 +215,7 @@ class ExternalSession(Session):
     def __init__(self, info: SessionInfo, files: ControlDir, **kwargs: Any) -> None:
         self._held = LineSplitter()
         self._skipped = 0
+        self._gone_since: float | None = None
         super().__init__(info, files, **kwargs)
         #: How far the recording has been read (whole lines end at recorded_end).
         self._read_at = self.recorded_end
@@ -396,8 +399,17 @@ class ExternalSession(Session):
             return
         pid = self.info.pid
         gone = not pid_alive(pid, self.id) if pid is not None else not self._socket_path().exists()
-        if gone:
+        if not gone:
+            self._gone_since = None
+            return
+        # The program has ended; its forwarder writes the exit line and session.json just
+        # after. Only if they do not come (the forwarder was killed too) is it ended here.
+        now = self._reactor.seconds()
+        if self._gone_since is None:
+            self._gone_since = now
+        if now - self._gone_since >= EXIT_GRACE:
             self.tail()
+            self.info_changed()
             if self.status is not Status.EXITED:
                 self._finish(self.info.exit_code)
 
@@ -417,11 +429,16 @@ class ExternalSession(Session):
             self.info,
             name=fresh.name,
             pid=fresh.pid,
-            exit_code=fresh.exit_code,
+            exit_code=fresh.exit_code if fresh.exit_code is not None else self.info.exit_code,
             last_modified=fresh.last_modified,
         )
         if isinstance(self._process, ExternalProcess) and fresh.pid is not None:
             self._process.pid = fresh.pid
+        if fresh.status is Status.EXITED and self.status is not Status.EXITED:
+            # The forwarder says it has ended: its exit line, if it wrote one, is in by now.
+            self.tail()
+            if self.status is not Status.EXITED:
+                self._finish(fresh.exit_code)
 
     # -- what clients ask ----------------------------------------------------------------
 
