@@ -248,6 +248,17 @@ class VtSessionTests(VtTestCase):
         self.assertEqual(await missing.exit(), 127)
 
     @async_test
+    async def test_title_of_a_daemon_session(self) -> None:
+        """In a session the daemon started, vt title asks the daemon to rename it."""
+        sid = await self.create(["bash", "--norc", "--noprofile"])
+        await self.client.wait_status(sid, "running")
+        command = f"{' '.join(VT)} title --server {self.daemon.origin} 'from inside'; echo title=$?\r"
+        await self.post(sid, "input", {"text": f"export PYTHONPATH={CHECKOUT}\r{command}"})
+        await self.client.wait_text(sid, "title=0")
+        info = await self.client.get(f"/api/sessions/{sid}")
+        self.assertEqual(info["name"], "from inside")
+
+    @async_test
     async def test_plain_vt_runs_the_shell(self) -> None:
         """Plain vt runs the user's shell ($SHELL) as a session."""
         known = await self.known()

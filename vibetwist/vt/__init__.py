@@ -5,12 +5,13 @@ Usage::
 
     vt [COMMAND [ARG...]]     run COMMAND (or your shell) here, shared as a session
     vt -- COMMAND [ARG...]    the same, for a command named like a subcommand (ls, attach, title)
-    vt title NAME             inside a session: rename it
+    vt title NAME             inside a session (vt's or the daemon's): rename it
     vt ls                     list the daemon's sessions
     vt attach ID              attach this terminal to a session (Ctrl-] detaches)
 
-``vt ls`` and ``vt attach`` talk to ``--server URL`` (default $VIBETWIST_URL,
-else http://127.0.0.1:4020) and send $VIBETWIST_TOKEN if it is set.
+``vt ls``, ``vt attach`` and ``vt title`` in a session the daemon started talk to
+``--server URL`` (default $VIBETWIST_URL, else http://127.0.0.1:4020) and send
+$VIBETWIST_TOKEN if it is set.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     if first == "title":
         from vibetwist.vt._remote import set_title
 
-        return set_title(" ".join(args[1:]), environ)
+        url, rest = _server(args[1:], environ)
+        return set_title(" ".join(rest), url, environ)
     if first in ("ls", "attach") or (first or "").startswith("--server"):
         url, rest = _server(args, environ)
         from vibetwist.vt import _remote

@@ -59,26 +59,43 @@ def format_sessions(sessions: list[dict[str, Any]]) -> str:
     )
 
 
-def run_ls(url: str, environ: dict[str, str]) -> int:
-    """List the daemon's sessions on stdout."""
+def _call_daemon(url: str, method: str, path: str, environ: dict[str, str], body: Any = None) -> bytes | None:
+    """One request to the daemon: the answer's body if it is a 200, else None (said on stderr)."""
     from twisted.internet.task import react
 
-    async def ls(reactor: Any) -> int:
+    answer: list[bytes] = []
+
+    async def call(reactor: Any) -> int:
         import treq
 
+        headers = _headers(environ)
+        data = None
+        if body is not None:
+            headers[b"Content-Type"] = [b"application/json"]
+            data = json.dumps(body).encode("utf-8")
         try:
-            response = await treq.get(url + "/api/sessions", headers=_headers(environ), timeout=10)
-            body = await treq.content(response)
+            response = await treq.request(method, url + path, data=data, headers=headers, timeout=10)
+            content = await treq.content(response)
         except Exception as e:
             sys.stderr.write(f"vt: cannot reach the daemon at {url}: {e}\n")
             return 1
         if response.code != 200:
-            sys.stderr.write(f"vt: the daemon answered {response.code}: {body[:200]!r}\n")
+            sys.stderr.write(f"vt: the daemon answered {response.code}: {content[:200]!r}\n")
             return 1
-        sys.stdout.write(format_sessions(json.loads(body)))
+        answer.append(content)
         return 0
 
-    return _react(react, ls)
+    _react(react, call)
+    return answer[0] if answer else None
+
+
+def run_ls(url: str, environ: dict[str, str]) -> int:
+    """List the daemon's sessions on stdout."""
+    body = _call_daemon(url, "GET", "/api/sessions", environ)
+    if body is None:
+        return 1
+    sys.stdout.write(format_sessions(json.loads(body)))
+    return 0
 
 
 def _react(react: Any, main: Any) -> int:
@@ -97,8 +114,13 @@ def _react(react: Any, main: Any) -> int:
     return code[0] if code else 1
 
 
-def set_title(name: str, environ: dict[str, str]) -> int:
-    """Rename the session this terminal belongs to."""
+def set_title(name: str, url: str, environ: dict[str, str]) -> int:
+    """Rename the session this terminal belongs to.
+
+    A session run by vt owns its session.json, which is changed in place (the
+    daemon, if one runs, sees the change). Any other session belongs to the
+    daemon, which is asked to rename it.
+    """
     session_id = environ.get("VIBETUNNEL_SESSION_ID")
     name = name.strip()
     if not session_id or not is_session_id(session_id):
@@ -108,15 +130,22 @@ def set_title(name: str, environ: dict[str, str]) -> int:
         sys.stderr.write("vt: the title must be 1 to 256 characters\n")
         return 2
     files = ControlDir(default_control_dir(environ))
-    try:
-        info = files.load_info(session_id)
-    except FormatError as e:
-        sys.stderr.write(f"vt: {e}\n")
-        return 1
-    info["name"] = name
-    info["lastModified"] = now_iso()
-    files.save_info(session_id, info)
-    return 0
+    if (files.session_dir(session_id) / "ipc.sock").exists():
+        try:
+            info = files.load_info(session_id)
+        except FormatError as e:
+            sys.stderr.write(f"vt: {e}\n")
+            return 1
+        info["name"] = name
+        info["lastModified"] = now_iso()
+        files.save_info(session_id, info)
+        return 0
+    return _rename_through_daemon(url, session_id, name, environ)
+
+
+def _rename_through_daemon(url: str, session_id: str, name: str, environ: dict[str, str]) -> int:
+    path = f"/api/sessions/{quote(session_id, safe='')}"
+    return 0 if _call_daemon(url, "PATCH", path, environ, {"name": name}) is not None else 1
 
 
 class _Attached:
