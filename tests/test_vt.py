@@ -9,6 +9,7 @@ import os
 import pty
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -386,6 +387,24 @@ class VtRestartTests(VtTestCase):
         self.assertEqual(await local.exit(), 3)
         info = await poll(reactor, lambda: _exited(self.client.get(f"/api/sessions/{sid}")), what="exited")
         self.assertEqual(info["exitCode"], 3)
+
+    @async_test
+    async def test_deep_control_dir(self) -> None:
+        """A control dir deeper than a Unix socket path may be still works: vt makes its
+        ipc.sock there and the daemon drives the session through it."""
+        base = Path(tempfile.mkdtemp(prefix="deep-", dir=os.getcwd()))
+        control = base / ("d" * 60) / ("e" * 60) / "control"
+        control.mkdir(parents=True)
+        self.daemon = await self.start_daemon(base, control)
+        self.client = self.client_for(self.daemon)
+        local = self.run_vt(SHELL)
+        sid = (await self.session_of(local))["id"]
+        self.assertGreater(len(str(control / sid / "ipc.sock")), 108)
+        await local.see(b"$ ")
+        await self.post(sid, "input", {"text": "echo deep-$((4*4))\r"})
+        await local.see(b"deep-16")
+        local.type(b"exit\r")
+        self.assertEqual(await local.exit(), 0)
 
     @async_test
     async def test_kill9_of_vt(self) -> None:

@@ -34,7 +34,7 @@ from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
 from vibetwist.asciicast import ClearDetector, Event, Exit, Header, LineSplitter, parse_line, parse_size
-from vibetwist.controldir import ControlDir
+from vibetwist.controldir import ControlDir, SocketAddress
 from vibetwist.errors import BadRequest, FormatError
 from vibetwist.interfaces import ITerminalProcess
 from vibetwist.ipc import MAX_PAYLOAD, Decoder, MessageType, control, encode
@@ -146,12 +146,18 @@ class ExternalProcess:
     def _connect(self) -> None:
         if self._connecting or self._protocol is not None:
             return
+        try:
+            address = SocketAddress(self._path)
+        except OSError as e:
+            self._failed(Failure(e))
+            return
         self._connecting = True
-        endpoint = UNIXClientEndpoint(self._reactor, str(self._path), timeout=5)
+        endpoint = UNIXClientEndpoint(self._reactor, address.address, timeout=5)
         factory = Factory.forProtocol(lambda: _IPCProtocol(self))
         factory.noisy = False
         d = endpoint.connect(factory)
         d.addErrback(self._failed)
+        d.addBoth(lambda _: address.close())
 
     def _failed(self, failure: Failure) -> None:
         self._connecting = False

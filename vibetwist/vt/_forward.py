@@ -33,7 +33,7 @@ import attrs
 
 from vibetwist.asciicast import Header, OutputDecoder, encode_event, encode_exit, encode_header, encode_size
 from vibetwist.command import default_name, default_shell, plan_launch
-from vibetwist.controldir import FILE_MODE, ControlDir
+from vibetwist.controldir import FILE_MODE, ControlDir, SocketAddress
 from vibetwist.errors import FormatError
 from vibetwist.ipc import Decoder, MessageType, OversizedMessage, encode, parse_json
 from vibetwist.pty import set_size
@@ -186,8 +186,9 @@ class Forwarder:
             attached_via_vt=True,
         )
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        path = str(self.dir / "ipc.sock")
-        self._listener.bind(path)
+        path = self.dir / "ipc.sock"
+        with SocketAddress(path) as address:
+            self._listener.bind(address)
         os.chmod(path, FILE_MODE)
         self._listener.listen(MAX_CLIENTS)
         self._listener.setblocking(False)
