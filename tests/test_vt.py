@@ -314,7 +314,8 @@ class VtSessionTests(VtTestCase):
     @async_test
     async def test_ls_and_attach(self) -> None:
         """vt ls lists the daemon's sessions; vt attach shows a session's screen in another
-        terminal, types into it, and detaches on Ctrl-] leaving the session running."""
+        terminal, types into it, gives it its size (also after a window change), and
+        detaches on Ctrl-] leaving the session running."""
         known = await self.known()
         local = self.run_vt(SHELL)
         sid = (await self.session_of(local, known))["id"]
@@ -326,11 +327,15 @@ class VtSessionTests(VtTestCase):
         self.assertRegex(listing.output, rb"ID\s+STATUS\s+NAME\s+COMMAND")
         self.assertIn(f"{sid}  running".encode(), listing.output)
 
-        other = self.run_in_terminal([*VT, "attach", sid, "--server", self.daemon.origin], cols=80, rows=24)
+        other = self.run_in_terminal([*VT, "attach", sid, "--server", self.daemon.origin], cols=100, rows=30)
         await other.see(b"before-2")
-        other.type(b"echo attached-$((5*5))\r")
+        other.type(b"echo attached-$((5*5)); stty size\r")
         await other.see(b"attached-25")
         await local.see(b"attached-25")
+        await other.see(b"30 100")
+        other.resize(90, 20)
+        other.type(b"stty size\r")
+        await other.see(b"20 90")
         other.type(b"\x1d")
         self.assertEqual(await other.exit(), 0)
         self.assertIn(b"[detached]", other.output)
