@@ -171,9 +171,10 @@ class ExternalLayoutTests(unittest.TestCase):
         (garbage / "session.json").write_bytes(b"{not json")
         write_session(root, "liar", id="someone-else")
         write_session(root, "escape", id="../escape")
-        sneaky = write_session(root, "sneaky")
+        sneaky = write_session(outside, "sneaky")
         (sneaky / "stdout").unlink()
         (sneaky / "stdout").symlink_to(outside / "elsewhere" / "stdout")
+        sneaky.rename(root / "sneaky")
         blank = root / "blank"
         blank.mkdir()
         (blank / "session.json").write_bytes(b"[]")

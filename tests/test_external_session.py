@@ -18,6 +18,7 @@ from vibetwist import external
 from vibetwist.asciicast import Event, Exit, Header, encode_event, encode_exit, encode_header
 from vibetwist.controldir import ControlDir
 from vibetwist.external import ExternalSession, has_symlinks, is_external, pid_alive
+from vibetwist.recording import RecordingReader
 from vibetwist.screenfeed import ScreenScheduler
 from vibetwist.service import SessionService
 from vibetwist.session import SessionInfo, Status
@@ -193,6 +194,22 @@ class TailTests(SynchronousTestCase):
         session.resize(120, 40)
         self.assertEqual(asked, [(120, 40)])
         self.assertEqual(path.stat().st_size, size)
+
+
+class SwapTests(SynchronousTestCase):
+    def test_recording_swapped_for_symlink(self) -> None:
+        """A recording swapped for a symbolic link after discovery ends the session, and
+        readers of the recording never follow the link."""
+        root = Path(self.mktemp())
+        session, path, _ = make_session(root, encode_event(0.1, "o", "mine"))
+        outside = Path(self.mktemp())
+        outside.write_bytes(HEADER + encode_event(0.1, "o", "secret"))
+        path.unlink()
+        path.symlink_to(outside)
+        session.tail()
+        self.assertIs(session.status, Status.EXITED)
+        reader = RecordingReader(path, 0)
+        self.assertEqual(reader.read_lines(outside.stat().st_size), [])
 
 
 class FolderTests(SynchronousTestCase):

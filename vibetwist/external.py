@@ -321,7 +321,11 @@ class ExternalSession(Session):
                 self._fd = os.open(self.recording_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
             data = os.pread(self._fd, TAIL_STEP, self._read_at)
         except OSError as e:
-            if e.errno != errno.ENOENT:
+            if e.errno == errno.ELOOP:
+                # Its recording was swapped for a symbolic link: nothing of it is to be trusted.
+                self.log.error("{id}: its recording became a symbolic link; ending it", id=self.id)
+                self._finish(None)
+            elif e.errno != errno.ENOENT:
                 self.log.warn("cannot read {path}: {error}", path=str(self.recording_path), error=e)
             return
         if not data:
