@@ -196,6 +196,19 @@ class TailTests(SynchronousTestCase):
         self.assertEqual(path.stat().st_size, size)
 
 
+class AttachTests(SynchronousTestCase):
+    def test_found_already_ended(self) -> None:
+        """A session whose session.json still says running but whose recording already ends
+        with its exit line is exited at once, with that line's code."""
+        root = Path(self.mktemp())
+        session, _, clock = make_session(root, encode_event(0.1, "o", "bye") + encode_exit(7, SID))
+        session.close()
+        found = ExternalSession.attach(
+            session.info, ControlDir(root), reactor=clock, screens=ScreenScheduler(clock), scrollback=100
+        )
+        self.assertEqual((found.status, found.info.exit_code), (Status.EXITED, 7))
+
+
 class SwapTests(SynchronousTestCase):
     def test_recording_swapped_for_symlink(self) -> None:
         """A recording swapped for a symbolic link after discovery ends the session, and

@@ -33,7 +33,16 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
-from vibetwist.asciicast import ClearDetector, Event, Exit, Header, LineSplitter, parse_line, parse_size
+from vibetwist.asciicast import (
+    ClearDetector,
+    Event,
+    Exit,
+    Header,
+    LineSplitter,
+    is_exit_line,
+    parse_line,
+    parse_size,
+)
 from vibetwist.controldir import ControlDir, SocketAddress
 from vibetwist.errors import BadRequest, FormatError
 from vibetwist.interfaces import ITerminalProcess
@@ -245,8 +254,31 @@ class ExternalSession(Session):
         session = cls(info, files, reactor=reactor, screens=screens, scrollback=scrollback)
         process = ExternalProcess(reactor, files.session_dir(info.id) / "ipc.sock", info.pid, info.id)
         session._process = process
-        process.start()
+        ended = session._history_exit()
+        if ended is not None:
+            # It ended between its session.json being read and its recording.
+            session._finish(ended.code)
+        else:
+            process.start()
         return session
+
+    def _history_exit(self) -> Exit | None:
+        """The exit line the recording's history ends with, if it does."""
+        start = max(len(self.header_line), self.recorded_end - 4096)
+        try:
+            with open(self.recording_path, "rb") as f:
+                f.seek(start)
+                tail = f.read(self.recorded_end - start)
+        except OSError:
+            return None
+        last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+        if not is_exit_line(last):
+            return None
+        try:
+            record = parse_line(last)
+        except FormatError:
+            return None
+        return record if isinstance(record, Exit) else None
 
     def _file_size(self) -> int:
         """The offset just past the last whole line: a line being written is taken once whole."""
@@ -419,7 +451,7 @@ class ExternalSession(Session):
             self._gone_since = now
         if now - self._gone_since >= EXIT_GRACE:
             self.tail()
-            self.info_changed()
+            self._reread_info()
             if self.status is not Status.EXITED:
                 self._finish(self.info.exit_code)
 
