@@ -11,7 +11,7 @@ setup(
     python_requires=">=3.11",
     # twisted.plugins must be listed by hand: find_packages() would miss it,
     # and it must ship without an __init__.py of its own.
-    packages=["vibetwist", "twisted.plugins"],
+    packages=["vibetwist", "vibetwist.vt", "twisted.plugins"],
     package_data={"twisted.plugins": ["vibetunnel_plugin.py"]},
     install_requires=[
         # tls: pyOpenSSL and service_identity for ssl: endpoints.
@@ -29,5 +29,5 @@ setup(
     extras_require={
         "test": ["hypothesis>=6.100", "ruff>=0.6", "mypy>=1.10", "mypy-zope>=1.0", "asciinema>=2.4,<3"],
     },
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["vt = vibetwist.vt:main"]},
 )

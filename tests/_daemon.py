@@ -37,6 +37,8 @@ T = TypeVar("T")
 
 LISTENING = re.compile(rb"vibetwist listening on https?://(?:127\.0\.0\.1|0\.0\.0\.0):(\d+)/")
 TWISTD = "from twisted.scripts.twistd import run; run()"
+#: The folder holding this checkout's vibetwist package.
+CHECKOUT = str(Path(__file__).resolve().parent.parent)
 
 #: pids of daemons still running, for the exit-time safety net.
 _alive: set[int] = set()
@@ -218,9 +220,10 @@ class Daemon:
             "LC_ALL": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
         }
-        for name in ("VIRTUAL_ENV", "PYTHONPATH"):
-            if name in os.environ:  # the daemon runs the code under test, not an installed copy
-                env[name] = os.environ[name]
+        if "VIRTUAL_ENV" in os.environ:
+            env["VIRTUAL_ENV"] = os.environ["VIRTUAL_ENV"]
+        # The daemon runs this checkout's code, not whatever the virtualenv has installed.
+        env["PYTHONPATH"] = CHECKOUT
         env.update(self.extra_env)
         argv = [
             sys.executable, "-c", TWISTD, "-n", "--pidfile=", "vibetunnel",

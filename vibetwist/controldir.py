@@ -128,3 +128,34 @@ class ControlDir:
         except OSError as e:
             if e.errno != errno.ENOENT:
                 raise
+
+
+#: The longest path a Unix socket address may have (108 bytes on Linux, with its NUL).
+SOCKET_PATH_MAX = 107
+
+
+class SocketAddress:
+    """A Unix socket path short enough to bind or connect to, however deep its folder.
+
+    A longer path is reached through ``/proc/self/fd/N/``, N being a descriptor
+    of the folder held open until ``close()``. Use as a context manager around
+    the bind or the whole connect.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._fd: int | None = None
+        self.address = str(path)
+        if len(os.fsencode(self.address)) > SOCKET_PATH_MAX:
+            self._fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self.address = f"/proc/self/fd/{self._fd}/{path.name}"
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> str:
+        return self.address
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -120,16 +120,17 @@ class RecordingReader:
         """Up to about max_bytes of whole lines between the offset and end, with their offsets.
 
         Advances the offset past the lines returned. A line longer than
-        max_bytes is returned whole. A missing file reads as empty.
+        max_bytes is returned whole. A missing file, or a symbolic link, reads as empty.
         """
         lines: list[tuple[int, bytes]] = []
         if self.offset >= end:
             return lines
         if self._fd is None:
             try:
-                self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                # Never through a symbolic link: a recording is a file in its session's folder.
+                self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
             except OSError as e:
-                if e.errno == errno.ENOENT:
+                if e.errno in (errno.ENOENT, errno.ELOOP):
                     self.offset = end
                     return lines
                 raise

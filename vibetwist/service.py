@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from vibetwist.command import default_name, plan_launch, resolve_directory
 from vibetwist.controldir import ControlDir
 from vibetwist.errors import BadRequest, Conflict, FormatError, NotFound
+from vibetwist.external import ControlDirWatcher, ExternalSession, has_symlinks, is_external
 from vibetwist.interfaces import ILauncher
 from vibetwist.pty import SpawnQueue, signal_sessions
 from vibetwist.screen import DEFAULT_SCROLLBACK
@@ -51,6 +52,7 @@ class SessionService(Service):
         max_recording: int | None = None,
         environ: dict[str, str] | None = None,
         screens: ScreenScheduler | None = None,
+        watch_files: bool = True,
     ) -> None:
         self.files = ControlDir(control_dir)
         self._reactor = reactor
@@ -63,20 +65,30 @@ class SessionService(Service):
         self.spawns = SpawnQueue(reactor)
         self.screens = screens if screens is not None else ScreenScheduler(reactor)
         self.sessions: dict[str, Session] = {}
+        self._skipped: dict[str, str] = {}
+        #: watch_files=False: the control dir is rescanned on a timer, inotify is not used.
+        self.watcher = ControlDirWatcher(
+            self.files.root, reactor, self.rescan, self._folder_changed, use_inotify=watch_files
+        )
 
     # -- service ---------------------------------------------------------------
 
     def startService(self) -> None:
         super().startService()
         self.files.create()
+        self.watcher.start()
         self.load()
 
     def stopService(self) -> Deferred[Any]:
-        """End every running session the daemon started (SIGTERM, then SIGKILL)."""
+        """End every running session the daemon started (SIGTERM, then SIGKILL); sessions
+        another process runs keep running."""
         super().stopService()
+        self.watcher.stop()
         waits = []
         for session in self.sessions.values():
-            if session.status is not Status.EXITED:
+            if isinstance(session, ExternalSession):
+                session.release()
+            elif session.status is not Status.EXITED:
                 session.kill()
                 waits.append(session.when_ended())
         for session in self.sessions.values():
@@ -90,34 +102,93 @@ class SessionService(Service):
 
     def load(self) -> None:
         """List the sessions found in the control directory; running ones whose program is gone
-        are shown as exited, and programs left behind by a daemon that died are ended."""
+        are shown as exited, and programs left behind by a daemon that died are ended.
+        Sessions another process runs (``vt``) are followed while they run."""
         orphans: dict[int, int] = {}
         for session_id in self.files.session_ids():
-            if session_id in self.sessions:
-                continue
-            try:
-                info = SessionInfo.from_json(self.files.load_info(session_id))
-            except FormatError as e:
-                self.log.warn("skipping {id}: {error}", id=session_id, error=e)
-                continue
-            if info.id != session_id:
-                self.log.warn("skipping {id}: its session.json names another id", id=session_id)
-                continue
-            if info.status is not Status.EXITED and info.pid is not None:
-                if _pid_runs_session(info.pid, session_id) and not info.attached_via_vt:
-                    # Left behind by a daemon that died: nobody can reach its terminal now.
-                    orphans[info.pid] = SIGKILL
-            self.sessions[session_id] = Session.restore(
-                info,
-                self.files,
-                reactor=self._reactor,
-                screens=self.screens,
-                scrollback=self.scrollback,
-            )
+            if session_id not in self.sessions:
+                self._load_one(session_id, orphans)
         if orphans:
             for _ in signal_sessions(orphans):
                 pass  # one pass over /proc for all of them, at start-up
         self.log.info("found {n} sessions in {path}", n=len(self.sessions), path=str(self.files.root))
+
+    def _load_one(self, session_id: str, orphans: dict[int, int]) -> None:
+        if not self.files.info_path(session_id).exists():
+            return  # a folder being made: its session.json comes with a change seen later
+        if has_symlinks(self.files.session_dir(session_id)):
+            if self._skipped.get(session_id) != "symlink":
+                self._skipped[session_id] = "symlink"
+                self.log.warn("skipping {id}: its files must not be symbolic links", id=session_id)
+            return
+        try:
+            info = SessionInfo.from_json(self.files.load_info(session_id))
+        except FormatError as e:
+            if self._skipped.get(session_id) != str(e):
+                self._skipped[session_id] = str(e)
+                self.log.warn("skipping {id}: {error}", id=session_id, error=e)
+            return
+        if info.id != session_id:
+            if self._skipped.get(session_id) != "id":
+                self._skipped[session_id] = "id"
+                self.log.warn("skipping {id}: its session.json names another id", id=session_id)
+            return
+        self._skipped.pop(session_id, None)
+        options: dict[str, Any] = dict(
+            reactor=self._reactor, screens=self.screens, scrollback=self.scrollback
+        )
+        folder = self.files.session_dir(session_id)
+        if is_external(info, folder):
+            if not self._external_ready(info):
+                return  # its files are still being made: seen again on the next change
+            external = ExternalSession.attach(info, self.files, **options)
+            self.sessions[session_id] = external
+            self.watcher.watch(session_id)
+            external.check()
+            return
+        if info.status is not Status.EXITED and info.pid is not None:
+            if _pid_runs_session(info.pid, session_id) and not info.attached_via_vt:
+                # Left behind by a daemon that died: nobody can reach its terminal now.
+                orphans[info.pid] = SIGKILL
+        self.sessions[session_id] = Session.restore(info, self.files, **options)
+
+    def _external_ready(self, info: SessionInfo) -> bool:
+        """Whether an external session's recording has its header line yet."""
+        try:
+            with open(self.files.recording_path(info.id), "rb") as f:
+                return f.readline(1 << 20).endswith(b"\n")
+        except OSError:
+            return False
+
+    def rescan(self) -> None:
+        """Take in sessions that appeared, drop those whose folder vanished, check external ones."""
+        present = set(self.files.session_ids())
+        for session_id, session in list(self.sessions.items()):
+            if session_id not in present and (
+                isinstance(session, ExternalSession) or session.status is Status.EXITED
+            ):
+                session.close()
+                del self.sessions[session_id]
+                self.watcher.unwatch(session_id)
+        for session_id in present - self.sessions.keys():
+            self._load_one(session_id, {})
+            # Also a folder still being made: its session.json is seen the moment it lands.
+            self.watcher.watch(session_id)
+        for session_id, session in list(self.sessions.items()):
+            if isinstance(session, ExternalSession):
+                session.check()
+                if session.status is Status.EXITED:
+                    self.watcher.unwatch(session_id)
+
+    def _folder_changed(self, session_id: str, name: str) -> None:
+        session = self.sessions.get(session_id)
+        if isinstance(session, ExternalSession):
+            if name == "stdout":
+                session.grown()
+            elif name == "session.json":
+                session.info_changed()
+        elif session is None:
+            self.rescan()
 
     # -- sessions ----------------------------------------------------------------
 
@@ -211,6 +282,7 @@ class SessionService(Service):
             raise Conflict("Session is still running")
         session.close()
         del self.sessions[session_id]
+        self.watcher.unwatch(session_id)
         self.files.remove(session_id)
 
     def cleanup_exited(self) -> int:

@@ -1,0 +1,307 @@
+"""ExternalSession: a session whose recording another process writes, read without a reactor."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import attrs
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from vibetwist import external
+from vibetwist.asciicast import Event, Exit, Header, encode_event, encode_exit, encode_header
+from vibetwist.controldir import ControlDir
+from vibetwist.external import ExternalSession, has_symlinks, is_external, pid_alive
+from vibetwist.recording import RecordingReader
+from vibetwist.screenfeed import ScreenScheduler
+from vibetwist.service import SessionService
+from vibetwist.session import SessionInfo, Status
+from vibetwist.testing import FakeLauncher
+
+SID = "ext-1"
+HEADER = encode_header(Header(width=80, height=24, timestamp=0, command="prog"))
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.lines: list[tuple[bytes, Any]] = []
+
+    def event(self, line: bytes, record: Any) -> None:
+        self.lines.append((line, record))
+
+
+def make_session(root: Path, recording: bytes = b"") -> tuple[ExternalSession, Path, Clock]:
+    files = ControlDir(root)
+    files.create()
+    folder = files.make_session_dir(SID)
+    info = SessionInfo(
+        id=SID,
+        name="prog",
+        command=("prog",),
+        working_dir="/",
+        status=Status.RUNNING,
+        started_at="2026-01-01T00:00:00.000Z",
+        pid=os.getpid(),
+        attached_via_vt=True,
+    )
+    files.save_info(SID, info.to_json())
+    (folder / "stdout").write_bytes(HEADER + recording)
+    clock = Clock()
+    session = ExternalSession(info, files, reactor=clock, screens=ScreenScheduler(clock), scrollback=100)
+    return session, folder / "stdout", clock
+
+
+def append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+class TailTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.root = Path(self.mktemp())
+
+    def test_history_then_whole_lines(self) -> None:
+        """The history already written counts as recorded; appended lines reach listeners
+        once whole, with recorded_end just past the last whole line."""
+        first = encode_event(0.1, "o", "one\r\n")
+        session, path, _ = make_session(self.root, first + b'[0.2,"o","tw')
+        self.assertEqual(session.recorded_end, len(HEADER) + len(first))
+        listener = Listener()
+        session.listeners.add(listener)
+        session.tail()
+        self.assertEqual(listener.lines, [])
+        append(path, b'o\\r\\n"]\n')
+        session.tail()
+        self.assertEqual([r for _, r in listener.lines], [Event(0.2, "o", "two\r\n")])
+        self.assertEqual(session.recorded_end, path.stat().st_size)
+
+    @given(
+        st.lists(st.text(max_size=30), min_size=1, max_size=8), st.lists(st.integers(0, 2000), max_size=10)
+    )
+    def test_any_chunking(self, texts: list[str], cuts: list[int]) -> None:
+        """However the other process's writes are cut, listeners get each line once, in order."""
+        root = Path(self.mktemp())
+        session, path, _ = make_session(root)
+        listener = Listener()
+        session.listeners.add(listener)
+        body = b"".join(encode_event(i, "o", t) for i, t in enumerate(texts))
+        points = sorted({c % (len(body) + 1) for c in cuts}) + [len(body)]
+        last = 0
+        for point in points:
+            append(path, body[last:point])
+            last = point
+            session.tail()
+        self.assertEqual([r.data for _, r in listener.lines], texts)
+        self.assertEqual(session.recorded_end, len(HEADER) + len(body))
+
+    def test_resize_and_exit(self) -> None:
+        """A resize line sets the size; the exit line ends the session with its code,
+        writes exited to session.json, and nothing after it is read."""
+        session, path, _ = make_session(self.root)
+        listener = Listener()
+        session.listeners.add(listener)
+        append(path, encode_event(1, "r", "100x30") + encode_exit(3, SID) + encode_event(2, "o", "late"))
+        session.tail()
+        self.assertEqual(session.size, (100, 30))
+        self.assertEqual((session.status, session.info.exit_code), (Status.EXITED, 3))
+        self.assertEqual([r for _, r in listener.lines], [Event(1, "r", "100x30"), Exit(3, SID)])
+        saved = json.loads((path.parent / "session.json").read_bytes())
+        self.assertEqual((saved["status"], saved["exitCode"]), ("exited", 3))
+
+    def test_size_from_history(self) -> None:
+        """A session found mid-run takes the size of the last resize in its recording."""
+        session, _, _ = make_session(self.root, encode_event(1, "r", "132x50") + encode_event(2, "o", "x"))
+        self.assertEqual(session.size, (132, 50))
+
+    def test_big_step_continues_later(self) -> None:
+        """More than one step of new recording is taken in over several reactor turns."""
+        self.patch(external, "TAIL_STEP", 64)
+        session, path, clock = make_session(self.root)
+        listener = Listener()
+        session.listeners.add(listener)
+        append(path, b"".join(encode_event(i, "o", "x" * 20) for i in range(10)))
+        session.tail()
+        first = len(listener.lines)
+        self.assertLess(first, 10)
+        for _ in range(20):
+            clock.advance(0)
+        self.assertEqual(len(listener.lines), 10)
+
+    def test_overlong_line_passed_over(self) -> None:
+        """A line longer than the limit is passed over, and the lines after it keep their offsets."""
+        self.patch(external, "MAX_LINE", 100)
+        self.patch(external, "TAIL_STEP", 64)
+        session, path, clock = make_session(self.root)
+        listener = Listener()
+        session.listeners.add(listener)
+        after = encode_event(2, "o", "after")
+        append(path, encode_event(1, "o", "y" * 400) + after)
+        session.tail()
+        for _ in range(30):
+            clock.advance(0)
+        self.assertEqual([r.data for _, r in listener.lines], ["after"])
+        self.assertEqual(session.recorded_end, path.stat().st_size)
+
+    def test_dead_pid_exits(self) -> None:
+        """check() shows a session whose pid is gone as exited, without an exit code."""
+        session, _, clock = make_session(self.root)
+        session.info = attrs.evolve(session.info, pid=2**22 + 999)
+        session.check()
+        self.assertIs(session.status, Status.RUNNING)
+        clock.advance(external.EXIT_GRACE)
+        session.check()
+        self.assertEqual((session.status, session.info.exit_code), (Status.EXITED, None))
+
+    def test_exit_line_after_pid_is_gone(self) -> None:
+        """A program that has ended while its forwarder is still writing gets the exit code
+        of the exit line that follows, not an unknown one."""
+        session, path, clock = make_session(self.root)
+        session.info = attrs.evolve(session.info, pid=2**22 + 999)
+        session.check()
+        clock.advance(external.EXIT_GRACE / 2)
+        append(path, encode_exit(7, SID))
+        session.check()
+        self.assertEqual((session.status, session.info.exit_code), (Status.EXITED, 7))
+
+    def test_forwarder_says_exited(self) -> None:
+        """session.json saying exited ends the session with its code, even without an exit line."""
+        session, path, _ = make_session(self.root)
+        info = json.loads((path.parent / "session.json").read_bytes())
+        (path.parent / "session.json").write_text(json.dumps(dict(info, status="exited", exitCode=4)))
+        os.utime(path.parent / "session.json", ns=(1, 1))
+        session.info_changed()
+        self.assertEqual((session.status, session.info.exit_code), (Status.EXITED, 4))
+
+    def test_resize_goes_to_process(self) -> None:
+        """A resize asks the other process (nothing is recorded by the daemon)."""
+        session, path, _ = make_session(self.root)
+        asked: list[tuple[int, int]] = []
+
+        class Process:
+            pid = os.getpid()
+
+            def resize(self, cols: int, rows: int) -> None:
+                asked.append((cols, rows))
+
+        session._process = Process()  # type: ignore[assignment]
+        size = path.stat().st_size
+        session.resize(120, 40)
+        self.assertEqual(asked, [(120, 40)])
+        self.assertEqual(path.stat().st_size, size)
+
+
+class AttachTests(SynchronousTestCase):
+    def test_found_already_ended(self) -> None:
+        """A session whose session.json still says running but whose recording already ends
+        with its exit line is exited at once, with that line's code."""
+        root = Path(self.mktemp())
+        session, _, clock = make_session(root, encode_event(0.1, "o", "bye") + encode_exit(7, SID))
+        session.close()
+        found = ExternalSession.attach(
+            session.info, ControlDir(root), reactor=clock, screens=ScreenScheduler(clock), scrollback=100
+        )
+        self.assertEqual((found.status, found.info.exit_code), (Status.EXITED, 7))
+
+
+class SwapTests(SynchronousTestCase):
+    def test_recording_swapped_for_symlink(self) -> None:
+        """A recording swapped for a symbolic link after discovery ends the session, and
+        readers of the recording never follow the link."""
+        root = Path(self.mktemp())
+        session, path, _ = make_session(root, encode_event(0.1, "o", "mine"))
+        outside = Path(self.mktemp())
+        outside.write_bytes(HEADER + encode_event(0.1, "o", "secret"))
+        path.unlink()
+        path.symlink_to(outside)
+        session.tail()
+        self.assertIs(session.status, Status.EXITED)
+        reader = RecordingReader(path, 0)
+        self.assertEqual(reader.read_lines(outside.stat().st_size), [])
+
+
+class FolderTests(SynchronousTestCase):
+    def test_symlinks_found(self) -> None:
+        """A session folder whose stdout is a symbolic link is spotted."""
+        folder = Path(self.mktemp())
+        folder.mkdir()
+        (folder / "session.json").write_text("{}")
+        self.assertFalse(has_symlinks(folder))
+        (folder / "stdout").symlink_to("/etc/passwd")
+        self.assertTrue(has_symlinks(folder))
+
+    def test_is_external(self) -> None:
+        """A running session is external when it says attachedViaVT or has an ipc.sock."""
+        folder = Path(self.mktemp())
+        folder.mkdir()
+        base = dict(id=SID, name="n", command=("x",), working_dir="/", started_at="t")
+        self.assertTrue(is_external(SessionInfo(status=Status.RUNNING, attached_via_vt=True, **base), folder))
+        self.assertFalse(is_external(SessionInfo(status=Status.RUNNING, **base), folder))
+        self.assertFalse(is_external(SessionInfo(status=Status.EXITED, attached_via_vt=True, **base), folder))
+
+    def test_pid_alive(self) -> None:
+        """A live pid counts unless its environment names another session; a missing one does not."""
+        proc = Path(self.mktemp())
+        for pid, env, state in (
+            (1, b"A=1\0", b"S"),
+            (2, b"VIBETUNNEL_SESSION_ID=other\0", b"S"),
+            (3, b"", b"Z"),
+        ):
+            (proc / str(pid)).mkdir(parents=True)
+            (proc / str(pid) / "stat").write_bytes(b"%d (x) %s 1 1 1" % (pid, state))
+            (proc / str(pid) / "environ").write_bytes(env)
+        self.assertTrue(pid_alive(1, SID, str(proc)))
+        self.assertFalse(pid_alive(2, SID, str(proc)))
+        self.assertFalse(pid_alive(3, SID, str(proc)))
+        self.assertFalse(pid_alive(4, SID, str(proc)))
+
+
+class DiscoveryTests(SynchronousTestCase):
+    """The service finds external sessions by rescanning when inotify is not used."""
+
+    def test_polling_finds_and_drops(self) -> None:
+        """Without inotify, a session folder that appears is listed within one rescan, a
+        running one whose pid is gone is exited, and a vanished folder is dropped."""
+        root = Path(self.mktemp())
+        reactor = MemoryReactorClock()
+        service = SessionService(
+            root,
+            reactor=reactor,
+            launcher=FakeLauncher(),
+            shell="/bin/sh",
+            scrollback=100,
+            screens=ScreenScheduler(reactor, busy_delay=0),
+            watch_files=False,
+        )
+        service.startService()
+        self.assertFalse(service.watcher.inotify)
+        session, path, _ = make_session(root, encode_event(0.5, "o", "hi"))
+        session.close()
+        self.assertNotIn(SID, service.sessions)
+        reactor.advance(external.FAST_SCAN)
+        found = service.get(SID)
+        self.assertIsInstance(found, ExternalSession)
+        self.assertIs(found.status, Status.RUNNING)
+        self.assertEqual(found.recorded_end, path.stat().st_size)
+        self.assertEqual([c[0] for c in reactor.unixClients], [str(path.parent / "ipc.sock")])
+
+        other = ControlDir(root)
+        other.make_session_dir("gone-pid")
+        other.save_info("gone-pid", dict(found.info.to_json(), id="gone-pid", pid=2**22 + 77))
+        (root / "gone-pid" / "stdout").write_bytes(HEADER)
+        reactor.advance(external.FAST_SCAN)
+        reactor.advance(external.EXIT_GRACE)
+        self.assertIs(service.get("gone-pid").status, Status.EXITED)
+
+        for child in path.parent.iterdir():
+            child.unlink()
+        path.parent.rmdir()
+        reactor.advance(external.FAST_SCAN)
+        self.assertNotIn(SID, service.sessions)
+        self.assertIn("gone-pid", service.sessions)
+        service.stopService()
