@@ -160,8 +160,11 @@ class _Watcher(ProcessProtocol):
 class Daemon:
     """One ``twistd -n vibetunnel`` process on 127.0.0.1, port 0, with its own control dir."""
 
-    def __init__(self, reactor: Any, base: Path, control_dir: Path | None = None) -> None:
+    def __init__(
+        self, reactor: Any, base: Path, control_dir: Path | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self._reactor = reactor
+        self.args = tuple(args)
         self.base = Path(base)
         self.home = self.base / "home"
         self.control_dir = control_dir if control_dir is not None else self.base / "control"
@@ -201,11 +204,14 @@ class Daemon:
             "LC_ALL": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
         }
-        if "VIRTUAL_ENV" in os.environ:
-            env["VIRTUAL_ENV"] = os.environ["VIRTUAL_ENV"]
+        for name in ("VIRTUAL_ENV", "PYTHONPATH"):
+            # PYTHONPATH: the daemon runs the code under test, not another copy installed.
+            if name in os.environ:
+                env[name] = os.environ[name]
         argv = [
             sys.executable, "-c", TWISTD, "-n", "--pidfile=", "vibetunnel",
             "--listen", "tcp:0:interface=127.0.0.1", "--control-dir", str(self.control_dir),
+            *self.args,
         ]  # fmt: skip
         log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         null_fd = os.open(os.devnull, os.O_RDONLY)

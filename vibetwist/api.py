@@ -22,6 +22,7 @@ from vibetwist.asciicast import iter_playable
 from vibetwist.errors import BadRequest, UpgradeRequired
 from vibetwist.keys import key_sequence
 from vibetwist.lag import LagMonitor
+from vibetwist.limits import SessionGate
 from vibetwist.recording import RecordingReader
 from vibetwist.screenfeed import budget_cooperator
 from vibetwist.service import SessionService
@@ -122,6 +123,8 @@ class API:
         self.streams = background if background is not None else budget_cooperator(reactor, 0.002)
         self.viewers: set[Any] = set()
         self.websockets = WebSockets(service, reactor, self.streams, compress=compress)
+        #: Admits session creates (the live-session cap and the creation rate).
+        self.gate: SessionGate | None = None
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
 
@@ -159,7 +162,12 @@ class API:
         body = {"error": error.message}
         if error.details:
             body["details"] = error.details
-        return _json(request, body, error.status)
+        answer = _json(request, body, error.status)
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            request.setResponseCode(error.status, error.reason)
+            request.setHeader(b"retry-after", str(retry_after).encode())
+        return answer
 
     @app.handle_errors(RouteNotFound)
     def _no_route(self, request: Any, failure: Any) -> bytes:
@@ -224,6 +232,8 @@ class API:
     @app.route("/api/sessions", methods=["POST"])
     def create_session(self, request: Any) -> bytes:
         body = _body(request)
+        if self.gate is not None:
+            self.gate.admit(sum(s.status is not Status.EXITED for s in self.service.sessions.values()))
         session = self.service.create(
             body.get("command"),
             working_dir=body.get("workingDir"),

@@ -25,6 +25,7 @@ from vibetwist.controldir import default_control_dir
 from vibetwist.fairness import cap_events_per_turn
 from vibetwist.guard import Guard
 from vibetwist.lag import LagMonitor
+from vibetwist.limits import ConnectionLimiter, Limits, SessionGate
 from vibetwist.pty import PTYLauncher, SessionSignaller
 from vibetwist.screenfeed import budget_cooperator
 from vibetwist.service import SessionService
@@ -88,6 +89,16 @@ class Options(usage.Options):
         ["shell", None, None, "Shell for commands that are not programs (default: $SHELL)."],
         ["scrollback", None, "10000", "Lines of scrollback kept per session screen."],
         ["max-recording", None, "1G", "Largest recording per session, e.g. 500M or 2G."],
+        ["max-sessions", None, "1000", "Live sessions at most; a create past it answers 503."],
+        ["max-create-rate", None, "200", "Session creates per second over time; faster ones answer 429."],
+        ["create-burst", None, "200", "Session creates allowed at once before the rate applies."],
+        ["max-connections", None, "2000", "HTTP and WebSocket connections at most; more get a 503."],
+        [
+            "request-timeout",
+            None,
+            "30",
+            "Seconds a connection has to send a whole request (headers and body); then 408.",
+        ],
     ]
     optFlags = [
         ["measure-lag", None, "Measure reactor stalls (reported by GET /api/stats)."],
@@ -134,6 +145,27 @@ class Options(usage.Options):
             self["max-recording"] = parse_size(str(self["max-recording"]))
         except ValueError as e:
             raise usage.UsageError(f"--max-recording: {e}") from e
+        self["limits"] = parse_limits(self)
+
+
+def parse_limits(options: Any) -> Limits:
+    """The Limits named by the options; UsageError for a value out of range."""
+    fields: dict[str, Any] = {}
+    for option, name, kind, low in [
+        ("max-sessions", "max_sessions", int, 1),
+        ("max-create-rate", "create_rate", float, 0.001),
+        ("create-burst", "create_burst", int, 1),
+        ("max-connections", "max_connections", int, 1),
+        ("request-timeout", "request_timeout", float, 0.1),
+    ]:
+        try:
+            value = kind(options[option])
+            if not low <= value < 1e9:
+                raise ValueError
+        except ValueError:
+            raise usage.UsageError(f"--{option} must be a number of at least {low}") from None
+        fields[name] = value
+    return Limits(**fields)
 
 
 class _QuietSite(Site):
@@ -233,7 +265,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         environ=dict(os.environ),
     )
     lag = LagMonitor(reactor) if options["measure-lag"] else None
+    limits = options.get("limits") or Limits()
     api = API(sessions, reactor, lag, background, compress=bool(options["compress"]))
+    api.gate = SessionGate(limits, reactor)
     # Services stop in the reverse order: listeners, then sessions (their viewers
     # get the exit lines), then the API (which lets those lines flush).
     _APIService(api, lag, reactor).setServiceParent(top)
@@ -241,6 +275,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     site_class = Site if options["access-log"] else _QuietSite
     site = site_class(Guard(api.resource()))
     site.noisy = False
+    limited = ConnectionLimiter(site, limits, reactor)
     for description in options["listen"]:
-        Listener(reactor, description, site).setServiceParent(top)
+        Listener(reactor, description, limited).setServiceParent(top)
     return top

@@ -34,6 +34,7 @@ from vibetwist.errors import BadRequest
 from vibetwist.immediate import write_now
 from vibetwist.interfaces import ITerminalChannel
 from vibetwist.keys import key_sequence
+from vibetwist.limits import MAX_SUBSCRIPTIONS
 from vibetwist.service import SessionService
 from vibetwist.session import Session
 from vibetwist.viewer import TerminalViewer
@@ -180,6 +181,9 @@ class BuffersProtocol(_Protocol):
         if session is None:
             return
         hub = self._subscriptions.get(session.id)
+        if hub is None and len(self._subscriptions) >= MAX_SUBSCRIPTIONS:
+            self.send_error(f"At most {MAX_SUBSCRIPTIONS} subscriptions per socket")
+            return
         if hub is None:
             hub = self._subscriptions[session.id] = self.factory.hub(session)
             hub.add(self)
@@ -340,6 +344,8 @@ class Endpoints(WebSocketServerFactory):
         options: dict[str, Any] = {
             "maxMessagePayloadSize": MAX_MESSAGE,
             "maxFramePayloadSize": MAX_MESSAGE,
+            # A protocol error (a message too big: 1009) gets its close code, not a bare drop.
+            "failByDrop": False,
             "openHandshakeTimeout": 10,
             "closeHandshakeTimeout": 2,
             "autoPingInterval": 30,
