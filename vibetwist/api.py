@@ -16,8 +16,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
+from werkzeug.routing import RequestRedirect
 
-from vibetwist import __version__
+from vibetwist import __version__, jsontext
 from vibetwist.asciicast import iter_playable
 from vibetwist.errors import BadRequest, UpgradeRequired
 from vibetwist.keys import key_sequence
@@ -49,8 +50,8 @@ def _body(request: Any) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        value = jsontext.loads(raw)
+    except (ValueError, RecursionError) as e:
         raise BadRequest("Malformed JSON body", details=str(e)[:200]) from e
     if not isinstance(value, dict):
         raise BadRequest("The JSON body must be an object")
@@ -170,6 +171,7 @@ class API:
         return answer
 
     @app.handle_errors(RouteNotFound)
+    @app.handle_errors(RequestRedirect)  # a path with "//" or "/../": no route of ours
     def _no_route(self, request: Any, failure: Any) -> bytes:
         return _json(request, {"error": "Not found"}, 404)
 

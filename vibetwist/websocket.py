@@ -28,6 +28,7 @@ from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflat
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from vibetwist import jsontext
 from vibetwist.asciicast import Event
 from vibetwist.buffers import SnapshotHub
 from vibetwist.errors import BadRequest
@@ -133,7 +134,7 @@ class _Protocol(WebSocketServerProtocol):
             self.send_error("Expected a JSON text message")
             return None
         try:
-            value = json.loads(payload)
+            value = jsontext.loads(payload)
         except (ValueError, RecursionError):
             self.send_error("Malformed JSON message")
             return None
