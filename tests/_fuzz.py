@@ -20,7 +20,8 @@ import socket
 import stat
 import struct
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -383,6 +384,94 @@ def ws_attack(rng: random.Random) -> tuple[str, bytes]:
     return "ws bad continuation", b"".join(parts)
 
 
+def run_raw(port: int, cases: list[tuple[str, bytes]], tally: Tally, workers: int = 8) -> None:
+    """Send every case on its own connection, a few at a time, and count the answers."""
+
+    def one(case: tuple[str, bytes]) -> tuple[str, bytes, bytes]:
+        category, data = case
+        return category, data, exchange(port, data, timeout=0.3)
+
+    with ThreadPoolExecutor(workers) as pool:
+        for category, data, answer in pool.map(one, cases):
+            tally.record(category, answer, data[:200])
+
+
+def run_paths(port: int, tricks: list[str], tally: Tally) -> None:
+    """Every trick on every route that takes a session id."""
+    for trick in tricks:
+        quoted = trick.replace(" ", "%20").replace("#", "%23").replace("?", "%3F").replace("\n", "%0A")
+        for method, path, body in [
+            ("GET", f"/api/sessions/{quoted}", None),
+            ("PATCH", f"/api/sessions/{quoted}", b'{"name":"x"}'),
+            ("DELETE", f"/api/sessions/{quoted}", None),
+            ("DELETE", f"/api/sessions/{quoted}/cleanup", None),
+            ("GET", f"/api/sessions/{quoted}/text", None),
+            ("GET", f"/api/sessions/{quoted}/buffer", None),
+            ("GET", f"/api/sessions/{quoted}/stream", None),
+            ("GET", f"/api/sessions/{quoted}/recording", None),
+            ("POST", f"/api/sessions/{quoted}/input", b'{"text":"x"}'),
+            ("POST", f"/api/sessions/{quoted}/resize", b'{"cols":80,"rows":24}'),
+        ]:
+            code, answer = request(port, method, path, body)
+            tally.record_code("path trick", code or "none", f"{method} {path}")
+            if not 400 <= code < 500:
+                tally.faults.append(f"path trick: {method} {path} answered {code}: {answer[:200]!r}")
+        for path in (f"/ws/sessions/{quoted}", f"/ws/input?sessionId={quoted}"):
+            ws = WebSocket(port, path)
+            if ws.status == 101:
+                ws.frames(timeout=2.0)
+                code = ws.close_code or 0
+                if code != 4404:
+                    tally.faults.append(f"path trick: {path} stayed open (close {code})")
+            else:
+                code = ws.status
+            tally.record_code("path trick ws", code, path)
+            ws.close()
+
+
+def run_frames(port: int, cases: list[tuple[str, tuple[str, bytes]]], tally: Tally, workers: int = 8) -> None:
+    def one(case: tuple[str, tuple[str, bytes]]) -> tuple[str, str, int | str]:
+        path, (category, data) = case
+        ws = WebSocket(port, path)
+        try:
+            if ws.status != 101:
+                return path, category, ws.status
+            ws.send(data)
+            ws.frames(timeout=0.5)
+            return path, category, ws.close_code or ("dropped" if ws.closed else "open")
+        finally:
+            ws.close()
+
+    with ThreadPoolExecutor(workers) as pool:
+        for path, category, outcome in pool.map(one, cases):
+            tally.record_code(category, outcome, path)
+
+
+def open_flood(port: int, count: int) -> list[socket.socket]:
+    socks = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", port))
+        socks.append(sock)
+    for index, sock in enumerate(socks):
+        try:
+            if index % 4 == 1:
+                sock.send(b"GET /api/health HTTP/1.1\r\nHo")
+            elif index % 4 == 2:
+                sock.send(b"GET /api/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        except OSError:
+            pass
+    return socks
+
+
+def close_flood(socks: list[socket.socket]) -> None:
+    for index, sock in enumerate(socks):
+        if index % 4 == 3:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+
+
 def tree_snapshot(root: Path, skip: Path) -> dict[str, tuple[int, float]]:
     """Every file and folder under root except those under skip: path -> (size, mtime),
     (-1, 0) for a folder."""
@@ -403,8 +492,105 @@ def tree_snapshot(root: Path, skip: Path) -> dict[str, tuple[int, float]]:
     return found
 
 
-def iter_cases(
-    rng: random.Random, count: int, make: Callable[[random.Random], tuple[str, bytes]]
-) -> Iterator[tuple[str, bytes]]:
-    for _ in range(count):
-        yield make(rng)
+def make_outside(base: Path) -> Path:
+    """A session-like folder beside the control directory, for a link to point at."""
+    outside = base / "outside"
+    outside.mkdir()
+    (outside / "session.json").write_text(json.dumps({"id": "linked", "command": ["x"], "status": "exited"}))
+    (outside / "stdout").write_text("keep me\n")
+    return outside
+
+
+def poison_control_dir(root: Path, outside: Path, canary: Path) -> list[str]:
+    """Fill a control directory with hostile folders, links and session files: oddly named
+    folders, a link to the folder outside, garbage and FIFO session.json files, recordings
+    that link to the canary or to devices. The ids of the session-like ones."""
+    rng = random.Random(5)
+    for name in DIR_TRICKS:
+        if name not in ("..", "..."):
+            (root / name).mkdir(exist_ok=True)
+            (root / name / "session.json").write_bytes(rng.randbytes(50))
+    (root / "linked").symlink_to(outside)
+    (root / "plainfile").write_text("{}")
+    garbage = [
+        b"", b"[]", b"null", b"\xff\xfe", b"{" * 50000, b'{"id": 5}',
+        json.dumps({"id": "wrong-id", "command": ["x"]}).encode(),
+        json.dumps({"command": "x", "status": "exited"}).encode(),
+        json.dumps({"command": ["x"], "status": ["running"]}).encode(),
+        json.dumps({"command": ["x"], "status": "running", "pid": 1}).encode(),
+        json.dumps({"command": ["x"], "status": "running", "pid": -1}).encode(),
+        json.dumps({"command": ["x"], "status": "exited", "initialCols": 10**9}).encode(),
+        json.dumps({"command": ["x"], "status": "exited", "initialCols": -5, "exitCode": 2**80}).encode(),
+        json.dumps({"command": ["x"] * 10000, "name": "n" * 100000, "status": "exited"}).encode(),
+        json.dumps({"command": [], "startedAt": 5, "lastClearOffset": -10, "status": "exited"}).encode(),
+    ]  # fmt: skip
+    made = []
+    for index, data in enumerate(garbage):
+        sid = f"garbage-{index}"
+        (root / sid).mkdir()
+        if data.startswith(b'{"command"'):
+            data = data.replace(b'{"command"', b'{"id": "%s", "command"' % sid.encode(), 1)
+        (root / sid / "session.json").write_bytes(data)
+        made.append(sid)
+    (root / "garbage-stdout-link").mkdir()
+    (root / "garbage-stdout-link" / "session.json").write_text(
+        json.dumps({"id": "garbage-stdout-link", "command": ["x"], "status": "exited"})
+    )
+    (root / "garbage-stdout-link" / "stdout").symlink_to(canary)
+    for name, target in [("garbage-zero", "/dev/zero"), ("garbage-urandom", "/dev/urandom")]:
+        (root / name).mkdir()
+        (root / name / "session.json").write_text(json.dumps({"id": name, "command": ["x"]}))
+        (root / name / "stdout").symlink_to(target)
+        made.append(name)
+    (root / "garbage-deep").mkdir()
+    (root / "garbage-deep" / "session.json").write_bytes(b"[" * 100000 + b"]" * 100000)
+    (root / "garbage-fifo").mkdir()
+    os.mkfifo(root / "garbage-fifo" / "session.json")
+    (root / "garbage-fifo-stdout").mkdir()
+    (root / "garbage-fifo-stdout" / "session.json").write_text(
+        json.dumps({"id": "garbage-fifo-stdout", "command": ["x"]})
+    )
+    os.mkfifo(root / "garbage-fifo-stdout" / "stdout")
+    made += ["garbage-stdout-link", "garbage-fifo", "garbage-fifo-stdout", "garbage-deep"]
+    return made
+
+
+def random_json(rng: random.Random, depth: int = 0) -> Any:
+    """A random JSON-ish value: wrong types, huge numbers, NaN, odd text, nesting."""
+    kind = rng.randrange(10 if depth < 4 else 7)
+    if kind == 0:
+        return None
+    if kind == 1:
+        return rng.choice([True, False])
+    if kind == 2:
+        return rng.choice([0, -1, 1, 80, 24, 1001, 2**31, 2**63, -(2**64), 10**30])
+    if kind == 3:
+        return rng.choice([0.5, -0.0, 1e308, float("nan"), float("inf"), float("-inf")])
+    if kind in (4, 5, 6):
+        return rng.choice(["", "x", "\u00e9", "\U0001f600", "\x00", "\x1b[2J", "a" * 5000, "Enter", "ctrl_c",
+                           "none", "..", "/", "/etc/passwd", "\u202e", str(rng.random())])  # fmt: skip
+    if kind in (7, 8):
+        return [random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    keys = ["command", "workingDir", "name", "cols", "rows", "titleMode", "text", "key", "type", "data", "x"]
+    return {rng.choice(keys): random_json(rng, depth + 1) for _ in range(rng.randint(0, 5))}
+
+
+def json_body_case(rng: random.Random, sink: str) -> tuple[str, str, str, bytes]:
+    """(category, method, path, body) for a random JSON body on a POST/PATCH route; a create
+    only ever names harmless programs."""
+    route, method, path = rng.choice([
+        ("create", "POST", "/api/sessions"),
+        ("rename", "PATCH", f"/api/sessions/{sink}"),
+        ("input", "POST", f"/api/sessions/{sink}/input"),
+        ("resize", "POST", f"/api/sessions/{sink}/resize"),
+        ("cleanup", "POST", "/api/cleanup-exited"),
+    ])  # fmt: skip
+    value = random_json(rng)
+    if route == "create" and isinstance(value, dict) and "command" in value:
+        value["command"] = [rng.choice(["true", "echo", "no-such-program-vibetwist"])]
+    body = json.dumps(value, allow_nan=True).encode()
+    if rng.random() < 0.1:
+        body = body[: rng.randint(0, len(body))]
+    elif rng.random() < 0.05:
+        body = b'{"cols": 80, "cols": "x", "name": "\\ud800"}'
+    return f"json {route}", method, path, body

@@ -14,11 +14,8 @@ import json
 import os
 import random
 import shutil
-import socket
-import struct
 import tempfile
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -312,7 +309,7 @@ class HTTPFuzzTests(FuzzTestCase):
         rng = random.Random(1234)
         paths = ["/", "/api/health", "/api/sessions", f"/api/sessions/{self.sink}", "/buffers", "/nowhere"]
         cases = [fuzz.raw_http_case(rng, paths) for _ in range(2000)]
-        await threads.deferToThread(run_raw, self.port, cases, self.tally)
+        await threads.deferToThread(fuzz.run_raw, self.port, cases, self.tally)
         self.assertGreaterEqual(self.tally.cases["random bytes"], 100)
         await self.check_healthy()
 
@@ -378,53 +375,8 @@ class PathFuzzTests(FuzzTestCase):
         """Every trick on every session route is a 4xx (or a WebSocket closed with 4404);
         no DELETE succeeds; the decoy beside the control directory survives."""
         tricks = [*fuzz.PATH_TRICKS, "..%2fdecoy-session", "%2e%2e%2fdecoy-session", "../decoy-session"]
-        await threads.deferToThread(run_paths, self.port, tricks, self.tally)
+        await threads.deferToThread(fuzz.run_paths, self.port, tricks, self.tally)
         await self.check_healthy()
-
-
-def run_raw(port: int, cases: list[tuple[str, bytes]], tally: fuzz.Tally, workers: int = 8) -> None:
-    """Send every case on its own connection, a few at a time, and count the answers."""
-
-    def one(case: tuple[str, bytes]) -> tuple[str, bytes, bytes]:
-        category, data = case
-        return category, data, fuzz.exchange(port, data, timeout=0.3)
-
-    with ThreadPoolExecutor(workers) as pool:
-        for category, data, answer in pool.map(one, cases):
-            tally.record(category, answer, data[:200])
-
-
-def run_paths(port: int, tricks: list[str], tally: fuzz.Tally) -> None:
-    """Every trick on every route that takes a session id."""
-    for trick in tricks:
-        quoted = trick.replace(" ", "%20").replace("#", "%23").replace("?", "%3F").replace("\n", "%0A")
-        for method, path, body in [
-            ("GET", f"/api/sessions/{quoted}", None),
-            ("PATCH", f"/api/sessions/{quoted}", b'{"name":"x"}'),
-            ("DELETE", f"/api/sessions/{quoted}", None),
-            ("DELETE", f"/api/sessions/{quoted}/cleanup", None),
-            ("GET", f"/api/sessions/{quoted}/text", None),
-            ("GET", f"/api/sessions/{quoted}/buffer", None),
-            ("GET", f"/api/sessions/{quoted}/stream", None),
-            ("GET", f"/api/sessions/{quoted}/recording", None),
-            ("POST", f"/api/sessions/{quoted}/input", b'{"text":"x"}'),
-            ("POST", f"/api/sessions/{quoted}/resize", b'{"cols":80,"rows":24}'),
-        ]:
-            code, answer = fuzz.request(port, method, path, body)
-            tally.record_code("path trick", code or "none", f"{method} {path}")
-            if not 400 <= code < 500:
-                tally.faults.append(f"path trick: {method} {path} answered {code}: {answer[:200]!r}")
-        for path in (f"/ws/sessions/{quoted}", f"/ws/input?sessionId={quoted}"):
-            ws = fuzz.WebSocket(port, path)
-            if ws.status == 101:
-                ws.frames(timeout=2.0)
-                code = ws.close_code or 0
-                if code != 4404:
-                    tally.faults.append(f"path trick: {path} stayed open (close {code})")
-            else:
-                code = ws.status
-            tally.record_code("path trick ws", code, path)
-            ws.close()
 
 
 class WebSocketFuzzTests(FuzzTestCase):
@@ -438,7 +390,7 @@ class WebSocketFuzzTests(FuzzTestCase):
         rng = random.Random(99)
         paths = ["/buffers", f"/ws/input?sessionId={self.sink}", f"/ws/sessions/{self.sink}"]
         cases = [(rng.choice(paths), fuzz.ws_attack(rng)) for _ in range(1500)]
-        await threads.deferToThread(run_frames, self.port, cases, self.tally)
+        await threads.deferToThread(fuzz.run_frames, self.port, cases, self.tally)
         self.assertGreater(
             self.tally.statuses["1002"] + self.tally.statuses["1007"], 100, self.tally.report()
         )
@@ -483,26 +435,6 @@ class WebSocketFuzzTests(FuzzTestCase):
         await self.check_healthy()
 
 
-def run_frames(
-    port: int, cases: list[tuple[str, tuple[str, bytes]]], tally: fuzz.Tally, workers: int = 8
-) -> None:
-    def one(case: tuple[str, tuple[str, bytes]]) -> tuple[str, str, int | str]:
-        path, (category, data) = case
-        ws = fuzz.WebSocket(port, path)
-        try:
-            if ws.status != 101:
-                return path, category, ws.status
-            ws.send(data)
-            ws.frames(timeout=0.5)
-            return path, category, ws.close_code or ("dropped" if ws.closed else "open")
-        finally:
-            ws.close()
-
-    with ThreadPoolExecutor(workers) as pool:
-        for path, category, outcome in pool.map(one, cases):
-            tally.record_code(category, outcome, path)
-
-
 class ControlDirFuzzTests(FuzzTestCase):
     """A control directory full of hostile folders, links and garbage session files."""
 
@@ -513,60 +445,9 @@ class ControlDirFuzzTests(FuzzTestCase):
         daemon = self.daemon
         assert daemon is not None
         root = daemon.control_dir
-        outside = daemon.base / "outside"
-        outside.mkdir()
-        (outside / "session.json").write_text(
-            json.dumps({"id": "linked", "command": ["x"], "status": "exited"})
-        )
-        (outside / "stdout").write_text("keep me\n")
+        outside = fuzz.make_outside(daemon.base)
         FuzzTestCase.before = fuzz.tree_snapshot(daemon.base, root)
-        rng = random.Random(5)
-        for name in fuzz.DIR_TRICKS:
-            if name not in ("..", "..."):
-                (root / name).mkdir(exist_ok=True)
-                (root / name / "session.json").write_bytes(rng.randbytes(50))
-        (root / "linked").symlink_to(outside)
-        (root / "plainfile").write_text("{}")
-        garbage = [
-            b"", b"[]", b"null", b"\xff\xfe", b"{" * 50000, b'{"id": 5}',
-            json.dumps({"id": "wrong-id", "command": ["x"]}).encode(),
-            json.dumps({"command": "x", "status": "exited"}).encode(),
-            json.dumps({"command": ["x"], "status": ["running"]}).encode(),
-            json.dumps({"command": ["x"], "status": "running", "pid": 1}).encode(),
-            json.dumps({"command": ["x"], "status": "running", "pid": -1}).encode(),
-            json.dumps({"command": ["x"], "status": "exited", "initialCols": 10**9}).encode(),
-            json.dumps({"command": ["x"], "status": "exited", "initialCols": -5, "exitCode": 2**80}).encode(),
-            json.dumps({"command": ["x"] * 10000, "name": "n" * 100000, "status": "exited"}).encode(),
-            json.dumps({"command": [], "startedAt": 5, "lastClearOffset": -10, "status": "exited"}).encode(),
-        ]  # fmt: skip
-        made = []
-        for index, data in enumerate(garbage):
-            sid = f"garbage-{index}"
-            (root / sid).mkdir()
-            if data.startswith(b'{"command"'):
-                data = data.replace(b'{"command"', b'{"id": "%s", "command"' % sid.encode(), 1)
-            (root / sid / "session.json").write_bytes(data)
-            made.append(sid)
-        (root / "garbage-stdout-link").mkdir()
-        (root / "garbage-stdout-link" / "session.json").write_text(
-            json.dumps({"id": "garbage-stdout-link", "command": ["x"], "status": "exited"})
-        )
-        (root / "garbage-stdout-link" / "stdout").symlink_to(daemon.base / "canary.txt")
-        for name, target in [("garbage-zero", "/dev/zero"), ("garbage-urandom", "/dev/urandom")]:
-            (root / name).mkdir()
-            (root / name / "session.json").write_text(json.dumps({"id": name, "command": ["x"]}))
-            (root / name / "stdout").symlink_to(target)
-            made.append(name)
-        (root / "garbage-deep").mkdir()
-        (root / "garbage-deep" / "session.json").write_bytes(b"[" * 100000 + b"]" * 100000)
-        (root / "garbage-fifo").mkdir()
-        os.mkfifo(root / "garbage-fifo" / "session.json")
-        (root / "garbage-fifo-stdout").mkdir()
-        (root / "garbage-fifo-stdout" / "session.json").write_text(
-            json.dumps({"id": "garbage-fifo-stdout", "command": ["x"]})
-        )
-        os.mkfifo(root / "garbage-fifo-stdout" / "stdout")
-        made += ["garbage-stdout-link", "garbage-fifo", "garbage-fifo-stdout", "garbage-deep"]
+        made = fuzz.poison_control_dir(root, outside, daemon.base / "canary.txt")
 
         await daemon.stop()
         await daemon.start()
@@ -602,42 +483,17 @@ class FloodTests(FuzzTestCase):
         await self.client.close()
         await sleep(reactor, 0.3)
         baseline = self.fd_count()
-        socks = await threads.deferToThread(open_flood, self.port, 2000)
+        socks = await threads.deferToThread(fuzz.open_flood, self.port, 2000)
         try:
             code, _ = await threads.deferToThread(fuzz.request, self.port, "GET", "/api/health")
             self.tally.record_code("flood health", code)
             self.assertIn(code, (200, 503))
         finally:
-            close_flood(socks)
+            fuzz.close_flood(socks)
         await poll(reactor, lambda: self.fd_count() <= baseline, timeout=20, what="descriptors back")
         code, _ = await threads.deferToThread(fuzz.request, self.port, "GET", "/api/health")
         self.assertEqual(code, 200)
         await self.check_healthy()
-
-
-def open_flood(port: int, count: int) -> list[socket.socket]:
-    socks = []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.setblocking(False)
-        sock.connect_ex(("127.0.0.1", port))
-        socks.append(sock)
-    for index, sock in enumerate(socks):
-        try:
-            if index % 4 == 1:
-                sock.send(b"GET /api/health HTTP/1.1\r\nHo")
-            elif index % 4 == 2:
-                sock.send(b"GET /api/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        except OSError:
-            pass
-    return socks
-
-
-def close_flood(socks: list[socket.socket]) -> None:
-    for index, sock in enumerate(socks):
-        if index % 4 == 3:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()
 
 
 class ZZStopTests(FuzzTestCase):

@@ -21,10 +21,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests._daemon import Client, Daemon, _Collect, open_ws, parse_raw, poll, raw_request, sleep, within
 from tests.test_e2e import async_test
+from tests.test_websocket import SocketTestCase
+from vibetwist import websocket
 from vibetwist.guard import MAX_BODY
 from vibetwist.limits import Full, Limits, SessionGate, TokenBucket, TooManyRequests
 from vibetwist.tap import Options
-from vibetwist.websocket import MAX_MESSAGE
+from vibetwist.websocket import MAX_MESSAGE, BuffersProtocol
 
 
 class TokenBucketTests(SynchronousTestCase):
@@ -267,3 +269,29 @@ class DaemonLimitsTests(unittest.TestCase):
 
 def _fd_count(daemon: Daemon) -> int:
     return len(os.listdir(f"/proc/{daemon.pid}/fd"))
+
+
+class SubscriptionCapTests(SocketTestCase):
+    """A /buffers socket holds at most MAX_SUBSCRIPTIONS subscriptions."""
+
+    def test_cap(self) -> None:
+        """Past the cap a subscribe gets an error frame; renewing one held, or subscribing
+        after an unsubscribe, still works, and the socket stays open."""
+        self.patch(websocket, "MAX_SUBSCRIPTIONS", 2)
+        sessions = [self.session()[0] for _ in range(3)]
+        client = self.connect(BuffersProtocol, "/buffers")
+        for session in sessions:
+            client.send_json({"type": "subscribe", "sessionId": session.id})
+        self.settle()
+        texts = client.texts()
+        self.assertEqual(
+            [t["sessionId"] for t in texts if t["type"] == "subscribed"], [s.id for s in sessions[:2]]
+        )
+        self.assertIn({"type": "error", "message": "At most 2 subscriptions per socket"}, texts)
+        client.take()
+        client.send_json({"type": "subscribe", "sessionId": sessions[0].id})
+        client.send_json({"type": "unsubscribe", "sessionId": sessions[1].id})
+        client.send_json({"type": "subscribe", "sessionId": sessions[2].id})
+        self.settle()
+        subscribed = [t["sessionId"] for t in client.texts() if t["type"] == "subscribed"]
+        self.assertEqual(subscribed, [sessions[0].id, sessions[2].id])
