@@ -11,7 +11,8 @@
 - **Request time** (``--request-timeout``): a connection must deliver a whole
   request, headers and body, within this many seconds of opening or of its
   previous response, or it gets a 408 and is closed (a client trickling a
-  byte a second holds no connection for long).
+  byte a second holds no connection for long); a connection that sent nothing
+  in that time is closed without an answer.
 - **Bodies** over 1 MiB get a 413 and the connection is closed as soon as
   the Content-Length says so, or as soon as a chunked body passes 1 MiB:
   nothing more is read (``vibetwist.guard`` checks again). **WebSocket
@@ -163,6 +164,7 @@ class _Counted(ProtocolWrapper):
         self._channel = self.wrappedProtocol
         self._deadline: IDelayedCall | None = None
         self._lost = False
+        self._partial = False
         self.idle()
         self.wrappedProtocol.makeConnection(transport)
 
@@ -175,13 +177,22 @@ class _Counted(ProtocolWrapper):
     def idle(self) -> None:
         """Waiting for a request: it must arrive within the request timeout."""
         self.busy()
+        self._partial = False
         if not self._lost and self.wrappedProtocol is self._channel:
             self._deadline = self.factory.reactor.callLater(self.factory.request_timeout, self._expire)
 
+    def dataReceived(self, data: bytes) -> None:
+        if self._deadline is not None:
+            self._partial = True
+        super().dataReceived(data)
+
     def _expire(self) -> None:
+        """A request began but did not arrive in time: 408. An idle kept-alive connection is
+        closed without a word, as a client expects it might be."""
         self._deadline = None
         if self.wrappedProtocol is self._channel and self.transport is not None:
-            self.transport.write(TIMED_OUT)
+            if self._partial:
+                self.transport.write(TIMED_OUT)
             self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
