@@ -179,7 +179,7 @@ class Daemon:
         self._reactor = reactor
         self.base = Path(base)
         self.listen = listen
-        self.args = args
+        self.args = tuple(args)
         self.extra_env = dict(env or {})
         self.scheme = "https" if listen.startswith("ssl:") else "http"
         self.home = self.base / "home"

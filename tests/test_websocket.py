@@ -11,7 +11,7 @@ from twisted.internet.task import Cooperator
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist import viewer
+from vibetwist import viewer, websocket
 from vibetwist.buffers import MAX_WAIT, QUIET, SnapshotHub
 from vibetwist.screen import TerminalScreen
 from vibetwist.session import Session
@@ -437,3 +437,29 @@ class StreamTests(SocketTestCase):
         self.assertGreater(texts[0]["bytes"], 2000)
         self.assertEqual(texts[1]["type"], "replay")
         self.assertEqual(feed_stream(client).lines()[:3], ["line 197", "line 198", "line 199"])
+
+
+class SubscriptionCapTests(SocketTestCase):
+    """A /buffers socket holds at most MAX_SUBSCRIPTIONS subscriptions."""
+
+    def test_cap(self) -> None:
+        """Past the cap a subscribe gets an error frame; renewing one held, or subscribing
+        after an unsubscribe, still works, and the socket stays open."""
+        self.patch(websocket, "MAX_SUBSCRIPTIONS", 2)
+        sessions = [self.session()[0] for _ in range(3)]
+        client = self.connect(BuffersProtocol, "/buffers")
+        for session in sessions:
+            client.send_json({"type": "subscribe", "sessionId": session.id})
+        self.settle()
+        texts = client.texts()
+        self.assertEqual(
+            [t["sessionId"] for t in texts if t["type"] == "subscribed"], [s.id for s in sessions[:2]]
+        )
+        self.assertIn({"type": "error", "message": "At most 2 subscriptions per socket"}, texts)
+        client.take()
+        client.send_json({"type": "subscribe", "sessionId": sessions[0].id})
+        client.send_json({"type": "unsubscribe", "sessionId": sessions[1].id})
+        client.send_json({"type": "subscribe", "sessionId": sessions[2].id})
+        self.settle()
+        subscribed = [t["sessionId"] for t in client.texts() if t["type"] == "subscribed"]
+        self.assertEqual(subscribed, [sessions[0].id, sessions[2].id])

@@ -16,13 +16,15 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
+from werkzeug.routing import RequestRedirect
 
-from vibetwist import __version__
+from vibetwist import __version__, jsontext
 from vibetwist.asciicast import iter_playable
 from vibetwist.auth import AUTH_REQUIRED, READ_ONLY, Authority, open_authority, redact, request_token
 from vibetwist.errors import BadRequest, UpgradeRequired
 from vibetwist.keys import key_sequence
 from vibetwist.lag import LagMonitor
+from vibetwist.limits import SessionGate
 from vibetwist.recording import RecordingReader
 from vibetwist.screenfeed import budget_cooperator
 from vibetwist.service import SessionService
@@ -49,8 +51,8 @@ def _body(request: Any) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        value = jsontext.loads(raw)
+    except (ValueError, RecursionError) as e:
         raise BadRequest("Malformed JSON body", details=str(e)[:200]) from e
     if not isinstance(value, dict):
         raise BadRequest("The JSON body must be an object")
@@ -133,6 +135,8 @@ class API:
         self.websockets = WebSockets(
             service, reactor, self.streams, compress=compress, authority=self.authority
         )
+        #: Admits session creates (the live-session cap and the creation rate).
+        self.gate: SessionGate | None = None
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
 
@@ -170,9 +174,15 @@ class API:
         body = {"error": error.message}
         if error.details:
             body["details"] = error.details
-        return _json(request, body, error.status)
+        answer = _json(request, body, error.status)
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            request.setResponseCode(error.status, error.reason)
+            request.setHeader(b"retry-after", str(retry_after).encode())
+        return answer
 
     @app.handle_errors(RouteNotFound)
+    @app.handle_errors(RequestRedirect)  # a path with "//" or "/../": no route of ours
     def _no_route(self, request: Any, failure: Any) -> bytes:
         return _json(request, {"error": "Not found"}, 404)
 
@@ -262,6 +272,8 @@ class API:
     @app.route("/api/sessions", methods=["POST"])
     def create_session(self, request: Any) -> bytes:
         body = _body(request)
+        if self.gate is not None:
+            self.gate.admit(sum(s.status is not Status.EXITED for s in self.service.sessions.values()))
         session = self.service.create(
             body.get("command"),
             working_dir=body.get("workingDir"),

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ from typing import Any
 from vibetwist.errors import FormatError
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+#: Largest session.json read.
+MAX_INFO = 1 << 20
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -98,13 +102,31 @@ class ControlDir:
 
     def load_info(self, session_id: str) -> dict[str, Any]:
         """Read a session's session.json; FormatError if it is missing or not an object."""
+        # Read nothing that could block or never end: a FIFO, a device, a huge file.
         try:
-            raw = self.info_path(session_id).read_bytes()
+            recording = self.recording_path(session_id).stat()
+        except OSError:
+            pass  # no recording yet
+        else:
+            if not stat.S_ISREG(recording.st_mode):
+                raise FormatError(f"the recording of {session_id} is not a regular file")
+        try:
+            fd = os.open(self.info_path(session_id), os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
         except OSError as e:
             raise FormatError(f"cannot read session.json of {session_id}: {e.strerror}") from e
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise FormatError(f"session.json of {session_id} is not a regular file")
+            raw = os.read(fd, MAX_INFO + 1)
+        except OSError as e:
+            raise FormatError(f"cannot read session.json of {session_id}: {e.strerror}") from e
+        finally:
+            os.close(fd)
+        if len(raw) > MAX_INFO:
+            raise FormatError(f"session.json of {session_id} is larger than {MAX_INFO} bytes")
+        try:
             value = json.loads(raw)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise FormatError(f"session.json of {session_id} is not JSON") from e
         if not isinstance(value, dict):
             raise FormatError(f"session.json of {session_id} is not an object")

@@ -232,7 +232,7 @@ class SessionService(Service):
         size = check_size(80 if cols is None else cols, 24 if rows is None else rows)
         if name is not None and (not isinstance(name, str) or len(name) > 256):
             raise BadRequest("name must be a string of at most 256 characters")
-        if title_mode is not None and title_mode not in TITLE_MODES:
+        if title_mode is not None and (not isinstance(title_mode, str) or title_mode not in TITLE_MODES):
             raise BadRequest(f"titleMode must be one of {', '.join(sorted(TITLE_MODES))}")
         session_id = str(uuid.uuid4())
         plan = plan_launch(command, cwd, session_id, self.shell, self._environ)

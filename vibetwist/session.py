@@ -137,6 +137,11 @@ class SessionInfo:
             v = value.get(key, default)
             return v if isinstance(v, int) and not isinstance(v, bool) else default
 
+        def size(key: str, default: int) -> int:
+            # A screen of a billion columns would never be drawn: keep to what a create allows.
+            v = num(key, default)
+            return v if v is not None and 1 <= v <= MAX_SIZE else default
+
         def text(key: str, default: str) -> str:
             v = value.get(key, default)
             return v if isinstance(v, str) else default
@@ -148,8 +153,8 @@ class SessionInfo:
             working_dir=text("workingDir", ""),
             status=status,
             started_at=text("startedAt", now_iso(0)),
-            initial_cols=num("initialCols", 80) or 80,
-            initial_rows=num("initialRows", 24) or 24,
+            initial_cols=size("initialCols", 80),
+            initial_rows=size("initialRows", 24),
             exit_code=num("exitCode", None),
             pid=num("pid", None),
             last_clear_offset=num("lastClearOffset", 0) or 0,

@@ -30,6 +30,7 @@ from vibetwist.controldir import default_control_dir
 from vibetwist.fairness import cap_events_per_turn
 from vibetwist.guard import Guard
 from vibetwist.lag import LagMonitor
+from vibetwist.limits import ConnectionLimiter, Limits, SessionGate
 from vibetwist.passwd import PasswordCheck, PasswordFileError, read_password_file
 from vibetwist.pty import PTYLauncher, SessionSignaller
 from vibetwist.screenfeed import budget_cooperator
@@ -155,6 +156,16 @@ class Options(usage.Options):
             "(default: vibetwist.secret beside the control directory).",
         ],
         ["token-lifetime", None, str(LOGIN_LIFETIME), "Seconds a login token stays valid."],
+        ["max-sessions", None, "1000", "Live sessions at most; a create past it answers 503."],
+        ["max-create-rate", None, "200", "Session creates per second over time; faster ones answer 429."],
+        ["create-burst", None, "200", "Session creates allowed at once before the rate applies."],
+        ["max-connections", None, "2000", "HTTP and WebSocket connections at most; more get a 503."],
+        [
+            "request-timeout",
+            None,
+            "30",
+            "Seconds a connection has to send a whole request (headers and body); then 408.",
+        ],
     ]
     optFlags = [
         [
@@ -226,6 +237,9 @@ class Options(usage.Options):
             self["max-recording"] = parse_size(str(self["max-recording"]))
         except ValueError as e:
             raise usage.UsageError(f"--max-recording: {e}") from e
+        self["limits"] = parse_limits(self)
+
+
 
     def _post_login(self) -> None:
         """Work out whether login is on, and read the credentials."""
@@ -271,6 +285,26 @@ class Options(usage.Options):
             check_secret_file(self["secret-file"])
         except SecretError as e:
             raise usage.UsageError(str(e)) from e
+
+
+def parse_limits(options: Any) -> Limits:
+    """The Limits named by the options; UsageError for a value out of range."""
+    fields: dict[str, Any] = {}
+    for option, name, kind, low in [
+        ("max-sessions", "max_sessions", int, 1),
+        ("max-create-rate", "create_rate", float, 0.001),
+        ("create-burst", "create_burst", int, 1),
+        ("max-connections", "max_connections", int, 1),
+        ("request-timeout", "request_timeout", float, 0.1),
+    ]:
+        try:
+            value = kind(options[option])
+            if not low <= value < 1e9:
+                raise ValueError
+        except ValueError:
+            raise usage.UsageError(f"--{option} must be a number of at least {low}") from None
+        fields[name] = value
+    return Limits(**fields)
 
 
 def make_authority(options: Options, reactor: Any) -> Authority:
@@ -389,7 +423,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     )
     lag = LagMonitor(reactor) if options["measure-lag"] else None
     authority = make_authority(options, reactor)
+    limits = options.get("limits") or Limits()
     api = API(sessions, reactor, lag, background, compress=bool(options["compress"]), authority=authority)
+    api.gate = SessionGate(limits, reactor)
     # Services stop in the reverse order: listeners, then sessions (their viewers
     # get the exit lines), then the API (which lets those lines flush).
     _APIService(api, lag, reactor).setServiceParent(top)
@@ -400,6 +436,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     else:
         site = _QuietSite(guarded)
     site.noisy = False
+    limited = ConnectionLimiter(site, limits, reactor)
     for description in options["listen"]:
         spec = parse_listen(description)
         if spec.exposed and is_unspecified(spec.interface) and not options["allow-host"]:
@@ -408,5 +445,5 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
                 "other than loopback need --allow-host NAME",
                 listen=description,
             )
-        Listener(reactor, description, site, spec.tls).setServiceParent(top)
+        Listener(reactor, description, limited, spec.tls).setServiceParent(top)
     return top

@@ -29,6 +29,7 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from vibetwist import jsontext
 from vibetwist.asciicast import Event
 from vibetwist.auth import READ_ONLY, Authority, bearer_token
 from vibetwist.buffers import SnapshotHub
@@ -36,6 +37,7 @@ from vibetwist.errors import BadRequest
 from vibetwist.immediate import write_now
 from vibetwist.interfaces import ITerminalChannel
 from vibetwist.keys import key_sequence
+from vibetwist.limits import MAX_SUBSCRIPTIONS
 from vibetwist.service import SessionService
 from vibetwist.session import Session
 from vibetwist.tokens import ANONYMOUS, Grant
@@ -149,7 +151,7 @@ class _Protocol(WebSocketServerProtocol):
             self.send_error("Expected a JSON text message")
             return None
         try:
-            value = json.loads(payload)
+            value = jsontext.loads(payload)
         except (ValueError, RecursionError):
             self.send_error("Malformed JSON message")
             return None
@@ -202,6 +204,9 @@ class BuffersProtocol(_Protocol):
         if session is None:
             return
         hub = self._subscriptions.get(session.id)
+        if hub is None and len(self._subscriptions) >= MAX_SUBSCRIPTIONS:
+            self.send_error(f"At most {MAX_SUBSCRIPTIONS} subscriptions per socket")
+            return
         if hub is None:
             hub = self._subscriptions[session.id] = self.factory.hub(session)
             hub.add(self)
@@ -370,6 +375,8 @@ class Endpoints(WebSocketServerFactory):
         options: dict[str, Any] = {
             "maxMessagePayloadSize": MAX_MESSAGE,
             "maxFramePayloadSize": MAX_MESSAGE,
+            # A protocol error (a message too big: 1009) gets its close code, not a bare drop.
+            "failByDrop": False,
             "openHandshakeTimeout": 10,
             "closeHandshakeTimeout": 2,
             "autoPingInterval": 30,

@@ -1,0 +1,263 @@
+# -*- test-case-name: tests.test_limits -*-
+"""How much the daemon takes from its clients, and the answers past each limit.
+
+- **Live sessions** (``--max-sessions``): a create past the cap answers
+  503 ``{"error": ...}`` with ``Retry-After``; the server is full, not the
+  client too fast.
+- **Creation rate** (``--max-create-rate``, ``--create-burst``): a token
+  bucket; a create with no token left answers 429 with ``Retry-After``.
+- **Connections** (``--max-connections``): HTTP and WebSocket connections
+  together; one past the cap gets a 503 and is closed at once.
+- **Request time** (``--request-timeout``): a connection must deliver a whole
+  request, headers and body, within this many seconds of opening or of its
+  previous response, or it gets a 408 and is closed (a client trickling a
+  byte a second holds no connection for long); a connection that sent nothing
+  in that time is closed without an answer.
+- **Bodies** over 1 MiB get a 413 and the connection is closed as soon as
+  the Content-Length says so, or as soon as a chunked body passes 1 MiB:
+  nothing more is read (``vibetwist.guard`` checks again). **WebSocket
+  messages** over 1 MiB get close 1009 (``vibetwist.websocket``).
+  twisted.web itself refuses a request line over 16 KiB and headers over
+  16 KiB or 500 in number.
+- **/buffers subscriptions** per socket: past ``MAX_SUBSCRIPTIONS`` an error
+  frame.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
+from twisted.web.server import Request
+
+from vibetwist.errors import BadRequest
+from vibetwist.guard import MAX_BODY
+
+#: Subscriptions one /buffers socket may hold.
+MAX_SUBSCRIPTIONS = 1000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The daemon's limits; the defaults sit well above what the benchmarks ask for."""
+
+    max_sessions: int = 1000
+    create_rate: float = 200.0
+    create_burst: int = 200
+    max_connections: int = 2000
+    request_timeout: float = 30.0
+
+
+class TooManyRequests(BadRequest):
+    """Creates come faster than the daemon allows (HTTP 429)."""
+
+    status = 429
+    reason = b"Too Many Requests"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Full(TooManyRequests):
+    """The daemon holds as many live sessions as it allows (HTTP 503)."""
+
+    status = 503
+    reason = b"Service Unavailable"
+
+
+class TokenBucket:
+    """At most ``burst`` events at once and ``rate`` a second over time.
+
+    Sans-IO: every call is given the time.
+    """
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._at = now
+
+    def _refill(self, now: float) -> None:
+        if now > self._at:
+            self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
+            self._at = now
+
+    def take(self, now: float) -> float:
+        """0 when a token was taken; otherwise the seconds until one is available."""
+        self._refill(now)
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        if self.rate <= 0:
+            return math.inf
+        return (1.0 - self._tokens) / self.rate
+
+
+class SessionGate:
+    """Admits session creates under the live-session cap and the creation rate."""
+
+    def __init__(self, limits: Limits, reactor: Any) -> None:
+        self._limits = limits
+        self._reactor = reactor
+        self._bucket = TokenBucket(limits.create_rate, limits.create_burst, reactor.seconds())
+
+    def admit(self, live: int) -> None:
+        """Return if one more session may start now; Full or TooManyRequests otherwise."""
+        cap = self._limits.max_sessions
+        if live >= cap:
+            raise Full(f"The daemon already runs {cap} sessions, its limit (--max-sessions)", 5)
+        wait = self._bucket.take(self._reactor.seconds())
+        if wait:
+            raise TooManyRequests(
+                "Sessions are created too fast (--max-create-rate)",
+                max(1, math.ceil(min(wait, 3600.0))),
+            )
+
+
+def _raw_answer(code: int, reason: str, message: str, retry_after: int | None = None) -> bytes:
+    body = json.dumps({"error": message}).encode()
+    head = [
+        f"HTTP/1.1 {code} {reason}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+    ]
+    if retry_after is not None:
+        head.append(f"Retry-After: {retry_after}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+BUSY = _raw_answer(503, "Service Unavailable", "Too many connections (--max-connections)", 1)
+TOO_LARGE = _raw_answer(413, "Payload Too Large", f"Request body larger than {MAX_BODY} bytes")
+TIMED_OUT = _raw_answer(408, "Request Timeout", "The request took too long to arrive (--request-timeout)")
+
+
+class _Busy(Protocol):
+    """Answers a connection past the cap with a 503 and closes it."""
+
+    def connectionMade(self) -> None:
+        transport: Any = self.transport
+        transport.write(BUSY)
+        transport.loseConnection()
+
+
+class _Counted(ProtocolWrapper):
+    """Counts a connection and times its requests.
+
+    The wrapped protocol gets the real transport (not this wrapper), so its
+    writes go straight to the socket, and a WebSocket that takes over the
+    connection is still counted until it closes.
+    """
+
+    factory: ConnectionLimiter
+
+    def makeConnection(self, transport: Any) -> None:
+        Protocol.makeConnection(self, transport)
+        self.factory.registerProtocol(self)
+        self._channel = self.wrappedProtocol
+        self._deadline: IDelayedCall | None = None
+        self._lost = False
+        self._partial = False
+        self.idle()
+        self.wrappedProtocol.makeConnection(transport)
+
+    def busy(self) -> None:
+        """A whole request has arrived: no deadline while it is answered."""
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def idle(self) -> None:
+        """Waiting for a request: it must arrive within the request timeout."""
+        self.busy()
+        self._partial = False
+        if not self._lost and self.wrappedProtocol is self._channel:
+            self._deadline = self.factory.reactor.callLater(self.factory.request_timeout, self._expire)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._deadline is not None:
+            self._partial = True
+        super().dataReceived(data)
+
+    def _expire(self) -> None:
+        """A request began but did not arrive in time: 408. An idle kept-alive connection is
+        closed without a word, as a client expects it might be."""
+        self._deadline = None
+        if self.wrappedProtocol is self._channel and self.transport is not None:
+            if self._partial:
+                self.transport.write(TIMED_OUT)
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._lost = True
+        self.busy()
+        super().connectionLost(reason)
+
+
+class ConnectionLimiter(WrappingFactory):
+    """Wraps the daemon's Site: caps its connections and times its requests."""
+
+    protocol = _Counted
+    noisy = False
+
+    def __init__(self, site: Any, limits: Limits, reactor: Any) -> None:
+        super().__init__(site)
+        self.reactor = reactor
+        self.max_connections = limits.max_connections
+        self.request_timeout = limits.request_timeout
+        site.requestFactory = TimedRequest
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if len(self.protocols) >= self.max_connections:
+            return _Busy()
+        return super().buildProtocol(addr)
+
+
+def _counted(request: Any) -> _Counted | None:
+    transport = getattr(request.channel, "transport", None)
+    protocol = getattr(transport, "protocol", None)
+    return protocol if isinstance(protocol, _Counted) else None
+
+
+class TimedRequest(Request):
+    """A Request that tells its connection when it has arrived and when it is answered,
+    and that stops reading a body past MAX_BODY."""
+
+    _received = 0
+    _refused = False
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > MAX_BODY:
+            self._refuse()
+            length = 0  # nothing of it will be kept
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self._received += len(data)
+        if self._received > MAX_BODY:
+            self._refuse()
+        if not self._refused:
+            super().handleContentChunk(data)
+
+    def _refuse(self) -> None:
+        if not self._refused:
+            self._refused = True
+            transport: Any = self.channel.transport
+            transport.write(TOO_LARGE)
+            transport.loseConnection()
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._refused:
+            return  # answered 413; the connection is closing
+        counted = _counted(self)
+        if counted is not None:
+            counted.busy()
+            self.notifyFinish().addBoth(lambda _: counted.idle())
+        super().requestReceived(command, path, version)
