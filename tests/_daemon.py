@@ -37,6 +37,7 @@ T = TypeVar("T")
 
 LISTENING = re.compile(rb"vibetwist listening on http://127\.0\.0\.1:(\d+)/")
 TWISTD = "from twisted.scripts.twistd import run; run()"
+CHECKOUT = Path(__file__).resolve().parent.parent
 
 #: pids of daemons still running, for the exit-time safety net.
 _alive: set[int] = set()
@@ -203,6 +204,8 @@ class Daemon:
         }
         if "VIRTUAL_ENV" in os.environ:
             env["VIRTUAL_ENV"] = os.environ["VIRTUAL_ENV"]
+        # The daemon runs this checkout's code, whatever the virtualenv has installed.
+        env["PYTHONPATH"] = str(CHECKOUT)
         argv = [
             sys.executable, "-c", TWISTD, "-n", "--pidfile=", "vibetunnel",
             "--listen", "tcp:0:interface=127.0.0.1", "--control-dir", str(self.control_dir),

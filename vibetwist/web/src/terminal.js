@@ -26,7 +26,7 @@ export function showSession(root, api, route, notice) {
   const title = h("span", { className: "title" }, id);
   const state = h("span", { className: "state", dataset: { state: "connecting" } }, "connecting");
   const banner = h("div", { className: "banner", role: "alert", hidden: true });
-  const screen = h("div", { className: "terminal", "aria-label": "Terminal" });
+  const screen = h("div", { className: "term-box", "aria-label": "Terminal" });
   root.replaceChildren(
     h(
       "div",
