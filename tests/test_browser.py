@@ -9,6 +9,7 @@ session to ``docs/screenshots/`` for the README.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -417,6 +418,102 @@ class BrowserTests(DaemonTestCase):
         await self.screenshot(page, "phone.png")
 
     @async_test
+    async def test_list_actions(self) -> None:
+        """From the list: rename a session, download its recording (an asciicast v2 file),
+        kill it, and clean up exited sessions. Share either gives a read-only link or,
+        when the daemon has no share route, says so and hides the button."""
+        sid = await self.create(["sh", "-c", "echo recorded-$((5*5)); exec sleep 60"])
+        await self.client.wait_text(sid, "recorded-25")
+        page = await self.browser.page(self.url())
+        card = f"li.session[data-id='{sid}']"
+
+        def rename_and_download() -> bytes:
+            page.once("dialog", lambda dialog: dialog.accept("renamed here"))
+            page.click(f"{card} button:text('Rename')")
+            page.wait_for_selector(f"{card} .title:text('renamed here')")
+            with page.expect_download() as download:
+                page.click(f"{card} button:text('Recording')")
+            return Path(download.value.path()).read_bytes()
+
+        cast = await self.browser.run(rename_and_download)
+        self.assertEqual((await self.client.session(sid))["name"], "renamed here")
+        lines = [json.loads(line) for line in cast.splitlines()]
+        self.assertEqual(lines[0]["version"], 2)
+        self.assertIn("recorded-25", "".join(e[2] for e in lines[1:] if e[1] == "o"))
+
+        def share() -> tuple[str, str]:
+            page.click(f"{card} button:text('Share')")
+            page.wait_for_function(
+                f"() => document.querySelector(\"{card} .share-link input\") || "
+                "/read-only links/.test(document.querySelector('.status-line').textContent)"
+            )
+            link = page.locator(f"{card} .share-link input")
+            return (link.input_value() if link.count() else ""), str(page.inner_text(".status-line"))
+
+        code, _, _ = await self.client.request("POST", f"/api/sessions/{sid}/share", {})
+        link, status = await self.browser.run(share)
+        if code == 404:
+            self.assertIn("cannot make read-only links", status)
+            self.assertEqual(await self.browser.run(lambda: page.locator("button:text('Share')").count()), 0)
+        else:
+            self.assertRegex(link, rf"^http://127\.0\.0\.1:\d+/#session={sid}&share=.+")
+
+        def kill_and_clean() -> None:
+            page.click(f"{card} button:text('Kill')")
+            page.wait_for_selector(f"{card}[data-status=exited]")
+            page.click("button:text('Clean up exited')")
+            page.wait_for_selector(card, state="detached")
+
+        await self.browser.run(kill_and_clean)
+        code, _, _ = await self.client.request("GET", f"/api/sessions/{sid}")
+        self.assertEqual(code, 404)
+
+    @async_test
+    async def test_login_form(self) -> None:
+        """When /api/auth/config says login is on and there is no valid token, the page
+        shows a login form; a wrong password is refused with a message, and after a good
+        one the page sends the token it got as a Bearer token."""
+        page = await self.browser.page("about:blank")
+        seen: list[str | None] = []
+
+        def log_in() -> str:
+            config = {"enableSSHKeys": False, "disallowUserPassword": False, "noAuth": False}
+            page.route("**/api/auth/config", lambda route: route.fulfill(json=config))
+            token = {"success": True, "token": "T0K", "userId": "me", "authMethod": "password"}
+
+            def verify(route: Any) -> None:
+                if route.request.all_headers().get("authorization") == "Bearer T0K":
+                    route.fulfill(json={"valid": True, "userId": "me"})
+                else:
+                    route.fulfill(status=401, json={"error": "Authentication required"})
+
+            def password(route: Any) -> None:
+                if route.request.post_data_json == {"userId": "me", "password": "right"}:
+                    route.fulfill(json=token)
+                else:
+                    route.fulfill(status=401, json={"error": "Invalid credentials"})
+
+            def request(r: Any) -> None:
+                if r.url.endswith("/api/sessions"):
+                    seen.append(r.all_headers().get("authorization"))
+
+            page.route("**/api/auth/verify", verify)
+            page.route("**/api/auth/password", password)
+            page.on("request", request)
+            page.goto(self.url())
+            page.fill("input[name=userId]", "me")
+            page.fill("input[name=password]", "wrong")
+            page.click("form.login button[type=submit]")
+            page.wait_for_selector("form.login .status-line:text('Wrong user or password.')")
+            page.fill("input[name=password]", "right")
+            page.click("form.login button[type=submit]")
+            page.wait_for_selector("ul.sessions", state="attached")
+            return str(page.evaluate("localStorage.getItem('vibetwist.token')"))
+
+        self.assertEqual(await self.browser.run(log_in), "T0K")
+        self.assertIn("Bearer T0K", seen)
+
+    @async_test
     async def test_ended_session(self) -> None:
         """A session whose program ended says so, with its exit code."""
         sid = await self.create(["sh", "-c", "echo done; exit 3"])
@@ -436,7 +533,7 @@ class BrowserTests(DaemonTestCase):
         network = Network(self.daemon.port)
         network.up()
         page = await self.browser.page(f"http://127.0.0.1:{network.relay_port}/")
-        await self.browser.run(page.wait_for_selector, "ul.sessions")
+        await self.browser.run(lambda: page.wait_for_selector("ul.sessions", state="attached"))
         await network.down()
 
         def status() -> str:
