@@ -153,6 +153,19 @@ def type_line(page: Any, line: str) -> None:
     page.keyboard.press("Enter")
 
 
+def paste(page: Any, text: str) -> None:
+    """Paste text into the terminal, as the browser does on Ctrl+V."""
+    page.evaluate(
+        """(text) => {
+            const data = new DataTransfer();
+            data.setData("text/plain", text);
+            const event = new ClipboardEvent("paste", {clipboardData: data, bubbles: true, cancelable: true});
+            document.querySelector(".xterm-helper-textarea").dispatchEvent(event);
+        }""",
+        text,
+    )
+
+
 def run_line(page: Any, line: str, pattern: str) -> str:
     """Type line and Enter; the terminal's text once a line matches pattern."""
     type_line(page, line)
@@ -201,8 +214,8 @@ class BrowserTests(DaemonTestCase):
     @async_test
     async def test_create_type_and_see(self) -> None:
         """A session started from the page's form opens in the terminal; typing `echo hi`
-        runs it and `hi` appears, on the page and on the session's screen; the list then
-        shows the session with a live preview."""
+        runs it and `hi` appears, on the page and on the session's screen; pasted text
+        reaches the program too; the list then shows the session with a live preview."""
         page = await self.browser.page(self.url(), viewport={"width": 1100, "height": 700})
 
         def start() -> str:
@@ -220,6 +233,8 @@ class BrowserTests(DaemonTestCase):
         info = await self.client.session(sid)
         self.assertEqual((info["name"], info["command"]), ("browser demo", ["bash"]))
 
+        await self.browser.run(paste, page, "echo pasted-$((4*4))")
+        await self.browser.run(run_line, page, "", r"^pasted-16\s*$")
         await self.browser.run(run_line, page, "ls --color=always -F /usr", r"share/")
         await self.screenshot(page, "session.png")
 
