@@ -12,7 +12,8 @@ setup(
     # twisted.plugins must be listed by hand: find_packages() would miss it,
     # and it must ship without an __init__.py of its own.
     packages=["vibetwist", "vibetwist.vt", "twisted.plugins"],
-    package_data={"twisted.plugins": ["vibetunnel_plugin.py"]},
+    # The built browser client (vibetwist/web/dist, made by `npm run build`), when it exists.
+    package_data={"twisted.plugins": ["vibetunnel_plugin.py"], "vibetwist": ["web/dist/*"]},
     install_requires=[
         # tls: pyOpenSSL and service_identity for ssl: endpoints.
         "twisted[tls]>=24.3",
@@ -27,7 +28,15 @@ setup(
         "argon2-cffi>=23.1",
     ],
     extras_require={
-        "test": ["hypothesis>=6.100", "ruff>=0.6", "mypy>=1.10", "mypy-zope>=1.0", "asciinema>=2.4,<3"],
+        "test": [
+            "hypothesis>=6.100",
+            "ruff>=0.6",
+            "mypy>=1.10",
+            "mypy-zope>=1.0",
+            "asciinema>=2.4,<3",
+            # Drives the system's Chromium in tests/test_browser.py (no browser download).
+            "playwright>=1.40",
+        ],
     },
     entry_points={"console_scripts": ["vt = vibetwist.vt:main"]},
 )

@@ -31,6 +31,7 @@ from vibetwist.service import SessionService
 from vibetwist.session import Session, Status
 from vibetwist.snapshot import encode
 from vibetwist.sse import StreamResource
+from vibetwist.static import WebClient
 from vibetwist.websocket import Endpoints, WebSockets
 
 #: How long /text and /buffer wait for the screen to catch up before answering anyway.
@@ -122,10 +123,13 @@ class API:
         background: Cooperator | None = None,
         compress: bool = False,
         authority: Authority | None = None,
+        web: WebClient | None = None,
     ) -> None:
         self.service = service
         #: Who may do what; without one, login is off and a fresh secret signs share links.
         self.authority = authority if authority is not None else open_authority(reactor)
+        #: The browser client's files, served at / and /static/.
+        self.web = web if web is not None else WebClient()
         self._reactor = reactor
         self._started = reactor.seconds()
         self.lag = lag
@@ -199,8 +203,11 @@ class API:
 
     @app.route("/", methods=["GET"])
     def index(self, request: Any) -> bytes:
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return f"vibetwist {__version__} is running; the API is under /api/.\n".encode()
+        return self.web.page(request)
+
+    @app.route("/static/<name>", methods=["GET"])
+    def static(self, request: Any, name: str) -> bytes:
+        return self.web.asset(request, name)
 
     @app.route("/api/health", methods=["GET"])
     def health(self, request: Any) -> bytes:

@@ -1,0 +1,558 @@
+"""The browser client in real Chromium, against the real daemon.
+
+Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright for Python
+without any browser download. Playwright's API blocks, so every call to it runs
+in one thread of its own (L{Browser.run}) while the reactor goes on serving the
+test's own clients. The tests write screenshots of the session list and of a
+session to ``docs/screenshots/`` for the README.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from twisted.internet import defer, reactor, threads
+from twisted.internet.protocol import Protocol
+from twisted.protocols import portforward
+from twisted.python.threadpool import ThreadPool
+from twisted.trial.unittest import SkipTest
+
+from tests._daemon import poll, sleep
+from tests.test_e2e import HEX_ECHO, DaemonTestCase, async_test
+
+T = TypeVar("T")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+#: Playwright's own waits, in milliseconds.
+WAIT_MS = 15000
+
+#: The terminal's text as xterm.js shows it.
+TERMINAL_TEXT = "() => document.querySelector('.xterm-rows')?.innerText ?? ''"
+#: True once the terminal's text matches the regular expression given as argument.
+TERMINAL_MATCHES = (
+    "(pattern) => new RegExp(pattern, 'm').test(document.querySelector('.xterm-rows')?.innerText ?? '')"
+)
+
+
+class Browser:
+    """Chromium through Playwright; every Playwright call runs in one thread of its own."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPool(1, 1, name="playwright")
+        self._pool.start()
+        self._playwright: Any = None
+        self.chromium: Any = None
+
+    def run(self, f: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+        """f(*args) in the browser's thread."""
+        return threads.deferToThreadPool(reactor, self._pool, f, *args)
+
+    async def start(self) -> None:
+        if not Path(CHROMIUM).exists():
+            raise AssertionError("chromium is missing: ./dev test and .ci/run install Debian's chromium")
+
+        def launch() -> None:
+            from playwright.sync_api import sync_playwright
+
+            self._playwright = sync_playwright().start()
+            self.chromium = self._playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
+            )
+
+        await self.run(launch)
+
+    async def page(self, url: str, **context: Any) -> Any:
+        """A new page (in a context of its own, with these options) at url."""
+
+        def open_page() -> Any:
+            page = self.chromium.new_context(**context).new_page()
+            page.set_default_timeout(WAIT_MS)
+            page.errors = []
+            page.on("pageerror", lambda error: page.errors.append(str(error)))
+            page.goto(url)
+            return page
+
+        return await self.run(open_page)
+
+    async def close(self) -> None:
+        def stop() -> None:
+            if self.chromium is not None:
+                self.chromium.close()
+            if self._playwright is not None:
+                self._playwright.stop()
+
+        try:
+            await self.run(stop)
+        finally:
+            self._pool.stop()
+
+
+class _Relay(portforward.ProxyServer):
+    """A relayed connection that its factory can cut."""
+
+    factory: Network
+
+    def connectionMade(self) -> None:
+        self.factory.open.add(self)
+        super().connectionMade()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.factory.open.discard(self)
+        super().connectionLost(reason)
+
+
+class Network(portforward.ProxyFactory):
+    """A TCP relay in front of the daemon whose "network" can be cut and restored."""
+
+    protocol = _Relay
+
+    def __init__(self, port: int) -> None:
+        super().__init__("127.0.0.1", port)
+        self.open: set[Protocol] = set()
+        self.listening: Any = None
+        #: Where the relay listens (self.port is the daemon's).
+        self.relay_port = 0
+
+    def up(self) -> None:
+        self.listening = reactor.listenTCP(self.relay_port, self, interface="127.0.0.1")
+        self.relay_port = self.listening.getHost().port
+
+    async def down(self) -> None:
+        """Refuse new connections and drop every open one, as a lost network would."""
+        await self.listening.stopListening()
+        for relay in list(self.open):
+            relay.transport.abortConnection()
+            if relay.peer is not None and relay.peer.transport is not None:
+                relay.peer.transport.abortConnection()
+        await sleep(reactor, 0.05)
+
+
+def text_of(page: Any) -> str:
+    return str(page.evaluate(TERMINAL_TEXT))
+
+
+def wait_terminal(page: Any, pattern: str) -> str:
+    """The terminal's text once a line matches pattern."""
+    page.wait_for_function(TERMINAL_MATCHES, arg=pattern)
+    return text_of(page)
+
+
+def wait_live(page: Any) -> None:
+    page.wait_for_selector(".state[data-state=live]")
+
+
+def type_line(page: Any, line: str) -> None:
+    page.locator(".xterm-helper-textarea").focus()
+    page.keyboard.type(line)
+    page.keyboard.press("Enter")
+
+
+def paste(page: Any, text: str) -> None:
+    """Paste text into the terminal, as the browser does on Ctrl+V."""
+    page.evaluate(
+        """(text) => {
+            const data = new DataTransfer();
+            data.setData("text/plain", text);
+            const event = new ClipboardEvent("paste", {clipboardData: data, bubbles: true, cancelable: true});
+            document.querySelector(".xterm-helper-textarea").dispatchEvent(event);
+        }""",
+        text,
+    )
+
+
+def run_line(page: Any, line: str, pattern: str) -> str:
+    """Type line and Enter; the terminal's text once a line matches pattern."""
+    type_line(page, line)
+    return wait_terminal(page, pattern)
+
+
+def goes_on(page: Any, restored: str, line: str, pattern: str) -> str:
+    """Once the page is connected again with no banner up and its screen matches restored,
+    run line (whose output matches pattern); the restored screen's text."""
+    wait_live(page)
+    page.wait_for_selector(".banner", state="hidden")
+    text = wait_terminal(page, restored)
+    run_line(page, line, pattern)
+    return text
+
+
+def no_errors(page: Any) -> list[str]:
+    return list(page.errors)
+
+
+class BrowserTests(DaemonTestCase):
+    """The client served at / drives sessions the way a user would."""
+
+    timeout = 180
+
+    async def _set_up(self) -> None:
+        await super()._set_up()
+        self.browser = Browser()
+        self.addCleanup(lambda: defer.ensureDeferred(self.browser.close()))
+        await self.browser.start()
+
+    def url(self, fragment: str = "") -> str:
+        return self.daemon.url("/") + fragment
+
+    async def session_page(self, command: list[str], fragment: str = "", **context: Any) -> tuple[str, Any]:
+        """A new session running command, open in a new page; its id and the page."""
+        sid = await self.create(command)
+        await self.client.wait_status(sid, "running")
+        page = await self.browser.page(self.url(f"#session={sid}{fragment}"), **context)
+        return sid, page
+
+    async def screenshot(self, page: Any, name: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await self.browser.run(lambda: page.screenshot(path=str(SCREENSHOTS / name)))
+
+    @async_test
+    async def test_create_type_and_see(self) -> None:
+        """A session started from the page's form opens in the terminal; typing `echo hi`
+        runs it and `hi` appears, on the page and on the session's screen; pasted text
+        reaches the program too; the list then shows the session with a live preview."""
+        page = await self.browser.page(self.url(), viewport={"width": 1100, "height": 700})
+
+        def start() -> str:
+            page.fill("input[name=command]", "bash")
+            page.fill("input[name=name]", "browser demo")
+            page.click("form.create button[type=submit]")
+            page.wait_for_url(re.compile(r"#session="))
+            wait_live(page)
+            run_line(page, "echo hi", r"^hi\s*$")
+            return str(page.evaluate("location.hash")).split("session=")[1]
+
+        sid = await self.browser.run(start)
+        self.sessions.append(sid)
+        await self.client.wait_text(sid, "\nhi")
+        info = await self.client.session(sid)
+        self.assertEqual((info["name"], info["command"]), ("browser demo", ["bash"]))
+
+        await self.browser.run(paste, page, "echo pasted-$((4*4))")
+        await self.browser.run(run_line, page, "", r"^pasted-16\s*$")
+        await self.browser.run(run_line, page, "ls --color=always -F /usr", r"share/")
+        await self.screenshot(page, "session.png")
+
+        def back_to_list() -> str:
+            page.click("a.back")
+            page.wait_for_selector(f"li.session[data-id='{sid}'] .preview div")
+            preview = "document.querySelector(`li.session[data-id='${id}'] .preview`)"
+            page.wait_for_function(f"(id) => {preview}.innerText.includes('hi')", arg=sid)
+            return str(page.inner_text(f"li.session[data-id='{sid}']"))
+
+        card = await self.browser.run(back_to_list)
+        self.assertIn("browser demo", card)
+        self.assertIn("running", card)
+        await self.screenshot(page, "list.png")
+        self.assertEqual(await self.browser.run(no_errors, page), [])
+
+    @async_test
+    async def test_window_size_reaches_the_terminal(self) -> None:
+        """The terminal follows the browser window: after the window shrinks, `stty size`
+        in the session reports the terminal's new size."""
+        sid, page = await self.session_page(["bash"], viewport={"width": 1000, "height": 700})
+
+        def stty_size(label: str) -> tuple[int, int]:
+            pattern = rf"^{label}: (\d+) (\d+)\s*$"
+            text = run_line(page, f"clear; echo {label}: $(stty size)", pattern)
+            rows, cols = re.search(pattern, text, re.M).groups()  # type: ignore[union-attr]
+            return int(rows), int(cols)
+
+        def shown_rows() -> int:
+            return int(page.evaluate("document.querySelectorAll('.xterm-rows > div').length"))
+
+        await self.browser.run(wait_live, page)
+        big = await self.browser.run(stty_size, "big")
+        self.assertEqual(big[0], await self.browser.run(shown_rows))
+        await self.browser.run(page.set_viewport_size, {"width": 600, "height": 400})
+
+        async def resized() -> bool:
+            buffer = await self.client.get(f"/api/sessions/{sid}/buffer")
+            return int.from_bytes(buffer[4:8], "little") < big[1]
+
+        await poll(reactor, resized, 10.0, what="the session's terminal narrower")
+        small = await self.browser.run(stty_size, "small")
+        self.assertLess(small[0], big[0])
+        self.assertLess(small[1], big[1])
+        self.assertEqual(small[0], await self.browser.run(shown_rows))
+
+    @async_test
+    async def test_reload_restores_the_screen(self) -> None:
+        """Reloading the page draws the session's screen again from the daemon, and the
+        session goes on."""
+        sid, page = await self.session_page(["bash"])
+        await self.browser.run(wait_live, page)
+        await self.browser.run(run_line, page, "echo before-$((6*7))", r"^before-42\s*$")
+
+        def reload() -> str:
+            page.reload()
+            return goes_on(page, r"^before-42\s*$", "echo after-$((6*8))", r"^after-48\s*$")
+
+        restored = await self.browser.run(reload)
+        self.assertIn("echo before-$((6*7))", restored)
+        await self.client.wait_text(sid, "after-48")
+
+    @async_test
+    async def test_lost_network_reconnects(self) -> None:
+        """When the network goes, the page says it is reconnecting (and that the daemon is
+        unreachable); when it comes back, the page reconnects by itself, the screen is
+        restored and typing works again."""
+        network = Network(self.daemon.port)
+        network.up()
+        self.addCleanup(lambda: network.listening.stopListening())
+        sid = await self.create(["bash"])
+        await self.client.wait_status(sid, "running")
+        page = await self.browser.page(f"http://127.0.0.1:{network.relay_port}/#session={sid}")
+        await self.browser.run(wait_live, page)
+        await self.browser.run(run_line, page, "echo kept-$((2*21))", r"^kept-42\s*$")
+
+        await network.down()
+
+        def banner() -> str:
+            page.wait_for_selector(".banner[data-kind=reconnecting]")
+            page.wait_for_function("() => /unreachable/.test(document.querySelector('.banner').textContent)")
+            return str(page.inner_text(".banner"))
+
+        shown = await self.browser.run(banner)
+        self.assertIn("daemon is unreachable", shown)
+        # Output written while the page was away is there once it is back.
+        await self.client.request("POST", f"/api/sessions/{sid}/input", {"text": "echo away-$((3*5))\r"})
+        network.up()
+
+        text = await self.browser.run(goes_on, page, r"^away-15\s*$", "echo back-$((7*7))", r"^back-49\s*$")
+        self.assertIn("kept-42", text)
+        await self.client.wait_text(sid, "back-49")
+
+    async def assert_typing_refused(self, sid: str, page: Any, token: str = "") -> None:
+        """The page shows the session read-only, what is typed on it never reaches the
+        program, and a read-only socket opened from the page is refused input by the daemon."""
+
+        def try_typing() -> tuple[str, bool, Any]:
+            page.wait_for_selector(".badge.readonly")
+            wait_live(page)
+            wait_terminal(page, r"READY")
+            page.locator(".term-box").click()
+            page.keyboard.type("leak")
+            page.keyboard.press("Enter")
+            refused = page.evaluate(
+                """([id, token]) => new Promise((resolve) => {
+                    const url = new URL(`/ws/sessions/${id}?readonly=1`, location.href);
+                    if (token) url.searchParams.set("token", token);
+                    url.protocol = "ws:";
+                    const ws = new WebSocket(url);
+                    ws.onmessage = (event) => {
+                      if (typeof event.data !== "string") return;
+                      const message = JSON.parse(event.data);
+                      const input = {type: "input", data: "leak\\r"};
+                      if (message.type === "replay") ws.send(JSON.stringify(input));
+                      if (message.type === "error") { ws.close(); resolve(message.message); }
+                    };
+                    setTimeout(() => resolve(null), 5000);
+                })""",
+                [sid, token],
+            )
+            return str(page.inner_text(".badge.readonly")), page.locator(".keybar").count() > 0, refused
+
+        badge, keybar, refused = await self.browser.run(try_typing)
+        self.assertEqual(badge, "read-only")
+        self.assertFalse(keybar)
+        self.assertIsNotNone(refused)
+        self.assertIn("read-only", refused)
+        # The program reads every byte it gets and prints it as hex: nothing came.
+        await sleep(reactor, 0.5)
+        await self.client.request("POST", f"/api/sessions/{sid}/input", {"text": "ok"})
+        screen = await self.client.wait_text(sid, "<6f6b>")
+        self.assertEqual(re.findall(r"<[0-9a-f]*>", screen), ["<6f6b>"])
+        # The read-only page follows the session live.
+        await self.browser.run(wait_terminal, page, "<6f6b>")
+
+    @async_test
+    async def test_read_only_view_refuses_typing(self) -> None:
+        """/#session=ID&readonly=1 shows the session read-only: typing is refused by the
+        page and by the daemon, and the program receives nothing."""
+        sid, page = await self.session_page(["python3", "-c", HEX_ECHO], "&readonly=1")
+        await self.assert_typing_refused(sid, page)
+
+    @async_test
+    async def test_share_link_refuses_typing(self) -> None:
+        """The read-only link of POST /api/sessions/ID/share opens the session read-only:
+        typing is refused by the page and by the daemon."""
+        sid = await self.create(["python3", "-c", HEX_ECHO])
+        await self.client.wait_status(sid, "running")
+        code, body, _ = await self.client.request("POST", f"/api/sessions/{sid}/share", {})
+        if code == 404:
+            raise SkipTest("this daemon has no share route yet (POST /api/sessions/ID/share answered 404)")
+        self.assertEqual(code, 200, body)
+        self.assertEqual(body["url"], f"/#session={sid}&share={body['token']}")
+        page = await self.browser.page(self.daemon.url(body["url"]))
+        await self.assert_typing_refused(sid, page, body["token"])
+
+    @async_test
+    async def test_phone(self) -> None:
+        """On a 375x667 phone screen the page fits, shows the key bar, and its keys (Esc,
+        a sticky Ctrl, arrows) and a phone keyboard's text input reach the program."""
+        phone = {"viewport": {"width": 375, "height": 667}, "is_mobile": True, "has_touch": True}
+        sid, page = await self.session_page(["python3", "-c", HEX_ECHO], **phone)
+
+        def keys() -> tuple[bool, int, int]:
+            wait_live(page)
+            wait_terminal(page, "READY")
+            bar = page.locator(".keybar")
+            visible = bar.is_visible()
+            box = bar.bounding_box()
+            page.tap(".keybar [data-key=Esc]")
+            wait_terminal(page, "<1b>")
+            page.tap(".keybar [data-key=Ctrl]")
+            page.keyboard.insert_text("c")
+            wait_terminal(page, "<03>")
+            page.tap(".keybar [data-key='↑']")
+            wait_terminal(page, "<1b5b41>")
+            # What a phone keyboard sends: text inserted by the input method, and a
+            # composition (an accented letter built in two steps).
+            page.keyboard.insert_text("hé")
+            wait_terminal(page, "<68c3a9>")
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Input.imeSetComposition", {"text": "ü", "selectionStart": 1, "selectionEnd": 1})
+            cdp.send("Input.insertText", {"text": "ü"})
+            wait_terminal(page, "<c3bc>")
+            width = int(page.evaluate("document.scrollingElement.scrollWidth"))
+            return visible, int(box["y"] + box["height"]), width
+
+        visible, bottom, width = await self.browser.run(keys)
+        self.assertTrue(visible)
+        self.assertLessEqual(bottom, 667)
+        self.assertLessEqual(width, 375)
+        screen = await self.client.wait_text(sid, "<c3bc>")
+        received = re.findall(r"<[0-9a-f]*>", screen)
+        self.assertEqual(received, ["<1b>", "<03>", "<1b5b41>", "<68c3a9>", "<c3bc>"])
+        await self.screenshot(page, "phone.png")
+
+    @async_test
+    async def test_list_actions(self) -> None:
+        """From the list: rename a session, download its recording (an asciicast v2 file),
+        kill it, and clean up exited sessions. Share either gives a read-only link or,
+        when the daemon has no share route, says so and hides the button."""
+        sid = await self.create(["sh", "-c", "echo recorded-$((5*5)); exec sleep 60"])
+        await self.client.wait_text(sid, "recorded-25")
+        page = await self.browser.page(self.url())
+        card = f"li.session[data-id='{sid}']"
+
+        def rename_and_download() -> bytes:
+            page.once("dialog", lambda dialog: dialog.accept("renamed here"))
+            page.click(f"{card} button:text('Rename')")
+            page.wait_for_selector(f"{card} .title:text('renamed here')")
+            with page.expect_download() as download:
+                page.click(f"{card} button:text('Recording')")
+            return Path(download.value.path()).read_bytes()
+
+        cast = await self.browser.run(rename_and_download)
+        self.assertEqual((await self.client.session(sid))["name"], "renamed here")
+        lines = [json.loads(line) for line in cast.splitlines()]
+        self.assertEqual(lines[0]["version"], 2)
+        self.assertIn("recorded-25", "".join(e[2] for e in lines[1:] if e[1] == "o"))
+
+        def share() -> tuple[str, str]:
+            page.click(f"{card} button:text('Share')")
+            page.wait_for_function(
+                f"() => document.querySelector(\"{card} .share-link input\") || "
+                "/read-only links/.test(document.querySelector('.status-line').textContent)"
+            )
+            link = page.locator(f"{card} .share-link input")
+            return (link.input_value() if link.count() else ""), str(page.inner_text(".status-line"))
+
+        code, _, _ = await self.client.request("POST", f"/api/sessions/{sid}/share", {})
+        link, status = await self.browser.run(share)
+        if code == 404:
+            self.assertIn("cannot make read-only links", status)
+            self.assertEqual(await self.browser.run(lambda: page.locator("button:text('Share')").count()), 0)
+        else:
+            self.assertRegex(link, rf"^http://127\.0\.0\.1:\d+/#session={sid}&share=.+")
+
+        def kill_and_clean() -> None:
+            page.click(f"{card} button:text('Kill')")
+            page.wait_for_selector(f"{card}[data-status=exited]")
+            page.click("button:text('Clean up exited')")
+            page.wait_for_selector(card, state="detached")
+
+        await self.browser.run(kill_and_clean)
+        code, _, _ = await self.client.request("GET", f"/api/sessions/{sid}")
+        self.assertEqual(code, 404)
+
+    @async_test
+    async def test_login_form(self) -> None:
+        """When /api/auth/config says login is on and there is no valid token, the page
+        shows a login form; a wrong password is refused with a message, and after a good
+        one the page sends the token it got as a Bearer token."""
+        page = await self.browser.page("about:blank")
+        seen: list[str | None] = []
+
+        def log_in() -> str:
+            config = {"enableSSHKeys": False, "disallowUserPassword": False, "noAuth": False}
+            page.route("**/api/auth/config", lambda route: route.fulfill(json=config))
+            token = {"success": True, "token": "T0K", "userId": "me", "authMethod": "password"}
+
+            def verify(route: Any) -> None:
+                if route.request.all_headers().get("authorization") == "Bearer T0K":
+                    route.fulfill(json={"valid": True, "userId": "me"})
+                else:
+                    route.fulfill(status=401, json={"error": "Authentication required"})
+
+            def password(route: Any) -> None:
+                if route.request.post_data_json == {"userId": "me", "password": "right"}:
+                    route.fulfill(json=token)
+                else:
+                    route.fulfill(status=401, json={"error": "Invalid credentials"})
+
+            def request(r: Any) -> None:
+                if r.url.endswith("/api/sessions"):
+                    seen.append(r.all_headers().get("authorization"))
+
+            page.route("**/api/auth/verify", verify)
+            page.route("**/api/auth/password", password)
+            page.on("request", request)
+            page.goto(self.url())
+            page.fill("input[name=userId]", "me")
+            page.fill("input[name=password]", "wrong")
+            page.click("form.login button[type=submit]")
+            page.wait_for_selector("form.login .status-line:text('Wrong user or password.')")
+            page.fill("input[name=password]", "right")
+            page.click("form.login button[type=submit]")
+            page.wait_for_selector("ul.sessions", state="attached")
+            return str(page.evaluate("localStorage.getItem('vibetwist.token')"))
+
+        self.assertEqual(await self.browser.run(log_in), "T0K")
+        self.assertIn("Bearer T0K", seen)
+
+    @async_test
+    async def test_ended_session(self) -> None:
+        """A session whose program ended says so, with its exit code."""
+        sid = await self.create(["sh", "-c", "echo done; exit 3"])
+        await self.client.wait_status(sid, "exited")
+        page = await self.browser.page(self.url(f"#session={sid}"))
+
+        def ended() -> tuple[str, str]:
+            page.wait_for_selector(".banner[data-kind=ended]")
+            return str(page.inner_text(".banner")), wait_terminal(page, "^done")
+
+        banner, _ = await self.browser.run(ended)
+        self.assertIn("exit code 3", banner)
+
+    @async_test
+    async def test_daemon_unreachable(self) -> None:
+        """A page whose daemon is gone says the daemon is unreachable."""
+        network = Network(self.daemon.port)
+        network.up()
+        page = await self.browser.page(f"http://127.0.0.1:{network.relay_port}/")
+        await self.browser.run(lambda: page.wait_for_selector("ul.sessions", state="attached"))
+        await network.down()
+
+        def status() -> str:
+            page.wait_for_selector(".status-line[data-kind=offline]")
+            return str(page.inner_text(".status-line"))
+
+        self.assertIn("daemon is unreachable", await self.browser.run(status))

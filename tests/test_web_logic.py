@@ -1,0 +1,244 @@
+"""The browser client's parsers, run in Node and checked against Python's.
+
+The snapshot decoder of vibetwist/web/src/snapshot.js must read what
+vibetwist.snapshot encodes exactly as vibetwist.snapshot.decode does, and
+refuse what it refuses; the URL fragment parser must read what Python's URL
+encoding writes; the command splitter must split as shlex.split does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.test_snapshot import header, snapshots
+from vibetwist.errors import FormatError
+from vibetwist.snapshot import RGB, Color, Snapshot, decode, encode, encode_buffers_frame
+
+RUNNER = Path(__file__).with_name("web_logic.mjs")
+
+
+class Node:
+    """One Node process running tests/web_logic.mjs, called a line at a time."""
+
+    def __init__(self) -> None:
+        node = shutil.which("node")
+        if node is None:
+            raise AssertionError("node is not installed: ./dev test installs nodejs")
+        self._process = subprocess.Popen(
+            [node, str(RUNNER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8"
+        )
+
+    def call(self, fn: str, arg: Any) -> dict[str, Any]:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write(json.dumps({"fn": fn, "arg": arg}) + "\n")
+        self._process.stdin.flush()
+        line = self._process.stdout.readline()
+        if not line:
+            raise AssertionError(f"node ended (code {self._process.wait()})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        self._process.wait(10)
+
+
+def color_json(color: Color) -> Any:
+    if isinstance(color, RGB):
+        return {"r": color.r, "g": color.g, "b": color.b}
+    return color
+
+
+def snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
+    """A snapshot as snapshot.js gives it."""
+    return {
+        "cols": snapshot.cols,
+        "rows": [
+            [{"char": c.char, "fg": color_json(c.fg), "bg": color_json(c.bg), "attrs": c.attrs} for c in row]
+            for row in snapshot.rows
+        ],
+        "viewportY": snapshot.viewport_y,
+        "cursorX": snapshot.cursor_x,
+        "cursorY": snapshot.cursor_y,
+    }
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+# Text that survives UTF-8, JSON and URL encoding: no lone surrogates.
+texts = st.text(st.characters(blacklist_categories=("Cs",)))
+
+
+class NodeTestCase(SynchronousTestCase):
+    """Each test gets a Node process of its own."""
+
+    def setUp(self) -> None:
+        self.node = Node()
+        self.addCleanup(self.node.close)
+
+
+class SnapshotDecoderTests(NodeTestCase):
+    """snapshot.js against vibetwist.snapshot."""
+
+    @given(snapshots)
+    def test_decodes_what_python_encodes(self, snapshot: Snapshot) -> None:
+        """decodeSnapshot(encode(s)) in JavaScript is Python's decode(encode(s))."""
+        data = encode(snapshot)
+        answer = self.node.call("snapshot", b64(data))
+        self.assertEqual(answer, {"value": snapshot_json(decode(data))})
+
+    @given(snapshots, st.data())
+    def test_damaged_snapshots(self, snapshot: Snapshot, data: st.DataObject) -> None:
+        """A snapshot cut short, grown or with a byte changed is refused by both decoders
+        or read the same by both."""
+        raw = bytearray(encode(snapshot))
+        how = data.draw(st.sampled_from(["cut", "grow", "change"]))
+        if how == "cut":
+            raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+        elif how == "grow":
+            raw += data.draw(st.binary(min_size=1, max_size=8))
+        else:
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(
+                st.one_of(st.sampled_from([0, 1, 3, 0x7F, 0x80, 0xBF, 0xFD, 0xFE, 0xFF]), st.integers(0, 255))
+            )
+        self.assertSameDecoding(bytes(raw))
+
+    def assertSameDecoding(self, raw: bytes) -> None:
+        """Both decoders refuse raw, or both read the same snapshot from it."""
+        answer = self.node.call("snapshot", b64(raw))
+        try:
+            expected = decode(raw)
+        except FormatError:
+            self.assertEqual(answer.get("error"), "FormatError", (raw, answer))
+        else:
+            self.assertEqual(answer, {"value": snapshot_json(expected)}, raw)
+
+    def test_edge_cases(self) -> None:
+        """Hand-made snapshots at each of the format's limits read the same in both decoders."""
+        row = b"\xfd\x01\x00"
+        for raw in [
+            header(1) + b"\xfe\x00\xfe\x01",  # an empty-row run of zero rows
+            header(1) + b"\xfe\x02",  # a run past the row count
+            header(1) + row + b"\x42\x41",  # kind 2 with a BOM below, kind 3 here
+            header(1) + row + b"\x42\x03\xef\xbb\xbf",  # U+FEFF (a BOM) as a cell
+            header(1) + row + b"\x42\x00",  # an empty unicode character
+            header(1) + row + b"\x42\x02\xc3\x28",  # invalid UTF-8
+            header(1) + row + b"\x42\x03\xed\xa0\x80",  # an encoded surrogate
+            header(1) + row + b"\x01\x80",  # ASCII kind holding a non-ASCII byte
+            header(1) + row + b"\x29\x41\x01\x02",  # RGB foreground cut short
+            header(1) + row + b"\x00\x00",  # trailing garbage
+            header(1) + b"\xfc",  # unknown row marker
+            header(1_000_001) + b"\xfe\x01",  # more rows than allowed
+            header(2) + b"\xfe\x01",  # too few rows
+            b"TV\x02" + header(1)[3:] + b"\xfe\x01",  # another version
+            b"VT" + header(1)[2:] + b"\xfe\x01",  # bad magic
+            header(0),  # no rows at all
+        ]:
+            self.assertSameDecoding(raw)
+
+    @given(st.binary(max_size=64))
+    def test_any_bytes(self, raw: bytes) -> None:
+        """Arbitrary bytes are a FormatError in JavaScript exactly when they are in Python."""
+        self.assertSameDecoding(raw)
+
+    @given(texts, st.binary(max_size=40))
+    def test_buffers_frame(self, session_id: str, payload: bytes) -> None:
+        """decodeBuffersFrame gives back the session id and the bytes encode_buffers_frame wrapped."""
+        answer = self.node.call("frame", b64(encode_buffers_frame(session_id, payload)))
+        self.assertEqual(answer, {"value": {"sessionId": session_id, "snapshot": b64(payload)}})
+
+    @given(st.binary(max_size=12))
+    def test_damaged_frames(self, raw: bytes) -> None:
+        """A frame without its marker, or with an id longer than the frame, is a FormatError."""
+        answer = self.node.call("frame", b64(b"\xbf\xff\x00\x00\x00" + raw))
+        self.assertEqual(answer.get("error"), "FormatError")
+        answer = self.node.call("frame", b64(b"\xbe\x00\x00\x00\x00" + raw))
+        self.assertEqual(answer.get("error"), "FormatError")
+
+
+class RouteTests(NodeTestCase):
+    """route.js: the URL fragment."""
+
+    @given(texts.filter(bool), st.one_of(st.none(), texts.filter(bool)), st.booleans())
+    def test_reads_python_fragments(self, session: str, share: str | None, read_only: bool) -> None:
+        """parseRoute reads a fragment Python wrote: a share token always means read-only."""
+        fields = {"session": session}
+        if share is not None:
+            fields["share"] = share
+        if read_only:
+            fields["readonly"] = "1"
+        answer = self.node.call("route", "#" + urlencode(fields, quote_via=quote))
+        read_only = read_only or share is not None
+        expected = {"view": "session", "session": session, "share": share, "readOnly": read_only}
+        self.assertEqual(answer, {"value": expected})
+
+    @given(texts.filter(bool), st.one_of(st.none(), texts.filter(bool)), st.booleans())
+    def test_writes_what_python_reads(self, session: str, share: str | None, read_only: bool) -> None:
+        """sessionHash writes a fragment Python's parse_qs reads back, and parseRoute too."""
+        route = {"session": session, "share": share, "readOnly": read_only}
+        fragment = self.node.call("hash", route)["value"]
+        self.assertTrue(fragment.startswith("#"))
+        parsed = parse_qs(fragment[1:], keep_blank_values=True)
+        self.assertEqual(parsed["session"], [session])
+        self.assertEqual(parsed.get("share"), None if share is None else [share])
+        again = self.node.call("route", fragment)["value"]
+        self.assertEqual(again, {"view": "session", "session": session, "share": share,
+                                 "readOnly": read_only or share is not None})  # fmt: skip
+
+    def test_list(self) -> None:
+        """No fragment, or one without a session, is the session list."""
+        for fragment in ["", "#", "#session=", "#share=abc", "#readonly=1"]:
+            self.assertEqual(self.node.call("route", fragment), {"value": {"view": "list"}}, fragment)
+
+
+# Command lines: loose characters, and quoted runs that may hold escapes.
+_shell_chars = st.text(st.sampled_from(list("ab é\t\n'\"\\$#*;|")), max_size=6)
+command_lines = st.lists(
+    st.one_of(
+        _shell_chars,
+        _shell_chars.map(lambda inner: f'"{inner}"'),
+        _shell_chars.map(lambda inner: f"'{inner}'"),
+    ),
+    max_size=5,
+).map("".join)
+
+
+class CommandTests(NodeTestCase):
+    """command.js: splitting the command line typed in the form."""
+
+    @given(command_lines)
+    def test_splits_as_shlex(self, text: str) -> None:
+        """splitCommand splits as shlex.split does, and refuses what it refuses."""
+        answer = self.node.call("split", text)
+        try:
+            expected = shlex.split(text)
+        except ValueError:
+            self.assertEqual(answer.get("error"), "CommandError", answer)
+        else:
+            self.assertEqual(answer, {"value": expected})
+
+    def test_examples(self) -> None:
+        """Quotes keep spaces, a backslash escapes, an empty quoted word stays."""
+        for text, argv in [
+            ("bash", ["bash"]),
+            ("  ls   -la /tmp ", ["ls", "-la", "/tmp"]),
+            ("echo 'a b' \"c d\" e\\ f", ["echo", "a b", "c d", "e f"]),
+            ("printf ''", ["printf", ""]),
+        ]:
+            self.assertEqual(self.node.call("split", text), {"value": argv}, text)

@@ -1,0 +1,31 @@
+// Runs the browser client's pure modules for tests/test_web_logic.py: one JSON
+// call per line on stdin ({"fn", "arg"}), one JSON answer per line on stdout
+// ({"value"} or {"error": class name, "message"}).
+import { createInterface } from "node:readline";
+import { splitCommand } from "../vibetwist/web/src/command.js";
+import { parseRoute, sessionHash } from "../vibetwist/web/src/route.js";
+import { decodeBuffersFrame, decodeSnapshot } from "../vibetwist/web/src/snapshot.js";
+
+const bytes = (b64) => Buffer.from(b64, "base64");
+
+const calls = {
+  snapshot: (b64) => decodeSnapshot(bytes(b64)),
+  frame: (b64) => {
+    const frame = decodeBuffersFrame(bytes(b64));
+    return { sessionId: frame.sessionId, snapshot: Buffer.from(frame.snapshot).toString("base64") };
+  },
+  route: (hash) => parseRoute(hash),
+  hash: (route) => sessionHash(route),
+  split: (text) => splitCommand(text),
+};
+
+for await (const line of createInterface({ input: process.stdin })) {
+  const { fn, arg } = JSON.parse(line);
+  let answer;
+  try {
+    answer = { value: calls[fn](arg) };
+  } catch (error) {
+    answer = { error: error.constructor.name, message: String(error.message) };
+  }
+  process.stdout.write(JSON.stringify(answer) + "\n");
+}

@@ -1,0 +1,54 @@
+// The /buffers WebSocket: live snapshots of the listed sessions' screens.
+import { decodeBuffersFrame, decodeSnapshot } from "./snapshot.js";
+
+export class Previews {
+  constructor(api, onSnapshot) {
+    this.api = api;
+    this.onSnapshot = onSnapshot; // (sessionId, snapshot)
+    this.wanted = new Set();
+    this.socket = null;
+    this.closed = false;
+    this.retry = null;
+    this.connect();
+  }
+
+  connect() {
+    const socket = new WebSocket(this.api.socketUrl("/buffers"));
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => {
+      for (const id of this.wanted) this.send({ type: "subscribe", sessionId: id });
+    };
+    socket.onmessage = (event) => {
+      if (typeof event.data === "string") return; // subscribed, pong, error: nothing to show
+      try {
+        const frame = decodeBuffersFrame(event.data);
+        this.onSnapshot(frame.sessionId, decodeSnapshot(frame.snapshot));
+      } catch (error) {
+        console.warn("unreadable /buffers frame", error);
+      }
+    };
+    socket.onclose = () => {
+      if (this.socket === socket) this.socket = null;
+      if (!this.closed) this.retry = setTimeout(() => this.connect(), 2000);
+    };
+    this.socket = socket;
+  }
+
+  send(message) {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
+  // Follow exactly these sessions.
+  follow(ids) {
+    const next = new Set(ids);
+    for (const id of this.wanted) if (!next.has(id)) this.send({ type: "unsubscribe", sessionId: id });
+    for (const id of next) if (!this.wanted.has(id)) this.send({ type: "subscribe", sessionId: id });
+    this.wanted = next;
+  }
+
+  close() {
+    this.closed = true;
+    clearTimeout(this.retry);
+    if (this.socket) this.socket.close();
+  }
+}

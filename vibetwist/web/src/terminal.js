@@ -1,0 +1,251 @@
+// One session full-window in xterm.js, over /ws/sessions/<id>: the replay
+// restores the screen on every (re)connection, typing and resizes go back.
+import { FitAddon } from "@xterm/addon-fit";
+import { Terminal } from "@xterm/xterm";
+import { h } from "./dom.js";
+import { KeyBar } from "./keybar.js";
+
+// Milliseconds to wait before reconnection attempt n (1, 2, ...).
+export function backoff(attempt) {
+  return Math.min(500 * 2 ** (attempt - 1), 10000);
+}
+
+const CLOSE_NOT_FOUND = 4404;
+
+export function showSession(root, api, route, notice) {
+  const id = route.session;
+  const readOnly = route.readOnly;
+  const encoder = new TextEncoder();
+  let socket = null;
+  let attempt = 0;
+  let retry = null;
+  let ended = false; // the program ended, or the session is gone: no reconnecting
+  let disposed = false;
+  let exited = false;
+
+  const title = h("span", { className: "title" }, id);
+  const state = h("span", { className: "state", dataset: { state: "connecting" } }, "connecting");
+  const banner = h("div", { className: "banner", role: "alert", hidden: true });
+  const screen = h("div", { className: "term-box", "aria-label": "Terminal" });
+  root.replaceChildren(
+    h(
+      "div",
+      { className: "session-view" + (readOnly ? " read-only" : "") },
+      h(
+        "header",
+        { className: "bar" },
+        route.share ? null : h("a", { className: "back", href: "#", title: "All sessions" }, "←"),
+        title,
+        readOnly ? h("span", { className: "badge readonly", title: "You can watch, not type" }, "read-only") : null,
+        state,
+      ),
+      banner,
+      screen,
+    ),
+  );
+
+  const term = new Terminal({
+    cursorBlink: true,
+    scrollback: 10000,
+    fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
+    fontSize: window.matchMedia("(max-width: 600px)").matches ? 12 : 14,
+    disableStdin: readOnly,
+    theme: { background: "#1e1e1e" },
+  });
+  const fit = new FitAddon();
+  term.loadAddon(fit);
+  term.open(screen);
+  if (term.textarea) {
+    // Mobile keyboards: no capitalising, correcting or suggesting in a terminal.
+    for (const [name, value] of [["autocapitalize", "off"], ["autocorrect", "off"], ["spellcheck", "false"],
+      ["autocomplete", "off"], ["enterkeyhint", "send"]]) {
+      term.textarea.setAttribute(name, value);
+    }
+  }
+
+  function setState(name, text = name) {
+    state.dataset.state = name;
+    state.textContent = text;
+  }
+
+  function say(message, kind = "info") {
+    banner.hidden = !message;
+    banner.textContent = message || "";
+    banner.dataset.kind = kind;
+  }
+
+  function send(data) {
+    if (readOnly) return;
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(encoder.encode(data));
+    else if (!ended) say("Not connected: what you type now is not sent.", "warning");
+  }
+
+  let keybar = null;
+  if (!readOnly) {
+    keybar = new KeyBar(send, () => term.modes.applicationCursorKeysMode, () => term.focus());
+    root.firstChild.append(keybar.el);
+    term.onData((data) => keybar.type(data));
+    term.onBinary((data) => {
+      if (socket && socket.readyState === WebSocket.OPEN) {
+        socket.send(Uint8Array.from(data, (c) => c.charCodeAt(0) & 0xff));
+      }
+    });
+  }
+
+  // Ask the daemon for the size that fits the window; xterm follows when the
+  // daemon says the terminal changed size, so the output always fits it.
+  function sendSize() {
+    if (readOnly || exited || !socket || socket.readyState !== WebSocket.OPEN) return;
+    const size = fit.proposeDimensions();
+    if (!size || !(size.cols > 0) || !(size.rows > 0)) return;
+    socket.send(JSON.stringify({ type: "resize", cols: size.cols, rows: size.rows }));
+  }
+
+  let resizeTimer = null;
+  const onWindowResize = () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(sendSize, 100);
+  };
+  window.addEventListener("resize", onWindowResize);
+  const resizeObserver = new ResizeObserver(onWindowResize);
+  resizeObserver.observe(screen);
+
+  function onMessage(message) {
+    switch (message.type) {
+      case "replay":
+        // The screen is drawn again from scratch: whatever xterm shows goes.
+        term.reset();
+        term.resize(message.cols, message.rows);
+        exited = message.status === "exited";
+        setState(exited ? "exited" : "live", exited ? "exited" : "live");
+        if (!ended) say("");
+        sendSize();
+        break;
+      case "resize":
+        term.resize(message.cols, message.rows);
+        break;
+      case "exit":
+        ended = exited = true;
+        setState("exited");
+        say(`The session has ended (exit code ${message.code}).`, "ended");
+        break;
+      case "skipped":
+        say(`Fell behind: skipped ${message.bytes} bytes of output.`, "warning");
+        break;
+      case "error":
+        say(message.message, "warning");
+        break;
+      default:
+        break;
+    }
+  }
+
+  function connect() {
+    if (disposed) return;
+    setState("connecting");
+    const params = readOnly ? { readonly: "1" } : {};
+    const ws = new WebSocket(api.socketUrl(`/ws/sessions/${encodeURIComponent(id)}`, params));
+    ws.binaryType = "arraybuffer";
+    socket = ws;
+    ws.onopen = () => {
+      attempt = 0;
+    };
+    ws.onmessage = (event) => {
+      if (typeof event.data === "string") {
+        try {
+          onMessage(JSON.parse(event.data));
+        } catch (error) {
+          console.warn("unreadable message", error);
+        }
+      } else {
+        term.write(new Uint8Array(event.data));
+      }
+    };
+    ws.onclose = (event) => {
+      if (socket !== ws) return;
+      socket = null;
+      if (disposed || ended) return;
+      if (event.code === CLOSE_NOT_FOUND) {
+        gone();
+        return;
+      }
+      reconnect();
+    };
+  }
+
+  function gone() {
+    ended = true;
+    setState("gone", "not found");
+    say("This session does not exist (any more).", "ended");
+  }
+
+  function reconnect() {
+    attempt += 1;
+    const delay = backoff(attempt);
+    setState("reconnecting");
+    say(`Connection lost. Reconnecting in ${Math.ceil(delay / 1000)} s (attempt ${attempt})…`, "reconnecting");
+    clearTimeout(retry);
+    retry = setTimeout(probe, delay);
+  }
+
+  // Before reconnecting, learn whether the daemon is there and the session still is.
+  async function probe() {
+    if (disposed) return;
+    try {
+      const info = await api.get(`/api/sessions/${encodeURIComponent(id)}`);
+      title.textContent = info.name || id;
+    } catch (error) {
+      if (error.status === 404) {
+        gone();
+        return;
+      }
+      if (error.status === 401) {
+        notice(error);
+        return;
+      }
+      if (error.status === 0) {
+        attempt += 1;
+        const delay = backoff(attempt);
+        setState("reconnecting", "offline");
+        say(`The daemon is unreachable. Trying again in ${Math.ceil(delay / 1000)} s (attempt ${attempt})…`,
+          "reconnecting");
+        retry = setTimeout(probe, delay);
+        return;
+      }
+    }
+    connect();
+  }
+
+  const onOnline = () => {
+    if (!socket && !ended && !disposed) {
+      clearTimeout(retry);
+      probe();
+    }
+  };
+  window.addEventListener("online", onOnline);
+
+  api.get(`/api/sessions/${encodeURIComponent(id)}`).then(
+    (info) => {
+      title.textContent = info.name || id;
+      document.title = `${info.name || id} · vibetwist`;
+    },
+    (error) => {
+      if (error.status === 404) gone();
+      else if (error.status === 0) say(error.message, "reconnecting");
+      else notice(error);
+    },
+  );
+  connect();
+  term.focus();
+
+  return () => {
+    disposed = true;
+    clearTimeout(retry);
+    clearTimeout(resizeTimer);
+    window.removeEventListener("resize", onWindowResize);
+    window.removeEventListener("online", onOnline);
+    resizeObserver.disconnect();
+    if (socket) socket.close();
+    term.dispose();
+  };
+}
