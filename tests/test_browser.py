@@ -10,8 +10,10 @@ session to ``docs/screenshots/`` for the README.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +24,7 @@ from twisted.protocols import portforward
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SkipTest
 
-from tests._daemon import poll, sleep
+from tests._daemon import Client, Daemon, poll, sleep
 from tests.test_e2e import HEX_ECHO, DaemonTestCase, async_test
 
 T = TypeVar("T")
@@ -485,48 +487,39 @@ class BrowserTests(DaemonTestCase):
 
     @async_test
     async def test_login_form(self) -> None:
-        """When /api/auth/config says login is on and there is no valid token, the page
-        shows a login form; a wrong password is refused with a message, and after a good
-        one the page sends the token it got as a Bearer token."""
+        """Against a daemon with login on (user and password in its environment), the
+        page shows a login form; a wrong password is refused with a message, and after
+        the right one the page keeps the token it got and sends it as a Bearer token."""
+        base = Path(tempfile.mkdtemp(prefix="e2e-login-", dir=os.getcwd()))
+        daemon = Daemon(
+            reactor, base, env={"VIBETUNNEL_USERNAME": "me", "VIBETUNNEL_PASSWORD": "right horse"}
+        )
+        await daemon.start()
+        self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
         page = await self.browser.page("about:blank")
         seen: list[str | None] = []
 
         def log_in() -> str:
-            config = {"enableSSHKeys": False, "disallowUserPassword": False, "noAuth": False}
-            page.route("**/api/auth/config", lambda route: route.fulfill(json=config))
-            token = {"success": True, "token": "T0K", "userId": "me", "authMethod": "password"}
-
-            def verify(route: Any) -> None:
-                if route.request.all_headers().get("authorization") == "Bearer T0K":
-                    route.fulfill(json={"valid": True, "userId": "me"})
-                else:
-                    route.fulfill(status=401, json={"error": "Authentication required"})
-
-            def password(route: Any) -> None:
-                if route.request.post_data_json == {"userId": "me", "password": "right"}:
-                    route.fulfill(json=token)
-                else:
-                    route.fulfill(status=401, json={"error": "Invalid credentials"})
-
             def request(r: Any) -> None:
                 if r.url.endswith("/api/sessions"):
                     seen.append(r.all_headers().get("authorization"))
 
-            page.route("**/api/auth/verify", verify)
-            page.route("**/api/auth/password", password)
             page.on("request", request)
-            page.goto(self.url())
+            page.goto(daemon.url("/"))
             page.fill("input[name=userId]", "me")
             page.fill("input[name=password]", "wrong")
             page.click("form.login button[type=submit]")
             page.wait_for_selector("form.login .status-line:text('Wrong user or password.')")
-            page.fill("input[name=password]", "right")
+            page.fill("input[name=password]", "right horse")
             page.click("form.login button[type=submit]")
             page.wait_for_selector("ul.sessions", state="attached")
             return str(page.evaluate("localStorage.getItem('vibetwist.token')"))
 
-        self.assertEqual(await self.browser.run(log_in), "T0K")
-        self.assertIn("Bearer T0K", seen)
+        token = await self.browser.run(log_in)
+        self.assertIn(f"Bearer {token}", seen)
+        client = Client(reactor, daemon, token=token)
+        self.addCleanup(lambda: defer.ensureDeferred(client.close()))
+        self.assertEqual((await client.get("/api/auth/verify"))["userId"], "me")
 
     @async_test
     async def test_ended_session(self) -> None:
