@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests import _streams as streams
 from vibetwist import emulator_stream
+from vibetwist.emulator import shrink_rows
 from vibetwist.screen import TerminalScreen
 from vibetwist.scrollback import Scrollback
 from vibetwist.snapshot import (
@@ -38,8 +39,13 @@ class StockWithFixes(pyte.HistoryScreen):
     nothing (U+200D, U+FE0F, U+200B, a stray control) is skipped instead of
     ending the text, and a wide character that does not fit in the last
     column goes to the next line; deleting lines below a row never written
-    blanks that row.  Everything else is pyte's own.
+    blanks that row; fewer rows scroll the top ones into the history
+    (L{shrink_rows}).  Everything else is pyte's own.
     """
+
+    def resize(self, lines: int | None = None, columns: int | None = None) -> None:
+        shrink_rows(self, lines or self.lines)  # the same rule, through stock pyte's index
+        super().resize(lines, columns)
 
     def delete_lines(self, count: int | None = None) -> None:
         for y in range(self.lines):

@@ -52,6 +52,32 @@ class ScreenTests(SynchronousTestCase):
         self.assertEqual((screen.cols, screen.rows, len(screen.lines())), (40, 9, 9))
 
 
+    def test_fewer_rows_drop_blank_rows_below_the_cursor_first(self) -> None:
+        """Losing rows takes the blank rows under the cursor; the text stays where it was."""
+        screen = self.screen("one\r\ntwo\r\n$ ", rows=8)
+        screen.resize(20, 4)
+        self.assertEqual(screen.lines(), ["one", "two", "$", ""])
+        self.assertEqual(screen.scrollback_lines, 0)
+        self.assertEqual((screen.snapshot().cursor_x, screen.snapshot().cursor_y), (2, 2))
+
+    def test_fewer_rows_scroll_the_top_into_the_scrollback(self) -> None:
+        """When the cursor sits low, the top rows scroll into the scrollback, as in a
+        terminal: no line of text is lost, and the cursor moves up with its line."""
+        screen = self.screen("".join(f"l{i}\r\n" for i in range(5)) + "$ ", rows=8)
+        screen.resize(20, 3)
+        self.assertEqual(screen.lines(), ["l3", "l4", "$"])
+        history = ["".join(c.char for c in row).rstrip() for row in screen.history_rows()]
+        self.assertEqual(history, ["l0", "l1", "l2"])
+        self.assertEqual((screen.snapshot().cursor_x, screen.snapshot().cursor_y), (2, 2))
+
+    def test_fewer_rows_keep_text_below_the_cursor(self) -> None:
+        """Text under the cursor (a status line) stays; the top scrolls off instead."""
+        screen = self.screen("top\r\nmid\x1b[4;1Hstatus\x1b[2;1H", rows=4)
+        screen.resize(20, 3)
+        self.assertEqual(screen.lines(), ["mid", "", "status"])
+        self.assertEqual(screen.snapshot().cursor_y, 0)
+
+
 class ScreenStateTests(SynchronousTestCase):
     """The parts of the screen a replay to a terminal emulator needs besides the visible rows."""
 

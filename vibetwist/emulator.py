@@ -222,6 +222,11 @@ class Emulator(pyte.Screen):
                     buffer.pop(y, None)
             self.carriage_return()
 
+    def resize(self, lines: int | None = None, columns: int | None = None) -> None:
+        """pyte's resize, except that losing rows loses no text (see :func:`shrink_rows`)."""
+        shrink_rows(self, lines or self.lines)
+        super().resize(lines, columns)
+
     def index(self) -> None:
         """Move down a line; at the bottom margin, scroll, keeping the top line in the scrollback."""
         top, bottom = self.margins or Margins(0, self.lines - 1)
@@ -569,3 +574,36 @@ def colon_sgr(params: str) -> list[int]:
             flat.append(24 if values and values[0] == 0 else 4)  # 4:0 no underline, 4:1..5 a style of one
         # Anything else (58:... underline colour) changes nothing shown.
     return flat
+
+
+def shrink_rows(screen: pyte.Screen, lines: int) -> None:
+    """Take a screen down to ``lines`` rows the way tmux and xterm.js do.
+
+    Blank rows below the cursor go first, from the bottom; if that is not
+    enough, the top rows scroll into the scrollback (through the screen's own
+    ``index``) and the cursor moves up with the text.  pyte instead deletes
+    the top rows outright, so a phone that shrinks the terminal would wipe the
+    first lines of every viewer's screen.  A screen already ``lines`` rows or
+    fewer is left alone; the caller then resizes as usual.
+    """
+    excess = screen.lines - lines
+    if excess <= 0:
+        return
+    cursor, buffer = screen.cursor, screen.buffer
+    blank = screen.default_char
+    bottom = screen.lines - 1
+    while excess and bottom > cursor.y and all(cell == blank for cell in buffer.get(bottom, {}).values()):
+        buffer.pop(bottom, None)
+        bottom -= 1
+        excess -= 1
+    x, y = cursor.x, cursor.y
+    screen.margins = None
+    for _ in range(excess):
+        cursor.y = screen.lines - 1
+        screen.index()
+    cursor.x, cursor.y = x, max(0, y - excess)
+    for row in [row for row in buffer if row >= lines]:
+        del buffer[row]
+    screen.dirty.update(range(lines))
+    screen.lines = lines
+
