@@ -442,7 +442,11 @@ class Forwarder:
         if not data:
             self._stdin_open = False
             return
-        # The local terminal acted: it gets its size back.
+        # The local terminal acted: it gets its size back.  Its size is asked afresh,
+        # so keys typed just after a window change never reach the program before the
+        # change does (SIGWINCH may be handled after these keys were read).
+        if self._local:
+            self.local_size = terminal_size(self._stdin) or self.local_size
         self._resize(self.local_size)
         self._type(data)
 
