@@ -31,6 +31,17 @@ T = TypeVar("T")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+#: A program that prints its terminal's size at the start and on every SIGWINCH.
+SIZE_ECHO = (
+    "import os, signal, time\n"
+    "def show(*_):\n"
+    "    size = os.get_terminal_size(0)\n"
+    "    os.write(1, f'size {size.columns}x{size.lines}\\r\\n'.encode())\n"
+    "signal.signal(signal.SIGWINCH, show)\n"
+    "show()\n"
+    "while True:\n"
+    "    time.sleep(60)\n"
+)
 #: Playwright's own waits, in milliseconds.
 WAIT_MS = 15000
 
@@ -461,7 +472,7 @@ class BrowserTests(DaemonTestCase):
         def share() -> tuple[str, str]:
             page.click(f"{card} button:text('Share')")
             page.wait_for_function(
-                f"() => document.querySelector(\"{card} .share-link input\") || "
+                f'() => document.querySelector("{card} .share-link input") || '
                 "/read-only links/.test(document.querySelector('.status-line').textContent)"
             )
             link = page.locator(f"{card} .share-link input")
@@ -549,3 +560,314 @@ class BrowserTests(DaemonTestCase):
             return str(page.inner_text(".status-line"))
 
         self.assertIn("daemon is unreachable", await self.browser.run(status))
+
+    @async_test
+    async def test_key_bar_fits_phones(self) -> None:
+        """On phones 320, 375 and 414 px wide every key of the key bar is on the screen,
+        at least 36 px tall, with nothing to scroll sideways, and the last key works."""
+        phone = {"viewport": {"width": 320, "height": 640}, "is_mobile": True, "has_touch": True}
+        _, page = await self.session_page(["python3", "-c", HEX_ECHO], **phone)
+
+        def measure(width: int) -> dict[str, Any]:
+            page.set_viewport_size({"width": width, "height": 640})
+            wait_live(page)
+            wait_terminal(page, "READY")
+            return dict(
+                page.evaluate(
+                    """() => ({
+                        keys: [...document.querySelectorAll('.keybar button')].map((b) => {
+                            const r = b.getBoundingClientRect();
+                            return {key: b.dataset.key, left: r.left, right: r.right, height: r.height};
+                        }),
+                        page: document.scrollingElement.scrollWidth,
+                        bar: document.querySelector('.keybar').scrollWidth,
+                        barBox: document.querySelector('.keybar').clientWidth,
+                    })"""
+                )
+            )
+
+        for width in (414, 375, 320):
+            shown = await self.browser.run(measure, width)
+            self.assertEqual(len(shown["keys"]), 11)
+            for key in shown["keys"]:
+                self.assertGreaterEqual(key["left"], 0, (width, key))
+                self.assertLessEqual(key["right"], width, (width, key))
+                self.assertGreaterEqual(key["height"], 36, (width, key))
+            self.assertLessEqual(shown["page"], width)
+            self.assertLessEqual(shown["bar"], shown["barBox"])
+
+        def last_key() -> str:
+            page.tap(".keybar [data-key='-']")
+            return wait_terminal(page, "<2d>")
+
+        await self.browser.run(last_key)
+        await self.screenshot(page, "phone-narrow.png")
+        self.assertEqual(await self.browser.run(no_errors, page), [])
+
+    async def pty_size(self, sid: str) -> tuple[int, int]:
+        """The size, (cols, rows), that a SIZE_ECHO session's program last saw."""
+        sizes = re.findall(r"size (\d+)x(\d+)", await self.client.text(sid))
+        cols, rows = sizes[-1]
+        return int(cols), int(rows)
+
+    @async_test
+    async def test_key_bar_stays_above_the_keyboard(self) -> None:
+        """When the phone's keyboard covers the lower part of the screen (the visual
+        viewport shrinks, the window does not), the key bar moves above it, and the
+        terminal refits: the PTY gets fewer rows; when the keyboard goes, they come back.
+        Headless Chromium has no on-screen keyboard, so the page's visualViewport is
+        made to report the smaller height and fire its resize event, as a phone does."""
+        phone = {"viewport": {"width": 375, "height": 667}, "is_mobile": True, "has_touch": True}
+        sid, page = await self.session_page(["python3", "-c", SIZE_ECHO], **phone)
+        await self.browser.run(wait_live, page)
+        await self.browser.run(wait_terminal, page, "size")
+
+        async def fitted() -> bool:
+            return (await self.pty_size(sid))[0] < 80
+
+        await poll(reactor, fitted, 10.0, what="the PTY fitted to the phone")
+        before = await self.pty_size(sid)
+
+        def keyboard(height: int | None) -> None:
+            page.evaluate(
+                """(height) => {
+                    if (height === null) delete visualViewport.height;
+                    else Object.defineProperty(
+                        visualViewport, 'height', {get: () => height, configurable: true});
+                    visualViewport.dispatchEvent(new Event('resize'));
+                }""",
+                height,
+            )
+
+        def bar_bottom() -> float:
+            box = page.locator(".keybar").bounding_box()
+            return float(box["y"] + box["height"])
+
+        await self.browser.run(keyboard, 350)
+        self.assertLessEqual(await self.browser.run(bar_bottom), 350)
+
+        async def fewer_rows() -> bool:
+            return (await self.pty_size(sid))[1] < before[1]
+
+        await poll(reactor, fewer_rows, 10.0, what="fewer rows with the keyboard open")
+        with_keyboard = await self.pty_size(sid)
+        self.assertEqual(with_keyboard[0], before[0])
+
+        await self.browser.run(keyboard, None)
+        self.assertGreater(await self.browser.run(bar_bottom), 600)
+
+        async def rows_back() -> bool:
+            return await self.pty_size(sid) == before
+
+        await poll(reactor, rows_back, 10.0, what="the rows back once the keyboard is gone")
+
+    @async_test
+    async def test_read_only_view_scales_to_a_narrow_screen(self) -> None:
+        """A read-only viewer on a phone sees the whole width of a 120-column session (its
+        font shrinks), and the PTY keeps its size: read-only viewers never resize it."""
+        sid = await self.create(
+            ["python3", "-c", "print('x' * 117 + 'END')\n" + SIZE_ECHO], cols=120, rows=30
+        )
+        await self.client.wait_text(sid, "END")
+        phone = {"viewport": {"width": 375, "height": 667}, "is_mobile": True, "has_touch": True}
+        page = await self.browser.page(self.url(f"#session={sid}&readonly=1"), **phone)
+
+        def shown(width: int) -> dict[str, float]:
+            page.set_viewport_size({"width": width, "height": 667})
+            wait_live(page)
+            wait_terminal(page, "END")
+            page.wait_for_function(
+                "(width) => document.querySelector('.xterm-screen').getBoundingClientRect().right <= width",
+                arg=width,
+            )
+            return dict(
+                page.evaluate(
+                    """() => ({
+                        right: document.querySelector('.xterm-screen').getBoundingClientRect().right,
+                        page: document.scrollingElement.scrollWidth,
+                    })"""
+                )
+            )
+
+        for width in (375, 320):
+            seen = await self.browser.run(shown, width)
+            self.assertLessEqual(seen["right"], width)
+            # No smaller than it needs to be: the session fills most of the width.
+            self.assertGreater(seen["right"], 0.8 * width)
+            self.assertLessEqual(seen["page"], width)
+            self.assertEqual(await self.pty_size(sid), (120, 30))
+            if width == 375:
+                await self.screenshot(page, "phone-read-only.png")
+        self.assertEqual(await self.browser.run(no_errors, page), [])
+
+    @async_test
+    async def test_read_only_view_pans_past_the_smallest_font(self) -> None:
+        """A session too wide even at the smallest font pans sideways in its own box: the
+        page itself does not scroll, the far end can be scrolled into view, and the PTY
+        keeps its size."""
+        program = "print('y' * 247 + 'FAR')\n" + SIZE_ECHO
+        sid = await self.create(["python3", "-c", program], cols=250, rows=20)
+        await self.client.wait_text(sid, "FAR")
+        phone = {"viewport": {"width": 320, "height": 640}, "is_mobile": True, "has_touch": True}
+        page = await self.browser.page(self.url(f"#session={sid}&readonly=1"), **phone)
+
+        def pan() -> dict[str, float]:
+            wait_live(page)
+            wait_terminal(page, "FAR")
+            return dict(
+                page.evaluate(
+                    """() => {
+                        const box = document.querySelector('.term-box');
+                        const before = {wide: box.scrollWidth, room: box.clientWidth};
+                        box.scrollLeft = box.scrollWidth;
+                        const screen = document.querySelector('.xterm-screen').getBoundingClientRect();
+                        return {...before, right: screen.right, page: document.scrollingElement.scrollWidth};
+                    }"""
+                )
+            )
+
+        seen = await self.browser.run(pan)
+        self.assertGreater(seen["wide"], seen["room"])
+        self.assertLessEqual(seen["right"], 320)
+        self.assertLessEqual(seen["page"], 320)
+        self.assertEqual(await self.pty_size(sid), (250, 20))
+        self.assertEqual(await self.browser.run(no_errors, page), [])
+
+    @async_test
+    async def test_phone_keyboard_input(self) -> None:
+        """What a phone keyboard (GBoard) sends reaches the program once: the hidden
+        textarea asks for no capitalising, correcting or suggesting; text composed in
+        steps arrives once when it is committed, a Backspace during the composition
+        takes back only the composed letter, and Backspace and Enter from the phone
+        keyboard send DEL and CR."""
+        phone = {"viewport": {"width": 375, "height": 667}, "is_mobile": True, "has_touch": True}
+        sid, page = await self.session_page(["python3", "-c", HEX_ECHO], **phone)
+
+        def type_on_phone() -> dict[str, str | None]:
+            wait_live(page)
+            wait_terminal(page, "READY")
+            area = page.locator(".xterm-helper-textarea")
+            area.focus()
+            attributes = {
+                name: area.get_attribute(name)
+                for name in ("autocapitalize", "autocorrect", "autocomplete", "spellcheck")
+            }
+            cdp = page.context.new_cdp_session(page)
+            # A word composed letter by letter, then committed.
+            for text in ("h", "he", "hel"):
+                cdp.send(
+                    "Input.imeSetComposition",
+                    {"text": text, "selectionStart": len(text), "selectionEnd": len(text)},
+                )
+            cdp.send("Input.insertText", {"text": "hel"})
+            wait_terminal(page, "<68656c>")
+            # Backspace while composing: the composition shrinks, nothing is sent yet.
+            for text in ("ab", "a"):
+                cdp.send(
+                    "Input.imeSetComposition",
+                    {"text": text, "selectionStart": len(text), "selectionEnd": len(text)},
+                )
+            cdp.send("Input.insertText", {"text": "a"})
+            wait_terminal(page, "<61>")
+            page.keyboard.press("Backspace")
+            wait_terminal(page, "<7f>")
+            page.keyboard.press("Enter")
+            wait_terminal(page, "<0d>")
+            # GBoard's Enter: a keydown with key code 229, then a line break as text.
+            cdp.send(
+                "Input.dispatchKeyEvent",
+                {"type": "rawKeyDown", "key": "Unidentified", "windowsVirtualKeyCode": 229},
+            )
+            cdp.send("Input.insertText", {"text": "\n"})
+            cdp.send(
+                "Input.dispatchKeyEvent",
+                {"type": "keyUp", "key": "Unidentified", "windowsVirtualKeyCode": 229},
+            )
+            wait_terminal(page, "<0d>\\s*\\n<0d>")
+            page.keyboard.insert_text("ok")
+            wait_terminal(page, "<6f6b>")
+            return attributes
+
+        attributes = await self.browser.run(type_on_phone)
+        self.assertEqual(
+            attributes,
+            {"autocapitalize": "off", "autocorrect": "off", "autocomplete": "off", "spellcheck": "false"},
+        )
+        screen = await self.client.wait_text(sid, "<6f6b>")
+        self.assertEqual(
+            re.findall(r"<[0-9a-f]*>", screen), ["<68656c>", "<61>", "<7f>", "<0d>", "<0d>", "<6f6b>"]
+        )
+        self.assertEqual(await self.browser.run(no_errors, page), [])
+
+    def count_config_requests(self, page: Any) -> list[str]:
+        """The URLs of the page's GET /api/auth/config requests, from now on."""
+        seen: list[str] = []
+        page.on("request", lambda r: seen.append(r.url) if r.url.endswith("/api/auth/config") else None)
+        return seen
+
+    @async_test
+    async def test_stale_token_without_login(self) -> None:
+        """A token left in localStorage by an earlier daemon, on a daemon with login off
+        (which answers 401 to it): the page drops it and goes on without login, both on
+        the list and on a session, with no login form and no loop."""
+        sid = await self.create(["python3", "-c", HEX_ECHO])
+        await self.client.wait_status(sid, "running")
+        code, _, _ = await self.client.request("GET", "/api/auth/config")
+        self.assertEqual(code, 200)
+        page = await self.browser.page(self.url())
+
+        def with_stale_token(fragment: str) -> tuple[int, bool, Any]:
+            page.evaluate("localStorage.setItem('vibetwist.token', 'stale-token')")
+            seen = self.count_config_requests(page)
+            page.goto(self.url(fragment))
+            page.reload()
+            if fragment:
+                wait_live(page)
+                wait_terminal(page, "READY")
+            else:
+                page.wait_for_selector("ul.sessions", state="attached")
+            page.wait_for_timeout(1500)
+            return (
+                len(seen),
+                page.locator("form.login").count() > 0,
+                page.evaluate("localStorage.getItem('vibetwist.token')"),
+            )
+
+        for fragment in ("", f"#session={sid}"):
+            configs, form, token = await self.browser.run(with_stale_token, fragment)
+            self.assertFalse(form, fragment)
+            self.assertIsNone(token, fragment)
+            self.assertLessEqual(configs, 4, fragment)
+        self.assertEqual(await self.browser.run(no_errors, page), [])
+
+    @async_test
+    async def test_expired_token_with_login(self) -> None:
+        """With login on, a token the daemon no longer accepts leads to the login form
+        (once, not in a loop), and logging in again works."""
+        base = Path(tempfile.mkdtemp(prefix="e2e-login-", dir=os.getcwd()))
+        daemon = Daemon(reactor, base, env={"VIBETUNNEL_USERNAME": "me", "VIBETUNNEL_PASSWORD": "pw"})
+        await daemon.start()
+        self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
+        page = await self.browser.page(daemon.url("/"))
+
+        def expired() -> tuple[int, str]:
+            page.wait_for_selector("form.login")
+            page.evaluate("localStorage.setItem('vibetwist.token', 'expired-token')")
+            seen = self.count_config_requests(page)
+            page.reload()
+            page.wait_for_selector("form.login")
+            page.wait_for_timeout(1500)
+            configs = len(seen)
+            page.fill("input[name=userId]", "me")
+            page.fill("input[name=password]", "pw")
+            page.click("form.login button[type=submit]")
+            page.wait_for_selector("ul.sessions", state="attached")
+            return configs, str(page.evaluate("localStorage.getItem('vibetwist.token')"))
+
+        configs, token = await self.browser.run(expired)
+        self.assertLessEqual(configs, 2)
+        self.assertNotEqual(token, "expired-token")
+        client = Client(reactor, daemon, token=token)
+        self.addCleanup(lambda: defer.ensureDeferred(client.close()))
+        self.assertEqual((await client.get("/api/auth/verify"))["userId"], "me")
+        self.assertEqual(await self.browser.run(no_errors, page), [])

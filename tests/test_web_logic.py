@@ -242,3 +242,36 @@ class CommandTests(NodeTestCase):
             ("printf ''", ["printf", ""]),
         ]:
             self.assertEqual(self.node.call("split", text), {"value": argv}, text)
+
+
+class FontFitTests(NodeTestCase):
+    """fontfit.js: the font a read-only view shrinks to on a narrow window."""
+
+    @given(
+        st.sampled_from([12, 14, 13.5]),
+        st.floats(1, 5000, allow_nan=False),
+        st.floats(1, 5000, allow_nan=False),
+    )
+    def test_largest_font_that_fits(self, font: float, width: float, room: float) -> None:
+        """The font is the given one when the terminal fits; otherwise the largest
+        half-pixel step (down to the smallest font) at which its width, growing in
+        proportion to the font, fits the room."""
+        smallest = self.node.call("smallestFont", None)["value"]
+        fitted = self.node.call("font", {"font": font, "width": width, "room": room})["value"]
+        if width <= room:
+            self.assertEqual(fitted, font)
+            return
+        self.assertGreaterEqual(fitted, smallest)
+        self.assertLessEqual(fitted, font)
+        self.assertEqual(fitted * 2, int(fitted * 2))
+        if fitted > smallest:
+            self.assertLessEqual(width * fitted / font, room * (1 + 1e-9))
+        if fitted < font:
+            self.assertGreater(width * (fitted + 0.5) / font, room)
+
+    def test_examples(self) -> None:
+        """120 columns 870 px wide at 12 px fit 371 px at 5 px; a huge terminal stops at
+        the smallest font."""
+        self.assertEqual(self.node.call("font", {"font": 12, "width": 870, "room": 371}), {"value": 5})
+        self.assertEqual(self.node.call("font", {"font": 12, "width": 100000, "room": 300}), {"value": 4})
+        self.assertEqual(self.node.call("font", {"font": 12, "width": 300, "room": 371}), {"value": 12})

@@ -3,6 +3,7 @@
 // ({"value"} or {"error": class name, "message"}).
 import { createInterface } from "node:readline";
 import { splitCommand } from "../vibetwist/web/src/command.js";
+import { fittingFont, SMALLEST_FONT } from "../vibetwist/web/src/fontfit.js";
 import { parseRoute, sessionHash } from "../vibetwist/web/src/route.js";
 import { decodeBuffersFrame, decodeSnapshot } from "../vibetwist/web/src/snapshot.js";
 
@@ -17,6 +18,8 @@ const calls = {
   route: (hash) => parseRoute(hash),
   hash: (route) => sessionHash(route),
   split: (text) => splitCommand(text),
+  font: ({ font, width, room }) => fittingFont(font, width, room),
+  smallestFont: () => SMALLEST_FONT,
 };
 
 for await (const line of createInterface({ input: process.stdin })) {

@@ -7,7 +7,11 @@ import { h } from "./dom.js";
 // still good; otherwise the form is shown and onLogin() runs after a login.
 export async function checkLogin(root, api, onLogin) {
   const config = await api.get("/api/auth/config");
-  if (config.noAuth) return true;
+  if (config.noAuth) {
+    // A token kept from a daemon that had login on: this one answers 401 to it.
+    api.setLoginToken(null);
+    return true;
+  }
   if (api.token) {
     try {
       await api.get("/api/auth/verify");

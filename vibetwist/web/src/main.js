@@ -27,14 +27,21 @@ async function show() {
   cleanup = null;
   const route = parseRoute(location.hash);
   const api = new Api(route.view === "session" ? route.share : null);
-  // A 401 anywhere means the login token is gone or expired: log in again.
+  // A 401 anywhere means the login token is gone or expired: log in again, or,
+  // when the daemon has login off, go on without the token. Without a token to
+  // drop there is nothing to retry, so the page says so instead of looping.
   const notice = (error) => {
-    if (error.status === 401 && !api.shareToken && mine === generation) {
-      if (cleanup) cleanup();
-      cleanup = null;
-      api.setLoginToken(null);
-      api.get("/api/auth/config").then((config) => showLogin(root, api, config, show), unreachable);
-    }
+    if (error.status !== 401 || api.shareToken || mine !== generation) return;
+    if (cleanup) cleanup();
+    cleanup = null;
+    const hadToken = Boolean(api.token);
+    api.setLoginToken(null);
+    api.get("/api/auth/config").then((config) => {
+      if (mine !== generation) return;
+      if (!config.noAuth) showLogin(root, api, config, show);
+      else if (hadToken) show();
+      else unreachable(error);
+    }, unreachable);
   };
   if (!route.share) {
     try {

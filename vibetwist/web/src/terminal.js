@@ -3,6 +3,7 @@
 import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
 import { h } from "./dom.js";
+import { fittingFont, SMALLEST_FONT } from "./fontfit.js";
 import { KeyBar } from "./keybar.js";
 
 // Milliseconds to wait before reconnection attempt n (1, 2, ...).
@@ -44,11 +45,12 @@ export function showSession(root, api, route, notice) {
     ),
   );
 
+  const fontSize = window.matchMedia("(max-width: 600px)").matches ? 12 : 14;
   const term = new Terminal({
     cursorBlink: true,
     scrollback: 10000,
     fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
-    fontSize: window.matchMedia("(max-width: 600px)").matches ? 12 : 14,
+    fontSize,
     disableStdin: readOnly,
     theme: { background: "#1e1e1e" },
   });
@@ -85,6 +87,17 @@ export function showSession(root, api, route, notice) {
     keybar = new KeyBar(send, () => term.modes.applicationCursorKeysMode, () => term.focus());
     root.firstChild.append(keybar.el);
     term.onData((data) => keybar.type(data));
+    // A phone keyboard's Enter can come as a line break typed as text (after a
+    // keydown with key code 229), which xterm.js would send as LF: send CR, as
+    // the Enter key does. Caught on the way down, before xterm.js sees it.
+    screen.addEventListener("input", (event) => {
+      const lineBreak = event.inputType === "insertLineBreak" || event.inputType === "insertParagraph" ||
+        (event.inputType === "insertText" && event.data === "\n");
+      if (!lineBreak || event.target !== term.textarea) return;
+      event.stopPropagation();
+      term.textarea.value = "";
+      keybar.type("\r");
+    }, { capture: true });
     term.onBinary((data) => {
       if (socket && socket.readyState === WebSocket.OPEN) {
         socket.send(Uint8Array.from(data, (c) => c.charCodeAt(0) & 0xff));
@@ -101,12 +114,48 @@ export function showSession(root, api, route, notice) {
     socket.send(JSON.stringify({ type: "resize", cols: size.cols, rows: size.rows }));
   }
 
+  // A read-only view keeps the session's size (it never resizes the PTY): on a
+  // narrow window its font shrinks until the whole width shows.
+  function scaleToWidth() {
+    if (!readOnly) return;
+    const box = term.element && term.element.querySelector(".xterm-screen");
+    if (!box) return;
+    const room = screen.clientWidth - 4;
+    let font = fontSize;
+    term.options.fontSize = font;
+    for (let step = 0; step < 8 && box.offsetWidth > room && font > SMALLEST_FONT; step += 1) {
+      font = Math.min(font - 0.5, fittingFont(font, box.offsetWidth, room));
+      term.options.fontSize = font;
+    }
+  }
+
   let resizeTimer = null;
   const onWindowResize = () => {
     clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(sendSize, 100);
+    resizeTimer = setTimeout(() => {
+      sendSize();
+      scaleToWidth();
+    }, 100);
   };
   window.addEventListener("resize", onWindowResize);
+
+  // The phone's on-screen keyboard shrinks the visual viewport, not the window:
+  // the view follows the visible area, so the key bar stays above the keyboard and
+  // the terminal refits (and the PTY gets the new size). Pinch-zoom is left alone.
+  const viewport = window.visualViewport;
+  const view = root.firstChild;
+  const onViewport = () => {
+    if (!viewport || Math.abs(viewport.scale - 1) > 0.01) return;
+    const covered = Math.round(window.innerHeight - viewport.height) > 0;
+    view.style.height = covered ? `${viewport.height}px` : "";
+    view.style.top = covered ? `${viewport.offsetTop}px` : "";
+    view.style.bottom = covered ? "auto" : "";
+    onWindowResize();
+  };
+  if (viewport) {
+    viewport.addEventListener("resize", onViewport);
+    viewport.addEventListener("scroll", onViewport);
+  }
   const resizeObserver = new ResizeObserver(onWindowResize);
   resizeObserver.observe(screen);
 
@@ -120,9 +169,11 @@ export function showSession(root, api, route, notice) {
         setState(exited ? "exited" : "live", exited ? "exited" : "live");
         if (!ended) say("");
         sendSize();
+        scaleToWidth();
         break;
       case "resize":
         term.resize(message.cols, message.rows);
+        scaleToWidth();
         break;
       case "exit":
         ended = exited = true;
@@ -243,6 +294,10 @@ export function showSession(root, api, route, notice) {
     clearTimeout(retry);
     clearTimeout(resizeTimer);
     window.removeEventListener("resize", onWindowResize);
+    if (viewport) {
+      viewport.removeEventListener("resize", onViewport);
+      viewport.removeEventListener("scroll", onViewport);
+    }
     window.removeEventListener("online", onOnline);
     resizeObserver.disconnect();
     if (socket) socket.close();
