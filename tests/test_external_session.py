@@ -261,6 +261,21 @@ class FolderTests(SynchronousTestCase):
         self.assertFalse(pid_alive(4, SID, str(proc)))
 
 
+def polling_service(root: Path, reactor: MemoryReactorClock) -> SessionService:
+    """A started service on a fake reactor that finds sessions by rescanning, not inotify."""
+    service = SessionService(
+        root,
+        reactor=reactor,
+        launcher=FakeLauncher(),
+        shell="/bin/sh",
+        scrollback=100,
+        screens=ScreenScheduler(reactor, busy_delay=0),
+        watch_files=False,
+    )
+    service.startService()
+    return service
+
+
 class DiscoveryTests(SynchronousTestCase):
     """The service finds external sessions by rescanning when inotify is not used."""
 
@@ -269,16 +284,7 @@ class DiscoveryTests(SynchronousTestCase):
         running one whose pid is gone is exited, and a vanished folder is dropped."""
         root = Path(self.mktemp())
         reactor = MemoryReactorClock()
-        service = SessionService(
-            root,
-            reactor=reactor,
-            launcher=FakeLauncher(),
-            shell="/bin/sh",
-            scrollback=100,
-            screens=ScreenScheduler(reactor, busy_delay=0),
-            watch_files=False,
-        )
-        service.startService()
+        service = polling_service(root, reactor)
         self.assertFalse(service.watcher.inotify)
         session, path, _ = make_session(root, encode_event(0.5, "o", "hi"))
         session.close()
@@ -304,4 +310,40 @@ class DiscoveryTests(SynchronousTestCase):
         reactor.advance(external.FAST_SCAN)
         self.assertNotIn(SID, service.sessions)
         self.assertIn("gone-pid", service.sessions)
+        service.stopService()
+
+    def test_forwarder_before_its_socket(self) -> None:
+        """A live session that appears while the daemon runs is followed as another process's
+        even before its ipc.sock exists and with attachedViaVT false, as VibeTunnel's forwarder
+        writes it at first: it is not taken for a leftover, marked exited or rewritten."""
+        root = Path(self.mktemp())
+        reactor = MemoryReactorClock()
+        service = polling_service(root, reactor)
+        files = ControlDir(root)
+        folder = files.make_session_dir("fwd-1")
+        written = {
+            "id": "fwd-1",
+            "command": ["prog"],
+            "name": "prog (/tmp)",
+            "workingDir": "/tmp",
+            "status": "running",
+            "startedAt": "2026-01-01T00:00:00.000Z",
+            "initialCols": 120,
+            "initialRows": 40,
+            "lastClearOffset": 0,
+            "version": "1.0.0-beta.15.1",
+            "attachedViaVT": False,
+            "pid": os.getpid(),
+        }
+        (folder / "session.json").write_text(json.dumps(written, indent=2))
+        (folder / "stdout").write_bytes(HEADER + encode_event(0.1, "o", "READY\r\n"))
+        self.assertFalse((folder / "ipc.sock").exists())
+        reactor.advance(external.FAST_SCAN)
+        found = service.get("fwd-1")
+        self.assertIsInstance(found, ExternalSession)
+        self.assertIs(found.status, Status.RUNNING)
+        reactor.advance(external.EXIT_GRACE + external.FAST_SCAN)
+        self.assertIs(found.status, Status.RUNNING)
+        self.assertEqual(json.loads((folder / "session.json").read_text()), written)
+        self.assertIn("READY", found.screen.text())
         service.stopService()

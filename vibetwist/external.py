@@ -94,11 +94,22 @@ def has_symlinks(folder: Path) -> bool:
     return False
 
 
-def is_external(info: SessionInfo, folder: Path) -> bool:
-    """Whether a session found on disk is run by another process (it has an ipc.sock or says so)."""
+def is_external(info: SessionInfo, folder: Path, appeared: bool = False) -> bool:
+    """
+    Whether a session found on disk is run by another process.
+
+    It is when it says so (C{attachedViaVT}), when it has an ipc.sock, or when
+    it appeared while the daemon runs: the daemon knows every session it
+    started, so a live one it comes upon then is another process's, even
+    before that process has made its ipc.sock. (VibeTunnel's forwarder writes
+    session.json, with C{attachedViaVT} false, and the recording's header
+    before it listens on ipc.sock.)
+
+    @param appeared: whether the folder turned up after the daemon started.
+    """
     if info.status is Status.EXITED:
         return False
-    return info.attached_via_vt or (folder / "ipc.sock").exists()
+    return appeared or info.attached_via_vt or (folder / "ipc.sock").exists()
 
 
 class _IPCProtocol(Protocol):
