@@ -264,7 +264,7 @@ class ExternalSession(Session):
         """A running external session found on disk, with its history so far."""
         session = cls(info, files, reactor=reactor, screens=screens, scrollback=scrollback)
         process = ExternalProcess(reactor, files.session_dir(info.id) / "ipc.sock", info.pid, info.id)
-        session._process = process
+        session._use_process(process)
         ended = session._history_exit()
         if ended is not None:
             # It ended between its session.json being read and its recording.
@@ -380,8 +380,7 @@ class ExternalSession(Session):
                 # The end of a line too long to hold: pass over it whole.
                 offset += self._skipped + len(line)
                 self._skipped = 0
-                self._restored_end = offset
-                self.feed.recorded(offset)
+                self._recorded_to(offset)
                 continue
             self._line(offset, line)
             offset += len(line)
@@ -405,8 +404,7 @@ class ExternalSession(Session):
             record = parse_line(line)
         except FormatError:
             record = None
-        self._restored_end = offset + len(line)
-        self.feed.recorded(self._restored_end)
+        self._recorded_to(offset + len(line))
         if isinstance(record, Exit):
             self._finish(record.code)
             return
@@ -425,9 +423,7 @@ class ExternalSession(Session):
 
     def _save(self) -> None:
         """Write the daemon's changes into session.json, keeping what the other process wrote."""
-        if self._save_timer is not None and self._save_timer.active():
-            self._save_timer.cancel()
-        self._save_timer = None
+        self._cancel_save()
         try:
             current = self._files.load_info(self.id)
         except FormatError:
@@ -485,8 +481,9 @@ class ExternalSession(Session):
             exit_code=fresh.exit_code if fresh.exit_code is not None else self.info.exit_code,
             last_modified=fresh.last_modified,
         )
-        if isinstance(self._process, ExternalProcess) and fresh.pid is not None:
-            self._process.pid = fresh.pid
+        process = self._process_now()
+        if isinstance(process, ExternalProcess) and fresh.pid is not None:
+            process.pid = fresh.pid
         if fresh.status is Status.EXITED and self.status is not Status.EXITED:
             # The forwarder says it has ended: its exit line, if it wrote one, is in by now.
             self.tail()
@@ -498,9 +495,10 @@ class ExternalSession(Session):
     def resize(self, cols: object, rows: object) -> None:
         """Ask the other process to resize; its recording's resize line tells everyone."""
         cols, rows = check_size(cols, rows)
-        if self.status is Status.EXITED or self._process is None:
+        process = self._process_now()
+        if self.status is Status.EXITED or process is None:
             raise BadRequest("Session is not running")
-        self._process.resize(cols, rows)
+        process.resize(cols, rows)
         self.size = (cols, rows)
 
     def release(self) -> None:
@@ -508,8 +506,9 @@ class ExternalSession(Session):
         if self._tail_call is not None and self._tail_call.active():
             self._tail_call.cancel()
         self._tail_call = None
-        if isinstance(self._process, ExternalProcess):
-            self._process.hang_up()
+        process = self._process_now()
+        if isinstance(process, ExternalProcess):
+            process.hang_up()
         self.close()
 
     def close(self) -> None:
@@ -522,7 +521,7 @@ class ExternalSession(Session):
         if self._tail_call is not None and self._tail_call.active():
             self._tail_call.cancel()
         self._tail_call = None
-        process = self._process
+        process = self._process_now()
         super()._finish(code)
         if isinstance(process, ExternalProcess):
             process.hang_up()
