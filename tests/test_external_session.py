@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -347,3 +349,42 @@ class DiscoveryTests(SynchronousTestCase):
         self.assertEqual(json.loads((folder / "session.json").read_text()), written)
         self.assertIn("READY", found.screen.text())
         service.stopService()
+
+
+class SharedInfoTests(SynchronousTestCase):
+    """session.json is read, changed and replaced by vt and the daemon alike."""
+
+    def test_concurrent_updates_lose_nothing(self) -> None:
+        """Two processes each counting up their own key in the same session.json, as vt and
+        the daemon update theirs, both end at their full count: no update is lost."""
+        root = Path(self.mktemp())
+        files = ControlDir(root)
+        files.create()
+        files.make_session_dir(SID)
+        files.save_info(SID, {"id": SID})
+        rounds = 300
+        script = (
+            "import sys\n"
+            "from pathlib import Path\n"
+            "from vibetwist.controldir import ControlDir\n"
+            "files = ControlDir(Path(sys.argv[1]))\n"
+            "for _ in range(int(sys.argv[3])):\n"
+            "    files.update_info(sys.argv[2], lambda c: c.update(other=c.get('other', 0) + 1))\n"
+        )
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        other = subprocess.Popen([sys.executable, "-c", script, str(root), SID, str(rounds)], env=env)
+        for _ in range(rounds):
+            files.update_info(SID, lambda c: c.update(mine=c.get("mine", 0) + 1))
+        self.assertEqual(other.wait(timeout=60), 0)
+        final = files.load_info(SID)
+        self.assertEqual((final["mine"], final["other"], final["id"]), (rounds, rounds, SID))
+
+    def test_update_of_unreadable_info(self) -> None:
+        """A session.json that is not JSON is replaced by what the change makes of {}."""
+        root = Path(self.mktemp())
+        files = ControlDir(root)
+        files.create()
+        files.make_session_dir(SID)
+        files.info_path(SID).write_bytes(b"{not json")
+        files.update_info(SID, lambda c: c.update(status="exited"))
+        self.assertEqual(files.load_info(SID), {"status": "exited"})

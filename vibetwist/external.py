@@ -424,16 +424,15 @@ class ExternalSession(Session):
     def _save(self) -> None:
         """Write the daemon's changes into session.json, keeping what the other process wrote."""
         self._cancel_save()
-        try:
-            current = self._files.load_info(self.id)
-        except FormatError:
-            current = {}
         mine = self.info.to_json()
-        for key in ("name", "lastModified", "status", "exitCode"):
-            if key in mine:
-                current[key] = mine[key]
+
+        def change(current: dict[str, Any]) -> None:
+            for key in ("name", "lastModified", "status", "exitCode"):
+                if key in mine:
+                    current[key] = mine[key]
+
         try:
-            self._files.save_info(self.id, current)
+            self._files.update_info(self.id, change)
         except OSError as e:
             self.log.error("cannot save session.json of {id}: {error}", id=self.id, error=e)
         self._info_stamp = self._info_mtime()
