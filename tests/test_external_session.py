@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +263,21 @@ class FolderTests(SynchronousTestCase):
         self.assertFalse(pid_alive(4, SID, str(proc)))
 
 
+def polling_service(root: Path, reactor: MemoryReactorClock) -> SessionService:
+    """A started service on a fake reactor that finds sessions by rescanning, not inotify."""
+    service = SessionService(
+        root,
+        reactor=reactor,
+        launcher=FakeLauncher(),
+        shell="/bin/sh",
+        scrollback=100,
+        screens=ScreenScheduler(reactor, busy_delay=0),
+        watch_files=False,
+    )
+    service.startService()
+    return service
+
+
 class DiscoveryTests(SynchronousTestCase):
     """The service finds external sessions by rescanning when inotify is not used."""
 
@@ -269,16 +286,7 @@ class DiscoveryTests(SynchronousTestCase):
         running one whose pid is gone is exited, and a vanished folder is dropped."""
         root = Path(self.mktemp())
         reactor = MemoryReactorClock()
-        service = SessionService(
-            root,
-            reactor=reactor,
-            launcher=FakeLauncher(),
-            shell="/bin/sh",
-            scrollback=100,
-            screens=ScreenScheduler(reactor, busy_delay=0),
-            watch_files=False,
-        )
-        service.startService()
+        service = polling_service(root, reactor)
         self.assertFalse(service.watcher.inotify)
         session, path, _ = make_session(root, encode_event(0.5, "o", "hi"))
         session.close()
@@ -305,3 +313,78 @@ class DiscoveryTests(SynchronousTestCase):
         self.assertNotIn(SID, service.sessions)
         self.assertIn("gone-pid", service.sessions)
         service.stopService()
+
+    def test_forwarder_before_its_socket(self) -> None:
+        """A live session that appears while the daemon runs is followed as another process's
+        even before its ipc.sock exists and with attachedViaVT false, as VibeTunnel's forwarder
+        writes it at first: it is not taken for a leftover, marked exited or rewritten."""
+        root = Path(self.mktemp())
+        reactor = MemoryReactorClock()
+        service = polling_service(root, reactor)
+        files = ControlDir(root)
+        folder = files.make_session_dir("fwd-1")
+        written = {
+            "id": "fwd-1",
+            "command": ["prog"],
+            "name": "prog (/tmp)",
+            "workingDir": "/tmp",
+            "status": "running",
+            "startedAt": "2026-01-01T00:00:00.000Z",
+            "initialCols": 120,
+            "initialRows": 40,
+            "lastClearOffset": 0,
+            "version": "1.0.0-beta.15.1",
+            "attachedViaVT": False,
+            "pid": os.getpid(),
+        }
+        (folder / "session.json").write_text(json.dumps(written, indent=2))
+        (folder / "stdout").write_bytes(HEADER + encode_event(0.1, "o", "READY\r\n"))
+        self.assertFalse((folder / "ipc.sock").exists())
+        reactor.advance(external.FAST_SCAN)
+        found = service.get("fwd-1")
+        self.assertIsInstance(found, ExternalSession)
+        self.assertIs(found.status, Status.RUNNING)
+        reactor.advance(external.EXIT_GRACE + external.FAST_SCAN)
+        self.assertIs(found.status, Status.RUNNING)
+        self.assertEqual(json.loads((folder / "session.json").read_text()), written)
+        self.assertIn("READY", found.screen.text())
+        service.stopService()
+
+
+class SharedInfoTests(SynchronousTestCase):
+    """session.json is read, changed and replaced by vt and the daemon alike."""
+
+    def test_concurrent_updates_lose_nothing(self) -> None:
+        """Two processes each counting up their own key in the same session.json, as vt and
+        the daemon update theirs, both end at their full count: no update is lost."""
+        root = Path(self.mktemp())
+        files = ControlDir(root)
+        files.create()
+        files.make_session_dir(SID)
+        files.save_info(SID, {"id": SID})
+        rounds = 300
+        script = (
+            "import sys\n"
+            "from pathlib import Path\n"
+            "from vibetwist.controldir import ControlDir\n"
+            "files = ControlDir(Path(sys.argv[1]))\n"
+            "for _ in range(int(sys.argv[3])):\n"
+            "    files.update_info(sys.argv[2], lambda c: c.update(other=c.get('other', 0) + 1))\n"
+        )
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        other = subprocess.Popen([sys.executable, "-c", script, str(root), SID, str(rounds)], env=env)
+        for _ in range(rounds):
+            files.update_info(SID, lambda c: c.update(mine=c.get("mine", 0) + 1))
+        self.assertEqual(other.wait(timeout=60), 0)
+        final = files.load_info(SID)
+        self.assertEqual((final["mine"], final["other"], final["id"]), (rounds, rounds, SID))
+
+    def test_update_of_unreadable_info(self) -> None:
+        """A session.json that is not JSON is replaced by what the change makes of {}."""
+        root = Path(self.mktemp())
+        files = ControlDir(root)
+        files.create()
+        files.make_session_dir(SID)
+        files.info_path(SID).write_bytes(b"{not json")
+        files.update_info(SID, lambda c: c.update(status="exited"))
+        self.assertEqual(files.load_info(SID), {"status": "exited"})

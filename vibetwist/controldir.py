@@ -13,12 +13,13 @@ Layout (shared with VibeTunnel's tools)::
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import re
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,31 @@ class ControlDir:
     def save_info(self, session_id: str, info: dict[str, Any]) -> None:
         """Write a session's session.json atomically."""
         write_json_atomically(self.info_path(session_id), info)
+
+    def update_info(self, session_id: str, change: Callable[[dict[str, Any]], None]) -> None:
+        """
+        Read, change and replace a session's session.json under an exclusive lock.
+
+        Two processes updating the same session (``vt``, which runs it, and the
+        daemon, which renames it) each hold C{flock} on the session's folder
+        from read to rename, so neither loses what the other wrote. Held for
+        one small read and write; a missing or unreadable session.json is
+        read as C{{}}.
+
+        @param change: called with the current object, which it changes in place.
+        @raise OSError: if the folder cannot be opened or the file written.
+        """
+        fd = os.open(self.session_dir(session_id), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = self.load_info(session_id)
+            except FormatError:
+                current = {}
+            change(current)
+            self.save_info(session_id, current)
+        finally:
+            os.close(fd)  # and with it the lock
 
     def load_info(self, session_id: str) -> dict[str, Any]:
         """Read a session's session.json; FormatError if it is missing or not an object."""

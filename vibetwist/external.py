@@ -94,11 +94,22 @@ def has_symlinks(folder: Path) -> bool:
     return False
 
 
-def is_external(info: SessionInfo, folder: Path) -> bool:
-    """Whether a session found on disk is run by another process (it has an ipc.sock or says so)."""
+def is_external(info: SessionInfo, folder: Path, appeared: bool = False) -> bool:
+    """
+    Whether a session found on disk is run by another process.
+
+    It is when it says so (C{attachedViaVT}), when it has an ipc.sock, or when
+    it appeared while the daemon runs: the daemon knows every session it
+    started, so a live one it comes upon then is another process's, even
+    before that process has made its ipc.sock. (VibeTunnel's forwarder writes
+    session.json, with C{attachedViaVT} false, and the recording's header
+    before it listens on ipc.sock.)
+
+    @param appeared: whether the folder turned up after the daemon started.
+    """
     if info.status is Status.EXITED:
         return False
-    return info.attached_via_vt or (folder / "ipc.sock").exists()
+    return appeared or info.attached_via_vt or (folder / "ipc.sock").exists()
 
 
 class _IPCProtocol(Protocol):
@@ -253,7 +264,7 @@ class ExternalSession(Session):
         """A running external session found on disk, with its history so far."""
         session = cls(info, files, reactor=reactor, screens=screens, scrollback=scrollback)
         process = ExternalProcess(reactor, files.session_dir(info.id) / "ipc.sock", info.pid, info.id)
-        session._process = process
+        session._use_process(process)
         ended = session._history_exit()
         if ended is not None:
             # It ended between its session.json being read and its recording.
@@ -369,8 +380,7 @@ class ExternalSession(Session):
                 # The end of a line too long to hold: pass over it whole.
                 offset += self._skipped + len(line)
                 self._skipped = 0
-                self._restored_end = offset
-                self.feed.recorded(offset)
+                self._recorded_to(offset)
                 continue
             self._line(offset, line)
             offset += len(line)
@@ -394,8 +404,7 @@ class ExternalSession(Session):
             record = parse_line(line)
         except FormatError:
             record = None
-        self._restored_end = offset + len(line)
-        self.feed.recorded(self._restored_end)
+        self._recorded_to(offset + len(line))
         if isinstance(record, Exit):
             self._finish(record.code)
             return
@@ -414,19 +423,16 @@ class ExternalSession(Session):
 
     def _save(self) -> None:
         """Write the daemon's changes into session.json, keeping what the other process wrote."""
-        if self._save_timer is not None and self._save_timer.active():
-            self._save_timer.cancel()
-        self._save_timer = None
-        try:
-            current = self._files.load_info(self.id)
-        except FormatError:
-            current = {}
+        self._cancel_save()
         mine = self.info.to_json()
-        for key in ("name", "lastModified", "status", "exitCode"):
-            if key in mine:
-                current[key] = mine[key]
+
+        def change(current: dict[str, Any]) -> None:
+            for key in ("name", "lastModified", "status", "exitCode"):
+                if key in mine:
+                    current[key] = mine[key]
+
         try:
-            self._files.save_info(self.id, current)
+            self._files.update_info(self.id, change)
         except OSError as e:
             self.log.error("cannot save session.json of {id}: {error}", id=self.id, error=e)
         self._info_stamp = self._info_mtime()
@@ -474,8 +480,9 @@ class ExternalSession(Session):
             exit_code=fresh.exit_code if fresh.exit_code is not None else self.info.exit_code,
             last_modified=fresh.last_modified,
         )
-        if isinstance(self._process, ExternalProcess) and fresh.pid is not None:
-            self._process.pid = fresh.pid
+        process = self._process_now()
+        if isinstance(process, ExternalProcess) and fresh.pid is not None:
+            process.pid = fresh.pid
         if fresh.status is Status.EXITED and self.status is not Status.EXITED:
             # The forwarder says it has ended: its exit line, if it wrote one, is in by now.
             self.tail()
@@ -487,9 +494,10 @@ class ExternalSession(Session):
     def resize(self, cols: object, rows: object) -> None:
         """Ask the other process to resize; its recording's resize line tells everyone."""
         cols, rows = check_size(cols, rows)
-        if self.status is Status.EXITED or self._process is None:
+        process = self._process_now()
+        if self.status is Status.EXITED or process is None:
             raise BadRequest("Session is not running")
-        self._process.resize(cols, rows)
+        process.resize(cols, rows)
         self.size = (cols, rows)
 
     def release(self) -> None:
@@ -497,8 +505,9 @@ class ExternalSession(Session):
         if self._tail_call is not None and self._tail_call.active():
             self._tail_call.cancel()
         self._tail_call = None
-        if isinstance(self._process, ExternalProcess):
-            self._process.hang_up()
+        process = self._process_now()
+        if isinstance(process, ExternalProcess):
+            process.hang_up()
         self.close()
 
     def close(self) -> None:
@@ -511,7 +520,7 @@ class ExternalSession(Session):
         if self._tail_call is not None and self._tail_call.active():
             self._tail_call.cancel()
         self._tail_call = None
-        process = self._process
+        process = self._process_now()
         super()._finish(code)
         if isinstance(process, ExternalProcess):
             process.hang_up()

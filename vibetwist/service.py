@@ -113,7 +113,7 @@ class SessionService(Service):
                 pass  # one pass over /proc for all of them, at start-up
         self.log.info("found {n} sessions in {path}", n=len(self.sessions), path=str(self.files.root))
 
-    def _load_one(self, session_id: str, orphans: dict[int, int]) -> None:
+    def _load_one(self, session_id: str, orphans: dict[int, int], appeared: bool = False) -> None:
         if not self.files.info_path(session_id).exists():
             return  # a folder being made: its session.json comes with a change seen later
         if has_symlinks(self.files.session_dir(session_id)):
@@ -138,7 +138,7 @@ class SessionService(Service):
             reactor=self._reactor, screens=self.screens, scrollback=self.scrollback
         )
         folder = self.files.session_dir(session_id)
-        if is_external(info, folder):
+        if is_external(info, folder, appeared):
             if not self._external_ready(info):
                 return  # its files are still being made: seen again on the next change
             external = ExternalSession.attach(info, self.files, **options)
@@ -171,7 +171,7 @@ class SessionService(Service):
                 del self.sessions[session_id]
                 self.watcher.unwatch(session_id)
         for session_id in present - self.sessions.keys():
-            self._load_one(session_id, {})
+            self._load_one(session_id, {}, appeared=True)
             # Also a folder still being made: its session.json is seen the moment it lands.
             self.watcher.watch(session_id)
         for session_id, session in list(self.sessions.items()):

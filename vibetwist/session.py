@@ -184,7 +184,22 @@ class IStreamListener(Interface):
 
 @implementer(ITerminalEvents)
 class Session:
-    """One program in a PTY, recorded, with a screen and any number of listeners."""
+    """One program in a PTY, recorded, with a screen and any number of listeners.
+
+    A subclass whose program or recording belongs to someone else (a session
+    another process runs) builds on this protected interface, and on nothing
+    else that starts with an underscore:
+
+      - C{_files} (the L{ControlDir}) and C{_reactor}, to read, never to rebind;
+      - L{_process_now} and L{_use_process}: the program input, resizes and
+        signals go to;
+      - L{_recorded_to}: the recording is whole up to an offset someone else wrote;
+      - L{_tell_listeners}: hand a recording line to every listener;
+      - L{_cancel_save}: drop a session.json save that is waiting;
+      - hooks a subclass may extend (calling this class's): L{_save} (write
+        session.json), L{_finish} (the session has ended) and L{_file_size}
+        (where the recording found on disk ends).
+    """
 
     log = Logger()
 
@@ -306,6 +321,7 @@ class Session:
             return b""
 
     def _file_size(self) -> int:
+        """Where the recording found on disk ends (a hook: a subclass may count only whole lines)."""
         try:
             return os.stat(self.recording_path).st_size
         except OSError:
@@ -333,10 +349,30 @@ class Session:
     def _seconds(self) -> float:
         return max(0.0, self._reactor.seconds() - self._start)
 
-    def _save(self) -> None:
+    # -- the protected interface for subclasses (see the class docstring) ----------
+
+    def _process_now(self) -> ITerminalProcess | None:
+        """The program input, resizes and signals go to; None before it runs and once it ended."""
+        return self._process
+
+    def _use_process(self, process: ITerminalProcess) -> None:
+        """Drive this program from now on (one run by another process, say)."""
+        self._process = process
+
+    def _recorded_to(self, offset: int) -> None:
+        """The recording, written by someone else, is whole up to offset: the screen may read it."""
+        self._restored_end = offset
+        self.feed.recorded(offset)
+
+    def _cancel_save(self) -> None:
+        """Drop the session.json save waiting on its timer, if any."""
         if self._save_timer is not None and self._save_timer.active():
             self._save_timer.cancel()
         self._save_timer = None
+
+    def _save(self) -> None:
+        """Write session.json now (a hook: a subclass may write it differently)."""
+        self._cancel_save()
         if not self._files_ready:
             return  # saved once the files are made
         try:
@@ -368,6 +404,7 @@ class Session:
         return self._recording is not None and self._recording.append(line, final=final)
 
     def _tell_listeners(self, line: bytes, record: Event | Exit) -> None:
+        """Hand one recording line, and what it says, to every listener."""
         for listener in list(self.listeners):
             try:
                 listener.event(line, record)
@@ -416,6 +453,7 @@ class Session:
         self._finish(code)
 
     def _finish(self, code: int | None) -> None:
+        """The session has ended with code: record it, tell everyone (a hook subclasses extend)."""
         for name in ("_kill_timer", "_hangup_timer"):
             timer = getattr(self, name)
             if timer is not None and timer.active():

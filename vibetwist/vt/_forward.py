@@ -144,12 +144,7 @@ class Forwarder:
     def _save(self, **changes: Any) -> None:
         """Update session.json, keeping what others changed there (a new name)."""
         try:
-            current = self.files.load_info(self.id)
-        except FormatError:
-            current = {}
-        current.update(changes, lastModified=now_iso())
-        try:
-            self.files.save_info(self.id, current)
+            self.files.update_info(self.id, lambda current: current.update(changes, lastModified=now_iso()))
         except OSError:
             pass  # the session goes on; the daemon shows what it can
 

@@ -132,13 +132,11 @@ def set_title(name: str, url: str, environ: dict[str, str]) -> int:
     files = ControlDir(default_control_dir(environ))
     if (files.session_dir(session_id) / "ipc.sock").exists():
         try:
-            info = files.load_info(session_id)
+            files.load_info(session_id)
         except FormatError as e:
             sys.stderr.write(f"vt: {e}\n")
             return 1
-        info["name"] = name
-        info["lastModified"] = now_iso()
-        files.save_info(session_id, info)
+        files.update_info(session_id, lambda info: info.update(name=name, lastModified=now_iso()))
         return 0
     return _rename_through_daemon(url, session_id, name, environ)
 
