@@ -55,6 +55,14 @@ def _socket(port: int, path: str, message: bytes | None) -> None:
     ws.sock.close()
 
 
+def _socket_raw(port: int, path: str, data: bytes) -> None:
+    """Open a WebSocket, send data as it is, wait for the daemon to close, and go."""
+    ws = fuzz.WebSocket(port, path)
+    ws.send(data)
+    ws.frames(timeout=2.0, until=lambda op, payload: op == 8)
+    ws.sock.close()
+
+
 class LeakTests(unittest.TestCase):
     """Object counts in the daemon come back after connections of each kind."""
 
@@ -128,3 +136,15 @@ class LeakTests(unittest.TestCase):
     async def test_input_sockets_dropped(self) -> None:
         """Input sockets dropped after one key."""
         await self.assert_no_growth(lambda port: _socket(port, f"/ws/input?sessionId={self.sink}", b"x"))
+
+    @async_test
+    async def test_event_streams_dropped(self) -> None:
+        """Server-sent event streams reset once their first events are read."""
+        request = f"GET /api/sessions/{self.sink}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        await self.assert_no_growth(lambda port: _raw(port, request, True))
+
+    @async_test
+    async def test_protocol_violations(self) -> None:
+        """Sockets that send a control frame too long to be one, and are closed for it."""
+        frame = fuzz.ws_frame(9, b"p" * 4000)
+        await self.assert_no_growth(lambda port: _socket_raw(port, "/buffers", frame))
