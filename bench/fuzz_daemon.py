@@ -5,6 +5,7 @@ Run it from the repository root::
     python bench/fuzz_daemon.py                 # 30,000 cases, a few minutes
     python bench/fuzz_daemon.py --cases 3000    # a quick run
     python bench/fuzz_daemon.py --seed 7 --workers 16
+    python bench/fuzz_daemon.py --cases 6000 --passes 3   # leak or high-water mark?
 
 It starts ``twistd -n vibetunnel`` of this checkout on a free loopback port with
 its own control directory in a temporary folder, next to a canary file, then runs
@@ -25,10 +26,17 @@ ws frames
 ws json
     random JSON messages on the three sockets, each followed by a message the socket
     must still answer;
-control dir
-    hostile folders, links and session files, then a restart of the daemon;
 flood
-    2,000 connections at once (idle, half a request, a request never read, reset).
+    2,000 connections at once (idle, half a request, a request never read, reset);
+control dir
+    hostile folders, links and session files, then a restart of the daemon.
+
+With ``--passes N`` the first five phases run N times over (new cases of the same
+kinds) before the flood and the restart. After each pass it prints the daemon's RSS,
+its pending timers and the objects it made since startup, by type, that changed
+since the previous pass (from ``/api/stats?objects=1``). Memory that keeps growing
+pass after pass is a leak; memory that grows in the first pass and then holds is
+the allocator's high-water mark.
 
 After each phase it checks that the daemon runs, that a session can be created, typed
 into and read, that the canary is untouched and nothing new appeared beside the
@@ -271,6 +279,22 @@ class Run:
         if (outside / "stdout").read_text() != "keep me\n":
             self.problems.append("control dir: a file outside was changed")
 
+    def memory(self, label: str, previous: dict[str, int]) -> dict[str, int]:
+        """Print the daemon's RSS, timers and object counts; answer the counts."""
+        fuzz.request(self.port, "POST", "/api/cleanup-exited", b"")
+        time.sleep(0.5)
+        code, body = fuzz.request(self.port, "GET", "/api/stats?objects=1")
+        stats = json.loads(body) if code == 200 else {}
+        objects: dict[str, int] = stats.get("objects", {})
+        timers = stats.get("delayedCalls", "?")
+        print(f"{label}: RSS {self.daemon.rss_mb():.1f} MB, {self.daemon.fds()} descriptors, "
+              f"{timers} timers, {sum(objects.values())} objects since startup")  # fmt: skip
+        if previous:
+            changed = {t: objects.get(t, 0) - previous.get(t, 0) for t in {*objects, *previous}}
+            grown = sorted(((n, t) for t, n in changed.items() if n), reverse=True)[:8]
+            print("  objects changed: " + (", ".join(f"{t} {n:+d}" for n, t in grown) or "none"))
+        return objects
+
     def flood(self, count: int) -> None:
         time.sleep(0.3)
         baseline = self.daemon.fds()
@@ -295,6 +319,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=8, help="connections at once for the floods")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--passes", type=int, default=1, help="run the phases this many times (default 1)")
     args = parser.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="vibetwist-fuzz-"))
@@ -314,17 +339,16 @@ def main() -> int:
         rss, fds = daemon.rss_mb(), daemon.fds()
         print(f"daemon pid {daemon.process.pid if daemon.process else 0} on port {daemon.port}: "
               f"RSS {rss:.1f} MB, {fds} descriptors")  # fmt: skip
-        n = args.cases
-        run.phase("raw http", lambda: run.raw_http(n * 40 // 100))
-        run.phase("json", lambda: run.json_bodies(n * 20 // 100))
-        run.phase("paths", run.paths)
-        run.phase("ws frames", lambda: run.ws_frames(n * 28 // 100))
-        run.phase("ws json", lambda: run.ws_json(n * 10 // 100))
-        fuzz.request(daemon.port, "POST", "/api/cleanup-exited", b"")
-        time.sleep(0.5)
-        rss_after, fds_after = daemon.rss_mb(), daemon.fds()
-        print(f"after {run.tally.total} cases: RSS {rss_after:.1f} MB, {fds_after} descriptors "
-              f"(before: {rss:.1f} MB, {fds})")  # fmt: skip
+        n = args.cases // max(1, args.passes)
+        objects = run.memory("start", {})
+        for number in range(1, args.passes + 1):
+            run.phase("raw http", lambda: run.raw_http(n * 40 // 100))
+            run.phase("json", lambda: run.json_bodies(n * 20 // 100))
+            run.phase("paths", run.paths)
+            run.phase("ws frames", lambda: run.ws_frames(n * 28 // 100))
+            run.phase("ws json", lambda: run.ws_json(n * 10 // 100))
+            objects = run.memory(f"after pass {number} ({run.tally.total} cases)", objects)
+        print(f"RSS {daemon.rss_mb():.1f} MB, {daemon.fds()} descriptors (before: {rss:.1f} MB, {fds})")
         run.phase("flood", lambda: run.flood(2000))
         run.phase("control dir", run.control_dir)
     finally:

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
+from collections import Counter
 from typing import Any
 
 from klein import Klein
@@ -63,6 +65,12 @@ def _body(request: Any) -> dict[str, Any]:
 def _address(request: Any) -> str:
     """The client's address, for counting failed logins."""
     return str(getattr(request.getClientAddress(), "host", "local"))
+
+
+def _object_counts() -> dict[str, int]:
+    """The live objects made since startup (the startup heap is frozen), by type, most first."""
+    counts = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
+    return dict(counts.most_common())
 
 
 def _rss_bytes() -> int:
@@ -265,7 +273,11 @@ class API:
             "sessions": len(self.service.sessions),
             "statuses": self.service.counts(),
             "rssBytes": _rss_bytes(),
+            "delayedCalls": len(self._reactor.getDelayedCalls()),
         }
+        if request.args.get(b"objects") == [b"1"]:
+            gc.collect()
+            body["objects"] = _object_counts()
         if lag is not None and request.args.get(b"reset") == [b"1"]:
             lag.reset()
         return _json(request, body)
