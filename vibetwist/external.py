@@ -264,7 +264,7 @@ class ExternalSession(Session):
         """A running external session found on disk, with its history so far."""
         session = cls(info, files, reactor=reactor, screens=screens, scrollback=scrollback)
         process = ExternalProcess(reactor, files.session_dir(info.id) / "ipc.sock", info.pid, info.id)
-        session._use_process(process)
+        session._process = process
         ended = session._history_exit()
         if ended is not None:
             # It ended between its session.json being read and its recording.
@@ -480,9 +480,8 @@ class ExternalSession(Session):
             exit_code=fresh.exit_code if fresh.exit_code is not None else self.info.exit_code,
             last_modified=fresh.last_modified,
         )
-        process = self._process_now()
-        if isinstance(process, ExternalProcess) and fresh.pid is not None:
-            process.pid = fresh.pid
+        if isinstance(self._process, ExternalProcess) and fresh.pid is not None:
+            self._process.pid = fresh.pid
         if fresh.status is Status.EXITED and self.status is not Status.EXITED:
             # The forwarder says it has ended: its exit line, if it wrote one, is in by now.
             self.tail()
@@ -494,10 +493,9 @@ class ExternalSession(Session):
     def resize(self, cols: object, rows: object) -> None:
         """Ask the other process to resize; its recording's resize line tells everyone."""
         cols, rows = check_size(cols, rows)
-        process = self._process_now()
-        if self.status is Status.EXITED or process is None:
+        if self.status is Status.EXITED or self._process is None:
             raise BadRequest("Session is not running")
-        process.resize(cols, rows)
+        self._process.resize(cols, rows)
         self.size = (cols, rows)
 
     def release(self) -> None:
@@ -505,9 +503,8 @@ class ExternalSession(Session):
         if self._tail_call is not None and self._tail_call.active():
             self._tail_call.cancel()
         self._tail_call = None
-        process = self._process_now()
-        if isinstance(process, ExternalProcess):
-            process.hang_up()
+        if isinstance(self._process, ExternalProcess):
+            self._process.hang_up()
         self.close()
 
     def close(self) -> None:
@@ -520,7 +517,7 @@ class ExternalSession(Session):
         if self._tail_call is not None and self._tail_call.active():
             self._tail_call.cancel()
         self._tail_call = None
-        process = self._process_now()
+        process = self._process
         super()._finish(code)
         if isinstance(process, ExternalProcess):
             process.hang_up()

@@ -191,8 +191,8 @@ class Session:
     else that starts with an underscore:
 
       - C{_files} (the L{ControlDir}) and C{_reactor}, to read, never to rebind;
-      - L{_process_now} and L{_use_process}: the program input, resizes and
-        signals go to;
+      - C{_process}: the program input, resizes and signals go to (None
+        before it runs and once it ended), set by a subclass that drives one;
       - L{_recorded_to}: the recording is whole up to an offset someone else wrote;
       - L{_tell_listeners}: hand a recording line to every listener;
       - L{_cancel_save}: drop a session.json save that is waiting;
@@ -350,14 +350,6 @@ class Session:
         return max(0.0, self._reactor.seconds() - self._start)
 
     # -- the protected interface for subclasses (see the class docstring) ----------
-
-    def _process_now(self) -> ITerminalProcess | None:
-        """The program input, resizes and signals go to; None before it runs and once it ended."""
-        return self._process
-
-    def _use_process(self, process: ITerminalProcess) -> None:
-        """Drive this program from now on (one run by another process, say)."""
-        self._process = process
 
     def _recorded_to(self, offset: int) -> None:
         """The recording, written by someone else, is whole up to offset: the screen may read it."""
