@@ -45,6 +45,12 @@ SIZE_ECHO = (
 #: Playwright's own waits, in milliseconds.
 WAIT_MS = 15000
 
+
+def phone_screen(width: int, height: int) -> dict[str, Any]:
+    """Playwright page options for a phone: a touch screen of this size."""
+    return {"viewport": {"width": width, "height": height}, "is_mobile": True, "has_touch": True}
+
+
 #: The terminal's text as xterm.js shows it.
 TERMINAL_TEXT = "() => document.querySelector('.xterm-rows')?.innerText ?? ''"
 #: True once the terminal's text matches the regular expression given as argument.
@@ -409,7 +415,7 @@ class BrowserTests(DaemonTestCase):
     async def test_phone(self) -> None:
         """On a 375x667 phone screen the page fits, shows the key bar, and its keys (Esc,
         a sticky Ctrl, arrows) and a phone keyboard's text input reach the program."""
-        phone = {"viewport": {"width": 375, "height": 667}, "is_mobile": True, "has_touch": True}
+        phone = phone_screen(375, 667)
         sid, page = await self.session_page(["python3", "-c", HEX_ECHO], **phone)
 
         def keys() -> tuple[bool, int, int]:
@@ -565,7 +571,7 @@ class BrowserTests(DaemonTestCase):
     async def test_key_bar_fits_phones(self) -> None:
         """On phones 320, 375 and 414 px wide every key of the key bar is on the screen,
         at least 36 px tall, with nothing to scroll sideways, and the last key works."""
-        phone = {"viewport": {"width": 320, "height": 640}, "is_mobile": True, "has_touch": True}
+        phone = phone_screen(320, 640)
         _, page = await self.session_page(["python3", "-c", HEX_ECHO], **phone)
 
         def measure(width: int) -> dict[str, Any]:
@@ -617,7 +623,7 @@ class BrowserTests(DaemonTestCase):
         terminal refits: the PTY gets fewer rows; when the keyboard goes, they come back.
         Headless Chromium has no on-screen keyboard, so the page's visualViewport is
         made to report the smaller height and fire its resize event, as a phone does."""
-        phone = {"viewport": {"width": 375, "height": 667}, "is_mobile": True, "has_touch": True}
+        phone = phone_screen(375, 667)
         sid, page = await self.session_page(["python3", "-c", SIZE_ECHO], **phone)
         await self.browser.run(wait_live, page)
         await self.browser.run(wait_terminal, page, "size")
@@ -669,7 +675,7 @@ class BrowserTests(DaemonTestCase):
             ["python3", "-c", "print('x' * 117 + 'END')\n" + SIZE_ECHO], cols=120, rows=30
         )
         await self.client.wait_text(sid, "END")
-        phone = {"viewport": {"width": 375, "height": 667}, "is_mobile": True, "has_touch": True}
+        phone = phone_screen(375, 667)
         page = await self.browser.page(self.url(f"#session={sid}&readonly=1"), **phone)
 
         def shown(width: int) -> dict[str, float]:
@@ -708,7 +714,7 @@ class BrowserTests(DaemonTestCase):
         program = "print('y' * 247 + 'FAR')\n" + SIZE_ECHO
         sid = await self.create(["python3", "-c", program], cols=250, rows=20)
         await self.client.wait_text(sid, "FAR")
-        phone = {"viewport": {"width": 320, "height": 640}, "is_mobile": True, "has_touch": True}
+        phone = phone_screen(320, 640)
         page = await self.browser.page(self.url(f"#session={sid}&readonly=1"), **phone)
 
         def pan() -> dict[str, float]:
@@ -740,7 +746,7 @@ class BrowserTests(DaemonTestCase):
         steps arrives once when it is committed, a Backspace during the composition
         takes back only the composed letter, and Backspace and Enter from the phone
         keyboard send DEL and CR."""
-        phone = {"viewport": {"width": 375, "height": 667}, "is_mobile": True, "has_touch": True}
+        phone = phone_screen(375, 667)
         sid, page = await self.session_page(["python3", "-c", HEX_ECHO], **phone)
 
         def type_on_phone() -> dict[str, str | None]:

@@ -51,7 +51,6 @@ class ScreenTests(SynchronousTestCase):
         screen.resize(40, 9)
         self.assertEqual((screen.cols, screen.rows, len(screen.lines())), (40, 9, 9))
 
-
     def test_fewer_rows_drop_blank_rows_below_the_cursor_first(self) -> None:
         """Losing rows takes the blank rows under the cursor; the text stays where it was."""
         screen = self.screen("one\r\ntwo\r\n$ ", rows=8)

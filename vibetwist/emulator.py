@@ -606,4 +606,3 @@ def shrink_rows(screen: pyte.Screen, lines: int) -> None:
         del buffer[row]
     screen.dirty.update(range(lines))
     screen.lines = lines
-
