@@ -1,6 +1,6 @@
 """Packaging for vibetwist, a terminal-sharing daemon on Twisted."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="vibetwist",
@@ -11,7 +11,7 @@ setup(
     python_requires=">=3.11",
     # twisted.plugins must be listed by hand: find_packages() would miss it,
     # and it must ship without an __init__.py of its own.
-    packages=["vibetwist", "vibetwist.vt", "twisted.plugins"],
+    packages=[*find_packages(include=["vibetwist", "vibetwist.*"]), "twisted.plugins"],
     # The built browser client (vibetwist/web/dist, made by `npm run build`), when it exists.
     package_data={"twisted.plugins": ["vibetunnel_plugin.py"], "vibetwist": ["web/dist/*"]},
     install_requires=[

@@ -21,9 +21,9 @@ from argon2 import PasswordHasher
 from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
-from vibetwist.auth import HASHING_AT_ONCE, Authority, request_path, request_token, share_allows
-from vibetwist.passwd import PasswordCheck
-from vibetwist.tokens import Tokens
+from vibetwist.login.gate import HASHING_AT_ONCE, Authority, request_path, request_token, share_allows
+from vibetwist.login.passwords import PasswordCheck
+from vibetwist.login.tokens import Tokens
 
 
 def median_seconds(f: Callable[[], Any], rounds: int) -> float:

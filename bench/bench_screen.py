@@ -9,8 +9,8 @@ Options: ``--stock-mb 0.5`` and ``--fast-mb 8`` (how much of each input each scr
 is fed: stock pyte is slow), ``--cols 120 --rows 40 --scrollback 10000``.
 
 Throughput: each input is fed the way the daemon feeds it (text slices of
-``vibetwist.screenfeed.SLICE`` characters) to stock ``pyte.HistoryScreen`` +
-``pyte.Stream`` and to ``vibetwist.screen.TerminalScreen``, both with 10,000 lines
+``vibetwist.sessions.screenfeed.SLICE`` characters) to stock ``pyte.HistoryScreen`` +
+``pyte.Stream`` and to ``vibetwist.screen.terminal.TerminalScreen``, both with 10,000 lines
 of scrollback; MB/s counts UTF-8 bytes of input.  The inputs:
 
 ls
@@ -58,8 +58,8 @@ from typing import Any
 
 import pyte
 
-from vibetwist.screen import TerminalScreen
-from vibetwist.screenfeed import SLICE
+from vibetwist.screen.terminal import TerminalScreen
+from vibetwist.sessions.screenfeed import SLICE
 
 MB = 1_000_000
 

@@ -101,7 +101,7 @@ from bench_daemon import (  # noqa: E402
     stop_daemon,
 )
 
-from vibetwist.snapshot import decode, decode_buffers_frame  # noqa: E402
+from vibetwist.model.snapshot import decode, decode_buffers_frame  # noqa: E402
 
 MB = 1e6
 CONNECT_TIMEOUT = 10.0

@@ -1,4 +1,4 @@
-"""Tests for vibetwist.api: every REST route, in memory, with a fake launcher."""
+"""Tests for vibetwist.server.api: every REST route, in memory, with a fake launcher."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.api import API
-from vibetwist.guard import Guard
-from vibetwist.keys import KEYS
-from vibetwist.screenfeed import ScreenScheduler
-from vibetwist.service import SessionService
-from vibetwist.snapshot import decode
+from vibetwist.model.keys import KEYS
+from vibetwist.model.snapshot import decode
+from vibetwist.server.api import API
+from vibetwist.server.hostcheck import Guard
+from vibetwist.sessions.screenfeed import ScreenScheduler
+from vibetwist.sessions.service import SessionService
 from vibetwist.testing import FakeLauncher, pump
 
 BASE = "http://127.0.0.1:4020"

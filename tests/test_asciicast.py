@@ -1,4 +1,4 @@
-"""Tests for L{vibetwist.asciicast}."""
+"""Tests for L{vibetwist.model.asciicast}."""
 
 import json
 from collections.abc import Iterable
@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.asciicast import (
+from vibetwist.errors import FormatError
+from vibetwist.model.asciicast import (
     CLEAR_SCROLLBACK,
     ClearDetector,
     Event,
@@ -24,7 +25,6 @@ from vibetwist.asciicast import (
     parse_size,
     zero_time,
 )
-from vibetwist.errors import FormatError
 
 # Text that exercises JSON escaping: control characters, quotes, backslashes,
 # characters beyond the BMP and the separators JavaScript treats as newlines.

@@ -1,4 +1,4 @@
-"""Tests for vibetwist.auth: the gate in front of every route, logging in, and share links.
+"""Tests for vibetwist.login.gate: the gate in front of every route, logging in, and share links.
 
 The daemon runs in memory (fake programs, a Clock) behind the same Guard and
 Gate as the real one, with login on unless a test says otherwise.
@@ -20,8 +20,7 @@ from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.api import API
-from vibetwist.auth import (
+from vibetwist.login.gate import (
     FAILURE_DELAY,
     FAILURE_WINDOW,
     HASHING_AT_ONCE,
@@ -34,11 +33,12 @@ from vibetwist.auth import (
     redact,
     share_allows,
 )
-from vibetwist.guard import Guard
-from vibetwist.passwd import PasswordCheck
-from vibetwist.sshkeys import SSHKeyLogin
+from vibetwist.login.passwords import PasswordCheck
+from vibetwist.login.sshkeys import SSHKeyLogin
+from vibetwist.login.tokens import Grant, Tokens
+from vibetwist.server.api import API
+from vibetwist.server.hostcheck import Guard
 from vibetwist.testing import pump
-from vibetwist.tokens import Grant, Tokens
 
 from .test_api import BASE, JSON, APITestCase
 from .test_auth_passwords import FAST

@@ -16,8 +16,8 @@ from twisted.trial import unittest
 
 from tests._daemon import Client, Daemon, WSClient, open_ws, poll, within
 from tests.test_e2e import DaemonTestCase, async_test
-from vibetwist.passwd import format_password_file
-from vibetwist.snapshot import decode_buffers_frame
+from vibetwist.login.passwords import format_password_file
+from vibetwist.model.snapshot import decode_buffers_frame
 
 from .test_auth_passwords import FAST
 from .test_auth_sshkeys import openssh_line, sign

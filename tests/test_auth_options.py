@@ -11,8 +11,8 @@ from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.guard import Guard, host_allowed, origin_allowed
-from vibetwist.passwd import format_password_file
+from vibetwist.login.passwords import format_password_file
+from vibetwist.server.hostcheck import Guard, host_allowed, origin_allowed
 from vibetwist.tap import Options, check_listen, make_authority
 
 from .test_auth_passwords import FAST

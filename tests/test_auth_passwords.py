@@ -1,4 +1,4 @@
-"""Tests for vibetwist.passwd: password files and password checks."""
+"""Tests for vibetwist.login.passwords: password files and password checks."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from vibetwist import passwd
-from vibetwist.passwd import (
+from vibetwist.login.passwords import (
     PasswordCheck,
     PasswordFileError,
     format_password_file,

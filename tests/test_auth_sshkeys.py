@@ -1,4 +1,4 @@
-"""Tests for vibetwist.sshkeys: authorized_keys parsing and the Ed25519 challenge."""
+"""Tests for vibetwist.login.sshkeys: authorized_keys parsing and the Ed25519 challenge."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.sshkeys import (
+from vibetwist.login.sshkeys import (
     CHALLENGE_BYTES,
     CHALLENGE_LIFETIME,
     MAX_CHALLENGES,

@@ -1,4 +1,4 @@
-"""Tests for vibetwist.tokens: signed tokens, their scopes, and the secret file."""
+"""Tests for vibetwist.login.tokens: signed tokens, their scopes, and the secret file."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.tokens import (
+from vibetwist.login.tokens import (
     AUDIENCE,
     Grant,
     SecretError,

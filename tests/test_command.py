@@ -1,4 +1,4 @@
-"""Tests for vibetwist.command: from a requested command to what is exec'd."""
+"""Tests for vibetwist.model.launch: from a requested command to what is exec'd."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.command import default_name, display_directory, plan_launch, resolve_directory
 from vibetwist.errors import BadRequest
+from vibetwist.model.launch import default_name, display_directory, plan_launch, resolve_directory
 
 
 class CommandTests(SynchronousTestCase):

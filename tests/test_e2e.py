@@ -38,7 +38,7 @@ from tests._daemon import (
     within,
 )
 from tests.test_keys import EXPECTED
-from vibetwist.snapshot import decode
+from vibetwist.model.snapshot import decode
 
 #: Every named key of PROTOCOL.md and the bytes it must type (written out in test_keys).
 KEYS = EXPECTED

@@ -13,8 +13,8 @@ from twisted.internet.protocol import Protocol
 
 from tests._daemon import WSClient, open_ws, parse_raw, pids_of_session_id, poll, raw_request, sleep
 from tests.test_e2e import DaemonTestCase, async_test
-from vibetwist.screen import TerminalScreen
-from vibetwist.snapshot import decode, decode_buffers_frame
+from vibetwist.model.snapshot import decode, decode_buffers_frame
+from vibetwist.screen.terminal import TerminalScreen
 
 #: Six megabytes of x, in lines of 99.
 FLOOD_6MB = "head -c 6000000 /dev/zero | tr '\\0' x | fold -w 99"

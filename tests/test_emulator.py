@@ -1,4 +1,4 @@
-"""Tests for vibetwist.emulator: the same screen as stock pyte, except where pyte is wrong."""
+"""Tests for vibetwist.screen.emulator: the same screen as stock pyte, except where pyte is wrong."""
 
 from __future__ import annotations
 
@@ -13,11 +13,7 @@ from pyte.screens import wcwidth
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests import _streams as streams
-from vibetwist import emulator_stream
-from vibetwist.emulator import shrink_rows
-from vibetwist.screen import TerminalScreen
-from vibetwist.scrollback import Scrollback
-from vibetwist.snapshot import (
+from vibetwist.model.snapshot import (
     BLANK,
     BOLD,
     DIM,
@@ -30,6 +26,10 @@ from vibetwist.snapshot import (
     Cell,
     Color,
 )
+from vibetwist.screen import parser as emulator_stream
+from vibetwist.screen.emulator import shrink_rows
+from vibetwist.screen.scrollback import Scrollback
+from vibetwist.screen.terminal import TerminalScreen
 
 
 class StockWithFixes(pyte.HistoryScreen):

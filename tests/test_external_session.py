@@ -16,14 +16,14 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist import external
-from vibetwist.asciicast import Event, Exit, Header, encode_event, encode_exit, encode_header
-from vibetwist.controldir import ControlDir
-from vibetwist.external import ExternalSession, has_symlinks, is_external, pid_alive
-from vibetwist.recording import RecordingReader
-from vibetwist.screenfeed import ScreenScheduler
-from vibetwist.service import SessionService
-from vibetwist.session import SessionInfo, Status
+from vibetwist.model.asciicast import Event, Exit, Header, encode_event, encode_exit, encode_header
+from vibetwist.model.controldir import ControlDir
+from vibetwist.sessions import external
+from vibetwist.sessions.external import ExternalSession, has_symlinks, is_external, pid_alive
+from vibetwist.sessions.recording import RecordingReader
+from vibetwist.sessions.screenfeed import ScreenScheduler
+from vibetwist.sessions.service import SessionService
+from vibetwist.sessions.session import SessionInfo, Status
 from vibetwist.testing import FakeLauncher
 
 SID = "ext-1"
@@ -366,7 +366,7 @@ class SharedInfoTests(SynchronousTestCase):
         script = (
             "import sys\n"
             "from pathlib import Path\n"
-            "from vibetwist.controldir import ControlDir\n"
+            "from vibetwist.model.controldir import ControlDir\n"
             "files = ControlDir(Path(sys.argv[1]))\n"
             "for _ in range(int(sys.argv[3])):\n"
             "    files.update_info(sys.argv[2], lambda c: c.update(other=c.get('other', 0) + 1))\n"

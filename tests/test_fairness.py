@@ -1,4 +1,4 @@
-"""Tests for vibetwist.fairness: at most N ready descriptors per reactor turn."""
+"""Tests for vibetwist._reactor.fairness: at most N ready descriptors per reactor turn."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import select
 from twisted.internet.selectreactor import SelectReactor
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.fairness import CappedPoller, cap_events_per_turn
+from vibetwist._reactor.fairness import CappedPoller, cap_events_per_turn
 
 
 class CappedPollerTests(SynchronousTestCase):

@@ -29,10 +29,10 @@ from tests import _fuzz as fuzz
 from tests._daemon import Client, Daemon, poll, sleep
 from tests.test_api import APITestCase
 from tests.test_e2e import async_test
-from vibetwist import jsontext
-from vibetwist.controldir import MAX_INFO, ControlDir
 from vibetwist.errors import FormatError
-from vibetwist.session import SessionInfo
+from vibetwist.model import jsontext
+from vibetwist.model.controldir import MAX_INFO, ControlDir
+from vibetwist.sessions.session import SessionInfo
 
 #: A program that reads its terminal raw and throws the input away.
 SINK = ["sh", "-c", "stty raw -echo; cat > /dev/null"]

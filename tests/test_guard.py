@@ -1,4 +1,4 @@
-"""Tests for vibetwist.guard: Host, Origin, content type and body size checks."""
+"""Tests for vibetwist.server.hostcheck: Host, Origin, content type and body size checks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
-from vibetwist.guard import Guard, host_allowed, origin_allowed, split_host
+from vibetwist.server.hostcheck import Guard, host_allowed, origin_allowed, split_host
 
 
 class Echo(Resource):

@@ -1,4 +1,4 @@
-"""Tests for vibetwist.immediate: writing at once when nothing is queued, in order always."""
+"""Tests for vibetwist._reactor.immediate: writing at once when nothing is queued, in order always."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from twisted.internet.abstract import FileDescriptor
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.immediate import write_now
+from vibetwist._reactor.immediate import write_now
 
 
 class Descriptor(FileDescriptor):

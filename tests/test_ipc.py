@@ -9,7 +9,15 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from vibetwist.errors import FormatError
-from vibetwist.ipc import MAX_PAYLOAD, Decoder, MessageType, OversizedMessage, control, encode, parse_json
+from vibetwist.model.ipc import (
+    MAX_PAYLOAD,
+    Decoder,
+    MessageType,
+    OversizedMessage,
+    control,
+    encode,
+    parse_json,
+)
 
 messages = st.lists(st.tuples(st.integers(0, 255), st.binary(max_size=300)), max_size=12)
 

@@ -1,11 +1,11 @@
-"""Tests for L{vibetwist.keys}."""
+"""Tests for L{vibetwist.model.keys}."""
 
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from vibetwist.errors import BadRequest
-from vibetwist.keys import KEYS, key_sequence
+from vibetwist.model.keys import KEYS, key_sequence
 
 # The named keys of PROTOCOL.md, written out again so the test does not read
 # the table it checks.

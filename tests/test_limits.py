@@ -21,10 +21,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests._daemon import Client, Daemon, _Collect, open_ws, parse_raw, poll, raw_request, sleep, within
 from tests.test_e2e import async_test
-from vibetwist.guard import MAX_BODY
-from vibetwist.limits import Full, Limits, SessionGate, TokenBucket, TooManyRequests
+from vibetwist.server.hostcheck import MAX_BODY
+from vibetwist.server.limits import Full, Limits, SessionGate, TokenBucket, TooManyRequests
+from vibetwist.server.websocket import MAX_MESSAGE
 from vibetwist.tap import Options
-from vibetwist.websocket import MAX_MESSAGE
 
 
 class TokenBucketTests(SynchronousTestCase):

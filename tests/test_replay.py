@@ -1,4 +1,4 @@
-"""Tests for vibetwist.replay: drawing a screen into a fresh terminal emulator."""
+"""Tests for vibetwist.screen.replay: drawing a screen into a fresh terminal emulator."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 from wcwidth import wcswidth
 
-from vibetwist.replay import ROWS_PER_CHUNK, draw_row, replay, sgr
-from vibetwist.screen import TerminalScreen
-from vibetwist.snapshot import BLANK, BOLD, DIM, RGB, Cell
+from vibetwist.model.snapshot import BLANK, BOLD, DIM, RGB, Cell
+from vibetwist.screen.replay import ROWS_PER_CHUNK, draw_row, replay, sgr
+from vibetwist.screen.terminal import TerminalScreen
 
 # Terminal output: text, wide characters, line ends, styles, cursor moves and erases.
 _sgr_params = st.one_of(

@@ -1,11 +1,11 @@
-"""Tests for vibetwist.screen: the session screen, its snapshots and its scrollback."""
+"""Tests for vibetwist.screen.terminal: the session screen, its snapshots and its scrollback."""
 
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.screen import TerminalScreen
-from vibetwist.snapshot import RGB, UNDERLINE
+from vibetwist.model.snapshot import RGB, UNDERLINE
+from vibetwist.screen.terminal import TerminalScreen
 
 
 class ScreenTests(SynchronousTestCase):

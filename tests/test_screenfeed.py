@@ -1,4 +1,4 @@
-"""Tests for vibetwist.screenfeed: the screen reads the recording back in slices."""
+"""Tests for vibetwist.sessions.screenfeed: the screen reads the recording back in slices."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.asciicast import encode_event
-from vibetwist.recording import RecordingReader
-from vibetwist.screen import TerminalScreen
-from vibetwist.screenfeed import SKIM_BACKLOG, SLICE, ScreenFeed, ScreenScheduler
+from vibetwist.model.asciicast import encode_event
+from vibetwist.screen.terminal import TerminalScreen
+from vibetwist.sessions.recording import RecordingReader
+from vibetwist.sessions.screenfeed import SKIM_BACKLOG, SLICE, ScreenFeed, ScreenScheduler
 
 
 class SteppedReactor:
@@ -112,7 +112,7 @@ class SkimTests(RecordingCase):
 
     def test_flood_ends_on_the_same_screen(self) -> None:
         self.screen = TerminalScreen(20, 3, scrollback=100)
-        from vibetwist.recording import RecordingReader
+        from vibetwist.sessions.recording import RecordingReader
 
         self.feed = ScreenFeed(self.screen, RecordingReader(self.path, len(self.header)), self.screens)
         fed: list[int] = []

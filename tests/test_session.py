@@ -1,4 +1,4 @@
-"""Tests for vibetwist.session: the lifecycle of one session, with a fake launcher."""
+"""Tests for vibetwist.sessions.session: the lifecycle of one session, with a fake launcher."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from signal import SIGHUP, SIGKILL, SIGTERM
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.asciicast import Event, Exit, Header, parse_line
-from vibetwist.controldir import ControlDir
 from vibetwist.errors import BadRequest, Conflict
-from vibetwist.pty import SpawnQueue
-from vibetwist.screenfeed import ScreenScheduler
-from vibetwist.session import (
+from vibetwist.model.asciicast import Event, Exit, Header, parse_line
+from vibetwist.model.controldir import ControlDir
+from vibetwist.sessions.pty import SpawnQueue
+from vibetwist.sessions.screenfeed import ScreenScheduler
+from vibetwist.sessions.session import (
     HANGUP_GRACE,
     KILL_GRACE,
     LaunchPlan,

@@ -13,10 +13,10 @@ from autobahn.twisted.testing import create_memory_agent
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.auth import Authority
-from vibetwist.snapshot import decode_buffers_frame
-from vibetwist.tokens import Tokens
-from vibetwist.websocket import (
+from vibetwist.login.gate import Authority
+from vibetwist.login.tokens import Tokens
+from vibetwist.model.snapshot import decode_buffers_frame
+from vibetwist.server.websocket import (
     CLOSE_FORBIDDEN,
     CLOSE_NOT_FOUND,
     BuffersProtocol,

@@ -1,4 +1,4 @@
-"""Tests for vibetwist.skim: output dropped while skimming could not have changed the screen."""
+"""Tests for vibetwist.screen.skim: output dropped while skimming could not have changed the screen."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests._streams import escapes, printed, scrolling_lines
-from vibetwist.screen import TerminalScreen
-from vibetwist.skim import Skim
+from vibetwist.screen.skim import Skim
+from vibetwist.screen.terminal import TerminalScreen
 
 
 def _state(screen: TerminalScreen) -> tuple[object, ...]:

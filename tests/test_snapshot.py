@@ -1,4 +1,4 @@
-"""Tests for L{vibetwist.snapshot}: the binary screen snapshot and /buffers frame."""
+"""Tests for L{vibetwist.model.snapshot}: the binary screen snapshot and /buffers frame."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from vibetwist.errors import FormatError
-from vibetwist.snapshot import (
+from vibetwist.model.snapshot import (
     BLANK,
     BOLD,
     DIM,

@@ -1,4 +1,4 @@
-"""Tests for vibetwist.sse: viewers as cursors into the recording."""
+"""Tests for vibetwist.server.sse: viewers as cursors into the recording."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from twisted.internet.task import Clock, Cooperator
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
-from vibetwist.sse import StreamViewer
+from vibetwist.server.sse import StreamViewer
 from vibetwist.testing import pump
 
 from .test_session import Harness

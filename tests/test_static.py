@@ -1,4 +1,4 @@
-"""Tests for vibetwist.static: the browser client's files, served behind the Guard."""
+"""Tests for vibetwist.server.static: the browser client's files, served behind the Guard."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.api import API
-from vibetwist.guard import Guard
-from vibetwist.service import SessionService
-from vibetwist.static import CSP, WebClient
+from vibetwist.server.api import API
+from vibetwist.server.hostcheck import Guard
+from vibetwist.server.static import CSP, WebClient
+from vibetwist.sessions.service import SessionService
 from vibetwist.testing import FakeLauncher
 
 BASE = "http://127.0.0.1:4020"

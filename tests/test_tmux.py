@@ -19,8 +19,8 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.screen import TerminalScreen
-from vibetwist.snapshot import Snapshot
+from vibetwist.model.snapshot import Snapshot
+from vibetwist.screen.terminal import TerminalScreen
 
 TMUX = shutil.which("tmux")
 

@@ -21,9 +21,9 @@ from twisted.python.failure import Failure
 from tests._daemon import CHECKOUT, Daemon, kill_quietly, open_ws, pid_alive, poll, within
 from tests.test_asciinema import play
 from tests.test_e2e import DaemonTestCase, async_test, read_cast
-from vibetwist.asciicast import Event, Exit, parse_line
-from vibetwist.pty import exit_code, set_size
-from vibetwist.snapshot import decode, decode_buffers_frame
+from vibetwist.model.asciicast import Event, Exit, parse_line
+from vibetwist.model.snapshot import decode, decode_buffers_frame
+from vibetwist.sessions.pty import exit_code, set_size
 
 #: An interactive shell that reads no start-up files and prompts with "$ ".
 SHELL = ["bash", "--norc", "--noprofile", "-i"]

@@ -1,7 +1,7 @@
 """The browser client's parsers, run in Node and checked against Python's.
 
 The snapshot decoder of vibetwist/web/src/snapshot.js must read what
-vibetwist.snapshot encodes exactly as vibetwist.snapshot.decode does, and
+vibetwist.model.snapshot encodes exactly as vibetwist.model.snapshot.decode does, and
 refuse what it refuses; the URL fragment parser must read what Python's URL
 encoding writes; the command splitter must split as shlex.split does.
 """
@@ -23,7 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.test_snapshot import header, snapshots
 from vibetwist.errors import FormatError
-from vibetwist.snapshot import RGB, Color, Snapshot, decode, encode, encode_buffers_frame
+from vibetwist.model.snapshot import RGB, Color, Snapshot, decode, encode, encode_buffers_frame
 
 RUNNER = Path(__file__).with_name("web_logic.mjs")
 

@@ -1,4 +1,4 @@
-"""Tests for vibetwist.websocket and vibetwist.buffers, over Autobahn's in-memory agent."""
+"""Tests for vibetwist.server.websocket and vibetwist.server.buffers, over Autobahn's in-memory agent."""
 
 from __future__ import annotations
 
@@ -11,19 +11,19 @@ from twisted.internet.task import Cooperator
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist import viewer, websocket
-from vibetwist.buffers import MAX_WAIT, QUIET, SnapshotHub
-from vibetwist.screen import TerminalScreen
-from vibetwist.session import Session
-from vibetwist.snapshot import decode, decode_buffers_frame
-from vibetwist.testing import FakeTerminalProcess, pump
-from vibetwist.websocket import (
+from vibetwist.model.snapshot import decode, decode_buffers_frame
+from vibetwist.screen.terminal import TerminalScreen
+from vibetwist.server import viewer, websocket
+from vibetwist.server.buffers import MAX_WAIT, QUIET, SnapshotHub
+from vibetwist.server.websocket import (
     CLOSE_NORMAL,
     BuffersProtocol,
     Endpoints,
     InputProtocol,
     TerminalStreamProtocol,
 )
+from vibetwist.sessions.session import Session
+from vibetwist.testing import FakeTerminalProcess, pump
 
 from ._daemon import WSClient as Client
 from .test_session import Harness

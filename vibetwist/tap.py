@@ -23,20 +23,20 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from vibetwist import __version__
-from vibetwist.api import API
-from vibetwist.auth import LOGIN_LIFETIME, Authority, Gate, redacted_log_formatter
-from vibetwist.command import default_shell
-from vibetwist.controldir import default_control_dir
-from vibetwist.fairness import cap_events_per_turn
-from vibetwist.guard import Guard
-from vibetwist.lag import LagMonitor
-from vibetwist.limits import ConnectionLimiter, Limits, SessionGate
-from vibetwist.passwd import PasswordCheck, PasswordFileError, read_password_file
-from vibetwist.pty import PTYLauncher, SessionSignaller
-from vibetwist.screenfeed import budget_cooperator
-from vibetwist.service import SessionService
-from vibetwist.sshkeys import SSHKeyLogin
-from vibetwist.tokens import SecretError, Tokens, check_secret_file, load_secret
+from vibetwist._reactor.fairness import cap_events_per_turn
+from vibetwist._reactor.lag import LagMonitor
+from vibetwist.login.gate import LOGIN_LIFETIME, Authority, Gate, redacted_log_formatter
+from vibetwist.login.passwords import PasswordCheck, PasswordFileError, read_password_file
+from vibetwist.login.sshkeys import SSHKeyLogin
+from vibetwist.login.tokens import SecretError, Tokens, check_secret_file, load_secret
+from vibetwist.model.controldir import default_control_dir
+from vibetwist.model.launch import default_shell
+from vibetwist.server.api import API
+from vibetwist.server.hostcheck import Guard
+from vibetwist.server.limits import ConnectionLimiter, Limits, SessionGate
+from vibetwist.sessions.pty import PTYLauncher, SessionSignaller
+from vibetwist.sessions.screenfeed import budget_cooperator
+from vibetwist.sessions.service import SessionService
 
 DEFAULT_LISTEN = "tcp:4020:interface=127.0.0.1"
 _log = Logger()
@@ -238,8 +238,6 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError(f"--max-recording: {e}") from e
         self["limits"] = parse_limits(self)
-
-
 
     def _post_login(self) -> None:
         """Work out whether login is on, and read the credentials."""

@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(command: list[str], environ: dict[str, str]) -> int:
-    from vibetwist.command import default_shell
-    from vibetwist.controldir import ControlDir, default_control_dir
+    from vibetwist.model.controldir import ControlDir, default_control_dir
+    from vibetwist.model.launch import default_shell
     from vibetwist.vt._forward import Forwarder
 
     if not command:

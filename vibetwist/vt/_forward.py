@@ -31,14 +31,21 @@ from typing import Any
 
 import attrs
 
-from vibetwist.asciicast import Header, OutputDecoder, encode_event, encode_exit, encode_header, encode_size
-from vibetwist.command import default_name, default_shell, plan_launch
-from vibetwist.controldir import FILE_MODE, ControlDir, SocketAddress
 from vibetwist.errors import FormatError
-from vibetwist.ipc import Decoder, MessageType, OversizedMessage, encode, parse_json
-from vibetwist.pty import set_size
-from vibetwist.recording import Recording
-from vibetwist.session import MAX_SIZE, SessionInfo, Status, now_iso
+from vibetwist.model.asciicast import (
+    Header,
+    OutputDecoder,
+    encode_event,
+    encode_exit,
+    encode_header,
+    encode_size,
+)
+from vibetwist.model.controldir import FILE_MODE, ControlDir, SocketAddress
+from vibetwist.model.ipc import Decoder, MessageType, OversizedMessage, encode, parse_json
+from vibetwist.model.launch import default_name, default_shell, plan_launch
+from vibetwist.sessions.pty import set_size
+from vibetwist.sessions.recording import Recording
+from vibetwist.sessions.session import MAX_SIZE, SessionInfo, Status, now_iso
 
 #: Seconds the PTY may stay open (held by background jobs) after the program exits.
 HANGUP_GRACE = 1.0

@@ -18,9 +18,9 @@ import tty
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from vibetwist.controldir import ControlDir, default_control_dir, is_session_id
 from vibetwist.errors import FormatError
-from vibetwist.session import now_iso
+from vibetwist.model.controldir import ControlDir, default_control_dir, is_session_id
+from vibetwist.sessions.session import now_iso
 from vibetwist.vt._forward import terminal_size
 
 #: The key that detaches ``vt attach`` (Ctrl-], as telnet uses).

@@ -2,8 +2,8 @@
 """The in-memory screen of a session, with its scrollback, and snapshots of it.
 
 Sans-IO: text goes in with ``feed``; the visible rows come out as plain text
-or as a :class:`vibetwist.snapshot.Snapshot`, the scrollback as rows of cells.
-The terminal itself is :class:`vibetwist.emulator.Emulator`.
+or as a :class:`vibetwist.model.snapshot.Snapshot`, the scrollback as rows of cells.
+The terminal itself is :class:`vibetwist.screen.emulator.Emulator`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ from functools import lru_cache
 from itertools import islice
 from typing import Any, overload
 
-from vibetwist.emulator import Emulator, Glyph
-from vibetwist.emulator_stream import EmulatorStream
-from vibetwist.scrollback import FrozenLine, stretches
-from vibetwist.snapshot import (
+from vibetwist.model.snapshot import (
     BLANK,
     BOLD,
     DIM,
@@ -29,6 +26,9 @@ from vibetwist.snapshot import (
     Color,
     Snapshot,
 )
+from vibetwist.screen.emulator import Emulator, Glyph
+from vibetwist.screen.parser import EmulatorStream
+from vibetwist.screen.scrollback import FrozenLine, stretches
 
 DEFAULT_SCROLLBACK = 10_000
 
@@ -180,7 +180,7 @@ class TerminalScreen:
         Feed ``text[n:]`` next.  Only output that just scrolls is ever dropped,
         and only when at least the screen's rows plus its scrollback of such
         lines follow it in ``text``: a flood of 100 MB needs only its last
-        lines read (see :meth:`vibetwist.emulator.Emulator.skip_scrolled`;
+        lines read (see :meth:`vibetwist.screen.emulator.Emulator.skip_scrolled`;
         ``scrolling`` is how much of ``text`` is known to only scroll).
         """
         screen = self._screen

@@ -18,11 +18,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 
-from vibetwist.asciicast import Event, parse_line, parse_size
 from vibetwist.errors import FormatError
-from vibetwist.recording import RecordingReader
-from vibetwist.screen import TerminalScreen
-from vibetwist.skim import Skim
+from vibetwist.model.asciicast import Event, parse_line, parse_size
+from vibetwist.screen.skim import Skim
+from vibetwist.screen.terminal import TerminalScreen
+from vibetwist.sessions.recording import RecordingReader
 
 #: How many characters the screen is given before the feed yields.
 SLICE = 256
@@ -30,7 +30,7 @@ SLICE = 256
 READ_SIZE = 16384
 #: Output that could not be recorded is kept for the screen up to this many characters.
 MEMORY_LIMIT = 1 << 20
-#: A screen this far behind the recording skims it (see vibetwist.skim).
+#: A screen this far behind the recording skims it (see vibetwist.screen.skim).
 SKIM_BACKLOG = 1 << 20
 #: The most a skim holds before the screen takes it: what a drop reads is bounded.
 SKIM_HOLD = 2 << 20

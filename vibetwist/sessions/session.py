@@ -24,7 +24,9 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from vibetwist import __version__
-from vibetwist.asciicast import (
+from vibetwist.errors import BadRequest, Conflict, FormatError
+from vibetwist.interfaces import ILauncher, ITerminalEvents, ITerminalProcess
+from vibetwist.model.asciicast import (
     ClearDetector,
     Event,
     Exit,
@@ -35,13 +37,11 @@ from vibetwist.asciicast import (
     encode_header,
     encode_size,
 )
-from vibetwist.controldir import ControlDir, is_session_id
-from vibetwist.errors import BadRequest, Conflict, FormatError
-from vibetwist.interfaces import ILauncher, ITerminalEvents, ITerminalProcess
-from vibetwist.pty import SpawnQueue
-from vibetwist.recording import Recording, RecordingReader
-from vibetwist.screen import TerminalScreen
-from vibetwist.screenfeed import ScreenFeed, ScreenScheduler
+from vibetwist.model.controldir import ControlDir, is_session_id
+from vibetwist.screen.terminal import TerminalScreen
+from vibetwist.sessions.pty import SpawnQueue
+from vibetwist.sessions.recording import Recording, RecordingReader
+from vibetwist.sessions.screenfeed import ScreenFeed, ScreenScheduler
 
 #: Seconds between SIGTERM and SIGKILL when a session is deleted.
 KILL_GRACE = 3.0

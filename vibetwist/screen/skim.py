@@ -6,7 +6,7 @@ of them out of its scrollback makes it later still.  A :class:`Skim` takes
 the output the screen has not been fed yet, as fast as it can be read, and
 keeps only what can still change what the screen will show: once enough
 scrolling lines follow a stretch of scrolling output, that stretch is
-dropped (:meth:`vibetwist.screen.TerminalScreen.skip`).  The screen then
+dropped (:meth:`vibetwist.screen.terminal.TerminalScreen.skip`).  The screen then
 takes what is left a slice at a time with :meth:`Skim.feed`.
 
 Each call's work is bounded by the text it is given or the limit it is
@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from collections import deque
 
-from vibetwist.emulator import SCROLLING
-from vibetwist.screen import TerminalScreen
+from vibetwist.screen.emulator import SCROLLING
+from vibetwist.screen.terminal import TerminalScreen
 
 __all__ = ["Skim"]
 

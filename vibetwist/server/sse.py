@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_sse -*-
 """The Server-Sent Events stream of a session's recording.
 
-Each viewer follows the recording (see vibetwist.follow) from the last
+Each viewer follows the recording (see vibetwist.sessions.follow) from the last
 clear-scrollback, the replayed part with timestamps set to 0, then live.
 """
 
@@ -14,9 +14,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from vibetwist.asciicast import zero_time
-from vibetwist.follow import Follower, ILineSink
-from vibetwist.session import Session
+from vibetwist.model.asciicast import zero_time
+from vibetwist.sessions.follow import Follower, ILineSink
+from vibetwist.sessions.session import Session
 
 HEARTBEAT = b":heartbeat\n\n"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from twisted.logger import Logger
 
-from vibetwist.controldir import FILE_MODE
+from vibetwist.model.controldir import FILE_MODE
 
 #: Room kept past the size limit for the closing exit line.
 EXIT_RESERVE = 4096

@@ -17,12 +17,12 @@ from typing import Any
 
 from zope.interface import implementer
 
-from vibetwist.asciicast import Event, Exit, FormatError, parse_line, parse_size
 from vibetwist.errors import BadRequest
-from vibetwist.follow import Follower, ILineSink
 from vibetwist.interfaces import ITerminalChannel
-from vibetwist.replay import replay
-from vibetwist.session import Session, Status
+from vibetwist.model.asciicast import Event, Exit, FormatError, parse_line, parse_size
+from vibetwist.screen.replay import replay
+from vibetwist.sessions.follow import Follower, ILineSink
+from vibetwist.sessions.session import Session, Status
 
 #: A viewer further behind the recording than this skips ahead to a fresh screen.
 MAX_BACKLOG = 1 << 20

@@ -15,9 +15,9 @@ from typing import Any
 
 from zope.interface import Interface, implementer
 
-from vibetwist.asciicast import Event, Exit, is_exit_line
-from vibetwist.recording import RecordingReader
-from vibetwist.session import IStreamListener, Session, Status
+from vibetwist.model.asciicast import Event, Exit, is_exit_line
+from vibetwist.sessions.recording import RecordingReader
+from vibetwist.sessions.session import IStreamListener, Session, Status
 
 #: Bytes of the recording read per step.
 READ_SIZE = 65536

@@ -7,10 +7,10 @@ every escape-sequence handler are used as they are.  What changes:
 - :class:`Emulator` draws a run of printable ASCII with one dict update per
   screen line, from cells built once per style and shared, instead of a
   ``namedtuple._replace`` per character; it keeps its scrollback frozen
-  small (:mod:`vibetwist.scrollback`) instead of HistoryScreen's dict per
+  small (:mod:`vibetwist.screen.scrollback`) instead of HistoryScreen's dict per
   line behind a wrapper on every attribute access; and it caches what
   ``select_graphic_rendition`` computes.
-- :class:`vibetwist.emulator_stream.EmulatorStream` reads its input.
+- :class:`vibetwist.screen.parser.EmulatorStream` reads its input.
 - Output that only scrolls (lines of text and SGR at the bottom of the
   screen, as ``ls`` or ``cat`` print) is held back a batch at a time and
   scrolled in at once (:meth:`Emulator.scroll_in`): a line that passes
@@ -31,7 +31,7 @@ every escape-sequence handler are used as they are.  What changes:
   that row blank (pyte leaves the old line where it was).
 
 Cells are :class:`Glyph` tuples: pyte's ``Char`` fields with colours as
-:data:`vibetwist.snapshot.Color` values, plus ``dim`` and ``hidden``.
+:data:`vibetwist.model.snapshot.Color` values, plus ``dim`` and ``hidden``.
 
 Sans-IO: text goes in, state comes out.
 """
@@ -47,8 +47,8 @@ import pyte
 from pyte import charsets, modes
 from pyte.screens import Margins, StaticDefaultDict, wcwidth
 
-from vibetwist.scrollback import Scrollback
-from vibetwist.snapshot import RGB, Color
+from vibetwist.model.snapshot import RGB, Color
+from vibetwist.screen.scrollback import Scrollback
 
 __all__ = ["SCROLLING", "Emulator", "Glyph", "colon_sgr", "split_sgr"]
 

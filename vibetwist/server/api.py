@@ -20,21 +20,22 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import RequestRedirect
 
-from vibetwist import __version__, jsontext
-from vibetwist.asciicast import iter_playable
-from vibetwist.auth import AUTH_REQUIRED, READ_ONLY, Authority, open_authority, redact, request_token
+from vibetwist import __version__
+from vibetwist._reactor.lag import LagMonitor
 from vibetwist.errors import BadRequest, UpgradeRequired
-from vibetwist.keys import key_sequence
-from vibetwist.lag import LagMonitor
-from vibetwist.limits import SessionGate
-from vibetwist.recording import RecordingReader
-from vibetwist.screenfeed import budget_cooperator
-from vibetwist.service import SessionService
-from vibetwist.session import Session, Status
-from vibetwist.snapshot import encode
-from vibetwist.sse import StreamResource
-from vibetwist.static import WebClient
-from vibetwist.websocket import Endpoints, WebSockets
+from vibetwist.login.gate import AUTH_REQUIRED, READ_ONLY, Authority, open_authority, redact, request_token
+from vibetwist.model import jsontext
+from vibetwist.model.asciicast import iter_playable
+from vibetwist.model.keys import key_sequence
+from vibetwist.model.snapshot import encode
+from vibetwist.server.limits import SessionGate
+from vibetwist.server.sse import StreamResource
+from vibetwist.server.static import WebClient
+from vibetwist.server.websocket import Endpoints, WebSockets
+from vibetwist.sessions.recording import RecordingReader
+from vibetwist.sessions.screenfeed import budget_cooperator
+from vibetwist.sessions.service import SessionService
+from vibetwist.sessions.session import Session, Status
 
 #: How long /text and /buffer wait for the screen to catch up before answering anyway.
 SCREEN_WAIT = 2.0
@@ -231,7 +232,7 @@ class API:
             },
         )
 
-    # -- login (open routes: see vibetwist.auth) ---------------------------------------
+    # -- login (open routes: see vibetwist.login.gate) ---------------------------------------
 
     @app.route("/api/auth/config", methods=["GET"])
     def auth_config(self, request: Any) -> bytes:

@@ -19,7 +19,7 @@ from twisted.web import http
 from vibetwist.errors import NotFound
 
 #: Where ``npm run build`` in vibetwist/web writes the client.
-WEB_DIST = Path(__file__).parent / "web" / "dist"
+WEB_DIST = Path(__file__).resolve().parent.parent / "web" / "dist"
 
 #: Scripts, styles and connections from this origin only. Styles may be inline:
 #: xterm.js sizes its rows with generated style elements; no script ever is.

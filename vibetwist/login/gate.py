@@ -29,9 +29,9 @@ from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import Resource
 
 from vibetwist.errors import BadRequest
-from vibetwist.passwd import PasswordCheck
-from vibetwist.sshkeys import SSHKeyLogin
-from vibetwist.tokens import ANONYMOUS, SECRET_BYTES, Grant, Tokens
+from vibetwist.login.passwords import PasswordCheck
+from vibetwist.login.sshkeys import SSHKeyLogin
+from vibetwist.login.tokens import ANONYMOUS, SECRET_BYTES, Grant, Tokens
 
 #: Default lifetime of a login token, in seconds.
 LOGIN_LIFETIME = 24 * 3600

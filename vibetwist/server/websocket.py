@@ -29,19 +29,19 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-from vibetwist import jsontext
-from vibetwist.asciicast import Event
-from vibetwist.auth import READ_ONLY, Authority, bearer_token
-from vibetwist.buffers import SnapshotHub
+from vibetwist._reactor.immediate import write_now
 from vibetwist.errors import BadRequest
-from vibetwist.immediate import write_now
 from vibetwist.interfaces import ITerminalChannel
-from vibetwist.keys import key_sequence
-from vibetwist.limits import MAX_SUBSCRIPTIONS
-from vibetwist.service import SessionService
-from vibetwist.session import Session
-from vibetwist.tokens import ANONYMOUS, Grant
-from vibetwist.viewer import TerminalViewer
+from vibetwist.login.gate import READ_ONLY, Authority, bearer_token
+from vibetwist.login.tokens import ANONYMOUS, Grant
+from vibetwist.model import jsontext
+from vibetwist.model.asciicast import Event
+from vibetwist.model.keys import key_sequence
+from vibetwist.server.buffers import SnapshotHub
+from vibetwist.server.limits import MAX_SUBSCRIPTIONS
+from vibetwist.server.viewer import TerminalViewer
+from vibetwist.sessions.service import SessionService
+from vibetwist.sessions.session import Session
 
 #: Largest message a client may send, in bytes.
 MAX_MESSAGE = 1 << 20
@@ -263,7 +263,7 @@ class InputProtocol(_Protocol):
 
 @implementer(ITerminalChannel)
 class TerminalStreamProtocol(_Protocol):
-    """``/ws/sessions/ID``: one session as a terminal emulator sees it (see vibetwist.viewer)."""
+    """``/ws/sessions/ID``: one session as a terminal emulator sees it (see vibetwist.server.viewer)."""
 
     def onConnect(self, request: Any) -> None:
         super().onConnect(request)

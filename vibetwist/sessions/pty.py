@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from vibetwist.immediate import write_now
+from vibetwist._reactor.immediate import write_now
 from vibetwist.interfaces import ILauncher, ITerminalEvents, ITerminalProcess
 
 

@@ -1,12 +1,12 @@
 # -*- test-case-name: tests.test_emulator -*-
-"""Reading a program's output into an :class:`vibetwist.emulator.Emulator`, fast.
+"""Reading a program's output into an :class:`vibetwist.screen.emulator.Emulator`, fast.
 
 :class:`EmulatorStream` is pyte's stream that reads the common cases itself:
 text runs, line ends and complete CSI sequences, one regular expression
 each, and runs of SGR-then-text as one token; anything else goes to pyte's
 own parser, one character at a time, as pyte does.  Output that only
 scrolls is held back a batch at a time and scrolled in at once
-(:meth:`vibetwist.emulator.Emulator.scroll_in`).  A sequence whose
+(:meth:`vibetwist.screen.emulator.Emulator.scroll_in`).  A sequence whose
 parameters make a pyte handler raise is ignored, as a terminal ignores it.
 
 Sans-IO: text goes in, the emulator changes.
@@ -19,7 +19,7 @@ from typing import Any
 
 import pyte
 
-from vibetwist.emulator import Emulator, colon_sgr, split_sgr
+from vibetwist.screen.emulator import Emulator, colon_sgr, split_sgr
 
 __all__ = ["LINE_BATCH", "EmulatorStream"]
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from wcwidth import wcswidth
 
-from vibetwist.snapshot import (
+from vibetwist.model.snapshot import (
     BLANK,
     BOLD,
     DIM,

@@ -33,7 +33,9 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
-from vibetwist.asciicast import (
+from vibetwist.errors import BadRequest, FormatError
+from vibetwist.interfaces import ITerminalProcess
+from vibetwist.model.asciicast import (
     ClearDetector,
     Event,
     Exit,
@@ -43,12 +45,10 @@ from vibetwist.asciicast import (
     parse_line,
     parse_size,
 )
-from vibetwist.controldir import ControlDir, SocketAddress
-from vibetwist.errors import BadRequest, FormatError
-from vibetwist.interfaces import ITerminalProcess
-from vibetwist.ipc import MAX_PAYLOAD, Decoder, MessageType, control, encode
-from vibetwist.screenfeed import ScreenScheduler
-from vibetwist.session import Session, SessionInfo, Status, check_size
+from vibetwist.model.controldir import ControlDir, SocketAddress
+from vibetwist.model.ipc import MAX_PAYLOAD, Decoder, MessageType, control, encode
+from vibetwist.sessions.screenfeed import ScreenScheduler
+from vibetwist.sessions.session import Session, SessionInfo, Status, check_size
 
 #: Bytes of a recording taken in per reactor turn; the rest follows on the next turns.
 TAIL_STEP = 1 << 20

@@ -14,15 +14,15 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 
-from vibetwist.command import default_name, plan_launch, resolve_directory
-from vibetwist.controldir import ControlDir
 from vibetwist.errors import BadRequest, Conflict, FormatError, NotFound
-from vibetwist.external import ControlDirWatcher, ExternalSession, has_symlinks, is_external
 from vibetwist.interfaces import ILauncher
-from vibetwist.pty import SpawnQueue, signal_sessions
-from vibetwist.screen import DEFAULT_SCROLLBACK
-from vibetwist.screenfeed import ScreenScheduler
-from vibetwist.session import KILL_GRACE, Session, SessionInfo, Status, check_size, now_iso
+from vibetwist.model.controldir import ControlDir
+from vibetwist.model.launch import default_name, plan_launch, resolve_directory
+from vibetwist.screen.terminal import DEFAULT_SCROLLBACK
+from vibetwist.sessions.external import ControlDirWatcher, ExternalSession, has_symlinks, is_external
+from vibetwist.sessions.pty import SpawnQueue, signal_sessions
+from vibetwist.sessions.screenfeed import ScreenScheduler
+from vibetwist.sessions.session import KILL_GRACE, Session, SessionInfo, Status, check_size, now_iso
 
 TITLE_MODES = frozenset({"none", "filter", "static", "dynamic"})
 

@@ -15,8 +15,8 @@
   in that time is closed without an answer.
 - **Bodies** over 1 MiB get a 413 and the connection is closed as soon as
   the Content-Length says so, or as soon as a chunked body passes 1 MiB:
-  nothing more is read (``vibetwist.guard`` checks again). **WebSocket
-  messages** over 1 MiB get close 1009 (``vibetwist.websocket``).
+  nothing more is read (``vibetwist.server.hostcheck`` checks again). **WebSocket
+  messages** over 1 MiB get close 1009 (``vibetwist.server.websocket``).
   twisted.web itself refuses a request line over 16 KiB and headers over
   16 KiB or 500 in number.
 - **/buffers subscriptions** per socket: past ``MAX_SUBSCRIPTIONS`` an error
@@ -37,7 +37,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from vibetwist.errors import BadRequest
-from vibetwist.guard import MAX_BODY
+from vibetwist.server.hostcheck import MAX_BODY
 
 #: Subscriptions one /buffers socket may hold.
 MAX_SUBSCRIPTIONS = 1000

@@ -22,8 +22,8 @@ from pathlib import Path
 import attrs
 import jwt
 
-from vibetwist.controldir import is_session_id
 from vibetwist.errors import VibetwistError
+from vibetwist.model.controldir import is_session_id
 
 #: The ``aud`` claim of every token this daemon issues.
 AUDIENCE = "vibetwist"

@@ -15,8 +15,8 @@ from typing import Any
 
 from zope.interface import Interface
 
-from vibetwist.session import Session
-from vibetwist.snapshot import encode, encode_buffers_frame
+from vibetwist.model.snapshot import encode, encode_buffers_frame
+from vibetwist.sessions.session import Session
 
 #: Seconds of quiet before a changed screen is sent.
 QUIET = 0.05
