@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from treq.testing import StubTreq
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, Cooperator
 from twisted.trial.unittest import SynchronousTestCase
 
 from vibetwist.model.keys import KEYS
@@ -163,9 +163,7 @@ class CreateTests(APITestCase):
         self.clock.advance(1)
         second = self.create()
         # started_at has millisecond resolution from the wall clock: make them differ.
-        self.service.sessions[first].info = __import__("attrs").evolve(
-            self.service.sessions[first].info, started_at="2000-01-01T00:00:00.000Z"
-        )
+        self.service.sessions[first].merge(started_at="2000-01-01T00:00:00.000Z")
         ids = [s["id"] for s in self.call("GET", "/api/sessions")[1]]
         self.assertEqual(ids, [second, first])
 
@@ -274,6 +272,34 @@ class SessionRouteTests(APITestCase):
             (200, {"success": True, "message": "1 exited sessions cleaned up", "localCleaned": 1}),
         )
         self.assertEqual([s["id"] for s in self.call("GET", "/api/sessions")[1]], [running])
+
+    def test_cleanup_exited_in_slices(self) -> None:
+        """cleanup-exited takes the sessions off the list at once and deletes their folders a
+        slice per reactor turn, answering once every folder is gone."""
+        for _ in range(40):
+            self.create()
+            self.launcher.last.exit(0)
+        self.process.exit(0)
+        folders = [self.service.files.session_dir(s.id) for s in self.service.list()]
+        self.assertTrue(all(folder.exists() for folder in folders))
+        # One folder per turn, each turn run by hand, so each turn's work is visible.
+        turns: list[Any] = []
+        self.service._background = Cooperator(  # type: ignore[attr-defined]
+            terminationPredicateFactory=lambda: lambda: True,
+            scheduler=lambda work: turns.append(work),
+        )
+        d = self.treq.post(BASE + "/api/cleanup-exited", headers=JSON)
+        self.clock.advance(0)
+        self.assertEqual(self.service.list(), [])
+        left = []
+        while turns:
+            turns.pop(0)()
+            left.append(sum(folder.exists() for folder in folders))
+        self.treq.flush()
+        body = json.loads(self.successResultOf(self.successResultOf(d).content()))
+        self.assertEqual(body["localCleaned"], 41)
+        self.assertEqual(left[-1], 0)
+        self.assertEqual(left[: len(folders)], list(range(len(folders) - 1, -1, -1)), "one per turn")
 
     def test_stream_of_exited_session(self) -> None:
         """The SSE stream of an exited session is its header, events at time 0, and the exit line."""

@@ -21,8 +21,8 @@ from vibetwist.model.asciicast import (
     encode_header,
     encode_size,
     iter_playable,
+    parse_dimensions,
     parse_line,
-    parse_size,
     zero_time,
 )
 
@@ -718,15 +718,15 @@ class IterPlayableTests(SynchronousTestCase):
 
 class SizeTests(SynchronousTestCase):
     """
-    L{parse_size} and L{encode_size} read and write resize events' text.
+    L{parse_dimensions} and L{encode_size} read and write resize events' text.
     """
 
     def test_parse(self) -> None:
         """
         C{"COLSxROWS"} is read as C{(cols, rows)}.
         """
-        self.assertEqual(parse_size("80x24"), (80, 24))
-        self.assertEqual(parse_size("1x1"), (1, 1))
+        self.assertEqual(parse_dimensions("80x24"), (80, 24))
+        self.assertEqual(parse_dimensions("1x1"), (1, 1))
 
     def test_encode(self) -> None:
         """
@@ -765,7 +765,7 @@ class SizeTests(SynchronousTestCase):
             "1" * 5000 + "x24",
         ]:
             with self.subTest(data=data[:20]):
-                self.assertRaises(FormatError, parse_size, data)
+                self.assertRaises(FormatError, parse_dimensions, data)
 
     @given(
         st.integers(min_value=1, max_value=10**9 - 1),
@@ -773,6 +773,6 @@ class SizeTests(SynchronousTestCase):
     )
     def test_round_trip(self, cols: int, rows: int) -> None:
         """
-        L{parse_size} reads back any size L{encode_size} wrote.
+        L{parse_dimensions} reads back any size L{encode_size} wrote.
         """
-        self.assertEqual(parse_size(encode_size(cols, rows)), (cols, rows))
+        self.assertEqual(parse_dimensions(encode_size(cols, rows)), (cols, rows))

@@ -1,4 +1,5 @@
-"""ExternalSession: a session whose recording another process writes, read without a reactor."""
+"""Forwarded sessions (vibetwist.sessions.forwarded): a session whose recording another process
+writes, read without a reactor; and the service that finds them."""
 
 from __future__ import annotations
 
@@ -9,21 +10,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
+from vibetwist.interfaces import IInfoStore, ISession, ISessionSource, ITerminalProcess
 from vibetwist.model.asciicast import Event, Exit, Header, encode_event, encode_exit, encode_header
-from vibetwist.model.controldir import ControlDir
-from vibetwist.sessions import external
-from vibetwist.sessions.external import ExternalSession, has_symlinks, is_external, pid_alive
+from vibetwist.model.controldir import ControlDir, has_symlinks
+from vibetwist.model.info import SessionInfo, Status
+from vibetwist.sessions import forwarded, kinds, watcher
+from vibetwist.sessions.ipclink import IPCLink
+from vibetwist.sessions.kinds import is_forwarded as is_external
+from vibetwist.sessions.procfs import pid_alive
 from vibetwist.sessions.recording import RecordingReader
 from vibetwist.sessions.screenfeed import ScreenScheduler
 from vibetwist.sessions.service import SessionService
-from vibetwist.sessions.session import SessionInfo, Status
+from vibetwist.sessions.session import Session
 from vibetwist.testing import FakeLauncher
 
 SID = "ext-1"
@@ -38,7 +43,7 @@ class Listener:
         self.lines.append((line, record))
 
 
-def make_session(root: Path, recording: bytes = b"") -> tuple[ExternalSession, Path, Clock]:
+def make_session(root: Path, recording: bytes = b"") -> tuple[Session, Path, Clock]:
     files = ControlDir(root)
     files.create()
     folder = files.make_session_dir(SID)
@@ -54,9 +59,16 @@ def make_session(root: Path, recording: bytes = b"") -> tuple[ExternalSession, P
     )
     files.save_info(SID, info.to_json())
     (folder / "stdout").write_bytes(HEADER + recording)
-    clock = Clock()
-    session = ExternalSession(info, files, reactor=clock, screens=ScreenScheduler(clock), scrollback=100)
+    clock = MemoryReactorClock()
+    session = kinds.forwarded_session(
+        info, files, reactor=clock, screens=ScreenScheduler(clock), scrollback=100
+    )
     return session, folder / "stdout", clock
+
+
+def tail(session: Session) -> None:
+    """Take in what was appended to the recording now (as a change notice does on the next turn)."""
+    session._source.tail()  # type: ignore[attr-defined]
 
 
 def append(path: Path, data: bytes) -> None:
@@ -75,11 +87,11 @@ class TailTests(SynchronousTestCase):
         session, path, _ = make_session(self.root, first + b'[0.2,"o","tw')
         self.assertEqual(session.recorded_end, len(HEADER) + len(first))
         listener = Listener()
-        session.listeners.add(listener)
-        session.tail()
+        session.listen(listener)
+        tail(session)
         self.assertEqual(listener.lines, [])
         append(path, b'o\\r\\n"]\n')
-        session.tail()
+        tail(session)
         self.assertEqual([r for _, r in listener.lines], [Event(0.2, "o", "two\r\n")])
         self.assertEqual(session.recorded_end, path.stat().st_size)
 
@@ -91,14 +103,14 @@ class TailTests(SynchronousTestCase):
         root = Path(self.mktemp())
         session, path, _ = make_session(root)
         listener = Listener()
-        session.listeners.add(listener)
+        session.listen(listener)
         body = b"".join(encode_event(i, "o", t) for i, t in enumerate(texts))
         points = sorted({c % (len(body) + 1) for c in cuts}) + [len(body)]
         last = 0
         for point in points:
             append(path, body[last:point])
             last = point
-            session.tail()
+            tail(session)
         self.assertEqual([r.data for _, r in listener.lines], texts)
         self.assertEqual(session.recorded_end, len(HEADER) + len(body))
 
@@ -107,9 +119,9 @@ class TailTests(SynchronousTestCase):
         writes exited to session.json, and nothing after it is read."""
         session, path, _ = make_session(self.root)
         listener = Listener()
-        session.listeners.add(listener)
+        session.listen(listener)
         append(path, encode_event(1, "r", "100x30") + encode_exit(3, SID) + encode_event(2, "o", "late"))
-        session.tail()
+        tail(session)
         self.assertEqual(session.size, (100, 30))
         self.assertEqual((session.status, session.info.exit_code), (Status.EXITED, 3))
         self.assertEqual([r for _, r in listener.lines], [Event(1, "r", "100x30"), Exit(3, SID)])
@@ -123,12 +135,12 @@ class TailTests(SynchronousTestCase):
 
     def test_big_step_continues_later(self) -> None:
         """More than one step of new recording is taken in over several reactor turns."""
-        self.patch(external, "TAIL_STEP", 64)
+        self.patch(forwarded, "TAIL_STEP", 64)
         session, path, clock = make_session(self.root)
         listener = Listener()
-        session.listeners.add(listener)
+        session.listen(listener)
         append(path, b"".join(encode_event(i, "o", "x" * 20) for i in range(10)))
-        session.tail()
+        tail(session)
         first = len(listener.lines)
         self.assertLess(first, 10)
         for _ in range(20):
@@ -137,14 +149,14 @@ class TailTests(SynchronousTestCase):
 
     def test_overlong_line_passed_over(self) -> None:
         """A line longer than the limit is passed over, and the lines after it keep their offsets."""
-        self.patch(external, "MAX_LINE", 100)
-        self.patch(external, "TAIL_STEP", 64)
+        self.patch(forwarded, "MAX_LINE", 100)
+        self.patch(forwarded, "TAIL_STEP", 64)
         session, path, clock = make_session(self.root)
         listener = Listener()
-        session.listeners.add(listener)
+        session.listen(listener)
         after = encode_event(2, "o", "after")
         append(path, encode_event(1, "o", "y" * 400) + after)
-        session.tail()
+        tail(session)
         for _ in range(30):
             clock.advance(0)
         self.assertEqual([r.data for _, r in listener.lines], ["after"])
@@ -153,10 +165,10 @@ class TailTests(SynchronousTestCase):
     def test_dead_pid_exits(self) -> None:
         """check() shows a session whose pid is gone as exited, without an exit code."""
         session, _, clock = make_session(self.root)
-        session.info = attrs.evolve(session.info, pid=2**22 + 999)
+        session.merge(pid=2**22 + 999)
         session.check()
         self.assertIs(session.status, Status.RUNNING)
-        clock.advance(external.EXIT_GRACE)
+        clock.advance(forwarded.EXIT_GRACE)
         session.check()
         self.assertEqual((session.status, session.info.exit_code), (Status.EXITED, None))
 
@@ -164,9 +176,9 @@ class TailTests(SynchronousTestCase):
         """A program that has ended while its forwarder is still writing gets the exit code
         of the exit line that follows, not an unknown one."""
         session, path, clock = make_session(self.root)
-        session.info = attrs.evolve(session.info, pid=2**22 + 999)
+        session.merge(pid=2**22 + 999)
         session.check()
-        clock.advance(external.EXIT_GRACE / 2)
+        clock.advance(forwarded.EXIT_GRACE / 2)
         append(path, encode_exit(7, SID))
         session.check()
         self.assertEqual((session.status, session.info.exit_code), (Status.EXITED, 7))
@@ -177,7 +189,7 @@ class TailTests(SynchronousTestCase):
         info = json.loads((path.parent / "session.json").read_bytes())
         (path.parent / "session.json").write_text(json.dumps(dict(info, status="exited", exitCode=4)))
         os.utime(path.parent / "session.json", ns=(1, 1))
-        session.info_changed()
+        session.files_changed("session.json")
         self.assertEqual((session.status, session.info.exit_code), (Status.EXITED, 4))
 
     def test_resize_goes_to_process(self) -> None:
@@ -191,7 +203,7 @@ class TailTests(SynchronousTestCase):
             def resize(self, cols: int, rows: int) -> None:
                 asked.append((cols, rows))
 
-        session._process = Process()  # type: ignore[assignment]
+        session.process = Process()  # type: ignore[assignment]
         size = path.stat().st_size
         session.resize(120, 40)
         self.assertEqual(asked, [(120, 40)])
@@ -205,7 +217,7 @@ class AttachTests(SynchronousTestCase):
         root = Path(self.mktemp())
         session, _, clock = make_session(root, encode_event(0.1, "o", "bye") + encode_exit(7, SID))
         session.close()
-        found = ExternalSession.attach(
+        found = kinds.forwarded_session(
             session.info, ControlDir(root), reactor=clock, screens=ScreenScheduler(clock), scrollback=100
         )
         self.assertEqual((found.status, found.info.exit_code), (Status.EXITED, 7))
@@ -221,7 +233,7 @@ class SwapTests(SynchronousTestCase):
         outside.write_bytes(HEADER + encode_event(0.1, "o", "secret"))
         path.unlink()
         path.symlink_to(outside)
-        session.tail()
+        tail(session)
         self.assertIs(session.status, Status.EXITED)
         reader = RecordingReader(path, 0)
         self.assertEqual(reader.read_lines(outside.stat().st_size), [])
@@ -291,9 +303,9 @@ class DiscoveryTests(SynchronousTestCase):
         session, path, _ = make_session(root, encode_event(0.5, "o", "hi"))
         session.close()
         self.assertNotIn(SID, service.sessions)
-        reactor.advance(external.FAST_SCAN)
+        reactor.advance(watcher.FAST_SCAN)
         found = service.get(SID)
-        self.assertIsInstance(found, ExternalSession)
+        self.assertIsInstance(found.process, IPCLink)  # run by the other process
         self.assertIs(found.status, Status.RUNNING)
         self.assertEqual(found.recorded_end, path.stat().st_size)
         self.assertEqual([c[0] for c in reactor.unixClients], [str(path.parent / "ipc.sock")])
@@ -302,14 +314,14 @@ class DiscoveryTests(SynchronousTestCase):
         other.make_session_dir("gone-pid")
         other.save_info("gone-pid", dict(found.info.to_json(), id="gone-pid", pid=2**22 + 77))
         (root / "gone-pid" / "stdout").write_bytes(HEADER)
-        reactor.advance(external.FAST_SCAN)
-        reactor.advance(external.EXIT_GRACE)
+        reactor.advance(watcher.FAST_SCAN)
+        reactor.advance(forwarded.EXIT_GRACE)
         self.assertIs(service.get("gone-pid").status, Status.EXITED)
 
         for child in path.parent.iterdir():
             child.unlink()
         path.parent.rmdir()
-        reactor.advance(external.FAST_SCAN)
+        reactor.advance(watcher.FAST_SCAN)
         self.assertNotIn(SID, service.sessions)
         self.assertIn("gone-pid", service.sessions)
         service.stopService()
@@ -340,11 +352,11 @@ class DiscoveryTests(SynchronousTestCase):
         (folder / "session.json").write_text(json.dumps(written, indent=2))
         (folder / "stdout").write_bytes(HEADER + encode_event(0.1, "o", "READY\r\n"))
         self.assertFalse((folder / "ipc.sock").exists())
-        reactor.advance(external.FAST_SCAN)
+        reactor.advance(watcher.FAST_SCAN)
         found = service.get("fwd-1")
-        self.assertIsInstance(found, ExternalSession)
+        self.assertIsInstance(found.process, IPCLink)  # run by the other process
         self.assertIs(found.status, Status.RUNNING)
-        reactor.advance(external.EXIT_GRACE + external.FAST_SCAN)
+        reactor.advance(forwarded.EXIT_GRACE + watcher.FAST_SCAN)
         self.assertIs(found.status, Status.RUNNING)
         self.assertEqual(json.loads((folder / "session.json").read_text()), written)
         self.assertIn("READY", found.screen.text())
@@ -388,3 +400,20 @@ class SharedInfoTests(SynchronousTestCase):
         files.info_path(SID).write_bytes(b"{not json")
         files.update_info(SID, lambda c: c.update(status="exited"))
         self.assertEqual(files.load_info(SID), {"status": "exited"})
+
+
+class InterfaceTests(SynchronousTestCase):
+    def test_forwarded_session_provides_isession(self) -> None:
+        """A session another process runs provides the same ISession as the daemon's own, from
+        parts that provide their interfaces."""
+        session, _, _ = make_session(Path(self.mktemp()))
+        verifyObject(ISession, session)
+        verifyObject(ISessionSource, session._source)  # type: ignore[attr-defined]
+        verifyObject(IInfoStore, session._store)  # type: ignore[attr-defined]
+        verifyObject(ITerminalProcess, session.process)
+
+    def test_daemon_stopping_lets_go(self) -> None:
+        """When the daemon stops, another process's session is let go, not killed: nothing to wait for."""
+        session, _, _ = make_session(Path(self.mktemp()))
+        self.assertIsNone(session.daemon_stopping())
+        self.assertIs(session.status, Status.RUNNING)

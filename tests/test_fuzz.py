@@ -32,7 +32,7 @@ from tests.test_e2e import async_test
 from vibetwist.errors import FormatError
 from vibetwist.model import jsontext
 from vibetwist.model.controldir import MAX_INFO, ControlDir
-from vibetwist.sessions.session import SessionInfo
+from vibetwist.model.info import SessionInfo
 
 #: A program that reads its terminal raw and throws the input away.
 SINK = ["sh", "-c", "stty raw -echo; cat > /dev/null"]

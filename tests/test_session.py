@@ -11,21 +11,17 @@ from signal import SIGHUP, SIGKILL, SIGTERM
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from vibetwist.errors import BadRequest, Conflict
+from vibetwist.interfaces import IInfoStore, ISession, ISessionSource
 from vibetwist.model.asciicast import Event, Exit, Header, parse_line
 from vibetwist.model.controldir import ControlDir
+from vibetwist.model.info import LaunchPlan, SessionInfo, Status, check_size
+from vibetwist.sessions import kinds
 from vibetwist.sessions.pty import SpawnQueue
 from vibetwist.sessions.screenfeed import ScreenScheduler
-from vibetwist.sessions.session import (
-    HANGUP_GRACE,
-    KILL_GRACE,
-    LaunchPlan,
-    Session,
-    SessionInfo,
-    Status,
-    check_size,
-)
+from vibetwist.sessions.session import HANGUP_GRACE, KILL_GRACE, Session
 from vibetwist.testing import FakeLauncher, pump
 
 
@@ -57,7 +53,7 @@ class Harness:
             initial_rows=rows,
         )
         plan = LaunchPlan("/bin/cat", ("cat",), {"TERM": "xterm-256color"}, "/")
-        return Session.create(
+        return kinds.new_session(
             info,
             plan,
             self.files,
@@ -327,10 +323,10 @@ class RecordingTests(SynchronousTestCase):
             def event(self, line: bytes, record: object) -> None:
                 got.append(line)
 
-        session.listeners.add(Listener())
+        session.listen(Listener())
         full = os.open("/dev/full", os.O_WRONLY)
         self.addCleanup(os.close, full)
-        os.dup2(full, session._recording._fd)  # type: ignore[union-attr,arg-type]
+        os.dup2(full, session._source._recording._fd)  # type: ignore[attr-defined]
         process.say(b"after\r\n")
         process.exit(0)
         pump(h.clock)
@@ -358,7 +354,8 @@ class ListenerTests(SynchronousTestCase):
             def event(self, line: bytes, record: object) -> None:
                 got.append(record)
 
-        session.listeners.update({Broken(), Good()})
+        session.listen(Broken())
+        session.listen(Good())
         h.launcher.last.say(b"one")
         h.launcher.last.say(b"two")
         self.assertEqual([getattr(r, "data", None) for r in got], ["one", "two"])
@@ -391,7 +388,7 @@ class ScreenTests(SynchronousTestCase):
         h.launcher.last.say(b"kept\r\n")
         h.launcher.last.exit(0)
         info = SessionInfo.from_json(h.saved(session))
-        again = Session.restore(info, h.files, reactor=h.clock, screens=h.screens, scrollback=10)
+        again = kinds.found_session(info, h.files, reactor=h.clock, screens=h.screens, scrollback=10)
         pump(h.clock)
         self.assertEqual(again.screen.lines()[0], "kept")
         self.assertEqual(again.status, Status.EXITED)
@@ -423,3 +420,62 @@ class SessionInfoTests(SynchronousTestCase):
             self.assertRaises(
                 FormatError, SessionInfo.from_json, {"id": bad, "command": ["x"], "status": "exited"}
             )
+
+
+class KindTests(SynchronousTestCase):
+    """Every kind of session provides the one session interface, from parts with their own."""
+
+    def test_new_session_provides_isession(self) -> None:
+        """A new session (the daemon's own PTY) provides ISession, starting and running."""
+        h = Harness(self)
+        session = h.create()
+        verifyObject(ISession, session)
+        pump(h.clock)
+        verifyObject(ISession, session)
+        verifyObject(ISessionSource, session._source)  # type: ignore[attr-defined]
+        verifyObject(IInfoStore, session._store)  # type: ignore[attr-defined]
+
+    def test_found_session_provides_isession(self) -> None:
+        """A session found on disk provides ISession, and has exited."""
+        h = Harness(self)
+        session = h.create()
+        pump(h.clock)
+        h.launcher.last.exit(0)
+        info = SessionInfo.from_json(h.saved(session))
+        found = kinds.found_session(info, h.files, reactor=h.clock, screens=h.screens, scrollback=10)
+        verifyObject(ISession, found)
+        self.assertIs(found.status, Status.EXITED)
+
+    def test_found_running_session_is_exited_without_exit_line(self) -> None:
+        """A session found with status running whose program is gone is shown (and saved)
+        as exited; no exit line is made up for its recording."""
+        h = Harness(self)
+        session = h.create()
+        pump(h.clock)
+        h.launcher.last.say(b"half")
+        info = SessionInfo.from_json(h.saved(session))
+        self.assertIs(info.status, Status.RUNNING)
+        found = kinds.found_session(info, h.files, reactor=h.clock, screens=h.screens, scrollback=10)
+        self.assertIs(found.status, Status.EXITED)
+        self.assertIsNone(found.exit_line)
+        self.assertEqual(h.saved(found)["status"], "exited")
+
+    def test_daemon_stopping_kills_own(self) -> None:
+        """When the daemon stops, a program it started is sent SIGTERM and waited for."""
+        h = Harness(self)
+        session = h.create()
+        pump(h.clock)
+        wait = session.daemon_stopping()
+        self.assertEqual(h.launcher.last.signals, [SIGTERM])
+        self.assertNoResult(wait)
+        h.launcher.last.exit(143)
+        self.successResultOf(wait)
+
+    def test_folder_removed(self) -> None:
+        """A running session outlives its folder's removal; an exited one is forgotten."""
+        h = Harness(self)
+        session = h.create()
+        pump(h.clock)
+        self.assertFalse(session.folder_removed())
+        h.launcher.last.exit(0)
+        self.assertTrue(session.folder_removed())

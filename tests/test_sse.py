@@ -83,7 +83,7 @@ class ViewerTests(SynchronousTestCase):
         self.process.exit(4)
         self.assertEqual(messages(request)[-1], ["exit", 4, self.session.id])
         self.assertEqual(request.finished, 1)
-        self.assertEqual(self.session.listeners, set())
+        self.assertEqual(self.session.listeners, frozenset())
 
     def test_paused_client_catches_up_exactly_once(self) -> None:
         """A client that pauses misses nothing and gets nothing twice once it resumes."""
@@ -123,7 +123,7 @@ class ViewerTests(SynchronousTestCase):
         request = self.view()
         self.assertEqual(len(self.session.listeners), 1)
         request.processingFailed(Exception("gone"))
-        self.assertEqual(self.session.listeners, set())
+        self.assertEqual(self.session.listeners, frozenset())
         self.assertEqual(self.viewers, set())
 
     def test_heartbeat(self) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.tap import DEFAULT_LISTEN, Options, parse_size
+from vibetwist.tap import DEFAULT_LISTEN, Options, parse_byte_size
 
 
 class OptionsTests(SynchronousTestCase):
@@ -63,9 +63,9 @@ class OptionsTests(SynchronousTestCase):
 
     def test_sizes(self) -> None:
         """--max-recording takes sizes with K, M, G suffixes; nonsense is refused."""
-        self.assertEqual(parse_size("512K"), 512 * 1024)
-        self.assertEqual(parse_size("2G"), 2 * 1024**3)
-        self.assertEqual(parse_size("100"), 100)
+        self.assertEqual(parse_byte_size("512K"), 512 * 1024)
+        self.assertEqual(parse_byte_size("2G"), 2 * 1024**3)
+        self.assertEqual(parse_byte_size("100"), 100)
         self.assertEqual(self.parse("--max-recording", "10M")["max-recording"], 10 * 1024**2)
         self.assertRaises(usage.UsageError, self.parse, "--max-recording", "lots")
         self.assertRaises(usage.UsageError, self.parse, "--scrollback", "-1")

@@ -11,6 +11,7 @@ from twisted.internet.task import Cooperator
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
+from vibetwist.interfaces import ISession as Session
 from vibetwist.model.snapshot import decode, decode_buffers_frame
 from vibetwist.screen.terminal import TerminalScreen
 from vibetwist.server import viewer, websocket
@@ -22,7 +23,6 @@ from vibetwist.server.websocket import (
     InputProtocol,
     TerminalStreamProtocol,
 )
-from vibetwist.sessions.session import Session
 from vibetwist.testing import FakeTerminalProcess, pump
 
 from ._daemon import WSClient as Client

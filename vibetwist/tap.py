@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from vibetwist import __version__
+from vibetwist._reactor.cooperate import budget_cooperator
 from vibetwist._reactor.fairness import cap_events_per_turn
 from vibetwist._reactor.lag import LagMonitor
 from vibetwist.login.gate import LOGIN_LIFETIME, Authority, Gate, redacted_log_formatter
@@ -35,7 +36,6 @@ from vibetwist.server.api import API
 from vibetwist.server.hostcheck import Guard
 from vibetwist.server.limits import ConnectionLimiter, Limits, SessionGate
 from vibetwist.sessions.pty import PTYLauncher, SessionSignaller
-from vibetwist.sessions.screenfeed import budget_cooperator
 from vibetwist.sessions.service import SessionService
 
 DEFAULT_LISTEN = "tcp:4020:interface=127.0.0.1"
@@ -43,7 +43,7 @@ _log = Logger()
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
-def parse_size(text: str) -> int:
+def parse_byte_size(text: str) -> int:
     """Bytes from "1048576", "512K", "100M", "2G"; ValueError otherwise."""
     match = _SIZE.match(text)
     if match is None:
@@ -234,7 +234,7 @@ class Options(usage.Options):
         except ValueError:
             raise usage.UsageError("--scrollback must be a number of lines from 0 to 1000000") from None
         try:
-            self["max-recording"] = parse_size(str(self["max-recording"]))
+            self["max-recording"] = parse_byte_size(str(self["max-recording"]))
         except ValueError as e:
             raise usage.UsageError(f"--max-recording: {e}") from e
         self["limits"] = parse_limits(self)
@@ -418,6 +418,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         scrollback=options["scrollback"],
         max_recording=options["max-recording"],
         environ=dict(os.environ),
+        background=background,
     )
     lag = LagMonitor(reactor) if options["measure-lag"] else None
     authority = make_authority(options, reactor)

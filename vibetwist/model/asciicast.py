@@ -36,7 +36,7 @@ __all__ = [
     "is_exit_line",
     "iter_playable",
     "parse_line",
-    "parse_size",
+    "parse_dimensions",
     "zero_time",
 ]
 
@@ -409,7 +409,7 @@ def iter_playable(lines: Iterable[bytes]) -> Iterator[bytes]:
             yield line
 
 
-def parse_size(data: str) -> tuple[int, int]:
+def parse_dimensions(data: str) -> tuple[int, int]:
     """
     Read the text of a resize event.
 

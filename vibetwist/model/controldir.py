@@ -178,6 +178,17 @@ class ControlDir:
                 raise
 
 
+def has_symlinks(folder: Path) -> bool:
+    """Whether any of a session folder's files is a symbolic link (which could lead outside it)."""
+    for name in ("session.json", "stdout", "ipc.sock"):
+        try:
+            if stat.S_ISLNK(os.lstat(folder / name).st_mode):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 #: The longest path a Unix socket address may have (108 bytes on Linux, with its NUL).
 SOCKET_PATH_MAX = 107
 

@@ -8,7 +8,7 @@ import shlex
 import shutil
 
 from vibetwist.errors import BadRequest
-from vibetwist.sessions.session import LaunchPlan
+from vibetwist.model.info import LaunchPlan
 
 #: Shells that, asked for bare, run as an interactive login shell.
 SHELLS = frozenset({"bash", "zsh", "sh", "dash", "fish", "ksh", "tcsh"})

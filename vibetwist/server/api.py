@@ -21,11 +21,14 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import RequestRedirect
 
 from vibetwist import __version__
+from vibetwist._reactor.cooperate import budget_cooperator
 from vibetwist._reactor.lag import LagMonitor
 from vibetwist.errors import BadRequest, UpgradeRequired
+from vibetwist.interfaces import ISession
 from vibetwist.login.gate import AUTH_REQUIRED, READ_ONLY, Authority, open_authority, redact, request_token
 from vibetwist.model import jsontext
 from vibetwist.model.asciicast import iter_playable
+from vibetwist.model.info import Status
 from vibetwist.model.keys import key_sequence
 from vibetwist.model.snapshot import encode
 from vibetwist.server.limits import SessionGate
@@ -33,9 +36,7 @@ from vibetwist.server.sse import StreamResource
 from vibetwist.server.static import WebClient
 from vibetwist.server.websocket import Endpoints, WebSockets
 from vibetwist.sessions.recording import RecordingReader
-from vibetwist.sessions.screenfeed import budget_cooperator
 from vibetwist.sessions.service import SessionService
-from vibetwist.sessions.session import Session, Status
 
 #: How long /text and /buffer wait for the screen to catch up before answering anyway.
 SCREEN_WAIT = 2.0
@@ -87,7 +88,7 @@ class RecordingDownload(Resource):
 
     isLeaf = True
 
-    def __init__(self, session: Session, cooperator: Any) -> None:
+    def __init__(self, session: ISession, cooperator: Any) -> None:
         super().__init__()
         self._session = session
         self._cooperator = cooperator
@@ -305,8 +306,8 @@ class API:
         return _json(request, {"sessionId": session.id})
 
     @app.route("/api/cleanup-exited", methods=["POST"])
-    def cleanup_exited(self, request: Any) -> bytes:
-        count = self.service.cleanup_exited()
+    async def cleanup_exited(self, request: Any) -> bytes:
+        count = await self.service.cleanup_exited()
         return _json(
             request,
             {"success": True, "message": f"{count} exited sessions cleaned up", "localCleaned": count},
@@ -364,7 +365,7 @@ class API:
         session.resize(body.get("cols"), body.get("rows"))
         return _json(request, {"success": True, "cols": body["cols"], "rows": body["rows"]})
 
-    async def _fresh_screen(self, session: Session) -> None:
+    async def _fresh_screen(self, session: ISession) -> None:
         """Wait (briefly) until the screen shows the output recorded so far."""
         try:
             await session.feed.when_caught_up().addTimeout(SCREEN_WAIT, self._reactor)

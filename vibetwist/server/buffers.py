@@ -15,8 +15,8 @@ from typing import Any
 
 from zope.interface import Interface
 
+from vibetwist.interfaces import ISession
 from vibetwist.model.snapshot import encode, encode_buffers_frame
-from vibetwist.sessions.session import Session
 
 #: Seconds of quiet before a changed screen is sent.
 QUIET = 0.05
@@ -36,7 +36,7 @@ class SnapshotHub:
 
     def __init__(
         self,
-        session: Session,
+        session: ISession,
         reactor: Any,
         prepare: Callable[[bytes], Any] = lambda frame: frame,
         on_empty: Callable[[SnapshotHub], None] = lambda hub: None,

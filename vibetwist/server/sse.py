@@ -14,9 +14,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
+from vibetwist.interfaces import ILineSink, ISession
 from vibetwist.model.asciicast import zero_time
-from vibetwist.sessions.follow import Follower, ILineSink
-from vibetwist.sessions.session import Session
+from vibetwist.sessions.follow import Follower
 
 HEARTBEAT = b":heartbeat\n\n"
 
@@ -30,7 +30,7 @@ def sse_message(line: bytes) -> bytes:
 class StreamViewer:
     """One SSE client of one session."""
 
-    def __init__(self, session: Session, request: Any, cooperator: Any, viewers: set[Any]) -> None:
+    def __init__(self, session: ISession, request: Any, cooperator: Any, viewers: set[Any]) -> None:
         self._session = session
         self._request = request
         self._viewers = viewers
@@ -100,7 +100,7 @@ class StreamResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, session: Session, cooperator: Any, viewers: set[Any]) -> None:
+    def __init__(self, session: ISession, cooperator: Any, viewers: set[Any]) -> None:
         super().__init__()
         self._session = session
         self._cooperator = cooperator

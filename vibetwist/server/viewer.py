@@ -18,11 +18,11 @@ from typing import Any
 from zope.interface import implementer
 
 from vibetwist.errors import BadRequest
-from vibetwist.interfaces import ITerminalChannel
-from vibetwist.model.asciicast import Event, Exit, FormatError, parse_line, parse_size
+from vibetwist.interfaces import ILineSink, ISession, ITerminalChannel
+from vibetwist.model.asciicast import Event, Exit, FormatError, parse_dimensions, parse_line
+from vibetwist.model.info import Status
 from vibetwist.screen.replay import replay
-from vibetwist.sessions.follow import Follower, ILineSink
-from vibetwist.sessions.session import Session, Status
+from vibetwist.sessions.follow import Follower
 
 #: A viewer further behind the recording than this skips ahead to a fresh screen.
 MAX_BACKLOG = 1 << 20
@@ -38,7 +38,7 @@ class TerminalViewer:
 
     def __init__(
         self,
-        session: Session,
+        session: ISession,
         channel: ITerminalChannel,
         cooperator: Any,
         clock: Any,
@@ -137,7 +137,7 @@ class TerminalViewer:
             self._channel.send_output(record)
         elif record.kind == "r":
             try:
-                cols, rows = parse_size(record.data)
+                cols, rows = parse_dimensions(record.data)
             except FormatError:
                 return
             self._channel.send_json({"type": "resize", "cols": cols, "rows": rows})

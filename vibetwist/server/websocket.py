@@ -31,7 +31,7 @@ from zope.interface import implementer
 
 from vibetwist._reactor.immediate import write_now
 from vibetwist.errors import BadRequest
-from vibetwist.interfaces import ITerminalChannel
+from vibetwist.interfaces import ISession, ITerminalChannel
 from vibetwist.login.gate import READ_ONLY, Authority, bearer_token
 from vibetwist.login.tokens import ANONYMOUS, Grant
 from vibetwist.model import jsontext
@@ -41,7 +41,6 @@ from vibetwist.server.buffers import SnapshotHub
 from vibetwist.server.limits import MAX_SUBSCRIPTIONS
 from vibetwist.server.viewer import TerminalViewer
 from vibetwist.sessions.service import SessionService
-from vibetwist.sessions.session import Session
 
 #: Largest message a client may send, in bytes.
 MAX_MESSAGE = 1 << 20
@@ -160,7 +159,7 @@ class _Protocol(WebSocketServerProtocol):
             return None
         return value
 
-    def session(self, session_id: object) -> Session | None:
+    def session(self, session_id: object) -> ISession | None:
         """The session of that id, or None after an error frame (also when the grant does not
         reach it)."""
         try:
@@ -398,7 +397,7 @@ class Endpoints(WebSocketServerFactory):
             self._last_output = (event, message)
         return message
 
-    def hub(self, session: Session) -> SnapshotHub:
+    def hub(self, session: ISession) -> SnapshotHub:
         """The snapshot hub of a session, made on first use and dropped with its last subscriber."""
         hub = self._hubs.get(session.id)
         if hub is None or hub.session is not session:

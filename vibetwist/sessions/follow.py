@@ -13,33 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from zope.interface import Interface, implementer
+from zope.interface import implementer
 
+from vibetwist.interfaces import ILineSink, ISession, IStreamListener
 from vibetwist.model.asciicast import Event, Exit, is_exit_line
+from vibetwist.model.info import Status
 from vibetwist.sessions.recording import RecordingReader
-from vibetwist.sessions.session import IStreamListener, Session, Status
 
 #: Bytes of the recording read per step.
 READ_SIZE = 65536
-
-
-class ILineSink(Interface):
-    """Where a Follower delivers a session's recording lines."""
-
-    def recorded(lines: list[tuple[int, bytes]]) -> None:
-        """Lines read back from the recording, with their offsets."""
-
-    def live(line: bytes, record: Event | Exit) -> None:
-        """A line as it was recorded, and what it says."""
-
-    def finished() -> None:
-        """The exit line has been delivered; nothing more will come."""
-
-    def behind(backlog: int) -> bool:
-        """The follower is ``backlog`` bytes (more than its limit) behind the recording.
-
-        Return True to stop it (the sink takes over), False to read on.
-        """
 
 
 @implementer(IStreamListener)
@@ -48,7 +30,7 @@ class Follower:
 
     def __init__(
         self,
-        session: Session,
+        session: ISession,
         offset: int,
         cooperator: Any,
         sink: ILineSink,
@@ -71,7 +53,7 @@ class Follower:
         return self._session.recorded_end if self._live else self._reader.offset
 
     def start(self) -> None:
-        self._session.listeners.add(self)
+        self._session.listen(self)
         self._catch_up()
 
     # -- IStreamListener -----------------------------------------------------------
@@ -98,7 +80,7 @@ class Follower:
     def stop(self) -> None:
         """Deliver nothing more and let go of the file."""
         self.done = True
-        self._session.listeners.discard(self)
+        self._session.unlisten(self)
         self._reader.close()
 
     # -- reading the recording -----------------------------------------------------

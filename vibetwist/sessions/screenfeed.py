@@ -9,7 +9,6 @@ every other session's screen so the reactor keeps serving.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,8 +17,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 
+from vibetwist._reactor.cooperate import deadline_factory
 from vibetwist.errors import FormatError
-from vibetwist.model.asciicast import Event, parse_line, parse_size
+from vibetwist.model.asciicast import Event, parse_dimensions, parse_line
 from vibetwist.screen.skim import Skim
 from vibetwist.screen.terminal import TerminalScreen
 from vibetwist.sessions.recording import RecordingReader
@@ -38,24 +38,6 @@ SKIM_HOLD = 2 << 20
 SKIM_READ_SIZE = 1 << 16
 #: How many skimmed characters the screen is given before the feed yields.
 SKIM_SLICE = 1024
-
-
-def deadline_factory(budget: float) -> Callable[[], Callable[[], bool]]:
-    """A Cooperator termination predicate factory: each tick may run for ``budget`` seconds."""
-
-    def start() -> Callable[[], bool]:
-        deadline = time.perf_counter() + budget
-        return lambda: time.perf_counter() >= deadline
-
-    return start
-
-
-def budget_cooperator(reactor: Any, budget: float) -> Cooperator:
-    """A Cooperator that spends at most about ``budget`` seconds per reactor turn."""
-    return Cooperator(
-        terminationPredicateFactory=deadline_factory(budget),
-        scheduler=lambda work: reactor.callLater(0, work),
-    )
 
 
 class ScreenScheduler:
@@ -318,7 +300,7 @@ class ScreenFeed:
                 yield None
         elif event.kind == "r":
             try:
-                cols, rows = parse_size(event.data)
+                cols, rows = parse_dimensions(event.data)
             except FormatError:
                 return
             self.screen.resize(cols, rows)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_service -*-
+# -*- test-case-name: tests.test_external_session -*-
 """The sessions of one daemon: creating, finding, ending and cleaning them up."""
 
 from __future__ import annotations
@@ -6,34 +6,31 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from signal import SIGKILL
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 
+from vibetwist._reactor.cooperate import budget_cooperator
 from vibetwist.errors import BadRequest, Conflict, FormatError, NotFound
-from vibetwist.interfaces import ILauncher
-from vibetwist.model.controldir import ControlDir
+from vibetwist.interfaces import ILauncher, ISession
+from vibetwist.model.controldir import ControlDir, has_symlinks
+from vibetwist.model.info import SessionInfo, Status, check_size, now_iso
 from vibetwist.model.launch import default_name, plan_launch, resolve_directory
 from vibetwist.screen.terminal import DEFAULT_SCROLLBACK
-from vibetwist.sessions.external import ControlDirWatcher, ExternalSession, has_symlinks, is_external
+from vibetwist.sessions import kinds
+from vibetwist.sessions.procfs import pid_runs_session
 from vibetwist.sessions.pty import SpawnQueue, signal_sessions
 from vibetwist.sessions.screenfeed import ScreenScheduler
-from vibetwist.sessions.session import KILL_GRACE, Session, SessionInfo, Status, check_size, now_iso
+from vibetwist.sessions.session import KILL_GRACE
+from vibetwist.sessions.watcher import ControlDirWatcher
 
 TITLE_MODES = frozenset({"none", "filter", "static", "dynamic"})
-
-
-def _pid_runs_session(pid: int, session_id: str) -> bool:
-    """True if pid is alive and carries VIBETUNNEL_SESSION_ID=session_id."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
-    return f"VIBETUNNEL_SESSION_ID={session_id}".encode() in environ.split(b"\0")
 
 
 class SessionService(Service):
@@ -53,6 +50,7 @@ class SessionService(Service):
         environ: dict[str, str] | None = None,
         screens: ScreenScheduler | None = None,
         watch_files: bool = True,
+        background: Cooperator | None = None,
     ) -> None:
         self.files = ControlDir(control_dir)
         self._reactor = reactor
@@ -64,7 +62,9 @@ class SessionService(Service):
         self.home = self._environ.get("HOME") or os.path.expanduser("~")
         self.spawns = SpawnQueue(reactor)
         self.screens = screens if screens is not None else ScreenScheduler(reactor)
-        self.sessions: dict[str, Session] = {}
+        #: Where slow chores (removing many folders) run, a slice per reactor turn.
+        self._background = background if background is not None else budget_cooperator(reactor, 0.002)
+        self.sessions: dict[str, ISession] = {}
         self._skipped: dict[str, str] = {}
         #: watch_files=False: the control dir is rescanned on a timer, inotify is not used.
         self.watcher = ControlDirWatcher(
@@ -86,11 +86,9 @@ class SessionService(Service):
         self.watcher.stop()
         waits = []
         for session in self.sessions.values():
-            if isinstance(session, ExternalSession):
-                session.release()
-            elif session.status is not Status.EXITED:
-                session.kill()
-                waits.append(session.when_ended())
+            wait = session.daemon_stopping()
+            if wait is not None:
+                waits.append(wait)
         for session in self.sessions.values():
             session.flush()
         if not waits:
@@ -138,19 +136,19 @@ class SessionService(Service):
             reactor=self._reactor, screens=self.screens, scrollback=self.scrollback
         )
         folder = self.files.session_dir(session_id)
-        if is_external(info, folder, appeared):
+        if kinds.is_forwarded(info, folder, appeared):
             if not self._external_ready(info):
                 return  # its files are still being made: seen again on the next change
-            external = ExternalSession.attach(info, self.files, **options)
-            self.sessions[session_id] = external
+            forwarded = kinds.forwarded_session(info, self.files, **options)
+            self.sessions[session_id] = forwarded
             self.watcher.watch(session_id)
-            external.check()
+            forwarded.check()
             return
         if info.status is not Status.EXITED and info.pid is not None:
-            if _pid_runs_session(info.pid, session_id) and not info.attached_via_vt:
+            if pid_runs_session(info.pid, session_id) and not info.attached_via_vt:
                 # Left behind by a daemon that died: nobody can reach its terminal now.
                 orphans[info.pid] = SIGKILL
-        self.sessions[session_id] = Session.restore(info, self.files, **options)
+        self.sessions[session_id] = kinds.found_session(info, self.files, **options)
 
     def _external_ready(self, info: SessionInfo) -> bool:
         """Whether an external session's recording has its header line yet."""
@@ -164,9 +162,7 @@ class SessionService(Service):
         """Take in sessions that appeared, drop those whose folder vanished, check external ones."""
         present = set(self.files.session_ids())
         for session_id, session in list(self.sessions.items()):
-            if session_id not in present and (
-                isinstance(session, ExternalSession) or session.status is Status.EXITED
-            ):
+            if session_id not in present and session.folder_removed():
                 session.close()
                 del self.sessions[session_id]
                 self.watcher.unwatch(session_id)
@@ -175,30 +171,27 @@ class SessionService(Service):
             # Also a folder still being made: its session.json is seen the moment it lands.
             self.watcher.watch(session_id)
         for session_id, session in list(self.sessions.items()):
-            if isinstance(session, ExternalSession):
+            if session.status is not Status.EXITED:
                 session.check()
                 if session.status is Status.EXITED:
                     self.watcher.unwatch(session_id)
 
     def _folder_changed(self, session_id: str, name: str) -> None:
         session = self.sessions.get(session_id)
-        if isinstance(session, ExternalSession):
-            if name == "stdout":
-                session.grown()
-            elif name == "session.json":
-                session.info_changed()
-        elif session is None:
+        if session is None:
             self.rescan()
+        else:
+            session.files_changed(name)
 
     # -- sessions ----------------------------------------------------------------
 
-    def get(self, session_id: object) -> Session:
+    def get(self, session_id: object) -> ISession:
         """The session with that id, or NotFound."""
         if not isinstance(session_id, str) or session_id not in self.sessions:
             raise NotFound("Session not found")
         return self.sessions[session_id]
 
-    def list(self) -> list[Session]:
+    def list(self) -> list[ISession]:
         """Every session, newest first."""
         return sorted(self.sessions.values(), key=lambda s: s.info.started_at, reverse=True)
 
@@ -220,7 +213,7 @@ class SessionService(Service):
         cols: object = None,
         rows: object = None,
         title_mode: object = None,
-    ) -> Session:
+    ) -> ISession:
         """Start command in a new session; the program starts within a reactor turn or two."""
         if (
             not isinstance(command, list)
@@ -251,7 +244,7 @@ class SessionService(Service):
             initial_rows=size[1],
             title_mode=title_mode if isinstance(title_mode, str) else None,
         )
-        session = Session.create(
+        session = kinds.new_session(
             info,
             plan,
             self.files,
@@ -280,17 +273,36 @@ class SessionService(Service):
         session = self.get(session_id)
         if session.status is not Status.EXITED:
             raise Conflict("Session is still running")
-        session.close()
-        del self.sessions[session_id]
-        self.watcher.unwatch(session_id)
+        self._forget(session)
         self.files.remove(session_id)
 
-    def cleanup_exited(self) -> int:
-        """Remove every exited session; how many there were."""
-        exited = [s.id for s in self.sessions.values() if s.status is Status.EXITED]
-        for session_id in exited:
-            self.remove(session_id)
-        return len(exited)
+    def _forget(self, session: ISession) -> None:
+        session.close()
+        session.removed()
+        del self.sessions[session.id]
+        self.watcher.unwatch(session.id)
+
+    def cleanup_exited(self) -> Deferred[int]:
+        """Remove every exited session, a few folders per reactor turn; fires with how many.
+
+        The sessions leave the list at once; their folders (a recording may be
+        large) are deleted on the background cooperator, so a thousand of them
+        never hold the reactor.
+        """
+        exited = [s for s in self.sessions.values() if s.status is Status.EXITED]
+        for session in exited:
+            self._forget(session)
+
+        def remove_all() -> Iterator[None]:
+            for session in exited:
+                try:
+                    self.files.remove(session.id)
+                except OSError as e:
+                    self.log.error("cannot remove {id}: {error}", id=session.id, error=e)
+                yield None
+
+        d = self._background.cooperate(remove_all()).whenDone()
+        return d.addCallback(lambda _: len(exited))
 
     def counts(self) -> dict[str, int]:
         out = {status.value: 0 for status in Status}

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from vibetwist.errors import FormatError
 from vibetwist.model.controldir import ControlDir, default_control_dir, is_session_id
-from vibetwist.sessions.session import now_iso
+from vibetwist.model.info import now_iso
 from vibetwist.vt._forward import terminal_size
 
 #: The key that detaches ``vt attach`` (Ctrl-], as telnet uses).

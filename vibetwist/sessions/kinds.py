@@ -1,0 +1,179 @@
+# -*- test-case-name: tests.test_session -*-
+"""The kinds of session, each a :class:`vibetwist.sessions.session.Session` put together from parts.
+
+========================  ===========================  ==========================  ===================
+kind                      process (input, signals)     source (output, recording)  store (session.json)
+========================  ===========================  ==========================  ===================
+a new program             the daemon's PTY, once up    :class:`OwnedSource`        :class:`OwnInfoStore`
+found on disk, ended      none                         :class:`OwnedSource`        :class:`OwnInfoStore`
+another process's         :class:`IPCLink`             :class:`ForwardedSource`    :class:`SharedInfoStore`
+========================  ===========================  ==========================  ===================
+
+This is the one place that knows the kinds apart: everything else talks to
+:class:`vibetwist.interfaces.ISession`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from vibetwist.interfaces import IInfoStore, ILauncher, ISessionSource
+from vibetwist.model.asciicast import Header, encode_header
+from vibetwist.model.controldir import ControlDir
+from vibetwist.model.info import LaunchPlan, SessionInfo, Status
+from vibetwist.screen.terminal import TerminalScreen
+from vibetwist.sessions.forwarded import (
+    ForwardedSource,
+    SharedInfoStore,
+    history_exit,
+    last_size,
+    whole_lines_end,
+)
+from vibetwist.sessions.ipclink import IPCLink
+from vibetwist.sessions.owned import OwnedSource, OwnInfoStore, PTYStart, file_size, read_header
+from vibetwist.sessions.pty import SpawnQueue
+from vibetwist.sessions.recording import RecordingReader
+from vibetwist.sessions.screenfeed import ScreenFeed, ScreenScheduler
+from vibetwist.sessions.session import Session
+
+
+def is_forwarded(info: SessionInfo, folder: Path, appeared: bool = False) -> bool:
+    """Whether a session found on disk is run by another process.
+
+    It is when it says so (``attachedViaVT``), when it has an ipc.sock, or when
+    it appeared while the daemon runs: the daemon knows every session it
+    started, so a live one it comes upon then is another process's, even
+    before that process has made its ipc.sock. (VibeTunnel's forwarder writes
+    session.json, with ``attachedViaVT`` false, and the recording's header
+    before it listens on ipc.sock.)
+
+    :param appeared: whether the folder turned up after the daemon started.
+    """
+    if info.status is Status.EXITED:
+        return False
+    return appeared or info.attached_via_vt or (folder / "ipc.sock").exists()
+
+
+def _assemble(
+    info: SessionInfo,
+    files: ControlDir,
+    *,
+    reactor: Any,
+    screens: ScreenScheduler,
+    scrollback: int,
+    source: ISessionSource,
+    store: IInfoStore,
+    end: int,
+    size: tuple[int, int] | None = None,
+) -> Session:
+    path = files.recording_path(info.id)
+    screen = TerminalScreen(info.initial_cols, info.initial_rows, scrollback)
+    feed = ScreenFeed(screen, RecordingReader(path, len(source.header_line)), screens)
+    feed.recorded(end)
+    return Session(
+        info,
+        reactor=reactor,
+        recording_path=path,
+        screen=screen,
+        feed=feed,
+        source=source,
+        store=store,
+        size=size,
+    )
+
+
+def new_session(
+    info: SessionInfo,
+    plan: LaunchPlan,
+    files: ControlDir,
+    *,
+    reactor: Any,
+    screens: ScreenScheduler,
+    launcher: ILauncher,
+    spawns: SpawnQueue,
+    scrollback: int,
+    max_recording: int | None,
+    shell: str,
+) -> Session:
+    """A new session, its program queued to start.
+
+    Nothing touches the disk or forks here, so a create is answered as fast
+    as any request; the files are made and the program started on following
+    reactor turns, one session per turn.
+    """
+    header = Header(
+        width=info.initial_cols,
+        height=info.initial_rows,
+        timestamp=int(time.time()),
+        command=" ".join(info.command),
+        title=info.name,
+        env={"TERM": plan.env.get("TERM", "xterm-256color"), "SHELL": shell},
+    )
+    header_line = encode_header(header)
+    source = OwnedSource(files, info.id, header_line, max_recording=max_recording)
+    session = _assemble(
+        info,
+        files,
+        reactor=reactor,
+        screens=screens,
+        scrollback=scrollback,
+        source=source,
+        store=OwnInfoStore(files),
+        end=len(header_line),
+    )
+    PTYStart(session, source, launcher, plan, spawns).queue()
+    return session
+
+
+def found_session(
+    info: SessionInfo, files: ControlDir, *, reactor: Any, screens: ScreenScheduler, scrollback: int
+) -> Session:
+    """A session found on disk whose program is gone: its recording can be read, and it has exited."""
+    path = files.recording_path(info.id)
+    end = file_size(path)
+    source = OwnedSource(files, info.id, read_header(path), found_end=end)
+    session = _assemble(
+        info,
+        files,
+        reactor=reactor,
+        screens=screens,
+        scrollback=scrollback,
+        source=source,
+        store=OwnInfoStore(files),
+        end=end,
+    )
+    session.end(info.exit_code)
+    return session
+
+
+def forwarded_session(
+    info: SessionInfo, files: ControlDir, *, reactor: Any, screens: ScreenScheduler, scrollback: int
+) -> Session:
+    """A running session of another process found on disk, with its history so far."""
+    path = files.recording_path(info.id)
+    header_line = read_header(path)
+    end = whole_lines_end(path)
+    link = IPCLink(reactor, files.session_dir(info.id) / "ipc.sock", info.pid, info.id)
+    source = ForwardedSource(files, info.id, header_line, end, link, SharedInfoStore(files, info.id), reactor)
+    size = last_size(path, header_line, end, (info.initial_cols, info.initial_rows))
+    session = _assemble(
+        info,
+        files,
+        reactor=reactor,
+        screens=screens,
+        scrollback=scrollback,
+        source=source,
+        store=source.store,
+        end=end,
+        size=size,
+    )
+    session.process = link
+    ended = history_exit(path, len(header_line), end)
+    if ended is not None:
+        # It ended between its session.json being read and its recording.
+        session.end(ended.code)
+    else:
+        link.start()
+    return session
