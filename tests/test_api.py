@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from vibetwist.model.keys import KEYS
 from vibetwist.model.snapshot import decode
 from vibetwist.server.api import API
-from vibetwist.server.hostcheck import Guard
+from vibetwist.server.hostcheck import HostOriginCheck
 from vibetwist.sessions.screenfeed import ScreenScheduler
 from vibetwist.sessions.service import SessionService
 from vibetwist.testing import FakeLauncher, pump
@@ -25,7 +25,7 @@ JSON = {"Content-Type": "application/json"}
 
 
 class APITestCase(SynchronousTestCase):
-    """A daemon in memory: SessionService + API behind the Guard, on a Clock."""
+    """A daemon in memory: SessionService + API behind the HostOriginCheck, on a Clock."""
 
     def setUp(self) -> None:
         self.tmp = Path(tempfile.mkdtemp())
@@ -44,7 +44,7 @@ class APITestCase(SynchronousTestCase):
         )
         self.service.startService()
         self.api = API(self.service, self.clock)
-        self.treq = StubTreq(Guard(self.api.resource()))
+        self.treq = StubTreq(HostOriginCheck(self.api.resource()))
 
     def call(
         self, method: str, path: str, body: Any = None, raw: bytes | None = None, headers: dict | None = None

@@ -1,7 +1,7 @@
 """Tests for vibetwist.login.gate: the gate in front of every route, logging in, and share links.
 
-The daemon runs in memory (fake programs, a Clock) behind the same Guard and
-Gate as the real one, with login on unless a test says otherwise.
+The daemon runs in memory (fake programs, a Clock) behind the same HostOriginCheck and
+LoginGate as the real one, with login on unless a test says otherwise.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from vibetwist.login.gate import (
     MAX_FAILURES,
     OPEN_PATHS,
     Authority,
-    Gate,
+    LoginGate,
     bearer_token,
     is_open,
     redact,
@@ -37,7 +37,7 @@ from vibetwist.login.passwords import PasswordCheck
 from vibetwist.login.sshkeys import SSHKeyLogin
 from vibetwist.login.tokens import Grant, Tokens
 from vibetwist.server.api import API
-from vibetwist.server.hostcheck import Guard
+from vibetwist.server.hostcheck import HostOriginCheck
 from vibetwist.testing import pump
 
 from .test_api import BASE, JSON, APITestCase
@@ -90,7 +90,7 @@ class AuthTestCase(APITestCase):
             run_blocking=lambda f, *args: succeed(f(*args)),
         )
         self.api = API(self.service, self.clock, authority=self.authority)
-        self.treq = StubTreq(Guard(Gate(self.api.resource(), self.authority)))
+        self.treq = StubTreq(HostOriginCheck(LoginGate(self.api.resource(), self.authority)))
         self.full = self.tokens.login("me", "password", 3600)
 
     def call(

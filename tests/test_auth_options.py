@@ -1,4 +1,4 @@
-"""Tests for the login options of twistd vibetunnel and the Guard's allowed hosts."""
+"""Tests for the login options of twistd vibetunnel and the HostOriginCheck's allowed hosts."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from vibetwist.login.passwords import format_password_file
-from vibetwist.server.hostcheck import Guard, host_allowed, origin_allowed
+from vibetwist.server.hostcheck import HostOriginCheck, host_allowed, origin_allowed
 from vibetwist.tap import Options, check_listen, make_authority
 
 from .test_auth_passwords import FAST
-from .test_guard import Echo
+from .test_hostcheck import Echo
 
 CREDENTIALS = {"VIBETUNNEL_USERNAME": "me", "VIBETUNNEL_PASSWORD": "pw"}
 
@@ -176,8 +176,8 @@ class AllowedHostTests(SynchronousTestCase):
         self.assertTrue(origin_allowed("https://box.example", "box.example", secure=True))
 
     def test_guard(self) -> None:
-        """The Guard lets allowed hosts through and refuses others."""
-        treq = StubTreq(Guard(Echo(), allowed_hosts=frozenset({"box.example"})))
+        """The HostOriginCheck lets allowed hosts through and refuses others."""
+        treq = StubTreq(HostOriginCheck(Echo(), allowed_hosts=frozenset({"box.example"})))
         ok = self.successResultOf(treq.get("http://box.example:4020/", headers={"Host": "box.example:4020"}))
         self.assertEqual(ok.code, 200)
         bad = self.successResultOf(treq.get("http://evil.example/", headers={"Host": "evil.example"}))

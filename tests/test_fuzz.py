@@ -115,7 +115,7 @@ def make_safe(route: str, body: bytes) -> bytes:
 
 
 class FoundTests(APITestCase):
-    """Faults the fuzz runs found, each fixed; in memory, with the API behind the Guard."""
+    """Faults the fuzz runs found, each fixed; in memory, with the API behind the HostOriginCheck."""
 
     def test_lone_surrogate_refused(self) -> None:
         """A lone surrogate in a name (or any string) is a 400; it used to be stored and make

@@ -22,7 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests._daemon import Client, Daemon, _Collect, open_ws, parse_raw, poll, raw_request, sleep, within
 from tests.test_e2e import async_test
 from vibetwist.server.hostcheck import MAX_BODY
-from vibetwist.server.limits import Full, Limits, SessionGate, TokenBucket, TooManyRequests
+from vibetwist.server.limits import Limits, ServerFull, SessionCreateLimit, TokenBucket, TooManyRequests
 from vibetwist.server.websocket import MAX_MESSAGE
 from vibetwist.tap import Options
 
@@ -62,7 +62,7 @@ class SessionGateTests(SynchronousTestCase):
     def test_rate_then_recovers(self) -> None:
         """After the burst a create is refused with 429 and a Retry-After; a second later it passes."""
         clock = Clock()
-        gate = SessionGate(Limits(create_rate=1, create_burst=3), clock)
+        gate = SessionCreateLimit(Limits(create_rate=1, create_burst=3), clock)
         for _ in range(3):
             gate.admit(0)
         error = self.assertRaises(TooManyRequests, gate.admit, 0)
@@ -72,8 +72,8 @@ class SessionGateTests(SynchronousTestCase):
 
     def test_cap(self) -> None:
         """At the cap a create is refused with 503 and spends no token."""
-        gate = SessionGate(Limits(max_sessions=2, create_rate=1, create_burst=1), Clock())
-        error = self.assertRaises(Full, gate.admit, 2)
+        gate = SessionCreateLimit(Limits(max_sessions=2, create_rate=1, create_burst=1), Clock())
+        error = self.assertRaises(ServerFull, gate.admit, 2)
         self.assertEqual(error.status, 503)
         gate.admit(1)
 

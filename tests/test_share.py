@@ -20,9 +20,9 @@ from vibetwist.server.websocket import (
     CLOSE_FORBIDDEN,
     CLOSE_NOT_FOUND,
     BuffersProtocol,
-    Endpoints,
     InputProtocol,
     TerminalStreamProtocol,
+    WebSocketFactory,
 )
 
 from ._daemon import WSClient as Client
@@ -55,7 +55,7 @@ class ShareSocketTests(SocketTestCase):
         self, protocol: type, path: str, compress: bool = False, client: type[Client] = Client
     ) -> Any:
         service: Any = self.service
-        factory = Endpoints(protocol, service, self.clock, self.cooperator, authority=self.authority)
+        factory = WebSocketFactory(protocol, service, self.clock, self.cooperator, authority=self.authority)
         self.factory = factory
         self.built: list[Any] = []
 

@@ -1,4 +1,4 @@
-"""Tests for vibetwist.server.static: the browser client's files, served behind the Guard."""
+"""Tests for vibetwist.server.static: the browser client's files, served behind the HostOriginCheck."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from vibetwist.server.api import API
-from vibetwist.server.hostcheck import Guard
+from vibetwist.server.hostcheck import HostOriginCheck
 from vibetwist.server.static import CSP, WebClient
 from vibetwist.sessions.service import SessionService
 from vibetwist.testing import FakeLauncher
@@ -34,7 +34,7 @@ class StaticTestCase(SynchronousTestCase):
             self.tmp / "control", reactor=clock, launcher=FakeLauncher(), shell="/bin/sh",
             environ={"HOME": str(self.tmp), "PATH": "/usr/bin:/bin"},
         )  # fmt: skip
-        self.treq = StubTreq(Guard(API(service, clock, web=WebClient(self.dist)).resource()))
+        self.treq = StubTreq(HostOriginCheck(API(service, clock, web=WebClient(self.dist)).resource()))
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
         d = self.treq.get(BASE + path, headers=headers)
@@ -111,7 +111,7 @@ class PageTests(StaticTestCase):
         self.assertEqual(code, 404)
 
     def test_guarded(self) -> None:
-        """The client's files are behind the Guard: a foreign Host or Origin is refused."""
+        """The client's files are behind the HostOriginCheck: a foreign Host or Origin is refused."""
         self.build()
         code, _, _ = self.get("/", headers={"Host": "evil.example"})
         self.assertEqual(code, 403)

@@ -19,9 +19,9 @@ from vibetwist.server.buffers import MAX_WAIT, QUIET, SnapshotHub
 from vibetwist.server.websocket import (
     CLOSE_NORMAL,
     BuffersProtocol,
-    Endpoints,
     InputProtocol,
     TerminalStreamProtocol,
+    WebSocketFactory,
 )
 from vibetwist.testing import FakeTerminalProcess, pump
 
@@ -92,7 +92,7 @@ class SocketTestCase(SynchronousTestCase):
     def connect(
         self, protocol: type, path: str, compress: bool = False, client: type[Client] = Client
     ) -> Client:
-        factory = Endpoints(
+        factory = WebSocketFactory(
             protocol,
             self.service,  # type: ignore[arg-type]
             self.clock,

@@ -6,15 +6,33 @@ class VibetwistError(Exception):
     """The root of every error vibetwist raises on purpose."""
 
 
-class BadRequest(VibetwistError):
-    """A client sent something the daemon will not act on (HTTP 400)."""
+class RequestError(VibetwistError):
+    """A request the daemon answers with an error status and ``{"error": message}``."""
 
-    status = 400
+    status = 500
+    #: The reason phrase of the status line, when it is not the standard one.
+    reason: bytes | None = None
+    #: Seconds after which the client may try again (a ``Retry-After`` header), if it may.
+    retry_after: int | None = None
 
     def __init__(self, message: str, details: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+
+
+class BadRequest(RequestError):
+    """A client sent something the daemon will not act on (HTTP 400)."""
+
+    status = 400
+
+
+class RetryLater(RequestError):
+    """The daemon cannot take the request now; the client may try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NotFound(BadRequest):

@@ -16,7 +16,6 @@ from OpenSSL.crypto import Error as CryptoError
 from OpenSSL.SSL import Error as SSLError
 from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
-from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -25,16 +24,17 @@ from twisted.web.server import Site
 from vibetwist import __version__
 from vibetwist._reactor.cooperate import budget_cooperator
 from vibetwist._reactor.fairness import cap_events_per_turn
+from vibetwist._reactor.internals import endpoint_interface
 from vibetwist._reactor.lag import LagMonitor
-from vibetwist.login.gate import LOGIN_LIFETIME, Authority, Gate, redacted_log_formatter
+from vibetwist.login.gate import LOGIN_LIFETIME, Authority, LoginGate, redacted_log_formatter
 from vibetwist.login.passwords import PasswordCheck, PasswordFileError, read_password_file
 from vibetwist.login.sshkeys import SSHKeyLogin
 from vibetwist.login.tokens import SecretError, Tokens, check_secret_file, load_secret
 from vibetwist.model.controldir import default_control_dir
 from vibetwist.model.launch import default_shell
 from vibetwist.server.api import API
-from vibetwist.server.hostcheck import Guard
-from vibetwist.server.limits import ConnectionLimiter, Limits, SessionGate
+from vibetwist.server.hostcheck import HostOriginCheck
+from vibetwist.server.limits import ConnectionLimiter, Limits, SessionCreateLimit
 from vibetwist.sessions.pty import PTYLauncher, SessionSignaller
 from vibetwist.sessions.service import SessionService
 
@@ -90,14 +90,14 @@ class ListenSpec:
 def parse_listen(description: str) -> ListenSpec:
     """The ListenSpec of an endpoint string; UsageError if it is malformed or its files unusable."""
     try:
-        endpoint = endpoints.serverFromString(MemoryReactor(), description)
+        # No reactor: the endpoint is only parsed here, never listened on.
+        endpoint = endpoints.serverFromString(None, description)
     except (ValueError, TypeError, KeyError, OSError, SSLError, CryptoError) as e:
         raise usage.UsageError(f"--listen {description!r}: {e}") from e
     if isinstance(endpoint, endpoints.UNIXServerEndpoint):
         return ListenSpec(description, None, False)
-    interface = getattr(endpoint, "_interface", "")
     tls = isinstance(endpoint, endpoints.SSL4ServerEndpoint)
-    return ListenSpec(description, interface if isinstance(interface, str) else "", tls)
+    return ListenSpec(description, endpoint_interface(endpoint), tls)
 
 
 def check_listen(description: str, login: bool = False, allow_no_auth: bool = False) -> ListenSpec:
@@ -424,12 +424,12 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     authority = make_authority(options, reactor)
     limits = options.get("limits") or Limits()
     api = API(sessions, reactor, lag, background, compress=bool(options["compress"]), authority=authority)
-    api.gate = SessionGate(limits, reactor)
+    api.gate = SessionCreateLimit(limits, reactor)
     # Services stop in the reverse order: listeners, then sessions (their viewers
     # get the exit lines), then the API (which lets those lines flush).
     _APIService(api, lag, reactor).setServiceParent(top)
     sessions.setServiceParent(top)
-    guarded = Guard(Gate(api.resource(), authority), allowed_hosts=options["allowed-hosts"])
+    guarded = HostOriginCheck(LoginGate(api.resource(), authority), allowed_hosts=options["allowed-hosts"])
     if options["access-log"]:
         site = Site(guarded, logFormatter=redacted_log_formatter)
     else:

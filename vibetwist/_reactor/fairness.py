@@ -17,6 +17,8 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from vibetwist._reactor.internals import reactor_poller, set_reactor_poller
+
 log = Logger()
 
 #: Ready descriptors handled per reactor turn.
@@ -42,7 +44,7 @@ class CappedPoller:
 def cap_events_per_turn(reactor: Any, cap: int = DEFAULT_CAP) -> bool:
     """Make an epoll reactor handle at most cap ready descriptors per turn; False if it is
     not an epoll reactor (then nothing changes)."""
-    poller = getattr(reactor, "_poller", None)
+    poller = reactor_poller(reactor)
     epoll = getattr(select, "epoll", None)
     if epoll is None or not isinstance(poller, epoll | CappedPoller):
         log.info("reactor {reactor} is not epoll: I/O per turn is not capped", reactor=type(reactor))
@@ -50,5 +52,5 @@ def cap_events_per_turn(reactor: Any, cap: int = DEFAULT_CAP) -> bool:
     if isinstance(poller, CappedPoller):
         poller.cap = cap
     else:
-        reactor._poller = CappedPoller(poller, cap)
+        set_reactor_poller(reactor, CappedPoller(poller, cap))
     return True

@@ -15,6 +15,8 @@ from typing import Any
 
 from twisted.internet.abstract import FileDescriptor
 
+from vibetwist._reactor.internals import writes_queued
+
 
 def write_now(transport: Any, data: bytes) -> None:
     """Write data to a descriptor transport now if nothing is queued; queue what is left."""
@@ -23,8 +25,7 @@ def write_now(transport: Any, data: bytes) -> None:
         and not getattr(transport, "TLS", False)
         and transport.connected
         and not transport.disconnecting
-        and not transport.dataBuffer
-        and not transport._tempDataBuffer
+        and not writes_queued(transport)
     ):
         written = transport.writeSomeData(data)
         if isinstance(written, int) and written > 0:

@@ -23,7 +23,7 @@ from werkzeug.routing import RequestRedirect
 from vibetwist import __version__
 from vibetwist._reactor.cooperate import budget_cooperator
 from vibetwist._reactor.lag import LagMonitor
-from vibetwist.errors import BadRequest, UpgradeRequired
+from vibetwist.errors import BadRequest, RequestError, UpgradeRequired
 from vibetwist.interfaces import ISession
 from vibetwist.login.gate import AUTH_REQUIRED, READ_ONLY, Authority, open_authority, redact, request_token
 from vibetwist.model import jsontext
@@ -31,10 +31,10 @@ from vibetwist.model.asciicast import iter_playable
 from vibetwist.model.info import Status
 from vibetwist.model.keys import key_sequence
 from vibetwist.model.snapshot import encode
-from vibetwist.server.limits import SessionGate
+from vibetwist.server.limits import SessionCreateLimit
 from vibetwist.server.sse import StreamResource
 from vibetwist.server.static import WebClient
-from vibetwist.server.websocket import Endpoints, WebSockets
+from vibetwist.server.websocket import WebSocketFactory, WebSockets
 from vibetwist.sessions.recording import RecordingReader
 from vibetwist.sessions.service import SessionService
 
@@ -150,7 +150,7 @@ class API:
             service, reactor, self.streams, compress=compress, authority=self.authority
         )
         #: Admits session creates (the live-session cap and the creation rate).
-        self.gate: SessionGate | None = None
+        self.gate: SessionCreateLimit | None = None
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
 
@@ -182,17 +182,17 @@ class API:
 
     # -- errors ---------------------------------------------------------------------
 
-    @app.handle_errors(BadRequest)
+    @app.handle_errors(RequestError)
     def _bad_request(self, request: Any, failure: Any) -> bytes:
         error = failure.value
         body = {"error": error.message}
         if error.details:
             body["details"] = error.details
         answer = _json(request, body, error.status)
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
+        if error.reason is not None:
             request.setResponseCode(error.status, error.reason)
-            request.setHeader(b"retry-after", str(retry_after).encode())
+        if error.retry_after is not None:
+            request.setHeader(b"retry-after", str(error.retry_after).encode())
         return answer
 
     @app.handle_errors(RouteNotFound)
@@ -392,7 +392,7 @@ class API:
 
     # -- WebSockets -------------------------------------------------------------------
 
-    def _upgrade(self, request: Any, endpoints: Endpoints) -> Any:
+    def _upgrade(self, request: Any, endpoints: WebSocketFactory) -> Any:
         if (request.getHeader(b"upgrade") or b"").lower() != b"websocket":
             raise UpgradeRequired("This is a WebSocket endpoint")
         return endpoints.web_resource()

@@ -82,7 +82,7 @@ def _refuse(request: Any, code: int, message: str) -> bytes:
     return json.dumps({"error": message}).encode()
 
 
-class Guard(Resource):
+class HostOriginCheck(Resource):
     """Wraps the daemon's resource with the Host, Origin and body checks."""
 
     isLeaf = True

@@ -36,7 +36,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
-from vibetwist.errors import BadRequest
+from vibetwist.errors import RetryLater
 from vibetwist.server.hostcheck import MAX_BODY
 
 #: Subscriptions one /buffers socket may hold.
@@ -54,18 +54,14 @@ class Limits:
     request_timeout: float = 30.0
 
 
-class TooManyRequests(BadRequest):
+class TooManyRequests(RetryLater):
     """Creates come faster than the daemon allows (HTTP 429)."""
 
     status = 429
     reason = b"Too Many Requests"
 
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
-
-class Full(TooManyRequests):
+class ServerFull(RetryLater):
     """The daemon holds as many live sessions as it allows (HTTP 503)."""
 
     status = 503
@@ -100,7 +96,7 @@ class TokenBucket:
         return (1.0 - self._tokens) / self.rate
 
 
-class SessionGate:
+class SessionCreateLimit:
     """Admits session creates under the live-session cap and the creation rate."""
 
     def __init__(self, limits: Limits, reactor: Any) -> None:
@@ -109,10 +105,10 @@ class SessionGate:
         self._bucket = TokenBucket(limits.create_rate, limits.create_burst, reactor.seconds())
 
     def admit(self, live: int) -> None:
-        """Return if one more session may start now; Full or TooManyRequests otherwise."""
+        """Return if one more session may start now; ServerFull or TooManyRequests otherwise."""
         cap = self._limits.max_sessions
         if live >= cap:
-            raise Full(f"The daemon already runs {cap} sessions, its limit (--max-sessions)", 5)
+            raise ServerFull(f"The daemon already runs {cap} sessions, its limit (--max-sessions)", 5)
         wait = self._bucket.take(self._reactor.seconds())
         if wait:
             raise TooManyRequests(

@@ -86,7 +86,7 @@ class StreamViewer:
         self._gone(None)
 
     def heartbeat(self) -> None:
-        if not self._done and not self._follower._paused:
+        if not self._done and not self._follower.paused:
             self._request.write(HEARTBEAT)
 
     def _gone(self, _: object) -> None:

@@ -30,7 +30,8 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from vibetwist._reactor.immediate import write_now
-from vibetwist.errors import BadRequest
+from vibetwist._reactor.internals import compressing
+from vibetwist.errors import BadRequest, RequestError
 from vibetwist.interfaces import ISession, ITerminalChannel
 from vibetwist.login.gate import READ_ONLY, Authority, bearer_token
 from vibetwist.login.tokens import ANONYMOUS, Grant
@@ -76,10 +77,10 @@ class _Flow:
         pass  # connectionLost follows
 
 
-class _Protocol(WebSocketServerProtocol):
+class DaemonWebSocket(WebSocketServerProtocol):
     """What the three sockets share: JSON messages, error frames, a producer."""
 
-    factory: Endpoints
+    factory: WebSocketFactory
     #: What this connection may do, from the token of its handshake.
     grant: Grant = ANONYMOUS
 
@@ -164,7 +165,7 @@ class _Protocol(WebSocketServerProtocol):
         reach it)."""
         try:
             session = self.factory.service.get(session_id)
-        except BadRequest as e:
+        except RequestError as e:
             self.send_error(e.message)
             return None
         if not self.grant.may_watch(session.id):
@@ -173,7 +174,7 @@ class _Protocol(WebSocketServerProtocol):
         return session
 
 
-class BuffersProtocol(_Protocol):
+class BuffersProtocol(DaemonWebSocket):
     """``/buffers``: snapshots of the sessions a client subscribes to."""
 
     def opened(self) -> None:
@@ -232,7 +233,7 @@ class BuffersProtocol(_Protocol):
         self._subscriptions = {}
 
 
-class InputProtocol(_Protocol):
+class InputProtocol(DaemonWebSocket):
     """``/ws/input?sessionId=ID``: text typed into one session; ``\\x00name\\x00`` names a key."""
 
     def onConnect(self, request: Any) -> None:
@@ -256,12 +257,12 @@ class InputProtocol(_Protocol):
             else:
                 data = payload
             session.write(data)
-        except BadRequest as e:
+        except RequestError as e:
             self.send_error(e.message)
 
 
 @implementer(ITerminalChannel)
-class TerminalStreamProtocol(_Protocol):
+class TerminalStreamProtocol(DaemonWebSocket):
     """``/ws/sessions/ID``: one session as a terminal emulator sees it (see vibetwist.server.viewer)."""
 
     def onConnect(self, request: Any) -> None:
@@ -288,7 +289,7 @@ class TerminalStreamProtocol(_Protocol):
     def send_output(self, event: Event) -> None:
         if self.sendable:
             message = self.factory.output_message(event)
-            if self._perMessageCompress is None and not self.send_queue:
+            if not compressing(self) and not self.send_queue:
                 # Output is what a typist waits for: send it now, not on the next turn.
                 write_now(self.transport, message.payloadHybi)
             else:
@@ -338,7 +339,7 @@ class TerminalStreamProtocol(_Protocol):
                 viewer.resize(message.get("cols"), message.get("rows"))
             else:
                 self.send_error(f"Unknown message type: {str(kind)[:100]}")
-        except BadRequest as e:
+        except RequestError as e:
             self.send_error(e.message)
 
 
@@ -349,12 +350,12 @@ def _accept_deflate(offers: list[Any]) -> Any:
     return None
 
 
-class Endpoints(WebSocketServerFactory):
+class WebSocketFactory(WebSocketServerFactory):
     """A WebSocket factory bound to the sessions; one per socket path."""
 
     def __init__(
         self,
-        protocol: type[_Protocol],
+        protocol: type[DaemonWebSocket],
         service: SessionService,
         reactor: Any,
         cooperator: Any,
@@ -368,7 +369,7 @@ class Endpoints(WebSocketServerFactory):
         self.service = service
         self.reactor = reactor
         self.cooperator = cooperator
-        self.connections: set[_Protocol] = set()
+        self.connections: set[DaemonWebSocket] = set()
         self._hubs = hubs if hubs is not None else {}
         self._last_output: tuple[Event | None, Any] = (None, None)
         options: dict[str, Any] = {
@@ -429,12 +430,14 @@ class WebSockets:
         compress: bool = False,
         authority: Authority | None = None,
     ) -> None:
-        def endpoints(protocol: type[_Protocol]) -> Endpoints:
-            return Endpoints(protocol, service, reactor, cooperator, compress=compress, authority=authority)
+        def endpoints(protocol: type[DaemonWebSocket]) -> WebSocketFactory:
+            return WebSocketFactory(
+                protocol, service, reactor, cooperator, compress=compress, authority=authority
+            )
 
         self.buffers = endpoints(BuffersProtocol)
         self.input = endpoints(InputProtocol)
         self.stream = endpoints(TerminalStreamProtocol)
 
-    def connections(self) -> set[_Protocol]:
+    def connections(self) -> set[DaemonWebSocket]:
         return self.buffers.connections | self.input.connections | self.stream.connections

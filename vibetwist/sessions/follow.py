@@ -52,6 +52,11 @@ class Follower:
         """The offset of the next line this follower delivers."""
         return self._session.recorded_end if self._live else self._reader.offset
 
+    @property
+    def paused(self) -> bool:
+        """Whether delivery is paused (the client is not reading)."""
+        return self._paused
+
     def start(self) -> None:
         self._session.listen(self)
         self._catch_up()

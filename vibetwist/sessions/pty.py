@@ -22,7 +22,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from twisted.internet import process as twisted_process
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
 from twisted.internet.protocol import ProcessProtocol
@@ -30,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from vibetwist._reactor import internals
 from vibetwist._reactor.immediate import write_now
 from vibetwist.interfaces import ILauncher, ITerminalEvents, ITerminalProcess
 
@@ -126,7 +126,7 @@ def exit_code(reason: Failure) -> int:
     return 1
 
 
-class _Protocol(ProcessProtocol):
+class PTYProcessProtocol(ProcessProtocol):
     """Hands a PTY process's events to its owner and nothing more."""
 
     def __init__(self, events: ITerminalEvents) -> None:
@@ -181,7 +181,7 @@ def spawn_helpers() -> tuple[str, str] | None:
     return env, setsid
 
 
-class SpawnedPTYProcess(twisted_process.PTYProcess):
+class SpawnedPTYProcess(internals.PTYProcess):
     """Twisted's PTY process, started with posix_spawn instead of fork.
 
     fork() copies the daemon's page tables inside the reactor thread: 2-4 ms
@@ -283,12 +283,12 @@ class PTYLauncher:
                     argv,
                     env,
                     cwd,
-                    _Protocol(events),
+                    PTYProcessProtocol(events),
                     usePTY=pty_fds,
                 )
             else:
                 transport = self._reactor.spawnProcess(
-                    _Protocol(events), executable, argv, env=env, path=cwd, usePTY=pty_fds
+                    PTYProcessProtocol(events), executable, argv, env=env, path=cwd, usePTY=pty_fds
                 )
         except BaseException:
             os.close(master)

@@ -6,7 +6,7 @@ from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
-from vibetwist.server.hostcheck import Guard, host_allowed, origin_allowed, split_host
+from vibetwist.server.hostcheck import HostOriginCheck, host_allowed, origin_allowed, split_host
 
 
 class Echo(Resource):
@@ -73,10 +73,10 @@ class OriginTests(SynchronousTestCase):
 
 
 class GuardTests(SynchronousTestCase):
-    """The Guard answers refused requests with JSON errors and lets others through."""
+    """The HostOriginCheck answers refused requests with JSON errors and lets others through."""
 
     def setUp(self) -> None:
-        self.treq = StubTreq(Guard(Echo(), max_body=100))
+        self.treq = StubTreq(HostOriginCheck(Echo(), max_body=100))
 
     def status(self, method: str, headers: dict, data: bytes | None = None) -> int:
         d = self.treq.request(method, "http://127.0.0.1:4020/api/x", headers=headers, data=data)
