@@ -11,13 +11,10 @@ the background jobs of a shell.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import pty as _stdlib_pty
 import shutil
 import signal as _signal
-import struct
-import termios
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,11 +29,7 @@ from zope.interface import implementer
 from vibetwist._reactor import internals
 from vibetwist._reactor.immediate import write_now
 from vibetwist.interfaces import ILauncher, ITerminalEvents, ITerminalProcess
-
-
-def set_size(fd: int, cols: int, rows: int) -> None:
-    """Set a terminal's window size (TIOCSWINSZ)."""
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+from vibetwist.model.winsize import set_size
 
 
 def _stat_session(proc: str, name: str) -> int | None:

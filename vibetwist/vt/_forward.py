@@ -21,7 +21,6 @@ import pty
 import select
 import signal
 import socket
-import struct
 import subprocess
 import termios
 import time
@@ -44,7 +43,7 @@ from vibetwist.model.controldir import FILE_MODE, ControlDir, SocketAddress
 from vibetwist.model.info import MAX_SIZE, SessionInfo, Status, now_iso
 from vibetwist.model.ipc import Decoder, MessageType, OversizedMessage, encode, parse_json
 from vibetwist.model.launch import default_name, default_shell, plan_launch
-from vibetwist.sessions.pty import set_size
+from vibetwist.model.winsize import set_size, terminal_size
 from vibetwist.sessions.recording import Recording
 
 #: Seconds the PTY may stay open (held by background jobs) after the program exits.
@@ -59,15 +58,6 @@ MAX_CLIENTS = 16
 DEFAULT_SIZE = (80, 24)
 
 _SIGNALS = (signal.SIGWINCH, signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
-
-
-def terminal_size(fd: int) -> tuple[int, int] | None:
-    """(cols, rows) of the terminal on fd, or None if fd is not a sized terminal."""
-    try:
-        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
-    except OSError:
-        return None
-    return (cols, rows) if cols and rows else None
 
 
 def wait_code(status: int) -> int:

@@ -9,6 +9,7 @@ and its size. Ctrl-] detaches.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from vibetwist.errors import FormatError
 from vibetwist.model.controldir import ControlDir, default_control_dir, is_session_id
 from vibetwist.model.info import now_iso
-from vibetwist.vt._forward import terminal_size
+from vibetwist.model.winsize import terminal_size
 
 #: The key that detaches ``vt attach`` (Ctrl-], as telnet uses).
 DETACH_KEY = b"\x1d"
@@ -147,13 +148,20 @@ def _rename_through_daemon(url: str, session_id: str, name: str, environ: dict[s
 
 
 class _Attached:
-    """Moves bytes between the local terminal and one session's byte stream."""
+    """Moves bytes between the local terminal and one session's byte stream.
+
+    The terminal is a Twisted ``StandardIO``: what the session prints is
+    queued and written as the terminal takes it, and while that queue is full
+    the WebSocket's connection stops reading (it is registered as the
+    terminal's producer), so nothing waits inside the reactor.
+    """
 
     def __init__(self, reactor: Any, stdin: int, stdout: int) -> None:
         self.reactor = reactor
         self.stdin = stdin
         self.stdout = stdout
         self.protocol: Any = None
+        self.terminal: Any = None
         self.code = 0
         self.message = ""
 
@@ -180,21 +188,18 @@ class _Attached:
         self.protocol.sendMessage(data, isBinary=True)
 
     def output(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self.stdout, view) :]
-            except BlockingIOError:
-                import select
-
-                select.select([], [self.stdout], [])
+        if self.terminal is not None:
+            self.terminal.write(data)
 
 
 def run_attach(url: str, session_id: str, environ: dict[str, str]) -> int:
     """Attach the local terminal to a session until it ends or Ctrl-] is pressed."""
     from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-    from twisted.internet import defer, endpoints
+    from twisted.internet import defer, endpoints, stdio
+    from twisted.internet.interfaces import IHalfCloseableProtocol
+    from twisted.internet.protocol import Protocol as ByteProtocol
     from twisted.internet.task import react
+    from zope.interface import implementer
 
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -211,11 +216,26 @@ def run_attach(url: str, session_id: str, environ: dict[str, str]) -> int:
         state = _Attached(reactor, stdin, stdout)
         done: defer.Deferred[None] = defer.Deferred()
 
-        class Protocol(WebSocketClientProtocol):
+        class SessionSocket(WebSocketClientProtocol):
             def onOpen(self) -> None:
                 state.protocol = self
                 state.send_size()
-                reactor.addReader(reader)
+                flags = {fd: fcntl.fcntl(fd, fcntl.F_GETFL) for fd in (stdin, stdout)}
+                state.terminal = stdio.StandardIO(  # type: ignore[call-arg]
+                    Keys(), stdin=stdin, stdout=stdout, reactor=reactor
+                )
+
+                def blocking_again() -> None:
+                    # StandardIO made the terminal non-blocking; the shell it belongs to
+                    # shares those flags and expects it blocking again.
+                    for fd, flag in flags.items():
+                        try:
+                            fcntl.fcntl(fd, fcntl.F_SETFL, flag)
+                        except OSError:
+                            pass  # closed once its last output was written
+
+                reactor.addSystemEventTrigger("before", "shutdown", blocking_again)
+                state.terminal.registerProducer(self.transport, True)
 
             def onMessage(self, payload: bytes, isBinary: bool) -> None:
                 if isBinary:
@@ -238,31 +258,29 @@ def run_attach(url: str, session_id: str, environ: dict[str, str]) -> int:
                 if not done.called:
                     done.callback(None)
 
-        class Reader:
-            def fileno(self) -> int:
-                return stdin
+        written: defer.Deferred[None] = defer.Deferred()
 
-            def doRead(self) -> None:
-                try:
-                    data = os.read(stdin, 65536)
-                except BlockingIOError:
-                    return
-                if not data:
-                    reactor.removeReader(self)
-                    return
+        @implementer(IHalfCloseableProtocol)
+        class Keys(ByteProtocol):
+            """What is typed in the local terminal; told when all output is written."""
+
+            def dataReceived(self, data: bytes) -> None:
                 state.typed(data)
 
-            def connectionLost(self, reason: Any) -> None:
-                pass
+            def readConnectionLost(self) -> None:
+                pass  # stdin closed: nothing more to type, output goes on
 
-            def logPrefix(self) -> str:
-                return "vt-attach"
+            def writeConnectionLost(self) -> None:
+                if not written.called:
+                    written.callback(None)
 
-        reader = Reader()
+            def connectionLost(self, reason: Any = None) -> None:
+                self.writeConnectionLost()
+
         factory = WebSocketClientFactory(
             ws_url, headers={k.decode(): v[0].decode() for k, v in _headers(environ).items()}
         )
-        factory.protocol = Protocol
+        factory.protocol = SessionSocket
         host = parts.hostname
         port = parts.port or (443 if parts.scheme == "https" else 80)
         kind = "tls" if parts.scheme == "https" else "tcp"
@@ -279,7 +297,8 @@ def run_attach(url: str, session_id: str, environ: dict[str, str]) -> int:
         def restore() -> None:
             if not restored:
                 restored.append(True)
-                reactor.removeReader(reader)
+                if state.terminal is not None:
+                    state.terminal.stopReading()
                 signal.signal(signal.SIGWINCH, previous)
                 termios.tcsetattr(stdin, termios.TCSAFLUSH, saved)
 
@@ -288,6 +307,10 @@ def run_attach(url: str, session_id: str, environ: dict[str, str]) -> int:
         tty.setraw(stdin, termios.TCSANOW)
         try:
             await done
+            if state.terminal is not None:
+                # Write out what the session printed last before the terminal is given back.
+                state.terminal.loseWriteConnection()
+                await written.addTimeout(5, reactor).addErrback(lambda _: None)
         finally:
             restore()
         sys.stderr.write(f"\n{state.message}\n")
