@@ -111,3 +111,18 @@ class LoadedTests(SynchronousTestCase):
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         self.assertEqual(out.stdout.strip(), "[]", out.stderr)
+
+
+class HeaderTests(SynchronousTestCase):
+    def test_test_case_names_exist(self) -> None:
+        """Every ``test-case-name`` header of the package names a test module that exists."""
+        tests = PACKAGE.parent / "tests"
+        missing = []
+        for path in sorted(PACKAGE.rglob("*.py")):
+            first = path.read_text().split("\n", 1)[0]
+            if "test-case-name:" in first:
+                for name in first.split("test-case-name:")[1].strip(" -*").split(","):
+                    module = name.strip()
+                    if not (tests.parent / (module.replace(".", "/") + ".py")).exists():
+                        missing.append(f"{path.relative_to(PACKAGE)}: {module}")
+        self.assertEqual(missing, [])

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_session -*-
 """The interfaces between vibetwist's parts.
 
 - A program runs behind an :class:`ITerminalProcess` (a PTY of the daemon's, or

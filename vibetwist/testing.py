@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_session -*-
 """Test doubles for code that uses vibetwist: a launcher that starts nothing."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_auth -*-
 """Who may use the daemon: login, tokens, and the gate in front of every route.
 
-L{LoginGate} wraps the whole site, so no route can be added without it: a request
+:obj:`LoginGate` wraps the whole site, so no route can be added without it: a request
 reaches a route only if its path is on the short open list (health, the login
 routes, the browser client's page) or it carries a valid token. With login off,
 a request without a token acts for the local user. A share token (read-only,

@@ -1,10 +1,10 @@
 # -*- test-case-name: tests.test_asciicast -*-
 """
-Read and write asciicast v2 recordings, the format C{asciinema play} reads.
+Read and write asciicast v2 recordings, the format ``asciinema play`` reads.
 
 A recording is one header line (a JSON object), then one event per line
-(C{[seconds, kind, text]}) and, in VibeTunnel's dialect, a closing
-C{["exit", code, sessionId]} line.  Everything here takes bytes or text and
+(``[seconds, kind, text]``) and, in VibeTunnel's dialect, a closing
+``["exit", code, sessionId]`` line.  Everything here takes bytes or text and
 returns bytes, text or values: nothing touches the reactor, so callers decide
 when to read, write and flush.
 """
@@ -56,10 +56,10 @@ _SIZE = re.compile(r"([0-9]{1,9})x([0-9]{1,9})")
 
 def _freeze_env(env: Mapping[str, str]) -> Mapping[str, str]:
     """
-    Copy C{env} into a read-only mapping, so a L{Header} cannot change.
+    Copy ``env`` into a read-only mapping, so a :obj:`Header` cannot change.
 
-    @param env: the environment variables to record.
-    @return: a read-only copy of C{env}, in the same order.
+    :param env: the environment variables to record.
+    :return: a read-only copy of ``env``, in the same order.
     """
     return MappingProxyType(dict(env))
 
@@ -69,12 +69,12 @@ class Header:
     """
     The first line of a recording: the terminal's size and where it came from.
 
-    @ivar width: the terminal's width in columns when recording started.
-    @ivar height: the terminal's height in rows when recording started.
-    @ivar timestamp: when recording started, in seconds since the Unix epoch.
-    @ivar command: the command that was recorded.
-    @ivar title: the session's title.
-    @ivar env: environment variables worth replaying (C{TERM}, C{SHELL}),
+    :ivar width: the terminal's width in columns when recording started.
+    :ivar height: the terminal's height in rows when recording started.
+    :ivar timestamp: when recording started, in seconds since the Unix epoch.
+    :ivar command: the command that was recorded.
+    :ivar title: the session's title.
+    :ivar env: environment variables worth replaying (``TERM``, ``SHELL``),
         held in a read-only mapping.  It takes no part in the hash (a mapping
         is not hashable) but does in equality.
     """
@@ -92,10 +92,10 @@ class Event:
     """
     One timed event of a recording.
 
-    @ivar time: seconds since the recording started.
-    @ivar kind: C{"o"} output, C{"i"} input, C{"r"} resize (C{data} is
-        C{"COLSxROWS"}), C{"m"} marker; other kinds are kept as they are.
-    @ivar data: the event's text.
+    :ivar time: seconds since the recording started.
+    :ivar kind: ``"o"`` output, ``"i"`` input, ``"r"`` resize (``data`` is
+        ``"COLSxROWS"``), ``"m"`` marker; other kinds are kept as they are.
+    :ivar data: the event's text.
     """
 
     time: float
@@ -108,9 +108,9 @@ class Exit:
     """
     VibeTunnel's closing line of a recording: the session ended.
 
-    @ivar code: the process's exit status (128 + N for signal N), or L{None}
+    :ivar code: the process's exit status (128 + N for signal N), or :obj:`None`
         when it is not known.
-    @ivar session_id: the id of the session that ended.
+    :ivar session_id: the id of the session that ended.
     """
 
     code: int | None
@@ -122,25 +122,25 @@ def _utf8(line: str) -> bytes:
     Encode one JSON line as UTF-8.
 
     Text can hold a lone surrogate only by mistake (output comes from a
-    decoder with C{errors="replace"}), but that must not crash the recorder.
+    decoder with ``errors="replace"``), but that must not crash the recorder.
     UTF-8 can encode every other code point, and JSON's structure is ASCII,
     so a lone surrogate can only sit inside a string literal, where Python's
-    C{backslashreplace} spelling C{\\udXXX} is also JSON's escape for it.
+    ``backslashreplace`` spelling ``\\udXXX`` is also JSON's escape for it.
 
-    @param line: the JSON text of one line.
-    @return: C{line} as UTF-8 bytes.
+    :param line: the JSON text of one line.
+    :return: ``line`` as UTF-8 bytes.
     """
     return line.encode("utf-8", "backslashreplace")
 
 
 def _format_time(time: float) -> str:
     """
-    Write C{time} as a JSON number rounded to microseconds, without exponent.
+    Write ``time`` as a JSON number rounded to microseconds, without exponent.
 
-    @param time: seconds since the recording started.
-    @return: C{time} with at most six decimals and no trailing zeros,
-        e.g. C{"0.123456"}, C{"12.5"} or C{"0"}.
-    @raise ValueError: if C{time} is negative, infinite or not a number.
+    :param time: seconds since the recording started.
+    :return: ``time`` with at most six decimals and no trailing zeros,
+        e.g. ``"0.123456"``, ``"12.5"`` or ``"0"``.
+    :raises ValueError: if ``time`` is negative, infinite or not a number.
     """
     if not math.isfinite(time) or time < 0:
         raise ValueError(f"Event time must be a finite number >= 0, not {time!r}")
@@ -151,10 +151,10 @@ def encode_header(header: Header) -> bytes:
     """
     Encode the header line of a recording.
 
-    @param header: the header to write.
-    @return: one compact JSON object with the keys C{version} (always 2),
-        C{width}, C{height}, C{timestamp}, C{command}, C{title} and C{env} in
-        that order, in UTF-8, ending in C{b"\\n"}.
+    :param header: the header to write.
+    :return: one compact JSON object with the keys ``version`` (always 2),
+        ``width``, ``height``, ``timestamp``, ``command``, ``title`` and ``env`` in
+        that order, in UTF-8, ending in ``b"\\n"``.
     """
     fields = {
         "version": 2,
@@ -170,14 +170,14 @@ def encode_header(header: Header) -> bytes:
 
 def encode_event(time: float, kind: str, data: str) -> bytes:
     """
-    Encode one event line, e.g. C{b'[0.5,"o","hello"]\\n'}.
+    Encode one event line, e.g. ``b'[0.5,"o","hello"]\\n'``.
 
-    @param time: seconds since the recording started, rounded to
+    :param time: seconds since the recording started, rounded to
         microseconds and never written with an exponent.
-    @param kind: the event's kind (C{"o"}, C{"i"}, C{"r"} or C{"m"}).
-    @param data: the event's text.
-    @return: one compact JSON array in UTF-8, ending in C{b"\\n"}.
-    @raise ValueError: if C{time} is negative, infinite or not a number.
+    :param kind: the event's kind (``"o"``, ``"i"``, ``"r"`` or ``"m"``).
+    :param data: the event's text.
+    :return: one compact JSON array in UTF-8, ending in ``b"\\n"``.
+    :raises ValueError: if ``time`` is negative, infinite or not a number.
     """
     stamp = _format_time(time)
     return _utf8(f"[{stamp},{_JSON.encode(kind)},{_JSON.encode(data)}]\n")
@@ -185,11 +185,11 @@ def encode_event(time: float, kind: str, data: str) -> bytes:
 
 def encode_exit(code: int | None, session_id: str) -> bytes:
     """
-    Encode VibeTunnel's closing line, e.g. C{b'["exit",0,"abc"]\\n'}.
+    Encode VibeTunnel's closing line, e.g. ``b'["exit",0,"abc"]\\n'``.
 
-    @param code: the process's exit status, or L{None} when it is not known.
-    @param session_id: the id of the session that ended.
-    @return: one compact JSON array in UTF-8, ending in C{b"\\n"}.
+    :param code: the process's exit status, or :obj:`None` when it is not known.
+    :param session_id: the id of the session that ended.
+    :return: one compact JSON array in UTF-8, ending in ``b"\\n"``.
     """
     return _utf8(_JSON.encode(["exit", code, session_id]) + "\n")
 
@@ -198,8 +198,8 @@ def _reject_constant(name: str) -> object:
     """
     Refuse the non-standard JSON constants that Python's parser accepts.
 
-    @param name: C{"NaN"}, C{"Infinity"} or C{"-Infinity"}.
-    @raise FormatError: always.
+    :param name: ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``.
+    :raises FormatError: always.
     """
     raise FormatError(f"{name} is not a JSON number")
 
@@ -208,8 +208,8 @@ def _is_int(value: object) -> TypeGuard[int]:
     """
     Tell whether a parsed JSON value is an integer.
 
-    @param value: a value from L{json.loads}.
-    @return: whether C{value} is an L{int} (L{bool} is not one here).
+    :param value: a value from :obj:`json.loads`.
+    :return: whether ``value`` is an :obj:`int` (:obj:`bool` is not one here).
     """
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -218,13 +218,13 @@ def parse_line(line: bytes) -> Header | Event | Exit:
     """
     Parse one line of a recording.
 
-    A header may leave out C{timestamp} (read as 0), C{command}, C{title} and
-    C{env} (read as empty), or give them as C{null}; other header keys (such as
-    C{duration} or C{theme}) are ignored.  Events of unknown kinds are kept.
+    A header may leave out ``timestamp`` (read as 0), ``command``, ``title`` and
+    ``env`` (read as empty), or give them as ``null``; other header keys (such as
+    ``duration`` or ``theme``) are ignored.  Events of unknown kinds are kept.
 
-    @param line: one line, with or without its trailing C{b"\\n"}.
-    @return: the header, event or exit the line holds.
-    @raise FormatError: if the line is not UTF-8, not JSON, or not shaped
+    :param line: one line, with or without its trailing ``b"\\n"``.
+    :return: the header, event or exit the line holds.
+    :raises FormatError: if the line is not UTF-8, not JSON, or not shaped
         like a header, an event or an exit line.
     """
     body = line[:-1] if line.endswith(b"\n") else line
@@ -251,10 +251,10 @@ def _optional_str(fields: dict[str, object], key: str) -> str:
     """
     Read an optional string field of a header.
 
-    @param fields: the header's JSON object.
-    @param key: the field's name.
-    @return: the field's value, or C{""} if it is missing or C{null}.
-    @raise FormatError: if the field is something other than a string.
+    :param fields: the header's JSON object.
+    :param key: the field's name.
+    :return: the field's value, or ``""`` if it is missing or ``null``.
+    :raises FormatError: if the field is something other than a string.
     """
     value = fields.get(key)
     if value is None:
@@ -268,9 +268,9 @@ def _parse_header(fields: dict[str, object]) -> Header:
     """
     Read a header line's JSON object.
 
-    @param fields: the parsed JSON object.
-    @return: the header it describes.
-    @raise FormatError: if it is not an asciicast v2 header.
+    :param fields: the parsed JSON object.
+    :return: the header it describes.
+    :raises FormatError: if it is not an asciicast v2 header.
     """
     version = fields.get("version")
     if not _is_int(version) or version != 2:
@@ -305,10 +305,10 @@ def _parse_array(items: list[object]) -> Event | Exit:
     """
     Read an event or exit line's JSON array.
 
-    @param items: the parsed JSON array.
-    @return: the event or exit it describes.
-    @raise FormatError: if it is neither C{[time, kind, text]} nor
-        C{["exit", code, sessionId]}.
+    :param items: the parsed JSON array.
+    :return: the event or exit it describes.
+    :raises FormatError: if it is neither ``[time, kind, text]`` nor
+        ``["exit", code, sessionId]``.
     """
     if len(items) != 3:
         raise FormatError("An event or exit line must have three items")
@@ -338,8 +338,8 @@ def _first_item(line: bytes) -> int:
     """
     Find where the first item of a line's JSON array starts.
 
-    @param line: one recording line.
-    @return: the index of the first byte of the array's first item, or -1 if
+    :param line: one recording line.
+    :return: the index of the first byte of the array's first item, or -1 if
         the line does not start with an array.
     """
     # Index rather than slice: lines can be long, and only the start matters.
@@ -351,12 +351,12 @@ def _first_item(line: bytes) -> int:
 
 def _skip_whitespace(line: bytes, index: int) -> int:
     """
-    Find the first byte of C{line} at or after C{index} that is not JSON
+    Find the first byte of ``line`` at or after ``index`` that is not JSON
     whitespace.
 
-    @param line: one recording line.
-    @param index: where to start looking.
-    @return: the index of that byte, or C{len(line)} if there is none.
+    :param line: one recording line.
+    :param index: where to start looking.
+    :return: the index of that byte, or ``len(line)`` if there is none.
     """
     while index < len(line) and line[index] in _JSON_WHITESPACE:
         index += 1
@@ -371,8 +371,8 @@ def zero_time(line: bytes) -> bytes:
     first item of an array line when that item is a number and leaves any
     other line (a header, an exit line) as it is.
 
-    @param line: one recording line, as written by L{encode_event}.
-    @return: the same line with its time replaced by C{0}.
+    :param line: one recording line, as written by :obj:`encode_event`.
+    :return: the same line with its time replaced by ``0``.
     """
     start = _first_item(line)
     if not 0 <= start < len(line) or line[start] not in _NUMBER_START:
@@ -385,10 +385,10 @@ def zero_time(line: bytes) -> bytes:
 
 def is_exit_line(line: bytes) -> bool:
     """
-    Tell, from its first bytes, whether a line is an C{["exit", ...]} line.
+    Tell, from its first bytes, whether a line is an ``["exit", ...]`` line.
 
-    @param line: one recording line.
-    @return: whether the line's first item is the string C{"exit"}.
+    :param line: one recording line.
+    :return: whether the line's first item is the string ``"exit"``.
     """
     start = _first_item(line)
     return start >= 0 and line.startswith(_EXIT_TAG, start)
@@ -396,13 +396,13 @@ def is_exit_line(line: bytes) -> bool:
 
 def iter_playable(lines: Iterable[bytes]) -> Iterator[bytes]:
     """
-    Leave out the exit lines of a recording, so C{asciinema play} can play it.
+    Leave out the exit lines of a recording, so ``asciinema play`` can play it.
 
-    asciinema 2.x reads every line after the header as C{[time, kind, text]}
-    and fails on VibeTunnel's C{["exit", code, sessionId]}.
+    asciinema 2.x reads every line after the header as ``[time, kind, text]``
+    and fails on VibeTunnel's ``["exit", code, sessionId]``.
 
-    @param lines: the lines of a recording.
-    @return: the same lines, in order, except the exit lines.
+    :param lines: the lines of a recording.
+    :return: the same lines, in order, except the exit lines.
     """
     for line in lines:
         if not is_exit_line(line):
@@ -413,10 +413,10 @@ def parse_dimensions(data: str) -> tuple[int, int]:
     """
     Read the text of a resize event.
 
-    @param data: C{"COLSxROWS"}, e.g. C{"80x24"}.
-    @return: C{(cols, rows)}.
-    @raise FormatError: if C{data} is not two positive decimal integers
-        joined by C{"x"}.
+    :param data: ``"COLSxROWS"``, e.g. ``"80x24"``.
+    :return: ``(cols, rows)``.
+    :raises FormatError: if ``data`` is not two positive decimal integers
+        joined by ``"x"``.
     """
     match = _SIZE.fullmatch(data)
     if match is None:
@@ -431,10 +431,10 @@ def encode_size(cols: int, rows: int) -> str:
     """
     Write the text of a resize event.
 
-    @param cols: the terminal's width in columns.
-    @param rows: the terminal's height in rows.
-    @return: C{"COLSxROWS"}, e.g. C{"80x24"}.
-    @raise ValueError: if either is less than 1.
+    :param cols: the terminal's width in columns.
+    :param rows: the terminal's height in rows.
+    :return: ``"COLSxROWS"``, e.g. ``"80x24"``.
+    :raises ValueError: if either is less than 1.
     """
     if cols < 1 or rows < 1:
         raise ValueError(f"A size must be at least 1x1, not {cols}x{rows}")
@@ -464,8 +464,8 @@ class LineSplitter:
         """
         Take the next chunk of the stream.
 
-        @param data: the next bytes of the stream.
-        @return: the lines this chunk completes, each ending in C{b"\\n"}.
+        :param data: the next bytes of the stream.
+        :return: the lines this chunk completes, each ending in ``b"\\n"``.
         """
         last = data.rfind(b"\n")
         if last < 0:
@@ -503,8 +503,8 @@ class OutputDecoder:
         """
         Decode the next chunk of the stream.
 
-        @param data: the next bytes of the stream.
-        @return: the text of every character this chunk completes.
+        :param data: the next bytes of the stream.
+        :return: the text of every character this chunk completes.
         """
         return self._decoder.decode(data)
 
@@ -512,14 +512,14 @@ class OutputDecoder:
         """
         End the stream.
 
-        @return: U+FFFD for a character left incomplete at the end, or C{""}.
+        :return: U+FFFD for a character left incomplete at the end, or ``""``.
         """
         return self._decoder.decode(b"", final=True)
 
 
 class ClearDetector:
     """
-    Spot L{CLEAR_SCROLLBACK} in a session's output text, read in pieces.
+    Spot :obj:`CLEAR_SCROLLBACK` in a session's output text, read in pieces.
 
     Only the last few characters are kept between pieces, enough to complete a
     sequence split across them.
@@ -535,10 +535,10 @@ class ClearDetector:
         Take the next piece of output.
 
         The sequence cannot overlap itself, so the counts of all pieces add up
-        to C{str.count} of the whole output.
+        to ``str.count`` of the whole output.
 
-        @param text: the next piece of the output.
-        @return: how many clears this piece completes; true if any.
+        :param text: the next piece of the output.
+        :return: how many clears this piece completes; true if any.
         """
         keep = self._KEEP
         # Only a clear that starts in the held tail and ends in this text can

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_controldir -*-
+# -*- test-case-name: tests.test_external_session -*-
 """The control directory: one folder per session, private to the user.
 
 Layout (shared with VibeTunnel's tools)::
@@ -106,13 +106,13 @@ class ControlDir:
         Read, change and replace a session's session.json under an exclusive lock.
 
         Two processes updating the same session (``vt``, which runs it, and the
-        daemon, which renames it) each hold C{flock} on the session's folder
+        daemon, which renames it) each hold ``flock`` on the session's folder
         from read to rename, so neither loses what the other wrote. Held for
         one small read and write; a missing or unreadable session.json is
-        read as C{{}}.
+        read as ``{}``.
 
-        @param change: called with the current object, which it changes in place.
-        @raise OSError: if the folder cannot be opened or the file written.
+        :param change: called with the current object, which it changes in place.
+        :raises OSError: if the folder cannot be opened or the file written.
         """
         fd = os.open(self.session_dir(session_id), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:

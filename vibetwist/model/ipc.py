@@ -46,10 +46,10 @@ def encode(kind: int, payload: bytes) -> bytes:
     """
     Frame one message.
 
-    @param kind: the type byte (a L{MessageType} or any value 0-255).
-    @param payload: the message's body.
-    @return: the type byte, the big-endian length and the payload.
-    @raise FormatError: if the payload is over L{MAX_PAYLOAD} bytes or kind
+    :param kind: the type byte (a :obj:`MessageType` or any value 0-255).
+    :param payload: the message's body.
+    :return: the type byte, the big-endian length and the payload.
+    :raises FormatError: if the payload is over :obj:`MAX_PAYLOAD` bytes or kind
         is not a byte.
     """
     if not 0 <= kind <= 0xFF:
@@ -61,10 +61,10 @@ def encode(kind: int, payload: bytes) -> bytes:
 
 def control(command: dict[str, Any]) -> bytes:
     """
-    Frame a control command, e.g. C{{"cmd": "resize", "cols": 80, "rows": 24}}.
+    Frame a control command, e.g. ``{"cmd": "resize", "cols": 80, "rows": 24}``.
 
-    @param command: the JSON object to send.
-    @return: one L{MessageType.CONTROL} message.
+    :param command: the JSON object to send.
+    :return: one :obj:`MessageType.CONTROL` message.
     """
     body = json.dumps(command, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return encode(MessageType.CONTROL, body)
@@ -74,9 +74,9 @@ def parse_json(payload: bytes) -> dict[str, Any]:
     """
     Read the JSON object of a control, status or error message.
 
-    @param payload: the message's body.
-    @return: the object.
-    @raise FormatError: if the payload is not UTF-8 JSON holding an object.
+    :param payload: the message's body.
+    :return: the object.
+    :raises FormatError: if the payload is not UTF-8 JSON holding an object.
     """
     try:
         value = json.loads(payload.decode("utf-8"))
@@ -91,7 +91,7 @@ class OversizedMessage(FormatError):
     """
     A message announced a payload over the limit.
 
-    @ivar messages: the messages the same chunk completed before it, in order.
+    :ivar messages: the messages the same chunk completed before it, in order.
     """
 
     def __init__(self, length: int, limit: int, messages: list[tuple[int, bytes]]) -> None:
@@ -103,7 +103,7 @@ class Decoder:
     """
     Cut a byte stream, read in chunks of any size, into messages.
 
-    After a L{FormatError} (an oversized payload) the stream cannot be read
+    After a :obj:`FormatError` (an oversized payload) the stream cannot be read
     on: the connection should be closed.
     """
 
@@ -121,9 +121,9 @@ class Decoder:
         """
         Take the next chunk of the stream.
 
-        @param data: the next bytes.
-        @return: the (type, payload) of every message this chunk completes.
-        @raise OversizedMessage: if a message announces a payload over the
+        :param data: the next bytes.
+        :return: the (type, payload) of every message this chunk completes.
+        :raises OversizedMessage: if a message announces a payload over the
             limit (carrying the messages completed before it).
         """
         if self._broken:

@@ -2,8 +2,8 @@
 """
 The named keys a client may send instead of text, and the bytes each types.
 
-A client names a key in C{POST /api/sessions/:id/input} (C{{"key": name}}) or
-on C{/ws/input} (C{"\\x00" + name + "\\x00"}); the session writes the key's
+A client names a key in ``POST /api/sessions/:id/input`` (``{"key": name}``) or
+on ``/ws/input`` (``"\\x00" + name + "\\x00"``); the session writes the key's
 sequence to the terminal as if it had been typed.
 """
 
@@ -53,9 +53,9 @@ def key_sequence(name: object) -> str:
     """
     Look up the sequence a named key types.
 
-    @param name: the key's name, as a client sent it.
-    @return: the sequence to write to the terminal.
-    @raise BadRequest: if C{name} is not the name of a key (HTTP 400).
+    :param name: the key's name, as a client sent it.
+    :return: the sequence to write to the terminal.
+    :raises BadRequest: if ``name`` is not the name of a key (HTTP 400).
     """
     if isinstance(name, str):
         sequence = KEYS.get(name)

@@ -2,18 +2,18 @@
 """
 The binary screen snapshot VibeTunnel clients read, and the ``/buffers`` frame.
 
-A L{Snapshot} is an immutable picture of a terminal screen: rows of L{Cell}s
-plus the cursor position.  L{encode} turns it into the little-endian wire
-format described in C{PROTOCOL.md} ("Screen snapshot"), L{decode} reads that
-format back, and L{encode_buffers_frame} / L{decode_buffers_frame} wrap a
-snapshot with its session id for the C{/buffers} WebSocket.
+A :obj:`Snapshot` is an immutable picture of a terminal screen: rows of :obj:`Cell`s
+plus the cursor position.  :obj:`encode` turns it into the little-endian wire
+format of ``docs/protocol.md`` (section 6, "Screen snapshots"), :obj:`decode` reads that
+format back, and :obj:`encode_buffers_frame` / :obj:`decode_buffers_frame` wrap a
+snapshot with its session id for the ``/buffers`` WebSocket.
 
 This module is sans-IO: it takes values and bytes and returns values and bytes.
 
-Wire format in brief: a 28-byte header (magic C{0x5654}, version 1, flags,
+Wire format in brief: a 28-byte header (magic ``0x5654``, version 1, flags,
 cols, row count, viewportY, cursorX, cursorY, reserved), then one entry per
-row: C{0xFE N} for N empty rows, or C{0xFD}, a u16 cell count and the cells.
-A cell is C{0x00} when blank, otherwise a type byte::
+row: ``0xFE N`` for N empty rows, or ``0xFD``, a u16 cell count and the cells.
+A cell is ``0x00`` when blank, otherwise a type byte::
 
     bit 7    an attribute byte follows the character
     bit 6    the character is not ASCII
@@ -70,7 +70,7 @@ STRIKETHROUGH: Final = 0x40
 MAGIC: Final = 0x5654
 VERSION: Final = 1
 
-# The most rows decode() accepts (and encode() writes).  A C{0xFE N} entry
+# The most rows decode() accepts (and encode() writes).  A ``0xFE N`` entry
 # turns two bytes into N rows, so without a bound a small hostile snapshot
 # could claim billions of rows.
 MAX_ROWS: Final = 1_000_000
@@ -115,7 +115,7 @@ class RGB:
 
 
 Color: TypeAlias = int | RGB | None
-"""A cell colour: C{None} for the default, a palette index 0..255, or an L{RGB}."""
+"""A cell colour: ``None`` for the default, a palette index 0..255, or an :obj:`RGB`."""
 
 
 @attrs.frozen
@@ -123,10 +123,10 @@ class Cell:
     """
     One character cell of the screen.
 
-    C{char} is one grapheme (a base character and any combining marks); a wide
+    ``char`` is one grapheme (a base character and any combining marks); a wide
     character is a single cell, its continuation column is not represented.
-    C{attrs} is a combination of L{BOLD}, L{ITALIC}, L{UNDERLINE}, L{DIM},
-    L{INVERSE}, L{INVISIBLE} and L{STRIKETHROUGH}.
+    ``attrs`` is a combination of :obj:`BOLD`, :obj:`ITALIC`, :obj:`UNDERLINE`, :obj:`DIM`,
+    :obj:`INVERSE`, :obj:`INVISIBLE` and :obj:`STRIKETHROUGH`.
     """
 
     char: str = " "
@@ -144,8 +144,8 @@ class Snapshot:
     """
     A picture of a terminal screen.
 
-    C{rows} start at line C{viewport_y} of the whole buffer; the cursor
-    position is relative to the first row.  Rows may be shorter than C{cols}:
+    ``rows`` start at line ``viewport_y`` of the whole buffer; the cursor
+    position is relative to the first row.  Rows may be shorter than ``cols``:
     missing cells are blank.
     """
 
@@ -166,12 +166,12 @@ _PLAIN_CELLS: Final = tuple(Cell(chr(code)) for code in range(128))
 
 
 def _is_blank(cell: Cell) -> bool:
-    """Whether C{cell} equals L{BLANK}, without the cost of C{==}."""
+    """Whether ``cell`` equals :obj:`BLANK`, without the cost of ``==``."""
     return cell is BLANK or (cell.char == " " and cell.fg is None and cell.bg is None and not cell.attrs)
 
 
 def _content_length(cells: Sequence[Cell]) -> int:
-    """The number of cells in C{cells} once trailing blanks are left out."""
+    """The number of cells in ``cells`` once trailing blanks are left out."""
     length = len(cells)
     while length and _is_blank(cells[length - 1]):
         length -= 1
@@ -192,7 +192,7 @@ def _content_lengths(rows: Sequence[Sequence[Cell]]) -> list[int]:
 
 
 def _truncate_utf8(raw: bytes) -> bytes:
-    """Cut UTF-8 C{raw} to at most 255 bytes without splitting a code point."""
+    """Cut UTF-8 ``raw`` to at most 255 bytes without splitting a code point."""
     if len(raw) <= _MAX_CHAR_BYTES:
         return raw
     cut = _MAX_CHAR_BYTES
@@ -203,7 +203,7 @@ def _truncate_utf8(raw: bytes) -> bytes:
 
 
 def _wire_char(char: str) -> str:
-    """C{char} as it survives the wire: at most 255 bytes of UTF-8."""
+    """``char`` as it survives the wire: at most 255 bytes of UTF-8."""
     # Four bytes per code point at most: 63 code points always fit.
     if len(char) <= _MAX_CHAR_BYTES // 4:
         return char
@@ -258,16 +258,16 @@ def _append_color(out: bytearray, color: object, rgb_flags: int, palette_flags: 
 
 def encode(snapshot: Snapshot) -> bytes:
     """
-    Encode C{snapshot} in the binary snapshot format.
+    Encode ``snapshot`` in the binary snapshot format.
 
     Trailing blank cells of each row and blank rows at the bottom are left
     out (one row always stays), and unicode characters are cut to 255 bytes
-    of UTF-8: L{decode} gives back L{trimmed}C{(snapshot)}.
+    of UTF-8: :obj:`decode` gives back :obj:`trimmed```(snapshot)``.
 
-    @raise ValueError: if a header field, colour or attribute value does not
+    :raises ValueError: if a header field, colour or attribute value does not
         fit its wire field, a character cannot be encoded in UTF-8 (a lone
         surrogate), a row has more than 65535 cells, or there are more than
-        L{MAX_ROWS} rows.
+        :obj:`MAX_ROWS` rows.
     """
     rows = snapshot.rows
     lengths = _content_lengths(rows)
@@ -311,7 +311,7 @@ def encode(snapshot: Snapshot) -> bytes:
 
 def trimmed(snapshot: Snapshot) -> Snapshot:
     """
-    The snapshot L{decode} gives back after L{encode}: rows without their
+    The snapshot :obj:`decode` gives back after :obj:`encode`: rows without their
     trailing blank cells, no empty rows at the bottom but at least one row,
     unicode characters cut to 255 bytes of UTF-8.
     """
@@ -333,10 +333,10 @@ def trimmed(snapshot: Snapshot) -> Snapshot:
 
 def _decode_cells(data: bytes, pos: int, count: int) -> tuple[tuple[Cell, ...], int]:
     """
-    Read C{count} cells starting at offset C{pos}.
+    Read ``count`` cells starting at offset ``pos``.
 
-    @return: the cells and the offset just after them.
-    @raise FormatError: if the cells are truncated or malformed.
+    :return: the cells and the offset just after them.
+    :raises FormatError: if the cells are truncated or malformed.
     """
     size = len(data)
     cells: list[Cell] = []
@@ -402,7 +402,7 @@ def _decode_cells(data: bytes, pos: int, count: int) -> tuple[tuple[Cell, ...], 
 
 
 def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:
-    """C{data} as immutable bytes (a copy only if it is not bytes already)."""
+    """``data`` as immutable bytes (a copy only if it is not bytes already)."""
     if isinstance(data, bytes):
         return data
     return memoryview(data).tobytes()
@@ -413,11 +413,11 @@ def decode(data: bytes | bytearray | memoryview) -> Snapshot:
     Decode a binary snapshot.
 
     Each row comes back as its encoded cells (trailing blanks stay trimmed);
-    a C{0xFE N} entry gives N empty rows.  The flags and reserved header
+    a ``0xFE N`` entry gives N empty rows.  The flags and reserved header
     fields are ignored, and so are bit 6 (unicode) of a cell's type byte and
     the RGB bit of an absent colour.
 
-    @raise FormatError: if C{data} is not a well-formed snapshot.
+    :raises FormatError: if ``data`` is not a well-formed snapshot.
     """
     data = _as_bytes(data)
     size = len(data)
@@ -467,7 +467,7 @@ def decode(data: bytes | bytearray | memoryview) -> Snapshot:
 
 def encode_buffers_frame(session_id: str, snapshot_bytes: bytes) -> bytes:
     """
-    Wrap an encoded snapshot for the C{/buffers} WebSocket: byte C{0xBF}, the
+    Wrap an encoded snapshot for the ``/buffers`` WebSocket: byte ``0xBF``, the
     u32 little-endian length of the UTF-8 session id, the id, the snapshot.
     """
     raw_id = session_id.encode("utf-8")
@@ -476,11 +476,11 @@ def encode_buffers_frame(session_id: str, snapshot_bytes: bytes) -> bytes:
 
 def decode_buffers_frame(data: bytes | bytearray | memoryview) -> tuple[str, bytes]:
     """
-    Split a C{/buffers} binary frame into its session id and snapshot bytes.
+    Split a ``/buffers`` binary frame into its session id and snapshot bytes.
 
-    The snapshot bytes are returned as they are; pass them to L{decode}.
+    The snapshot bytes are returned as they are; pass them to :obj:`decode`.
 
-    @raise FormatError: if C{data} is not a well-formed frame.
+    :raises FormatError: if ``data`` is not a well-formed frame.
     """
     data = _as_bytes(data)
     header_size = 1 + _FRAME_ID_LENGTH.size

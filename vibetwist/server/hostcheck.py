@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_guard -*-
+# -*- test-case-name: tests.test_hostcheck -*-
 """Checks every request must pass before it reaches the API.
 
 A web page the user visits must not be able to drive the daemon: requests

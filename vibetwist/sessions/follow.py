@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_follow -*-
+# -*- test-case-name: tests.test_sse -*-
 """A cursor into a session's recording that follows it as it grows.
 
 Every live channel (SSE, the terminal byte stream) is a Follower: it reads

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_pty -*-
+# -*- test-case-name: tests.test_e2e -*-
 """Programs in real pseudo-terminals, run by Twisted's PTY process.
 
 The PTY is opened and sized before the program starts, so it never sees a

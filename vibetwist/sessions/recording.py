@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_recording -*-
+# -*- test-case-name: tests.test_session -*-
 """Append-only asciicast recordings on disk, and cursors that read them back.
 
 The recording is the one place a session's output is kept: live viewers that

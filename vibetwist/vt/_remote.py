@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_vt_remote -*-
+# -*- test-case-name: tests.test_vt -*-
 """``vt ls``, ``vt attach ID`` and ``vt title NAME``: talking to a running daemon.
 
 ``vt attach`` is a terminal client of the daemon's ``/ws/sessions/ID`` byte

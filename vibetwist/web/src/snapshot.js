@@ -1,5 +1,5 @@
 // The binary screen snapshot of /api/sessions/:id/buffer and the /buffers
-// frame around it (PROTOCOL.md, "Screen snapshot"). Pure: bytes in, values out;
+// frame around it (docs/protocol.md, section 6). Pure: bytes in, values out;
 // vibetwist/snapshot.py is the reference, and tests/test_web_logic.py checks
 // this decoder against it.
 
