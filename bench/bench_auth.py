@@ -21,7 +21,8 @@ from argon2 import PasswordHasher
 from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
-from vibetwist.login.gate import HASHING_AT_ONCE, Authority, request_path, request_token, share_allows
+from vibetwist.login.authority import HASHING_AT_ONCE, Authority
+from vibetwist.login.gate import request_path, request_token, share_allows
 from vibetwist.login.passwords import PasswordCheck
 from vibetwist.login.tokens import Tokens
 

@@ -20,19 +20,8 @@ from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.login.gate import (
-    FAILURE_DELAY,
-    FAILURE_WINDOW,
-    HASHING_AT_ONCE,
-    MAX_FAILURES,
-    OPEN_PATHS,
-    Authority,
-    LoginGate,
-    bearer_token,
-    is_open,
-    redact,
-    share_allows,
-)
+from vibetwist.login.authority import FAILURE_DELAY, FAILURE_WINDOW, HASHING_AT_ONCE, MAX_FAILURES, Authority
+from vibetwist.login.gate import OPEN_PATHS, LoginGate, bearer_token, is_open, redact, share_allows
 from vibetwist.login.passwords import PasswordCheck
 from vibetwist.login.sshkeys import SSHKeyLogin
 from vibetwist.login.tokens import Grant, Tokens

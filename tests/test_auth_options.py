@@ -13,7 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from vibetwist.login.passwords import format_password_file
 from vibetwist.server.hostcheck import HostOriginCheck, host_allowed, origin_allowed
-from vibetwist.tap import Options, check_listen, make_authority
+from vibetwist.server.listen import check_listen
+from vibetwist.tap import Options, make_authority
 
 from .test_auth_passwords import FAST
 from .test_hostcheck import Echo

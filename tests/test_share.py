@@ -13,7 +13,7 @@ from autobahn.twisted.testing import create_memory_agent
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist.login.gate import Authority
+from vibetwist.login.authority import Authority
 from vibetwist.login.tokens import Tokens
 from vibetwist.model.snapshot import decode_buffers_frame
 from vibetwist.server.websocket import (

@@ -25,7 +25,8 @@ from vibetwist._reactor.cooperate import budget_cooperator
 from vibetwist._reactor.lag import LagMonitor
 from vibetwist.errors import BadRequest, RequestError, UpgradeRequired
 from vibetwist.interfaces import ISession
-from vibetwist.login.gate import AUTH_REQUIRED, READ_ONLY, Authority, open_authority, redact, request_token
+from vibetwist.login.authority import Authority, open_authority
+from vibetwist.login.gate import AUTH_REQUIRED, READ_ONLY, redact, request_token
 from vibetwist.model import jsontext
 from vibetwist.model.asciicast import iter_playable
 from vibetwist.model.info import Status

@@ -33,7 +33,8 @@ from vibetwist._reactor.immediate import write_now
 from vibetwist._reactor.internals import compressing
 from vibetwist.errors import BadRequest, RequestError
 from vibetwist.interfaces import ISession, ITerminalChannel
-from vibetwist.login.gate import READ_ONLY, Authority, bearer_token
+from vibetwist.login.authority import Authority
+from vibetwist.login.gate import READ_ONLY, bearer_token
 from vibetwist.login.tokens import ANONYMOUS, Grant
 from vibetwist.model import jsontext
 from vibetwist.model.asciicast import Event

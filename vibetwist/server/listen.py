@@ -1,0 +1,125 @@
+# -*- test-case-name: tests.test_auth_options -*-
+"""Where the daemon listens: endpoint strings checked for exposure, and a service per listener.
+
+A ``--listen`` value is a Twisted endpoint string (``tcp:``, ``tcp6:``,
+``unix:``, ``ssl:``). One that other machines can reach (any interface but
+loopback, and not a unix socket) is refused unless a login is on or the user
+allows it explicitly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import attrs
+from OpenSSL.crypto import Error as CryptoError
+from OpenSSL.SSL import Error as SSLError
+from twisted.application.service import Service
+from twisted.internet import endpoints
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+from vibetwist._reactor.internals import endpoint_interface
+
+
+def is_unspecified(interface: str | None) -> bool:
+    """True for "every interface" ("", 0.0.0.0, ::): no one reaches the daemon by that name."""
+    if not interface:
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_unspecified
+    except ValueError:
+        return False
+
+
+def is_loopback_interface(interface: str) -> bool:
+    """True if binding interface exposes nothing beyond this machine."""
+    if interface == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return False
+
+
+@attrs.frozen
+class ListenSpec:
+    """What an endpoint string listens on."""
+
+    description: str
+    #: The interface it binds ("" for every interface), or None for a unix: socket.
+    interface: str | None
+    tls: bool
+
+    @property
+    def exposed(self) -> bool:
+        """True if other machines may reach it."""
+        return self.interface is not None and not is_loopback_interface(self.interface)
+
+
+def parse_listen(description: str) -> ListenSpec:
+    """The ListenSpec of an endpoint string; UsageError if it is malformed or its files unusable."""
+    try:
+        # No reactor: the endpoint is only parsed here, never listened on.
+        endpoint = endpoints.serverFromString(None, description)
+    except (ValueError, TypeError, KeyError, OSError, SSLError, CryptoError) as e:
+        raise usage.UsageError(f"--listen {description!r}: {e}") from e
+    if isinstance(endpoint, endpoints.UNIXServerEndpoint):
+        return ListenSpec(description, None, False)
+    tls = isinstance(endpoint, endpoints.SSL4ServerEndpoint)
+    return ListenSpec(description, endpoint_interface(endpoint), tls)
+
+
+def check_listen(description: str, login: bool = False, allow_no_auth: bool = False) -> ListenSpec:
+    """Refuse an endpoint string that is malformed, or reachable from other machines
+    while nobody has to log in (unless the user explicitly allows it)."""
+    spec = parse_listen(description)
+    if spec.exposed and not login and not allow_no_auth:
+        raise usage.UsageError(
+            f"--listen {description!r} would let other machines use the daemon without logging in: "
+            "configure a login (VIBETUNNEL_USERNAME and VIBETUNNEL_PASSWORD, --password-file or "
+            "--ssh-keys), listen on a loopback address (interface=127.0.0.1 or ::1) or a unix: socket, "
+            "or, if every machine that can reach it is trusted, add --allow-no-auth-on-network"
+        )
+    return spec
+
+
+class Listener(Service):
+    """Listens on one endpoint; fails start-up at once if it cannot."""
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, description: str, factory: Any, tls: bool = False) -> None:
+        self._reactor = reactor
+        self.description = description
+        self._scheme = "https" if tls else "http"
+        self._factory = factory
+        self._port: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        results: list[Any] = []
+        endpoint = endpoints.serverFromString(self._reactor, self.description)
+        endpoint.listen(self._factory).addBoth(results.append)
+        if results and isinstance(results[0], Failure):
+            results[0].raiseException()
+        if results:
+            self._listening(results[0])
+
+    def _listening(self, port: Any) -> None:
+        self._port = port
+        address = port.getHost()
+        if hasattr(address, "port"):
+            host = address.host if ":" not in address.host else f"[{address.host}]"
+            url = f"{self._scheme}://{host}:{address.port}/"
+        else:
+            url = f"unix:{address.name.decode() if isinstance(address.name, bytes) else address.name}"
+        self.log.info("vibetwist listening on {url}", url=url)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self._port is not None:
+            return self._port.stopListening()
+        return None
