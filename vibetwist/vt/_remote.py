@@ -157,6 +157,8 @@ class _Attached:
     """
 
     def __init__(self, reactor: Any, stdin: int, stdout: int) -> None:
+        from twisted.internet.defer import Deferred
+
         self.reactor = reactor
         self.stdin = stdin
         self.stdout = stdout
@@ -164,6 +166,11 @@ class _Attached:
         self.terminal: Any = None
         self.code = 0
         self.message = ""
+        #: Fires when the socket has closed.
+        self.closed: Deferred[None] = Deferred()
+        #: Fires when the terminal has written everything it was given.
+        self.written: Deferred[None] = Deferred()
+        self._flags = {fd: fcntl.fcntl(fd, fcntl.F_GETFL) for fd in (stdin, stdout)}
 
     def size(self) -> tuple[int, int] | None:
         return terminal_size(self.stdin)
@@ -174,6 +181,53 @@ class _Attached:
             self.protocol.sendMessage(
                 json.dumps({"type": "resize", "cols": size[0], "rows": size[1]}).encode()
             )
+
+    # -- the socket ---------------------------------------------------------------
+
+    def opened(self, protocol: Any) -> None:
+        """The socket is open: size the session, and start taking keys and writing output."""
+        from twisted.internet import stdio
+
+        self.protocol = protocol
+        self.send_size()
+        self.terminal = stdio.StandardIO(  # type: ignore[call-arg]
+            _keys_protocol(self), stdin=self.stdin, stdout=self.stdout, reactor=self.reactor
+        )
+        self.reactor.addSystemEventTrigger("before", "shutdown", self._blocking_again)
+        self.terminal.registerProducer(protocol.transport, True)
+
+    def _blocking_again(self) -> None:
+        # StandardIO made the terminal non-blocking; the shell it belongs to shares
+        # those flags and expects it blocking again.
+        for fd, flag in self._flags.items():
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETFL, flag)
+            except OSError:
+                pass  # closed once its last output was written
+
+    def received(self, payload: bytes, is_binary: bool) -> None:
+        if is_binary:
+            if self.terminal is not None:
+                self.terminal.write(payload)
+            return
+        message = json.loads(payload)
+        if message.get("type") == "exit":
+            self.code = message.get("code") or 0
+            self.message = f"[session exited with code {self.code}]"
+        elif message.get("type") == "error":
+            self.message = f"[error: {message.get('message')}]"
+
+    def lost(self, code: int | None, reason: str | None) -> None:
+        self.protocol = None
+        if code == 4404 or "[404]" in (reason or ""):
+            self.message, self.code = "[session not found]", 1
+        elif not self.message:
+            self.message = f"[connection closed: {reason or code}]"
+            self.code = 1
+        if not self.closed.called:
+            self.closed.callback(None)
+
+    # -- the terminal -------------------------------------------------------------
 
     def typed(self, data: bytes) -> None:
         if self.protocol is None:
@@ -187,19 +241,65 @@ class _Attached:
             return
         self.protocol.sendMessage(data, isBinary=True)
 
-    def output(self, data: bytes) -> None:
+    def all_written(self) -> None:
+        if not self.written.called:
+            self.written.callback(None)
+
+    async def drain(self) -> None:
+        """Write out what the session printed last (for at most 5 s), then close stdout."""
         if self.terminal is not None:
-            self.terminal.write(data)
+            self.terminal.loseWriteConnection()
+            await self.written.addTimeout(5, self.reactor).addErrback(lambda _: None)
+
+
+def _keys_protocol(state: _Attached) -> Any:
+    """The protocol of the local terminal: keys typed go to state; it is told when output is written."""
+    from twisted.internet.interfaces import IHalfCloseableProtocol
+    from twisted.internet.protocol import Protocol
+    from zope.interface import implementer
+
+    @implementer(IHalfCloseableProtocol)
+    class Keys(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            state.typed(data)
+
+        def readConnectionLost(self) -> None:
+            pass  # stdin closed: nothing more to type, output goes on
+
+        def writeConnectionLost(self) -> None:
+            state.all_written()
+
+        def connectionLost(self, reason: Any = None) -> None:
+            state.all_written()
+
+    return Keys()
+
+
+def _socket_factory(ws_url: str, environ: dict[str, str], state: _Attached) -> Any:
+    """An Autobahn client factory whose connection reports to state."""
+    from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+
+    class SessionSocket(WebSocketClientProtocol):
+        def onOpen(self) -> None:
+            state.opened(self)
+
+        def onMessage(self, payload: bytes, isBinary: bool) -> None:
+            state.received(payload, isBinary)
+
+        def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+            state.lost(code, reason)
+
+    factory = WebSocketClientFactory(
+        ws_url, headers={k.decode(): v[0].decode() for k, v in _headers(environ).items()}
+    )
+    factory.protocol = SessionSocket
+    return factory
 
 
 def run_attach(url: str, session_id: str, environ: dict[str, str]) -> int:
     """Attach the local terminal to a session until it ends or Ctrl-] is pressed."""
-    from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-    from twisted.internet import defer, endpoints, stdio
-    from twisted.internet.interfaces import IHalfCloseableProtocol
-    from twisted.internet.protocol import Protocol as ByteProtocol
+    from twisted.internet import endpoints
     from twisted.internet.task import react
-    from zope.interface import implementer
 
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -211,82 +311,14 @@ def run_attach(url: str, session_id: str, environ: dict[str, str]) -> int:
     if not os.isatty(stdin):
         sys.stderr.write("vt: attach needs a terminal\n")
         return 1
+    kind = "tls" if parts.scheme == "https" else "tcp"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
 
     async def attach(reactor: Any) -> int:
         state = _Attached(reactor, stdin, stdout)
-        done: defer.Deferred[None] = defer.Deferred()
-
-        class SessionSocket(WebSocketClientProtocol):
-            def onOpen(self) -> None:
-                state.protocol = self
-                state.send_size()
-                flags = {fd: fcntl.fcntl(fd, fcntl.F_GETFL) for fd in (stdin, stdout)}
-                state.terminal = stdio.StandardIO(  # type: ignore[call-arg]
-                    Keys(), stdin=stdin, stdout=stdout, reactor=reactor
-                )
-
-                def blocking_again() -> None:
-                    # StandardIO made the terminal non-blocking; the shell it belongs to
-                    # shares those flags and expects it blocking again.
-                    for fd, flag in flags.items():
-                        try:
-                            fcntl.fcntl(fd, fcntl.F_SETFL, flag)
-                        except OSError:
-                            pass  # closed once its last output was written
-
-                reactor.addSystemEventTrigger("before", "shutdown", blocking_again)
-                state.terminal.registerProducer(self.transport, True)
-
-            def onMessage(self, payload: bytes, isBinary: bool) -> None:
-                if isBinary:
-                    state.output(payload)
-                    return
-                message = json.loads(payload)
-                if message.get("type") == "exit":
-                    state.code = message.get("code") or 0
-                    state.message = f"[session exited with code {state.code}]"
-                elif message.get("type") == "error":
-                    state.message = f"[error: {message.get('message')}]"
-
-            def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-                state.protocol = None
-                if code == 4404 or "[404]" in (reason or ""):
-                    state.message, state.code = "[session not found]", 1
-                elif not state.message:
-                    state.message = f"[connection closed: {reason or code}]"
-                    state.code = 1
-                if not done.called:
-                    done.callback(None)
-
-        written: defer.Deferred[None] = defer.Deferred()
-
-        @implementer(IHalfCloseableProtocol)
-        class Keys(ByteProtocol):
-            """What is typed in the local terminal; told when all output is written."""
-
-            def dataReceived(self, data: bytes) -> None:
-                state.typed(data)
-
-            def readConnectionLost(self) -> None:
-                pass  # stdin closed: nothing more to type, output goes on
-
-            def writeConnectionLost(self) -> None:
-                if not written.called:
-                    written.callback(None)
-
-            def connectionLost(self, reason: Any = None) -> None:
-                self.writeConnectionLost()
-
-        factory = WebSocketClientFactory(
-            ws_url, headers={k.decode(): v[0].decode() for k, v in _headers(environ).items()}
-        )
-        factory.protocol = SessionSocket
-        host = parts.hostname
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        kind = "tls" if parts.scheme == "https" else "tcp"
-        endpoint = endpoints.clientFromString(reactor, f"{kind}:host={host}:port={port}")
+        endpoint = endpoints.clientFromString(reactor, f"{kind}:host={parts.hostname}:port={port}")
         try:
-            await endpoint.connect(factory)
+            await endpoint.connect(_socket_factory(ws_url, environ, state))
         except Exception as e:
             sys.stderr.write(f"vt: cannot reach the daemon at {url}: {e}\n")
             return 1
@@ -306,11 +338,8 @@ def run_attach(url: str, session_id: str, environ: dict[str, str]) -> int:
         reactor.addSystemEventTrigger("before", "shutdown", restore)
         tty.setraw(stdin, termios.TCSANOW)
         try:
-            await done
-            if state.terminal is not None:
-                # Write out what the session printed last before the terminal is given back.
-                state.terminal.loseWriteConnection()
-                await written.addTimeout(5, reactor).addErrback(lambda _: None)
+            await state.closed
+            await state.drain()
         finally:
             restore()
         sys.stderr.write(f"\n{state.message}\n")
