@@ -9,7 +9,7 @@ Run it from the repository root::
 
 It starts ``twistd -n vibetunnel`` of this checkout on a free loopback port with
 its own control directory in a temporary folder, next to a canary file, then runs
-the generators of ``tests/_fuzz.py`` in phases:
+the generators of ``tests/support/fuzz.py`` in phases:
 
 raw http
     random bytes, broken request lines and methods, huge and garbage headers, bad
@@ -65,7 +65,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests import _fuzz as fuzz  # noqa: E402
+from tests.support import fuzz  # noqa: E402
 
 LISTENING = re.compile(rb"vibetwist listening on http://127\.0\.0\.1:(\d+)/")
 

@@ -14,7 +14,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.trial import unittest
 
-from tests._daemon import Client, Daemon, WSClient, open_ws, poll, within
+from tests.support.daemon import Client, Daemon, WSClient, open_ws, poll, within
 from tests.test_e2e import DaemonTestCase, async_test
 from vibetwist.login.passwords import format_password_file
 from vibetwist.model.snapshot import decode_buffers_frame

@@ -24,7 +24,7 @@ from twisted.protocols import portforward
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SkipTest
 
-from tests._daemon import Client, Daemon, poll, sleep
+from tests.support.daemon import Client, Daemon, poll, sleep
 from tests.test_e2e import HEX_ECHO, DaemonTestCase, async_test
 
 T = TypeVar("T")

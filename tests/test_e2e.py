@@ -24,7 +24,7 @@ from typing import Any
 from twisted.internet import defer, reactor, utils
 from twisted.trial import unittest
 
-from tests._daemon import (
+from tests.support.daemon import (
     Client,
     Daemon,
     kill_sessions,

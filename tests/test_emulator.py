@@ -12,7 +12,7 @@ from pyte import graphics, modes
 from pyte.screens import wcwidth
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests import _streams as streams
+from tests.support import streams
 from vibetwist.model.snapshot import (
     BLANK,
     BOLD,

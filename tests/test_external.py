@@ -16,7 +16,7 @@ from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 
-from tests._daemon import Client, Daemon, poll, sleep
+from tests.support.daemon import Client, Daemon, poll, sleep
 from tests.test_e2e import async_test
 
 

@@ -25,8 +25,8 @@ from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests import _fuzz as fuzz
-from tests._daemon import Client, Daemon, poll, sleep
+from tests.support import fuzz
+from tests.support.daemon import Client, Daemon, poll, sleep
 from tests.test_api import APITestCase
 from tests.test_e2e import async_test
 from vibetwist.errors import FormatError

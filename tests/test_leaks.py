@@ -21,8 +21,8 @@ from typing import Any
 from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
 
-from tests import _fuzz as fuzz
-from tests._daemon import Client, Daemon, poll
+from tests.support import fuzz
+from tests.support.daemon import Client, Daemon, poll
 from tests.test_e2e import async_test
 from tests.test_fuzz import SINK
 

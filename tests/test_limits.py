@@ -19,7 +19,17 @@ from twisted.python import usage
 from twisted.trial import unittest
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests._daemon import Client, Daemon, _Collect, open_ws, parse_raw, poll, raw_request, sleep, within
+from tests.support.daemon import (
+    Client,
+    Daemon,
+    _Collect,
+    open_ws,
+    parse_raw,
+    poll,
+    raw_request,
+    sleep,
+    within,
+)
 from tests.test_e2e import async_test
 from vibetwist.server.hostcheck import MAX_BODY
 from vibetwist.server.limits import Limits, ServerFull, SessionCreateLimit, TokenBucket, TooManyRequests

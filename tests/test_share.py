@@ -13,6 +13,7 @@ from autobahn.twisted.testing import create_memory_agent
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.support.daemon import WSClient as Client
 from vibetwist.login.authority import Authority
 from vibetwist.login.tokens import Tokens
 from vibetwist.model.snapshot import decode_buffers_frame
@@ -25,7 +26,6 @@ from vibetwist.server.websocket import (
     WebSocketFactory,
 )
 
-from ._daemon import WSClient as Client
 from .test_websocket import SocketTestCase
 
 READ_ONLY = {"type": "error", "message": "This link is read-only"}

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests._streams import escapes, printed, scrolling_lines
+from tests.support.streams import escapes, printed, scrolling_lines
 from vibetwist.screen.skim import Skim
 from vibetwist.screen.terminal import TerminalScreen
 

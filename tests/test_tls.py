@@ -21,7 +21,7 @@ from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.trial import unittest
 from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseFailed
 
-from tests._daemon import Client, Daemon, WSClient, poll
+from tests.support.daemon import Client, Daemon, WSClient, poll
 from tests.test_auth_e2e import CREDENTIALS, LoginDaemonTestCase, log_in
 from tests.test_e2e import async_test
 

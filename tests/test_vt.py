@@ -18,7 +18,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
-from tests._daemon import CHECKOUT, Daemon, kill_quietly, open_ws, pid_alive, poll, within
+from tests.support.daemon import CHECKOUT, Daemon, kill_quietly, open_ws, pid_alive, poll, within
 from tests.test_asciinema import play
 from tests.test_e2e import DaemonTestCase, async_test, read_cast
 from vibetwist.model.asciicast import Event, Exit, parse_line

@@ -11,6 +11,7 @@ from twisted.internet.task import Cooperator
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.support.daemon import WSClient as Client
 from vibetwist.interfaces import ISession as Session
 from vibetwist.model.snapshot import decode, decode_buffers_frame
 from vibetwist.screen.terminal import TerminalScreen
@@ -25,7 +26,6 @@ from vibetwist.server.websocket import (
 )
 from vibetwist.testing import FakeTerminalProcess, pump
 
-from ._daemon import WSClient as Client
 from .test_session import Harness
 
 

@@ -38,7 +38,7 @@ T = TypeVar("T")
 LISTENING = re.compile(rb"vibetwist listening on https?://(?:127\.0\.0\.1|0\.0\.0\.0):(\d+)/")
 TWISTD = "from twisted.scripts.twistd import run; run()"
 #: The folder holding this checkout's vibetwist package.
-CHECKOUT = str(Path(__file__).resolve().parent.parent)
+CHECKOUT = str(Path(__file__).resolve().parents[2])
 
 #: pids of daemons still running, for the exit-time safety net.
 _alive: set[int] = set()
