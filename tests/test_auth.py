@@ -20,6 +20,8 @@ from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.support.api import BASE, JSON, APITestCase
+from tests.support.credentials import FAST, openssh_line, sign
 from vibetwist.login.authority import FAILURE_DELAY, FAILURE_WINDOW, HASHING_AT_ONCE, MAX_FAILURES, Authority
 from vibetwist.login.gate import OPEN_PATHS, LoginGate, bearer_token, is_open, redact, share_allows
 from vibetwist.login.passwords import PasswordCheck
@@ -28,10 +30,6 @@ from vibetwist.login.tokens import Grant, Tokens
 from vibetwist.server.api import API
 from vibetwist.server.hostcheck import HostOriginCheck
 from vibetwist.testing import pump
-
-from .test_api import BASE, JSON, APITestCase
-from .test_auth_passwords import FAST
-from .test_auth_sshkeys import openssh_line, sign
 
 SECRET = b"k" * 32
 AUTH_REQUIRED = {"error": "Authentication required"}

@@ -14,23 +14,12 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.trial import unittest
 
-from tests.support.daemon import Client, Daemon, WSClient, open_ws, poll, within
-from tests.test_e2e import DaemonTestCase, async_test
+from tests.support.credentials import FAST, openssh_line, sign
+from tests.support.daemon import Client, Daemon, poll, within
+from tests.support.e2e import async_test
+from tests.support.login import LoginDaemonTestCase, log_in
 from vibetwist.login.passwords import format_password_file
 from vibetwist.model.snapshot import decode_buffers_frame
-
-from .test_auth_passwords import FAST
-from .test_auth_sshkeys import openssh_line, sign
-
-CREDENTIALS = {"VIBETUNNEL_USERNAME": "tester", "VIBETUNNEL_PASSWORD": "correct horse"}
-
-
-async def log_in(client: Client, user: str = "tester", password: str = "correct horse") -> str:
-    """Log in with a password; the token."""
-    code, body, _ = await client.request("POST", "/api/auth/password", {"userId": user, "password": password})
-    if code != 200:
-        raise AssertionError(f"login answered {code}: {body!r}")
-    return str(body["token"])
 
 
 class _StatusLine(Protocol):
@@ -61,41 +50,6 @@ async def handshake_status(daemon: Daemon, path: str) -> int:
         return await within(reactor, protocol.status, 5, "the handshake's answer")
     finally:
         transport.abortConnection()
-
-
-class LoginDaemonTestCase(DaemonTestCase):
-    """A shared daemon with login on (environment credentials); self.client is logged in."""
-
-    listen = "tcp:0:interface=127.0.0.1"
-    args: tuple[str, ...] = ("--access-log",)
-
-    async def start_daemon(
-        self, base: Path | None = None, control_dir: Path | None = None, shared: bool = False
-    ) -> Daemon:
-        if base is None:
-            base = Path(tempfile.mkdtemp(prefix="e2e-", dir=os.getcwd()))
-        daemon = Daemon(reactor, base, control_dir, listen=self.listen, args=self.args, env=CREDENTIALS)
-        await daemon.start()
-        if not shared:
-            self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
-        return daemon
-
-    async def _set_up(self) -> None:
-        await super()._set_up()
-        self.client.token = await log_in(self.client)
-
-    def anonymous(self, token: str | None = None) -> Client:
-        """Another client of the daemon, with that token or none."""
-        client = self.client_for(self.daemon)
-        client.token = token
-        return client
-
-    async def ws(self, path: str) -> WSClient:
-        client: WSClient = await open_ws(reactor, self.daemon, path)
-        self.addCleanup(
-            lambda: client.dropConnection(abort=True) if client.state != client.STATE_CLOSED else None
-        )
-        return client
 
 
 class LoginTests(LoginDaemonTestCase):

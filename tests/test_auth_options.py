@@ -11,13 +11,13 @@ from twisted.internet.task import Clock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.support.credentials import FAST
+from tests.support.resources import Echo
+from tests.support.tls import make_certificate
 from vibetwist.login.passwords import format_password_file
 from vibetwist.server.hostcheck import HostOriginCheck, host_allowed, origin_allowed
 from vibetwist.server.listen import check_listen
 from vibetwist.tap import Options, make_authority
-
-from .test_auth_passwords import FAST
-from .test_hostcheck import Echo
 
 CREDENTIALS = {"VIBETUNNEL_USERNAME": "me", "VIBETUNNEL_PASSWORD": "pw"}
 
@@ -95,8 +95,6 @@ class LoginModeTests(SynchronousTestCase):
 
     def test_ssl_on_network_needs_login(self) -> None:
         """An ssl: listener on a non-loopback interface is refused without login, like tcp:."""
-        from .test_tls import make_certificate
-
         key, cert, _ = make_certificate(self.tmp)
         exposed = f"ssl:0:privateKey={key}:certKey={cert}:interface=0.0.0.0"
         self.assertRaises(usage.UsageError, self.parse, "--listen", exposed)

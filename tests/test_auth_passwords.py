@@ -9,11 +9,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from argon2 import PasswordHasher
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.support.credentials import FAST
 from vibetwist import passwd
 from vibetwist.login.passwords import (
     PasswordCheck,
@@ -23,9 +23,6 @@ from vibetwist.login.passwords import (
     read_password_file,
     valid_user_name,
 )
-
-#: Cheap hashes: the tests check the logic, not Argon2's cost.
-FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 user_names = st.text(
     st.characters(blacklist_categories=["Cc", "Cs", "Zs", "Zl", "Zp"], blacklist_characters=":#"),

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.support.credentials import openssh_line, sign
 from vibetwist.login.sshkeys import (
     CHALLENGE_BYTES,
     CHALLENGE_LIFETIME,
@@ -24,19 +25,8 @@ from vibetwist.login.sshkeys import (
 )
 
 
-def openssh_line(key: Ed25519PrivateKey, comment: str = "me@host") -> str:
-    """The authorized_keys line of a key."""
-    public = key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
-    return f"{public} {comment}"
-
-
 def raw(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def sign(key: Ed25519PrivateKey, challenge: dict[str, str]) -> str:
-    """The base64 signature a client sends: over the decoded challenge bytes."""
-    return base64.b64encode(key.sign(base64.b64decode(challenge["challenge"]))).decode()
 
 
 class AuthorizedKeysTests(SynchronousTestCase):

@@ -25,7 +25,8 @@ from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SkipTest
 
 from tests.support.daemon import Client, Daemon, poll, sleep
-from tests.test_e2e import HEX_ECHO, DaemonTestCase, async_test
+from tests.support.e2e import DaemonTestCase, async_test
+from tests.support.programs import HEX_ECHO
 
 T = TypeVar("T")
 

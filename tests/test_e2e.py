@@ -8,7 +8,6 @@ through /proc.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -17,7 +16,6 @@ import stat
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +23,6 @@ from twisted.internet import defer, reactor, utils
 from twisted.trial import unittest
 
 from tests.support.daemon import (
-    Client,
-    Daemon,
     kill_sessions,
     parse_raw,
     pid_alive,
@@ -37,44 +33,15 @@ from tests.support.daemon import (
     sleep,
     within,
 )
-from tests.test_keys import EXPECTED
+from tests.support.e2e import DaemonTestCase, async_test, read_cast
+from tests.support.keys import EXPECTED
+from tests.support.programs import HEX_ECHO
 from vibetwist.model.snapshot import decode
 
-#: Every named key of PROTOCOL.md and the bytes it must type (written out in test_keys).
+#: Every named key of the protocol and the bytes it must type (written out in tests/support/keys.py).
 KEYS = EXPECTED
 
-#: A program that reads its terminal raw and prints each read as hex until it reads "!".
-HEX_ECHO = (
-    "import os, tty\n"
-    "tty.setraw(0)\n"
-    "os.write(1, b'READY\\r\\n')\n"
-    "while True:\n"
-    "    d = os.read(0, 4096)\n"
-    "    os.write(1, b'<' + d.hex().encode() + b'>\\r\\n')\n"
-    "    if not d or b'!' in d:\n"
-    "        break\n"
-)
-
 SLOW_LINES = "for i in $(seq 1 400); do echo line$i; sleep 0.005; done"
-
-
-def async_test(
-    f: Callable[[Any], Coroutine[Any, Any, None]],
-) -> Callable[[Any], defer.Deferred[None]]:
-    """Run an async test method as a Deferred-returning one."""
-
-    @functools.wraps(f)
-    def run(self: Any) -> defer.Deferred[None]:
-        return defer.ensureDeferred(f(self))
-
-    return run
-
-
-def read_cast(path: Path) -> tuple[dict[str, Any], list[list[Any]]]:
-    """The header and the event arrays (the exit line included) of a recording file;
-    a last line still being written is left out."""
-    lines = path.read_bytes().split(b"\n")[:-1]
-    return json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
 
 
 def output_of(events: list[list[Any]]) -> str:
@@ -83,76 +50,6 @@ def output_of(events: list[list[Any]]) -> str:
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
-
-
-# -- daemons shared by the tests of one class -----------------------------------------------
-
-_shared: dict[type, Daemon] = {}
-
-
-def _last_test(cls: type) -> str:
-    return max(n for n in dir(cls) if n.startswith("test") and callable(getattr(cls, n)))
-
-
-class DaemonTestCase(unittest.TestCase):
-    """Tests against one daemon shared by the tests of the class."""
-
-    timeout = 60
-    shared = True
-
-    def setUp(self) -> defer.Deferred[None]:  # type: ignore[override]
-        return defer.ensureDeferred(self._set_up())
-
-    async def _set_up(self) -> None:
-        self.sessions: list[str] = []
-        cls = type(self)
-        for other in [c for c in _shared if c is not cls]:
-            await _shared.pop(other).stop()
-        if self.shared:
-            daemon = _shared.get(cls)
-            if daemon is None or not daemon.running:
-                daemon = await self.start_daemon(shared=True)
-                _shared[cls] = daemon
-            self.daemon = daemon
-            self.client = self.client_for(daemon)
-            self.addCleanup(self._end_sessions)
-
-    async def start_daemon(
-        self, base: Path | None = None, control_dir: Path | None = None, shared: bool = False
-    ) -> Daemon:
-        """A new running daemon; one not shared is stopped when the test ends."""
-        if base is None:
-            base = Path(tempfile.mkdtemp(prefix="e2e-", dir=os.getcwd()))
-        daemon = Daemon(reactor, base, control_dir)
-        await daemon.start()
-        if not shared:
-            self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
-        return daemon
-
-    def client_for(self, daemon: Daemon) -> Client:
-        client = Client(reactor, daemon)
-        self.addCleanup(lambda: defer.ensureDeferred(client.close()))
-        return client
-
-    async def _end_sessions(self) -> None:
-        """Delete the sessions this test made (killing running ones); stop the daemon after
-        the class's last test."""
-        if self.daemon.running:
-            for sid in self.sessions:
-                await self.client.request("DELETE", f"/api/sessions/{sid}")
-        if self._testMethodName == _last_test(type(self)) and _shared.get(type(self)):
-            await _shared.pop(type(self)).stop()
-
-    async def create(self, command: list[str], **fields: Any) -> str:
-        sid = await self.client.create(command, **fields)
-        self.sessions.append(sid)
-        return sid
-
-    def assertJSONError(self, code: int, body: Any, expected: int, what: str = "") -> None:
-        """The answer has the expected status and a JSON body with an "error" string."""
-        self.assertEqual(code, expected, f"{what}: {body!r}")
-        self.assertIsInstance(body, dict, f"{what}: not JSON: {body!r}")
-        self.assertIsInstance(body.get("error"), str, what)
 
 
 class APITests(DaemonTestCase):

@@ -12,7 +12,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
 from tests.support.daemon import WSClient, open_ws, parse_raw, pids_of_session_id, poll, raw_request, sleep
-from tests.test_e2e import DaemonTestCase, async_test
+from tests.support.e2e import DaemonTestCase, async_test
 from vibetwist.model.snapshot import decode, decode_buffers_frame
 from vibetwist.screen.terminal import TerminalScreen
 

@@ -17,7 +17,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 
 from tests.support.daemon import Client, Daemon, poll, sleep
-from tests.test_e2e import async_test
+from tests.support.e2e import async_test
 
 
 class RecordingIPC(Protocol):

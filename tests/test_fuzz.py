@@ -26,16 +26,15 @@ from twisted.trial import unittest
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support import fuzz
+from tests.support.api import APITestCase
 from tests.support.daemon import Client, Daemon, poll, sleep
-from tests.test_api import APITestCase
-from tests.test_e2e import async_test
+from tests.support.e2e import async_test
+from tests.support.programs import SINK
 from vibetwist.errors import FormatError
 from vibetwist.model import jsontext
 from vibetwist.model.controldir import MAX_INFO, ControlDir
 from vibetwist.model.info import SessionInfo
 
-#: A program that reads its terminal raw and throws the input away.
-SINK = ["sh", "-c", "stty raw -echo; cat > /dev/null"]
 #: The only programs a fuzzed create may name.
 SAFE = ["true", "echo", "printf", "no-such-program-vibetwist"]
 

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.resource import Resource
 
+from tests.support.resources import Echo
 from vibetwist.server.hostcheck import HostOriginCheck, host_allowed, origin_allowed, split_host
-
-
-class Echo(Resource):
-    isLeaf = True
-
-    def render(self, request):  # type: ignore[no-untyped-def]
-        return b"ok"
 
 
 class HostTests(SynchronousTestCase):

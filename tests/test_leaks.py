@@ -23,8 +23,8 @@ from twisted.trial import unittest
 
 from tests.support import fuzz
 from tests.support.daemon import Client, Daemon, poll
-from tests.test_e2e import async_test
-from tests.test_fuzz import SINK
+from tests.support.e2e import async_test
+from tests.support.programs import SINK
 
 #: Connections of each kind per test.
 CYCLES = 200

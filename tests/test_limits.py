@@ -30,7 +30,7 @@ from tests.support.daemon import (
     sleep,
     within,
 )
-from tests.test_e2e import async_test
+from tests.support.e2e import async_test
 from vibetwist.server.hostcheck import MAX_BODY
 from vibetwist.server.limits import Limits, ServerFull, SessionCreateLimit, TokenBucket, TooManyRequests
 from vibetwist.server.websocket import MAX_MESSAGE

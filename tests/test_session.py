@@ -2,76 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-import tempfile
-from pathlib import Path
 from signal import SIGHUP, SIGKILL, SIGTERM
 
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from tests.support.sessions import Harness
 from vibetwist.errors import BadRequest, Conflict
 from vibetwist.interfaces import IInfoStore, ISession, ISessionSource
-from vibetwist.model.asciicast import Event, Exit, Header, parse_line
-from vibetwist.model.controldir import ControlDir
-from vibetwist.model.info import LaunchPlan, SessionInfo, Status, check_size
+from vibetwist.model.asciicast import Event, Exit, Header
+from vibetwist.model.info import SessionInfo, Status, check_size
 from vibetwist.sessions import kinds
-from vibetwist.sessions.pty import SpawnQueue
-from vibetwist.sessions.screenfeed import ScreenScheduler
-from vibetwist.sessions.session import HANGUP_GRACE, KILL_GRACE, Session
-from vibetwist.testing import FakeLauncher, pump
-
-
-class Harness:
-    """A clock, a fake launcher and a control directory in a temporary folder."""
-
-    def __init__(self, case: SynchronousTestCase, max_recording: int | None = None) -> None:
-        self.root = Path(tempfile.mkdtemp())
-        case.addCleanup(lambda: __import__("shutil").rmtree(self.root, ignore_errors=True))
-        self.files = ControlDir(self.root / "control")
-        self.files.create()
-        self.clock = Clock()
-        self.launcher = FakeLauncher()
-        self.spawns = SpawnQueue(self.clock)
-        self.screens = ScreenScheduler(self.clock, busy_delay=0)
-        self.max_recording = max_recording
-        self.count = 0
-
-    def create(self, cols: int = 80, rows: int = 24) -> Session:
-        self.count += 1
-        info = SessionInfo(
-            id=f"session-{self.count}",
-            name=f"s{self.count}",
-            command=("cat",),
-            working_dir="/",
-            status=Status.STARTING,
-            started_at="2026-01-01T00:00:00.000Z",
-            initial_cols=cols,
-            initial_rows=rows,
-        )
-        plan = LaunchPlan("/bin/cat", ("cat",), {"TERM": "xterm-256color"}, "/")
-        return kinds.new_session(
-            info,
-            plan,
-            self.files,
-            reactor=self.clock,
-            screens=self.screens,
-            launcher=self.launcher,
-            spawns=self.spawns,
-            scrollback=100,
-            max_recording=self.max_recording,
-            shell="/bin/sh",
-        )
-
-    def records(self, session: Session) -> list[object]:
-        data = session.recording_path.read_bytes()
-        return [parse_line(line) for line in data.splitlines(keepends=True)]
-
-    def saved(self, session: Session) -> dict:
-        return json.loads(self.files.info_path(session.id).read_bytes())
+from vibetwist.sessions.session import HANGUP_GRACE, KILL_GRACE
+from vibetwist.testing import pump
 
 
 class LifecycleTests(SynchronousTestCase):

@@ -14,6 +14,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support.daemon import WSClient as Client
+from tests.support.sockets import SocketTestCase
 from vibetwist.login.authority import Authority
 from vibetwist.login.tokens import Tokens
 from vibetwist.model.snapshot import decode_buffers_frame
@@ -25,8 +26,6 @@ from vibetwist.server.websocket import (
     TerminalStreamProtocol,
     WebSocketFactory,
 )
-
-from .test_websocket import SocketTestCase
 
 READ_ONLY = {"type": "error", "message": "This link is read-only"}
 

@@ -8,10 +8,9 @@ from twisted.internet.task import Clock, Cooperator
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
+from tests.support.sessions import Harness
 from vibetwist.server.sse import StreamViewer
 from vibetwist.testing import pump
-
-from .test_session import Harness
 
 
 class StreamRequest(DummyRequest):

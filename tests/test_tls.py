@@ -3,18 +3,12 @@ for the test, HTTPS through treq and WSS through Autobahn, both trusting only th
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketClientFactory
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.ssl import Certificate, optionsForClientTLS
@@ -22,42 +16,9 @@ from twisted.trial import unittest
 from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseFailed
 
 from tests.support.daemon import Client, Daemon, WSClient, poll
-from tests.test_auth_e2e import CREDENTIALS, LoginDaemonTestCase, log_in
-from tests.test_e2e import async_test
-
-
-def make_certificate(folder: Path) -> tuple[Path, Path, bytes]:
-    """A self-signed certificate for 127.0.0.1 and localhost: (key file, cert file, cert PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vibetwist test")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_path, cert_path = folder / "key.pem", folder / "cert.pem"
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    os.chmod(key_path, 0o600)
-    pem = certificate.public_bytes(serialization.Encoding.PEM)
-    cert_path.write_bytes(pem)
-    return key_path, cert_path, pem
+from tests.support.e2e import async_test
+from tests.support.login import CREDENTIALS, LoginDaemonTestCase, log_in
+from tests.support.tls import make_certificate
 
 
 class TLSTests(LoginDaemonTestCase):

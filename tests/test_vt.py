@@ -18,9 +18,9 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
+from tests.support.asciinema import play
 from tests.support.daemon import CHECKOUT, Daemon, kill_quietly, open_ws, pid_alive, poll, within
-from tests.test_asciinema import play
-from tests.test_e2e import DaemonTestCase, async_test, read_cast
+from tests.support.e2e import DaemonTestCase, async_test, read_cast
 from vibetwist.model.asciicast import Event, Exit, parse_line
 from vibetwist.model.snapshot import decode, decode_buffers_frame
 from vibetwist.sessions.pty import exit_code, set_size

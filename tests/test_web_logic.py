@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.test_snapshot import header, snapshots
+from tests.support.snapshots import header, snapshots
 from vibetwist.errors import FormatError
 from vibetwist.model.snapshot import RGB, Color, Snapshot, decode, encode, encode_buffers_frame
 

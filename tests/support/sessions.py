@@ -1,0 +1,70 @@
+"""One session at a time, in memory: L{Harness} makes sessions with a fake launcher, a clock
+and a control directory in a temporary folder, and reads back what they wrote."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from vibetwist.model.asciicast import parse_line
+from vibetwist.model.controldir import ControlDir
+from vibetwist.model.info import LaunchPlan, SessionInfo, Status
+from vibetwist.sessions import kinds
+from vibetwist.sessions.pty import SpawnQueue
+from vibetwist.sessions.screenfeed import ScreenScheduler
+from vibetwist.sessions.session import Session
+from vibetwist.testing import FakeLauncher
+
+
+class Harness:
+    """A clock, a fake launcher and a control directory in a temporary folder."""
+
+    def __init__(self, case: SynchronousTestCase, max_recording: int | None = None) -> None:
+        self.root = Path(tempfile.mkdtemp())
+        case.addCleanup(shutil.rmtree, self.root, True)
+        self.files = ControlDir(self.root / "control")
+        self.files.create()
+        self.clock = Clock()
+        self.launcher = FakeLauncher()
+        self.spawns = SpawnQueue(self.clock)
+        self.screens = ScreenScheduler(self.clock, busy_delay=0)
+        self.max_recording = max_recording
+        self.count = 0
+
+    def create(self, cols: int = 80, rows: int = 24) -> Session:
+        self.count += 1
+        info = SessionInfo(
+            id=f"session-{self.count}",
+            name=f"s{self.count}",
+            command=("cat",),
+            working_dir="/",
+            status=Status.STARTING,
+            started_at="2026-01-01T00:00:00.000Z",
+            initial_cols=cols,
+            initial_rows=rows,
+        )
+        plan = LaunchPlan("/bin/cat", ("cat",), {"TERM": "xterm-256color"}, "/")
+        return kinds.new_session(
+            info,
+            plan,
+            self.files,
+            reactor=self.clock,
+            screens=self.screens,
+            launcher=self.launcher,
+            spawns=self.spawns,
+            scrollback=100,
+            max_recording=self.max_recording,
+            shell="/bin/sh",
+        )
+
+    def records(self, session: Session) -> list[object]:
+        data = session.recording_path.read_bytes()
+        return [parse_line(line) for line in data.splitlines(keepends=True)]
+
+    def saved(self, session: Session) -> dict:
+        return json.loads(self.files.info_path(session.id).read_bytes())
