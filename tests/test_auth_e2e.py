@@ -16,7 +16,6 @@ from twisted.trial import unittest
 
 from tests.support.credentials import FAST, openssh_line, sign
 from tests.support.daemon import Client, Daemon, poll, within
-from tests.support.e2e import async_test
 from tests.support.login import LoginDaemonTestCase, log_in
 from vibetwist.login.passwords import format_password_file
 from vibetwist.model.snapshot import decode_buffers_frame
@@ -55,7 +54,6 @@ async def handshake_status(daemon: Daemon, path: str) -> int:
 class LoginTests(LoginDaemonTestCase):
     """Login over real HTTP; nothing but the open routes without a token."""
 
-    @async_test
     async def test_refused_without_token(self) -> None:
         """Without a token the API is a 401 with WWW-Authenticate; health and config are open."""
         stranger = self.anonymous()
@@ -67,7 +65,6 @@ class LoginTests(LoginDaemonTestCase):
         self.assertEqual(config, {"enableSSHKeys": False, "disallowUserPassword": False, "noAuth": False})
         self.assertEqual((await stranger.request("GET", "/api/logs"))[0], 401)
 
-    @async_test
     async def test_wrong_password(self) -> None:
         """A wrong password is a 401, the same as an unknown user."""
         stranger = self.anonymous()
@@ -79,13 +76,11 @@ class LoginTests(LoginDaemonTestCase):
             answers.append((code, body))
         self.assertEqual(answers, [(401, {"error": "Invalid username or password"})] * 2)
 
-    @async_test
     async def test_token_works_and_verifies(self) -> None:
         """The login token opens the API and verifies."""
         self.assertEqual(await self.client.get("/api/sessions"), [])
         self.assertEqual(await self.client.get("/api/auth/verify"), {"valid": True, "userId": "tester"})
 
-    @async_test
     async def test_websocket_without_token_refused_before_upgrade(self) -> None:
         """A WebSocket handshake without a valid token is refused with 401 before the upgrade;
         with the token it upgrades (101)."""
@@ -94,7 +89,6 @@ class LoginTests(LoginDaemonTestCase):
         with_token = f"/buffers?token={self.client.token}"
         self.assertEqual(await handshake_status(self.daemon, with_token), 101)
 
-    @async_test
     async def test_access_log_has_no_token(self) -> None:
         """The access log records requests made with ?token= without the token."""
         token = self.client.token
@@ -125,7 +119,6 @@ class ShareTests(LoginDaemonTestCase):
         self.assertEqual(code, 200, link)
         return sid, str(link["token"])
 
-    @async_test
     async def test_reads_over_rest_and_sse(self) -> None:
         """A share token reads the session, its text, its SSE stream and its recording."""
         sid, token = await self.shared_session()
@@ -138,7 +131,6 @@ class ShareTests(LoginDaemonTestCase):
         self.assertEqual(code, 200)
         self.assertIn(b"share-42", recording)
 
-    @async_test
     async def test_refused_everything_else(self) -> None:
         """Input, resize, kill, list, create: 403 read-only; the session keeps running."""
         sid, token = await self.shared_session()
@@ -158,7 +150,6 @@ class ShareTests(LoginDaemonTestCase):
             self.assertEqual((code, answer), (403, {"error": "This link is read-only"}), path)
         self.assertEqual((await self.client.session(sid))["status"], "running")
 
-    @async_test
     async def test_websockets(self) -> None:
         """The byte stream is read-only, /buffers serves only its session, /ws/input is refused."""
         sid, token = await self.shared_session()
@@ -187,7 +178,6 @@ class KeyAndFileLoginTests(unittest.TestCase):
 
     timeout = 60
 
-    @async_test
     async def test_password_file_and_ssh_key(self) -> None:
         """A password-file user and an authorized Ed25519 key both log in; strangers do not."""
         base = Path(tempfile.mkdtemp(prefix="e2e-", dir=os.getcwd()))

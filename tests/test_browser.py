@@ -25,7 +25,7 @@ from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SkipTest
 
 from tests.support.daemon import Client, Daemon, poll, sleep
-from tests.support.e2e import DaemonTestCase, async_test
+from tests.support.e2e import DaemonTestCase
 from tests.support.programs import HEX_ECHO
 
 T = TypeVar("T")
@@ -231,7 +231,6 @@ class BrowserTests(DaemonTestCase):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         await self.browser.run(lambda: page.screenshot(path=str(SCREENSHOTS / name)))
 
-    @async_test
     async def test_create_type_and_see(self) -> None:
         """A session started from the page's form opens in the terminal; typing `echo hi`
         runs it and `hi` appears, on the page and on the session's screen; pasted text
@@ -271,7 +270,6 @@ class BrowserTests(DaemonTestCase):
         await self.screenshot(page, "list.png")
         self.assertEqual(await self.browser.run(no_errors, page), [])
 
-    @async_test
     async def test_window_size_reaches_the_terminal(self) -> None:
         """The terminal follows the browser window: after the window shrinks, `stty size`
         in the session reports the terminal's new size."""
@@ -301,7 +299,6 @@ class BrowserTests(DaemonTestCase):
         self.assertLess(small[1], big[1])
         self.assertEqual(small[0], await self.browser.run(shown_rows))
 
-    @async_test
     async def test_reload_restores_the_screen(self) -> None:
         """Reloading the page draws the session's screen again from the daemon, and the
         session goes on."""
@@ -317,7 +314,6 @@ class BrowserTests(DaemonTestCase):
         self.assertIn("echo before-$((6*7))", restored)
         await self.client.wait_text(sid, "after-48")
 
-    @async_test
     async def test_lost_network_reconnects(self) -> None:
         """When the network goes, the page says it is reconnecting (and that the daemon is
         unreachable); when it comes back, the page reconnects by itself, the screen is
@@ -391,14 +387,12 @@ class BrowserTests(DaemonTestCase):
         # The read-only page follows the session live.
         await self.browser.run(wait_terminal, page, "<6f6b>")
 
-    @async_test
     async def test_read_only_view_refuses_typing(self) -> None:
         """/#session=ID&readonly=1 shows the session read-only: typing is refused by the
         page and by the daemon, and the program receives nothing."""
         sid, page = await self.session_page(["python3", "-c", HEX_ECHO], "&readonly=1")
         await self.assert_typing_refused(sid, page)
 
-    @async_test
     async def test_share_link_refuses_typing(self) -> None:
         """The read-only link of POST /api/sessions/ID/share opens the session read-only:
         typing is refused by the page and by the daemon."""
@@ -412,7 +406,6 @@ class BrowserTests(DaemonTestCase):
         page = await self.browser.page(self.daemon.url(body["url"]))
         await self.assert_typing_refused(sid, page, body["token"])
 
-    @async_test
     async def test_phone(self) -> None:
         """On a 375x667 phone screen the page fits, shows the key bar, and its keys (Esc,
         a sticky Ctrl, arrows) and a phone keyboard's text input reach the program."""
@@ -452,7 +445,6 @@ class BrowserTests(DaemonTestCase):
         self.assertEqual(received, ["<1b>", "<03>", "<1b5b41>", "<68c3a9>", "<c3bc>"])
         await self.screenshot(page, "phone.png")
 
-    @async_test
     async def test_list_actions(self) -> None:
         """From the list: rename a session, download its recording (an asciicast v2 file),
         kill it, and clean up exited sessions. Share either gives a read-only link or,
@@ -503,7 +495,6 @@ class BrowserTests(DaemonTestCase):
         code, _, _ = await self.client.request("GET", f"/api/sessions/{sid}")
         self.assertEqual(code, 404)
 
-    @async_test
     async def test_login_form(self) -> None:
         """Against a daemon with login on (user and password in its environment), the
         page shows a login form; a wrong password is refused with a message, and after
@@ -539,7 +530,6 @@ class BrowserTests(DaemonTestCase):
         self.addCleanup(lambda: defer.ensureDeferred(client.close()))
         self.assertEqual((await client.get("/api/auth/verify"))["userId"], "me")
 
-    @async_test
     async def test_ended_session(self) -> None:
         """A session whose program ended says so, with its exit code."""
         sid = await self.create(["sh", "-c", "echo done; exit 3"])
@@ -553,7 +543,6 @@ class BrowserTests(DaemonTestCase):
         banner, _ = await self.browser.run(ended)
         self.assertIn("exit code 3", banner)
 
-    @async_test
     async def test_daemon_unreachable(self) -> None:
         """A page whose daemon is gone says the daemon is unreachable."""
         network = Network(self.daemon.port)
@@ -568,7 +557,6 @@ class BrowserTests(DaemonTestCase):
 
         self.assertIn("daemon is unreachable", await self.browser.run(status))
 
-    @async_test
     async def test_key_bar_fits_phones(self) -> None:
         """On phones 320, 375 and 414 px wide every key of the key bar is on the screen,
         at least 36 px tall, with nothing to scroll sideways, and the last key works."""
@@ -617,7 +605,6 @@ class BrowserTests(DaemonTestCase):
         cols, rows = sizes[-1]
         return int(cols), int(rows)
 
-    @async_test
     async def test_key_bar_stays_above_the_keyboard(self) -> None:
         """When the phone's keyboard covers the lower part of the screen (the visual
         viewport shrinks, the window does not), the key bar moves above it, and the
@@ -668,7 +655,6 @@ class BrowserTests(DaemonTestCase):
 
         await poll(reactor, rows_back, 10.0, what="the rows back once the keyboard is gone")
 
-    @async_test
     async def test_read_only_view_scales_to_a_narrow_screen(self) -> None:
         """A read-only viewer on a phone sees the whole width of a 120-column session (its
         font shrinks), and the PTY keeps its size: read-only viewers never resize it."""
@@ -707,7 +693,6 @@ class BrowserTests(DaemonTestCase):
                 await self.screenshot(page, "phone-read-only.png")
         self.assertEqual(await self.browser.run(no_errors, page), [])
 
-    @async_test
     async def test_read_only_view_pans_past_the_smallest_font(self) -> None:
         """A session too wide even at the smallest font pans sideways in its own box: the
         page itself does not scroll, the far end can be scrolled into view, and the PTY
@@ -740,7 +725,6 @@ class BrowserTests(DaemonTestCase):
         self.assertEqual(await self.pty_size(sid), (250, 20))
         self.assertEqual(await self.browser.run(no_errors, page), [])
 
-    @async_test
     async def test_phone_keyboard_input(self) -> None:
         """What a phone keyboard (GBoard) sends reaches the program once: the hidden
         textarea asks for no capitalising, correcting or suggesting; text composed in
@@ -812,7 +796,6 @@ class BrowserTests(DaemonTestCase):
         page.on("request", lambda r: seen.append(r.url) if r.url.endswith("/api/auth/config") else None)
         return seen
 
-    @async_test
     async def test_stale_token_without_login(self) -> None:
         """A token left in localStorage by an earlier daemon, on a daemon with login off
         (which answers 401 to it): the page drops it and goes on without login, both on
@@ -847,7 +830,6 @@ class BrowserTests(DaemonTestCase):
             self.assertLessEqual(configs, 4, fragment)
         self.assertEqual(await self.browser.run(no_errors, page), [])
 
-    @async_test
     async def test_expired_token_with_login(self) -> None:
         """With login on, a token the daemon no longer accepts leads to the login form
         (once, not in a loop), and logging in again works."""

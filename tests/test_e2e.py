@@ -33,7 +33,7 @@ from tests.support.daemon import (
     sleep,
     within,
 )
-from tests.support.e2e import DaemonTestCase, async_test, read_cast
+from tests.support.e2e import DaemonTestCase, read_cast
 from tests.support.keys import EXPECTED
 from tests.support.programs import HEX_ECHO
 from vibetwist.model.snapshot import decode
@@ -55,7 +55,6 @@ def mode(path: Path) -> int:
 class APITests(DaemonTestCase):
     """The REST surface: shapes, listing, not-found answers, renaming and bad input."""
 
-    @async_test
     async def test_health_and_auth_config(self) -> None:
         """/api/health tells status ok, mode remote, version, uptime and the daemon's pid;
         /api/auth/config says login is off."""
@@ -69,7 +68,6 @@ class APITests(DaemonTestCase):
         config = await self.client.get("/api/auth/config")
         self.assertEqual(config, {"enableSSHKeys": False, "disallowUserPassword": False, "noAuth": True})
 
-    @async_test
     async def test_list_newest_first(self) -> None:
         """GET /api/sessions lists every session newest first, each with source "local"
         and the Session fields."""
@@ -87,7 +85,6 @@ class APITests(DaemonTestCase):
             for field in ("name", "command", "workingDir", "status", "lastModified", "version"):
                 self.assertIn(field, info)
 
-    @async_test
     async def test_unknown_session(self) -> None:
         """Every route of an unknown session id answers 404 {"error": "Session not found"}."""
         sid = str(uuid.uuid4())
@@ -106,7 +103,6 @@ class APITests(DaemonTestCase):
             code, answer, _ = await self.client.request(method, f"/api/sessions/{sid}{path}", body)
             self.assertEqual((code, answer), (404, {"error": "Session not found"}), (method, path))
 
-    @async_test
     async def test_traversal_ids(self) -> None:
         """Ids that spell paths out of the control directory answer 404 JSON and touch
         nothing."""
@@ -131,7 +127,6 @@ class APITests(DaemonTestCase):
         self.assertTrue(victim.is_dir())
         self.assertTrue(self.daemon.control_dir.is_dir())
 
-    @async_test
     async def test_non_utf8_url(self) -> None:
         """A URL whose escapes are not UTF-8 gets a 4xx JSON error like any other bad
         request."""
@@ -143,7 +138,6 @@ class APITests(DaemonTestCase):
             self.assertEqual(headers.get(b"content-type"), b"application/json", answer)
             self.assertIn("error", json.loads(body))
 
-    @async_test
     async def test_rename(self) -> None:
         """PATCH renames a session; a name another session has becomes "name (2)", and a
         new session asking for it gets "name (3)"."""
@@ -162,7 +156,6 @@ class APITests(DaemonTestCase):
             code, body, _ = await self.client.request("PATCH", f"/api/sessions/{a}", {"name": bad})
             self.assertJSONError(code, body, 400, repr(bad))
 
-    @async_test
     async def test_bad_requests(self) -> None:
         """Malformed, mistyped, foreign or oversized requests get a 4xx JSON error, never a
         500, and the daemon goes on answering."""
@@ -233,7 +226,6 @@ class APITests(DaemonTestCase):
             problems.append(f"no Host header: answered {code} {body!r}")
         self.assertEqual(problems, [])
 
-    @async_test
     async def test_same_origin_accepted(self) -> None:
         """A request whose Origin is the daemon's own address is served."""
         origin = {"Origin": self.daemon.origin}
@@ -257,7 +249,6 @@ class APITests(DaemonTestCase):
 class StreamTests(DaemonTestCase):
     """Output: the SSE stream, the recording, the snapshot."""
 
-    @async_test
     async def test_stream_to_exit(self) -> None:
         """The SSE stream sends the asciicast header (the requested size), the output, the
         exit line with the real exit code, and then ends; the session shows exitCode 3."""
@@ -279,7 +270,6 @@ class StreamTests(DaemonTestCase):
         info = await self.client.wait_status(sid, "exited")
         self.assertEqual(info["exitCode"], 3)
 
-    @async_test
     async def test_signal_exit_code(self) -> None:
         """A program killed by signal N exits with code 128+N (SIGTERM: 143)."""
         sid = await self.create(["bash", "-c", "kill -TERM $$"])
@@ -288,7 +278,6 @@ class StreamTests(DaemonTestCase):
         info = await self.client.wait_status(sid, "exited")
         self.assertEqual(info["exitCode"], 143)
 
-    @async_test
     async def test_fast_exit_is_complete(self) -> None:
         """Every byte a program writes just before it exits reaches the SSE stream and the
         recording, ahead of the exit line."""
@@ -301,7 +290,6 @@ class StreamTests(DaemonTestCase):
         self.assertEqual(output_of(events).count("x"), 200000)
         self.assertEqual(events[-1], ["exit", 0, sid])
 
-    @async_test
     async def test_late_joiners_get_every_line_once(self) -> None:
         """A viewer joining while output flows gets the history (time 0) and then the live
         output: every line exactly once and in order."""
@@ -328,7 +316,6 @@ class StreamTests(DaemonTestCase):
             self.assertEqual(events[-1], ["exit", 0, sid])
             self.assertTrue(stream.complete)
 
-    @async_test
     async def test_slow_viewer_gets_every_line_once(self) -> None:
         """A viewer that stops reading while output floods in still gets every line, once
         and in order, when it reads again."""
@@ -355,7 +342,6 @@ class StreamTests(DaemonTestCase):
         self.assertEqual(numbers, [str(i) for i in range(1, count + 1)])
         self.assertEqual(viewer.messages[-1], ["exit", 0, sid])
 
-    @async_test
     async def test_utf8_split_across_reads(self) -> None:
         """Characters split between two reads of the terminal arrive whole, in the stream
         and in the recording."""
@@ -372,7 +358,6 @@ class StreamTests(DaemonTestCase):
         _, events = read_cast(self.daemon.control_dir / sid / "stdout")
         self.assertEqual(output_of(events), text)
 
-    @async_test
     async def test_late_joiner_starts_at_last_clear(self) -> None:
         """A viewer joining after the program cleared the scrollback (ESC [3J) gets the
         output from the clear on, not what came before it."""
@@ -384,7 +369,6 @@ class StreamTests(DaemonTestCase):
         self.assertNotIn("old-stuff", stream.output())
         self.assertGreater((await self.client.session(sid))["lastClearOffset"], 0)
 
-    @async_test
     async def test_buffer_snapshot(self) -> None:
         """/buffer answers a binary snapshot (magic 0x5654, version 1) of the screen."""
         sid = await self.create(["bash", "-c", "echo SNAP-$((4000+242)); sleep 1000"], cols=66)
@@ -400,7 +384,6 @@ class StreamTests(DaemonTestCase):
         self.assertIn("SNAP-4242", lines[0])
         self.assertEqual((snapshot.cursor_x, snapshot.cursor_y), (0, 1))
 
-    @async_test
     async def test_recording_download(self) -> None:
         """/recording answers the asciicast file without its exit line: a header, then
         one JSON array per line."""
@@ -417,7 +400,6 @@ class StreamTests(DaemonTestCase):
         self.assertTrue(all(isinstance(e, list) and len(e) == 3 for e in parsed[1:]))
         self.assertIn("rec-one\r\nrec-two\r\n", output_of(parsed[1:]))
 
-    @async_test
     async def test_recording_plays_in_asciinema(self) -> None:
         """asciinema reads the downloaded recording and prints the program's output."""
         beside = os.path.join(os.path.dirname(sys.executable), "asciinema")
@@ -439,7 +421,6 @@ class StreamTests(DaemonTestCase):
 class TerminalTests(DaemonTestCase):
     """Input, keys, sizes, environment and working directory of a session's terminal."""
 
-    @async_test
     async def test_input_text(self) -> None:
         """Text posted to a session is typed into its terminal."""
         sid = await self.create(["bash", "--norc", "-i"])
@@ -450,7 +431,6 @@ class TerminalTests(DaemonTestCase):
         screen = await self.client.wait_text(sid, "hi42")
         self.assertIn("hi42", [line.strip() for line in screen.splitlines()])
 
-    @async_test
     async def test_named_keys(self) -> None:
         """Every named key is accepted and types its sequence; an unknown key is a 400."""
         sid = await self.create([sys.executable, "-c", HEX_ECHO])
@@ -466,7 +446,6 @@ class TerminalTests(DaemonTestCase):
         typed = bytes.fromhex("".join(re.findall(r"<([0-9a-f]*)>", stream.output())))
         self.assertEqual(typed, b"".join(KEYS.values()) + b"!")
 
-    @async_test
     async def test_input_needs_exactly_one_of_text_or_key(self) -> None:
         """An input with both text and key, or neither, is a 400."""
         sid = await self.create(["cat"])
@@ -474,7 +453,6 @@ class TerminalTests(DaemonTestCase):
             code, answer, _ = await self.client.request("POST", f"/api/sessions/{sid}/input", body)
             self.assertJSONError(code, answer, 400, repr(body))
 
-    @async_test
     async def test_input_to_exited_session(self) -> None:
         """Input and resize for an exited session are 400s."""
         sid = await self.create(["true"])
@@ -484,7 +462,6 @@ class TerminalTests(DaemonTestCase):
             code, answer, _ = await self.client.request("POST", f"/api/sessions/{sid}/{path}", body)
             self.assertJSONError(code, answer, 400, path)
 
-    @async_test
     async def test_resize(self) -> None:
         """A resize reaches the program's terminal (stty size) and is recorded as "r"."""
         sid = await self.create(["bash", "--norc", "-i"])
@@ -498,7 +475,6 @@ class TerminalTests(DaemonTestCase):
         _, events = read_cast(self.daemon.control_dir / sid / "stdout")
         self.assertIn("100x40", [e[2] for e in events if e[1] == "r"])
 
-    @async_test
     async def test_resize_out_of_range(self) -> None:
         """Sizes that are not integers from 1 to 1000 are 400s."""
         sid = await self.create(["cat"])
@@ -509,7 +485,6 @@ class TerminalTests(DaemonTestCase):
             )
             self.assertJSONError(code, body, 400, f"{cols!r}x{rows!r}")
 
-    @async_test
     async def test_input_while_starting(self) -> None:
         """Input sent right after the create, before the program runs, is typed once it runs."""
         sid = await self.create(["cat"])
@@ -524,7 +499,6 @@ class TerminalTests(DaemonTestCase):
 
         await poll(reactor, echoed_and_copied, what="the tty's echo and cat's copy")
 
-    @async_test
     async def test_unknown_command(self) -> None:
         """A command that is not a program runs through the shell, which says so and exits
         with 127."""
@@ -533,14 +507,12 @@ class TerminalTests(DaemonTestCase):
         self.assertIn("no-such-program-e2e", stream.output())
         self.assertEqual(stream.messages[-1], ["exit", 127, sid])
 
-    @async_test
     async def test_pty_is_presized(self) -> None:
         """The program sees the requested size from its first instruction."""
         sid = await self.create(["stty", "size"], cols=77, rows=22)
         stream = await self.client.stream_to_end(sid)
         self.assertEqual(stream.output().strip(), "22 77")
 
-    @async_test
     async def test_environment(self) -> None:
         """The program runs with TERM=xterm-256color and VIBETUNNEL_SESSION_ID=<its id>."""
         sid = await self.create(["bash", "-c", 'echo "T=$TERM"; echo "I=$VIBETUNNEL_SESSION_ID"'])
@@ -548,7 +520,6 @@ class TerminalTests(DaemonTestCase):
         self.assertIn("T=xterm-256color\r\n", output)
         self.assertIn(f"I={sid}\r\n", output)
 
-    @async_test
     async def test_working_dir(self) -> None:
         """The program starts in workingDir; one that is not an existing directory is a 400."""
         where = Path(self.mktemp()).resolve() / "a dir"
@@ -574,7 +545,6 @@ class KillTests(DaemonTestCase):
         await poll(reactor, lambda: len(session_members(pid)) >= count, 5.0, what="processes")
         return pid
 
-    @async_test
     async def test_delete_ends_background_jobs(self) -> None:
         """DELETE ends the program and its background jobs; a second DELETE removes the
         exited session and its folder."""
@@ -595,7 +565,6 @@ class KillTests(DaemonTestCase):
         code, body, _ = await self.client.request("GET", f"/api/sessions/{sid}")
         self.assertEqual(code, 404)
 
-    @async_test
     async def test_delete_kills_after_grace(self) -> None:
         """A program that ignores SIGTERM is killed (SIGKILL) about 3 s after DELETE."""
         sid = await self.create(["bash", "-c", "trap '' TERM; sleep 1000; echo"])
@@ -609,7 +578,6 @@ class KillTests(DaemonTestCase):
         self.assertGreater(reactor.seconds() - started, 2.5)
         await self.client.wait_status(sid, "exited", 2.0)
 
-    @async_test
     async def test_background_job_outliving_program(self) -> None:
         """A program that exits leaving a background job on its terminal is reported exited
         with its own code, and the job is ended as a closing terminal would."""
@@ -620,7 +588,6 @@ class KillTests(DaemonTestCase):
         self.assertEqual((await self.client.wait_status(sid, "exited"))["exitCode"], 5)
         await poll(reactor, lambda: not pids_of_session_id({sid}), 2.0, what="the job ended")
 
-    @async_test
     async def test_delete_racing_spawn(self) -> None:
         """Sessions deleted right after they are created leave no process behind."""
 
@@ -642,7 +609,6 @@ class KillTests(DaemonTestCase):
 class ControlDirTests(DaemonTestCase):
     """The files the daemon keeps."""
 
-    @async_test
     async def test_permissions(self) -> None:
         """The control and session folders are 0700, session.json and stdout 0600."""
         sid = await self.create(["bash", "-c", "echo secret"])
@@ -659,7 +625,6 @@ class ControlDirTests(DaemonTestCase):
         for field in ("id", "command", "status", "exitCode", "pid", "startedAt", "workingDir"):
             self.assertEqual(saved[field], served[field], field)
 
-    @async_test
     async def test_cleanup_exited(self) -> None:
         """cleanup-exited removes every exited session (folders too), keeps running ones, and
         reports how many it removed in localCleaned."""
@@ -680,7 +645,6 @@ class ControlDirTests(DaemonTestCase):
             self.assertFalse((self.daemon.control_dir / sid).exists())
         self.assertTrue((self.daemon.control_dir / running).is_dir())
 
-    @async_test
     async def test_cleanup_one(self) -> None:
         """DELETE .../cleanup removes an exited session's files; a running one is refused."""
         running = await self.create(["sleep", "1000"])
@@ -699,7 +663,6 @@ class RestartTests(DaemonTestCase):
 
     shared = False
 
-    @async_test
     async def test_restart(self) -> None:
         """A daemon that stops ends its sessions and tells live viewers; the next daemon on
         that control directory lists them as exited and still replays them."""
@@ -730,7 +693,6 @@ class RestartTests(DaemonTestCase):
         self.assertEqual(stream.messages[-1], ["exit", 143, sid])
         await client.wait_text(sid, "before-restart")
 
-    @async_test
     async def test_viewer_sees_exit_when_daemon_stops(self) -> None:
         """A viewer watching a session while the daemon stops receives the session's exit
         line, and then the end of the response."""
@@ -747,7 +709,6 @@ class RestartTests(DaemonTestCase):
         self.assertEqual(viewer.messages[-1], ["exit", 143, sid])
         self.assertTrue(viewer.complete, viewer.reason)
 
-    @async_test
     async def test_crash_leftovers_are_ended(self) -> None:
         """Programs left running by a daemon that was killed are ended by the next daemon
         on that control directory, which lists their session as exited."""
@@ -773,7 +734,6 @@ class RestartTests(DaemonTestCase):
 class ExampleTests(DaemonTestCase):
     """The scripts in examples/ work against the real daemon."""
 
-    @async_test
     async def test_follow_example(self) -> None:
         """examples/follow.py starts a session, prints its output and exits with its code."""
         script = Path(__file__).parent.parent / "examples" / "follow.py"

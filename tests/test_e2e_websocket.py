@@ -12,7 +12,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
 from tests.support.daemon import WSClient, open_ws, parse_raw, pids_of_session_id, poll, raw_request, sleep
-from tests.support.e2e import DaemonTestCase, async_test
+from tests.support.e2e import DaemonTestCase
 from vibetwist.model.snapshot import decode, decode_buffers_frame
 from vibetwist.screen.terminal import TerminalScreen
 
@@ -59,7 +59,6 @@ class WebSocketTests(DaemonTestCase):
         )
         return client
 
-    @async_test
     async def test_buffers_follow_what_ws_input_types(self) -> None:
         sid = await self.client.create(["bash", "--norc", "--noprofile"], cols=60, rows=10)
         await self.client.wait_status(sid, "running")
@@ -81,7 +80,6 @@ class WebSocketTests(DaemonTestCase):
         self.assertEqual(buffers.texts()[0], {"type": "connected", "version": "1.0"})
         self.assertIn({"type": "subscribed", "sessionId": sid}, buffers.texts())
 
-    @async_test
     async def test_stream_types_resizes_and_exits(self) -> None:
         sid = await self.client.create(["bash", "--norc", "--noprofile"], cols=80, rows=24)
         await self.client.wait_status(sid, "running")
@@ -95,7 +93,6 @@ class WebSocketTests(DaemonTestCase):
         self.assertEqual(term.texts()[-1], {"type": "exit", "code": 7})
         self.assertIn({"type": "resize", "cols": 91, "rows": 33}, term.texts())
 
-    @async_test
     async def test_joining_mid_flood_loses_and_repeats_nothing(self) -> None:
         """A viewer that joins while seq prints gets a contiguous run of numbers to the end."""
         sid = await self.client.create(["sh", "-c", "sleep 0.3; seq 1 100000; sleep 0.5"], cols=40, rows=10)
@@ -108,7 +105,6 @@ class WebSocketTests(DaemonTestCase):
         self.assertEqual(numbers, list(range(numbers[0], 100001)))
         self.assertLessEqual(numbers[0], 100000 - 9000, "the replay brings the scrollback")
 
-    @async_test
     async def test_read_only_viewer(self) -> None:
         sid = await self.client.create(["cat"])
         await self.client.wait_status(sid, "running")
@@ -118,7 +114,6 @@ class WebSocketTests(DaemonTestCase):
         self.assertEqual(viewer.texts()[-1]["message"], "This view is read-only")
         self.assertEqual((await self.client.text(sid)).strip(), "")
 
-    @async_test
     async def test_http_without_upgrade_and_foreign_origin(self) -> None:
         sid = await self.client.create(["cat"])
         answer = await raw_request(
@@ -142,7 +137,6 @@ class WebSocketTests(DaemonTestCase):
         )
         self.assertEqual(status, 403)
 
-    @async_test
     async def test_stalled_viewer_does_not_hold_up_others(self) -> None:
         """One viewer stops reading during a flood: the other gets everything at once, the
         daemon's memory stays bounded, and the stalled one skips to a fresh screen."""
@@ -176,7 +170,6 @@ class WebSocketTests(DaemonTestCase):
 class LeakTests(DaemonTestCase):
     """Clients that vanish at any moment leave nothing behind."""
 
-    @async_test
     async def test_rapid_connect_and_vanish(self) -> None:
         pid = self.daemon.pid
         assert pid is not None

@@ -17,7 +17,6 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 
 from tests.support.daemon import Client, Daemon, poll, sleep
-from tests.support.e2e import async_test
 
 
 class RecordingIPC(Protocol):
@@ -91,7 +90,6 @@ class ExternalLayoutTests(unittest.TestCase):
         self.addCleanup(lambda: port.stopListening() if port.connected else None)
         return received, port
 
-    @async_test
     async def test_listed_and_driven(self) -> None:
         """A hand-written running session is listed with its fields and output; input, resize
         and kill reach its ipc.sock framed as PROTOCOL.md says; whole appended lines show,
@@ -150,7 +148,6 @@ class ExternalLayoutTests(unittest.TestCase):
         folder.rmdir()
         await poll(reactor, lambda: _absent(client, sid), what="the vanished session dropped")
 
-    @async_test
     async def test_appears_and_garbage_ignored(self) -> None:
         """A session folder that appears while the daemon runs is listed; folders with names
         outside the id pattern, symlinked folders or files, and unreadable or lying session.json

@@ -28,7 +28,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.support import fuzz
 from tests.support.api import APITestCase
 from tests.support.daemon import Client, Daemon, poll, sleep
-from tests.support.e2e import async_test
 from tests.support.programs import SINK
 from vibetwist.errors import FormatError
 from vibetwist.model import jsontext
@@ -301,7 +300,6 @@ class FuzzTestCase(unittest.TestCase):
 class HTTPFuzzTests(FuzzTestCase):
     """Malformed HTTP and JSON get 4xx answers (or a closed connection), never a 5xx."""
 
-    @async_test
     async def test_raw_http(self) -> None:
         """2,000 malformed requests: random bytes, broken request lines and methods, huge and
         garbage headers, bad chunked encoding, truncated bodies, invalid paths, pipelining."""
@@ -360,7 +358,6 @@ class HTTPFuzzTests(FuzzTestCase):
         if code != 200:
             self.assertIsInstance(json.loads(answer)["error"], str)
 
-    @async_test
     async def test_zz_healthy_after_json(self) -> None:
         """After the JSON runs the daemon is healthy."""
         await self.check_healthy()
@@ -369,7 +366,6 @@ class HTTPFuzzTests(FuzzTestCase):
 class PathFuzzTests(FuzzTestCase):
     """Session ids that try to leave the control directory name nothing."""
 
-    @async_test
     async def test_path_tricks(self) -> None:
         """Every trick on every session route is a 4xx (or a WebSocket closed with 4404);
         no DELETE succeeds; the decoy beside the control directory survives."""
@@ -381,7 +377,6 @@ class PathFuzzTests(FuzzTestCase):
 class WebSocketFuzzTests(FuzzTestCase):
     """Broken frames and random messages on the three sockets never hurt the daemon."""
 
-    @async_test
     async def test_frames(self) -> None:
         """1,500 hostile frame sequences (bad opcodes, reserved bits, unmasked, oversized,
         truncated, invalid UTF-8, fragmented control frames) on /buffers, /ws/input and
@@ -426,7 +421,6 @@ class WebSocketFuzzTests(FuzzTestCase):
 
     sockets: ClassVar[dict[str, fuzz.WebSocket]] = {}
 
-    @async_test
     async def test_zz_healthy_after_messages(self) -> None:
         """After the message runs the daemon is healthy."""
         for ws in self.sockets.values():
@@ -437,7 +431,6 @@ class WebSocketFuzzTests(FuzzTestCase):
 class ControlDirFuzzTests(FuzzTestCase):
     """A control directory full of hostile folders, links and garbage session files."""
 
-    @async_test
     async def test_poisoned_control_dir(self) -> None:
         """Hostile entries in the control directory are skipped or listed as exited after a
         restart; cleaning up never follows a link out of the control directory."""
@@ -474,7 +467,6 @@ class ControlDirFuzzTests(FuzzTestCase):
 class FloodTests(FuzzTestCase):
     """A flood of connections leaves the daemon serving and its descriptors as they were."""
 
-    @async_test
     async def test_flood(self) -> None:
         """2,000 connections at once (idle, half a request, a whole request never read,
         reset): the daemon keeps answering, then returns to its descriptor count."""
@@ -498,7 +490,6 @@ class FloodTests(FuzzTestCase):
 class ZZStopTests(FuzzTestCase):
     """The module's daemon stops cleanly after all the above."""
 
-    @async_test
     async def test_stop(self) -> None:
         """The daemon ends on SIGTERM within the usual time, and printed the tally."""
         daemon = self.daemon

@@ -23,7 +23,6 @@ from twisted.trial import unittest
 
 from tests.support import fuzz
 from tests.support.daemon import Client, Daemon, poll
-from tests.support.e2e import async_test
 from tests.support.programs import SINK
 
 #: Connections of each kind per test.
@@ -106,7 +105,6 @@ class LeakTests(unittest.TestCase):
         except AssertionError:
             self.fail(f"after {CYCLES} connections these types grew: {grown}")
 
-    @async_test
     async def test_half_requests(self) -> None:
         """Connections reset in the middle of their headers or body."""
         await self.assert_no_growth(
@@ -115,35 +113,29 @@ class LeakTests(unittest.TestCase):
             )
         )
 
-    @async_test
     async def test_answers_never_read(self) -> None:
         """Requests whose answer the client resets the connection on."""
         request = f"GET /api/sessions/{self.sink}/text HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
         await self.assert_no_growth(lambda port: _raw(port, request * 3, False))
 
-    @async_test
     async def test_buffers_sockets_dropped(self) -> None:
         """/buffers sockets dropped right after they subscribe."""
         message = b'{"type": "subscribe", "sessionId": "%s"}' % self.sink.encode()
         await self.assert_no_growth(lambda port: _socket(port, "/buffers", message))
 
-    @async_test
     async def test_viewers_dropped(self) -> None:
         """Session viewers dropped as they are sent the screen."""
         await self.assert_no_growth(lambda port: _socket(port, f"/ws/sessions/{self.sink}", None))
 
-    @async_test
     async def test_input_sockets_dropped(self) -> None:
         """Input sockets dropped after one key."""
         await self.assert_no_growth(lambda port: _socket(port, f"/ws/input?sessionId={self.sink}", b"x"))
 
-    @async_test
     async def test_event_streams_dropped(self) -> None:
         """Server-sent event streams reset once their first events are read."""
         request = f"GET /api/sessions/{self.sink}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
         await self.assert_no_growth(lambda port: _raw(port, request, True))
 
-    @async_test
     async def test_protocol_violations(self) -> None:
         """Sockets that send a control frame too long to be one, and are closed for it."""
         frame = fuzz.ws_frame(9, b"p" * 4000)

@@ -30,7 +30,6 @@ from tests.support.daemon import (
     sleep,
     within,
 )
-from tests.support.e2e import async_test
 from vibetwist.server.hostcheck import MAX_BODY
 from vibetwist.server.limits import Limits, ServerFull, SessionCreateLimit, TokenBucket, TooManyRequests
 from vibetwist.server.websocket import MAX_MESSAGE
@@ -157,7 +156,6 @@ class DaemonLimitsTests(unittest.TestCase):
         self.assertIsInstance(body["error"], str)
         self.assertEqual(response.headers.getRawHeaders(b"retry-after", [None])[0], retry)
 
-    @async_test
     async def test_session_cap(self) -> None:
         """Past --max-sessions live sessions a create answers 503 with Retry-After; once one
         has exited, creating works again."""
@@ -170,7 +168,6 @@ class DaemonLimitsTests(unittest.TestCase):
         await client.wait_status(first, "exited")
         await client.create(["true"])
 
-    @async_test
     async def test_create_rate(self) -> None:
         """Past the burst, creates answer 429 with Retry-After; a second later one passes;
         other requests are never refused."""
@@ -184,7 +181,6 @@ class DaemonLimitsTests(unittest.TestCase):
         await sleep(reactor, 1.1)
         await client.create(["true"])
 
-    @async_test
     async def test_connection_cap(self) -> None:
         """Past --max-connections a connection gets a 503 JSON answer and is closed; once
         connections close, requests are served again."""
@@ -206,7 +202,6 @@ class DaemonLimitsTests(unittest.TestCase):
         await poll(reactor, lambda: _fd_count(daemon) < 40, what="connections closed")
         await client.get("/api/health")
 
-    @async_test
     async def test_slow_request(self) -> None:
         """A client trickling its request a byte at a time gets a 408 after --request-timeout,
         a connection that sends nothing is closed without a word, while another client is
@@ -239,7 +234,6 @@ class DaemonLimitsTests(unittest.TestCase):
         ws.sendClose()
         await client.request("DELETE", f"/api/sessions/{sid}")
 
-    @async_test
     async def test_bodies(self) -> None:
         """A declared body over 1 MiB and a chunked one passing 1 MiB get a 413 without being
         read; a body sent slowly in chunks within the timeout is served."""
@@ -263,7 +257,6 @@ class DaemonLimitsTests(unittest.TestCase):
         self.assertIn("sessionId", json.loads(body))
         await client.get("/api/health")
 
-    @async_test
     async def test_websocket_message_size(self) -> None:
         """A WebSocket message over 1 MiB gets close code 1009; another socket is unaffected."""
         daemon, client = await self.daemon()

@@ -16,7 +16,6 @@ from twisted.trial import unittest
 from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseFailed
 
 from tests.support.daemon import Client, Daemon, WSClient, poll
-from tests.support.e2e import async_test
 from tests.support.login import CREDENTIALS, LoginDaemonTestCase, log_in
 from tests.support.tls import make_certificate
 
@@ -41,7 +40,6 @@ class TLSTests(LoginDaemonTestCase):
         self.addCleanup(lambda: defer.ensureDeferred(client.close()))
         return client
 
-    @async_test
     async def test_https(self) -> None:
         """The daemon says it serves https, and answers health and login over TLS."""
         self.assertTrue(self.daemon.origin.startswith("https://127.0.0.1:"))
@@ -49,7 +47,6 @@ class TLSTests(LoginDaemonTestCase):
         self.assertEqual((await self.client.get("/api/health"))["status"], "ok")
         self.assertEqual(await self.client.get("/api/sessions"), [])
 
-    @async_test
     async def test_untrusted_client_fails(self) -> None:
         """A client that does not trust the certificate cannot talk to the daemon."""
         stranger = Client(reactor, self.daemon)
@@ -57,7 +54,6 @@ class TLSTests(LoginDaemonTestCase):
         with self.assertRaises(ResponseFailed):
             await stranger.request("GET", "/api/health")
 
-    @async_test
     async def test_origin_must_be_https(self) -> None:
         """An https Origin of the daemon is accepted; the http one, on the same port, is not."""
         https = {"Origin": self.daemon.origin}
@@ -66,7 +62,6 @@ class TLSTests(LoginDaemonTestCase):
         code, body, _ = await self.client.request("GET", "/api/sessions", headers=http)
         self.assertEqual((code, body), (403, {"error": "Forbidden: cross-origin request"}))
 
-    @async_test
     async def test_wss(self) -> None:
         """A WSS client with an https Origin watches a session and types into it."""
         sid = await self.create(["bash", "--norc", "--noprofile"], cols=60, rows=10)
@@ -92,7 +87,6 @@ class ExposedListenerTests(unittest.TestCase):
 
     timeout = 60
 
-    @async_test
     async def test_exposed_listener_with_login(self) -> None:
         """With credentials, a listener on every interface starts and asks for a token."""
         base = Path(tempfile.mkdtemp(prefix="e2e-", dir=os.getcwd()))
