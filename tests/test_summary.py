@@ -1,10 +1,10 @@
-"""Tests for vibetwist._summary: the closing line CI reads."""
+"""Tests for tests.support.summary: the closing line CI reads."""
 
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from vibetwist._summary import summarize
+from tests.support.summary import summarize
 
 
 class SummaryTests(SynchronousTestCase):

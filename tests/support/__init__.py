@@ -18,4 +18,6 @@ checks it): one module per idea.
 - L{tests.support.fuzz}: hostile-input generators and a blocking wire client
   (also used by ``bench/fuzz_daemon.py``).
 - L{tests.support.asciinema}: a real asciinema playing a recording.
+- L{tests.support.summary}: trial's closing line as CI's ``tests: N passed, ...`` line
+  (``python -m tests.support.summary LOG``, run by ``./dev test``).
 """

@@ -1,7 +1,8 @@
 """Turns trial's closing line into ``tests: N passed, N failed`` (what CI reads).
 
-Usage: ``python -m vibetwist._summary TRIAL_OUTPUT_FILE``; exits 1 unless
-trial passed and ran at least one test.
+Usage: ``python -m tests.support.summary TRIAL_OUTPUT_FILE`` (from the checkout, as
+``./dev test`` runs it); exits 1 unless trial passed and ran at least one test. A test
+tool, so it lives with the tests rather than in the vibetwist package.
 """
 
 from __future__ import annotations
