@@ -3,8 +3,9 @@
 Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright for Python
 without any browser download. Playwright's API blocks, so every call to it runs
 in one thread of its own (L{Browser.run}) while the reactor goes on serving the
-test's own clients. The tests write screenshots of the session list and of a
-session to ``docs/screenshots/`` for the README.
+test's own clients. The tests take screenshots of the session list and of a
+session: into a temporary folder of the test's, or into ``docs/screenshots/`` for
+the README when C{VIBETWIST_SCREENSHOTS} is set (``./dev screenshots`` sets it).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from tests.support.programs import HEX_ECHO
 T = TypeVar("T")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+#: The README's pictures, written only when VIBETWIST_SCREENSHOTS is set (./dev screenshots).
+README_SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 #: A program that prints its terminal's size at the start and on every SIGWINCH.
 SIZE_ECHO = (
     "import os, signal, time\n"
@@ -228,8 +230,17 @@ class BrowserTests(DaemonTestCase):
         return sid, page
 
     async def screenshot(self, page: Any, name: str) -> None:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        await self.browser.run(lambda: page.screenshot(path=str(SCREENSHOTS / name)))
+        """Save what page shows as name: into the README's pictures if asked, else into a
+        folder of this test's under trial's temporary directory, so a run leaves the
+        checkout as it was."""
+        if os.environ.get("VIBETWIST_SCREENSHOTS"):
+            folder = README_SCREENSHOTS
+        else:
+            if not hasattr(self, "_screenshots"):
+                self._screenshots = Path(self.mktemp())
+            folder = self._screenshots
+        folder.mkdir(parents=True, exist_ok=True)
+        await self.browser.run(lambda: page.screenshot(path=str(folder / name)))
 
     async def test_create_type_and_see(self) -> None:
         """A session started from the page's form opens in the terminal; typing `echo hi`
