@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from autobahn.twisted.testing import create_memory_agent
-from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support.daemon import WSClient as Client
@@ -35,15 +34,6 @@ class ShareSocketTests(SocketTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        # Autobahn's factories put their handshake and ping timers on the global reactor
-        # (through txaio), not on the test's clock: cancel the ones these tests leave, so
-        # they do not fire during a later test that runs the reactor.
-        before = set(reactor.getDelayedCalls())
-        self.addCleanup(
-            lambda: [
-                call.cancel() for call in reactor.getDelayedCalls() if call not in before and call.active()
-            ]
-        )
         self.tokens = Tokens(b"t" * 32)
         self.authority = Authority(self.tokens, self.clock, required=True)
         self.a, self.process_a = self.session()

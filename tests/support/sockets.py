@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from autobahn.twisted.testing import create_memory_agent
+from twisted.internet import reactor
 from twisted.internet.task import Cooperator
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
@@ -36,6 +37,15 @@ class SocketTestCase(SynchronousTestCase):
     """Sessions with fake programs, and the daemon's sockets in memory."""
 
     def setUp(self) -> None:
+        # Autobahn's factories put their handshake and ping timers on the global reactor
+        # (through txaio), not on the test's clock: cancel the ones a test leaves, so they
+        # do not turn up as a dirty reactor in whichever later test runs the reactor.
+        before = set(reactor.getDelayedCalls())
+        self.addCleanup(
+            lambda: [
+                call.cancel() for call in reactor.getDelayedCalls() if call not in before and call.active()
+            ]
+        )
         self.h = Harness(self)
         self.clock = self.h.clock
         self.sessions: dict[str, Session] = {}
