@@ -205,14 +205,7 @@ class Run:
         fuzz.run_raw(self.port, cases, self.tally, self.args.workers)
 
     def json_bodies(self, count: int) -> None:
-        for _ in range(count):
-            category, method, path, body = fuzz.json_body_case(self.rng, self.sink)
-            code, answer = fuzz.request(self.port, method, path, body)
-            self.tally.record_code(category, code or "none", body[:200])
-            if code >= 400 and not answer.startswith(b"{"):
-                self.problems.append(f"{category}: a {code} without a JSON error")
-            if category == "json create" and code == 200:
-                fuzz.request(self.port, "POST", "/api/cleanup-exited", b"")
+        fuzz.run_json_bodies(self.port, self.sink, self.rng, self.tally, count)
 
     def paths(self) -> None:
         tricks = [*fuzz.PATH_TRICKS, "..%2fdecoy-session", "%2e%2e%2fdecoy-session", "../decoy-session"]
@@ -224,38 +217,7 @@ class Run:
         fuzz.run_frames(self.port, cases, self.tally, self.args.workers)
 
     def ws_json(self, count: int) -> None:
-        urls = {
-            "buffers": "/buffers",
-            "input": f"/ws/input?sessionId={self.sink}",
-            "stream": f"/ws/sessions/{self.sink}",
-        }
-        sockets: dict[str, fuzz.WebSocket] = {}
-        for _ in range(count):
-            path = self.rng.choice(list(urls))
-            ws = sockets.get(path)
-            if ws is None or ws.closed:
-                ws = sockets[path] = fuzz.WebSocket(self.port, urls[path])
-            message = fuzz.random_json(self.rng)
-            if path == "input":
-                ws.send(fuzz.ws_frame(1, json.dumps(message, allow_nan=True).encode()))
-                ws.send(fuzz.ws_frame(1, b"\x00no-such-key\x00"))
-            else:
-                if isinstance(message, dict) and message.get("type") in ("input", "key"):
-                    message["type"] = "resize"
-                ws.send(fuzz.ws_frame(1, json.dumps(message, allow_nan=True).encode()))
-                ws.send_json({"type": "sentinel"})
-            frames = ws.frames(
-                timeout=5.0, until=lambda op, p: op == 1 and (b"sentinel" in p or b"no-such-key" in p)
-            )
-            self.tally.record_code(
-                f"ws json {path}", ws.close_code or ("open" if frames else "silent"), message
-            )
-            if ws.closed or not frames:
-                self.problems.append(
-                    f"ws json {path}: {str(message)[:200]} ended the socket or got no answer"
-                )
-        for ws in sockets.values():
-            ws.close()
+        fuzz.run_ws_json(self.port, self.sink, self.rng, self.tally, count)
 
     def control_dir(self) -> None:
         daemon = self.daemon

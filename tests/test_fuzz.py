@@ -10,6 +10,7 @@ outside it, and a session can still be created, typed into and read.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import random
@@ -223,7 +224,13 @@ class HostileControlDirTests(SynchronousTestCase):
 
 
 class FuzzTestCase(unittest.TestCase):
-    """One daemon for the whole module, started by the first test that needs it."""
+    """One daemon for the whole module, started by whichever test needs it first (again after
+    L{StopTests} stopped it), with a harmless sink session to aim input at.
+
+    Every test ends with L{check_healthy}: the async ones await it, and the hypothesis ones
+    (which cannot await between examples) have it as a cleanup. A test answers only for
+    the faults recorded while it ran.
+    """
 
     timeout = 170
     daemon: ClassVar[Daemon | None] = None
@@ -256,6 +263,9 @@ class FuzzTestCase(unittest.TestCase):
         if not cls.sink:
             cls.sink = await client.create(SINK)
             await client.wait_status(cls.sink, "running")
+        self.faults_before = len(self.tally.faults)
+        if not inspect.iscoroutinefunction(getattr(self, self._testMethodName)):
+            self.addCleanup(lambda: defer.ensureDeferred(self.check_healthy()))
 
     @property
     def port(self) -> int:
@@ -277,7 +287,7 @@ class FuzzTestCase(unittest.TestCase):
             if after.get(p) != self.before.get(p) and not Path(p).name.startswith("daemon-")
         }
         self.assertEqual(changed, set(), "files appeared or changed outside the control directory")
-        self.assertEqual(self.tally.faults, [], self.tally.report())
+        self.assertEqual(self.tally.faults[self.faults_before :], [], self.tally.report())
         self.assertNotIn("Traceback", daemon.log(), daemon.log()[-3000:])
         await poll(reactor, lambda: self._round_trip(), timeout=20, what="a round trip")
 
@@ -358,8 +368,14 @@ class HTTPFuzzTests(FuzzTestCase):
         if code != 200:
             self.assertIsInstance(json.loads(answer)["error"], str)
 
-    async def test_zz_healthy_after_json(self) -> None:
-        """After the JSON runs the daemon is healthy."""
+    async def test_generated_json_bodies(self) -> None:
+        """300 bodies from the generator C{bench/fuzz_daemon.py} runs at scale
+        (L{fuzz.json_body_case}) on the POST/PATCH routes: every refusal is a JSON error,
+        nothing is a 5xx."""
+        rng = random.Random(4321)
+        total = self.tally.total
+        await threads.deferToThread(fuzz.run_json_bodies, self.port, self.sink, rng, self.tally, 300)
+        self.assertEqual(self.tally.total - total, 300)
         await self.check_healthy()
 
 
@@ -390,6 +406,13 @@ class WebSocketFuzzTests(FuzzTestCase):
         )
         await self.check_healthy()
 
+    async def _set_up(self) -> None:
+        await super()._set_up()
+        # The sockets test_json_messages keeps open between its examples; closed before the
+        # health check of the test's end (cleanups run last first).
+        self.sockets: dict[str, fuzz.WebSocket] = {}
+        self.addCleanup(lambda: [ws.close() for ws in self.sockets.values()])
+
     @settings(max_examples=400)
     @given(path=st.sampled_from(["buffers", "input", "stream"]), message=objects | values)
     def test_json_messages(self, path: str, message: Any) -> None:
@@ -419,12 +442,14 @@ class WebSocketFuzzTests(FuzzTestCase):
         self.assertFalse(ws.closed, (message, frames[-3:]))
         self.assertTrue(frames, message)
 
-    sockets: ClassVar[dict[str, fuzz.WebSocket]] = {}
-
-    async def test_zz_healthy_after_messages(self) -> None:
-        """After the message runs the daemon is healthy."""
-        for ws in self.sockets.values():
-            ws.close()
+    async def test_generated_json_messages(self) -> None:
+        """300 messages from the generator C{bench/fuzz_daemon.py} runs at scale
+        (L{fuzz.random_json}) on the three sockets: each is answered (its sentinel too) and
+        no socket closes."""
+        rng = random.Random(8765)
+        total = self.tally.total
+        await threads.deferToThread(fuzz.run_ws_json, self.port, self.sink, rng, self.tally, 300)
+        self.assertEqual(self.tally.total - total, 300)
         await self.check_healthy()
 
 
@@ -487,11 +512,12 @@ class FloodTests(FuzzTestCase):
         await self.check_healthy()
 
 
-class ZZStopTests(FuzzTestCase):
-    """The module's daemon stops cleanly after all the above."""
+class StopTests(FuzzTestCase):
+    """The module's daemon stops cleanly, whatever ran on it before."""
 
     async def test_stop(self) -> None:
-        """The daemon ends on SIGTERM within the usual time, and printed the tally."""
+        """The daemon ends on SIGTERM within the usual time (the next fuzz test starts a new
+        one), and prints the tally so far."""
         daemon = self.daemon
         assert daemon is not None
         await self.check_healthy()

@@ -447,6 +447,55 @@ def run_frames(port: int, cases: list[tuple[str, tuple[str, bytes]]], tally: Tal
             tally.record_code(category, outcome, path)
 
 
+def run_json_bodies(port: int, sink: str, rng: random.Random, tally: Tally, count: int) -> None:
+    """count bodies from L{json_body_case} on the POST/PATCH routes, one at a time; a refusal
+    that is not a JSON error is a fault, and a created session is cleaned up when it ends."""
+    for _ in range(count):
+        category, method, path, body = json_body_case(rng, sink)
+        code, answer = request(port, method, path, body)
+        tally.record_code(category, code or "none", body[:200])
+        if code >= 400 and not answer.startswith(b"{"):
+            tally.faults.append(f"{category}: a {code} without a JSON error for {body[:200]!r}")
+        if category == "json create" and code == 200:
+            request(port, "POST", "/api/cleanup-exited", b"")
+
+
+def run_ws_json(port: int, sink: str, rng: random.Random, tally: Tally, count: int) -> None:
+    """count messages from L{random_json} on the three sockets (input, control keys aside,
+    only to the sink), each followed by a sentinel: a socket that then closes or stays
+    silent is a fault."""
+    urls = {
+        "buffers": "/buffers",
+        "input": f"/ws/input?sessionId={sink}",
+        "stream": f"/ws/sessions/{sink}",
+    }
+    sockets: dict[str, WebSocket] = {}
+    try:
+        for _ in range(count):
+            path = rng.choice(list(urls))
+            ws = sockets.get(path)
+            if ws is None or ws.closed:
+                ws = sockets[path] = WebSocket(port, urls[path])
+            message = random_json(rng)
+            if path == "input":
+                ws.send(ws_frame(1, json.dumps(message, allow_nan=True).encode()))
+                ws.send(ws_frame(1, b"\x00no-such-key\x00"))
+            else:
+                if isinstance(message, dict) and message.get("type") in ("input", "key"):
+                    message["type"] = "resize"
+                ws.send(ws_frame(1, json.dumps(message, allow_nan=True).encode()))
+                ws.send_json({"type": "sentinel"})
+            frames = ws.frames(
+                timeout=5.0, until=lambda op, p: op == 1 and (b"sentinel" in p or b"no-such-key" in p)
+            )
+            tally.record_code(f"ws json {path}", ws.close_code or ("open" if frames else "silent"), message)
+            if ws.closed or not frames:
+                tally.faults.append(f"ws json {path}: {str(message)[:200]} ended the socket or got no answer")
+    finally:
+        for ws in sockets.values():
+            ws.close()
+
+
 def open_flood(port: int, count: int) -> list[socket.socket]:
     socks = []
     for _ in range(count):
