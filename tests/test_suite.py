@@ -1,9 +1,10 @@
 """The test suite's own rules: each test module stands alone, and no test can silently not run.
 
-Shared fixtures live in L{tests.support}; a test module that imported another
-would run (or half-run) that module's setup and make the two hard to read apart.
+Shared fixtures live in L{tests.support}: a test module that imported another could
+not be read on its own, and a change to one test module could break another.
 An C{async def} test on a class that is not a C{twisted.trial.unittest.TestCase}
-is never awaited, so it passes whatever it asserts: every such test is refused here.
+is never awaited, so it passes whatever it asserts: every such test is refused here,
+and so is a generator test, which no TestCase runs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import functools
 import importlib
 import inspect
 import unittest as pyunit
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ def wrong_imports(source: str, module: str) -> list[str]:
 def unawaited_tests(classes: Iterable[type]) -> list[str]:
     """Test methods of classes that trial would call without running what they do: coroutine
     functions (or functions wrapping one) on a class that is not a trial TestCase, where
-    the coroutine is made and dropped; and generator functions anywhere."""
+    the coroutine is made and dropped; and generator functions (async ones too) anywhere."""
     found = []
     for cls in classes:
         if not issubclass(cls, pyunit.TestCase):
@@ -78,11 +79,10 @@ def unawaited_tests(classes: Iterable[type]) -> list[str]:
             if not callable(method):
                 continue
             inner = inspect.unwrap(method)
-            asynchronous = inspect.iscoroutinefunction(inner) or inspect.isasyncgenfunction(inner)
             where = f"{cls.__module__}.{cls.__qualname__}.{name}"
-            if asynchronous and not issubclass(cls, unittest.TestCase):
+            if inspect.iscoroutinefunction(inner) and not issubclass(cls, unittest.TestCase):
                 found.append(f"{where}: async, but not on a trial TestCase")
-            elif inspect.isgeneratorfunction(inner):
+            elif inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner):
                 found.append(f"{where}: a generator, never run")
     return found
 
@@ -97,15 +97,19 @@ class ImportTests(SynchronousTestCase):
     """No test module imports another; what they share is in tests.support."""
 
     def test_no_test_module_imports_another(self) -> None:
-        """Every import statement of every tests/test_*.py, also inside functions, names
-        no other test module, relatively or absolutely."""
+        """Every import statement of every tests/test_*.py (and of tests/support/, which
+        must not lean on a test module either), also inside functions, names no test
+        module, relatively or absolutely."""
         modules = suite_modules()
         self.assertGreater(len(modules), 40)
+        support = sorted((TESTS / "support").glob("*.py"))
+        self.assertIn(TESTS / "support" / "e2e.py", support)
         wrong = {}
-        for path in modules:
-            names = wrong_imports(path.read_text(), f"{PACKAGE}.{path.stem}")
+        for path in modules + support:
+            name = ".".join(path.relative_to(TESTS.parent).with_suffix("").parts)
+            names = wrong_imports(path.read_text(), name)
             if names:
-                wrong[path.name] = names
+                wrong[str(path.relative_to(TESTS))] = names
         self.assertEqual(wrong, {}, "move what they share to tests/support/")
 
     def test_check_catches_imports(self) -> None:
@@ -148,7 +152,7 @@ class AsyncTests(SynchronousTestCase):
 
     def test_check_catches_forgotten_base(self) -> None:
         """An async test on a SynchronousTestCase (bare, or behind a decorator that wraps it)
-        and a generator test are caught; the same async test on a trial TestCase is not."""
+        and generator tests are caught; the same async test on a trial TestCase is not."""
 
         def wrapping(f: Callable[[Any], Coroutine[Any, Any, None]]) -> Callable[[Any], defer.Deferred[None]]:
             @functools.wraps(f)
@@ -168,6 +172,9 @@ class AsyncTests(SynchronousTestCase):
             def test_generator(self) -> Iterator[None]:
                 yield None
 
+            async def test_async_generator(self) -> AsyncIterator[None]:
+                yield None
+
             def test_plain(self) -> None:
                 pass
 
@@ -179,6 +186,7 @@ class AsyncTests(SynchronousTestCase):
         self.assertEqual(
             [line.rpartition(".")[2] for line in found],
             [
+                "test_async_generator: a generator, never run",
                 "test_generator: a generator, never run",
                 "test_never_awaited: async, but not on a trial TestCase",
                 "test_wrapped: async, but not on a trial TestCase",
