@@ -287,7 +287,8 @@ class Daemon:
 
 @atexit.register
 def _stop_leftovers() -> None:
-    """Safety net when a test run is cut short: end any daemon still running."""
+    """End any daemon still running when the test process exits: the daemon the last
+    class of shared-daemon tests left, and every daemon when a run is cut short."""
     for pid in list(_alive):
         kill_quietly(pid, signal.SIGTERM)
     deadline = time.monotonic() + 6.0

@@ -38,15 +38,19 @@ def read_cast(path: Path) -> tuple[dict[str, Any], list[list[Any]]]:
     return json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
 
 
+#: The daemon each class shares between its tests, while its tests run.
 _shared: dict[type, Daemon] = {}
 
 
-def _last_test(cls: type) -> str:
-    return max(n for n in dir(cls) if n.startswith("test") and callable(getattr(cls, n)))
-
-
 class DaemonTestCase(unittest.TestCase):
-    """Tests against one daemon shared by the tests of the class."""
+    """Tests against one daemon shared by the tests of the class.
+
+    Whichever test of the class runs first starts it; the first test of another class
+    stops it (the last one is stopped when the test process exits). The tests of a class
+    run in any order, so each looks only at the sessions it made: those of an earlier
+    test may still be listed (deleted ones are killed, and stay listed once exited).
+    A class with C{shared = False} starts the daemons it needs itself.
+    """
 
     timeout = 60
     shared = True
@@ -86,13 +90,10 @@ class DaemonTestCase(unittest.TestCase):
         return client
 
     async def _end_sessions(self) -> None:
-        """Delete the sessions this test made (killing running ones); stop the daemon after
-        the class's last test."""
+        """Delete the sessions this test made (killing running ones)."""
         if self.daemon.running:
             for sid in self.sessions:
                 await self.client.request("DELETE", f"/api/sessions/{sid}")
-        if self._testMethodName == _last_test(type(self)) and _shared.get(type(self)):
-            await _shared.pop(type(self)).stop()
 
     async def create(self, command: list[str], **fields: Any) -> str:
         sid = await self.client.create(command, **fields)
