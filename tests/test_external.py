@@ -37,7 +37,7 @@ class RecordingIPC(Protocol):
 
 
 def write_session(root: Path, session_id: str, **fields: Any) -> Path:
-    """A session folder exactly as PROTOCOL.md describes it (session.json and stdout)."""
+    """A session folder exactly as docs/protocol.md describes it (session.json and stdout)."""
     folder = root / session_id
     folder.mkdir(mode=0o700)
     info = {
@@ -92,7 +92,7 @@ class ExternalLayoutTests(unittest.TestCase):
 
     async def test_listed_and_driven(self) -> None:
         """A hand-written running session is listed with its fields and output; input, resize
-        and kill reach its ipc.sock framed as PROTOCOL.md says; whole appended lines show,
+        and kill reach its ipc.sock framed as docs/protocol.md says; whole appended lines show,
         a torn last line waits for its end; its exit line ends it; its folder's removal
         drops it."""
         base = Path(tempfile.mkdtemp(prefix="ext-", dir=os.getcwd()))

@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 
 from tests.support.asciinema import play
 from tests.support.daemon import CHECKOUT, Daemon, kill_quietly, open_ws, pid_alive, poll, within
-from tests.support.e2e import DaemonTestCase, async_test, read_cast
+from tests.support.e2e import DaemonTestCase, read_cast
 from vibetwist.model.asciicast import Event, Exit, parse_line
 from vibetwist.model.snapshot import decode, decode_buffers_frame
 from vibetwist.sessions.pty import exit_code, set_size
@@ -128,7 +128,6 @@ class VtTestCase(DaemonTestCase):
 class VtSessionTests(VtTestCase):
     """A ``vt`` session as the daemon's clients see and drive it."""
 
-    @async_test
     async def test_see_type_and_resize(self) -> None:
         """Output typed locally shows through the API, SSE, the byte stream and /buffers; text
         typed through the API, /ws/input and the byte stream reaches the program and the
@@ -202,7 +201,6 @@ class VtSessionTests(VtTestCase):
         self.assertEqual(sizes, ["120x40", "80x24", "100x30"])
         self.assertFalse((self.daemon.control_dir / sid / "ipc.sock").exists())
 
-    @async_test
     async def test_kill_from_api(self) -> None:
         """DELETE of a running vt session ends its program (SIGTERM through ipc.sock);
         vt exits with the program's code and the session shows exited with it."""
@@ -220,7 +218,6 @@ class VtSessionTests(VtTestCase):
         self.assertEqual((code, body["message"]), (200, "Session cleaned up"))
         self.assertFalse((self.daemon.control_dir / sid).exists())
 
-    @async_test
     async def test_exit_code_and_recording(self) -> None:
         """vt exits with its program's exit code, and its recording is a valid asciicast
         with the program's output and the exit line, whose download asciinema plays; a
@@ -248,7 +245,6 @@ class VtSessionTests(VtTestCase):
         missing = self.run_vt(["/nonexistent/program"])
         self.assertEqual(await missing.exit(), 127)
 
-    @async_test
     async def test_title_of_a_daemon_session(self) -> None:
         """In a session the daemon started, vt title asks the daemon to rename it."""
         sid = await self.create(["bash", "--norc", "--noprofile"])
@@ -259,7 +255,6 @@ class VtSessionTests(VtTestCase):
         info = await self.client.get(f"/api/sessions/{sid}")
         self.assertEqual(info["name"], "from inside")
 
-    @async_test
     async def test_plain_vt_runs_the_shell(self) -> None:
         """Plain vt runs the user's shell ($SHELL) as a session."""
         known = await self.known()
@@ -271,7 +266,6 @@ class VtSessionTests(VtTestCase):
         self.assertEqual(await local.exit(), 4)
         await self.client.wait_text(info["id"], "shell-9")
 
-    @async_test
     async def test_nested_refused_and_title(self) -> None:
         """Inside a session, ``vt title NAME`` renames it and any other nested vt is refused."""
         known = await self.known()
@@ -292,7 +286,6 @@ class VtSessionTests(VtTestCase):
         local.type(b"exit\r")
         self.assertEqual(await local.exit(), 0)
 
-    @async_test
     async def test_terminal_restored_after_sigterm(self) -> None:
         """SIGTERM to vt ends its program even when the program ignores SIGTERM, and the
         terminal is back in its normal (cooked, echoing) mode afterwards."""
@@ -311,7 +304,6 @@ class VtSessionTests(VtTestCase):
         self.assertRegex(settings, rb"(?<!-)icanon")
         self.assertRegex(settings, rb"(?<![-\w])echo ")
 
-    @async_test
     async def test_ls_and_attach(self) -> None:
         """vt ls lists the daemon's sessions; vt attach shows a session's screen in another
         terminal, types into it, gives it its size (also after a window change), and
@@ -363,7 +355,6 @@ class VtRestartTests(VtTestCase):
 
     shared = False
 
-    @async_test
     async def test_daemon_restart(self) -> None:
         """A vt session keeps running while the daemon stops; the restarted daemon lists it
         with the output written meanwhile and drives it again."""
@@ -393,7 +384,6 @@ class VtRestartTests(VtTestCase):
         info = await poll(reactor, lambda: _exited(self.client.get(f"/api/sessions/{sid}")), what="exited")
         self.assertEqual(info["exitCode"], 3)
 
-    @async_test
     async def test_deep_control_dir(self) -> None:
         """A control dir deeper than a Unix socket path may be still works: vt makes its
         ipc.sock there and the daemon drives the session through it."""
@@ -411,7 +401,6 @@ class VtRestartTests(VtTestCase):
         local.type(b"exit\r")
         self.assertEqual(await local.exit(), 0)
 
-    @async_test
     async def test_kill9_of_vt(self) -> None:
         """kill -9 of vt leaves a recording whose every line parses; the program loses its
         terminal and the daemon shows the session exited."""

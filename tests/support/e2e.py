@@ -10,25 +10,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from tests.support.daemon import Client, Daemon
-
-F = TypeVar("F")
-
-
-def async_test(f: F) -> F:
-    """The test itself, unchanged: trial's TestCase runs an C{async def} test natively.
-
-    Kept only while tests/test_vt.py still decorates its tests with it; new tests need
-    no decorator. Returning the coroutine function as it is (not a function that wraps it
-    in a Deferred) keeps it visible to tests/test_suite.py, which refuses an async test
-    on a class that would never await it.
-    """
-    return f
 
 
 def read_cast(path: Path) -> tuple[dict[str, Any], list[list[Any]]]:
