@@ -240,6 +240,8 @@ class SessionRouteTests(APITestCase):
         while turns:
             turns.pop(0)()
             left.append(sum(folder.exists() for folder in folders))
+            self.service.rescan()  # a rescan meanwhile does not find them again
+            self.assertEqual(self.service.list(), [])
         self.treq.flush()
         body = json.loads(self.successResultOf(self.successResultOf(d).content()))
         self.assertEqual(body["localCleaned"], 41)

@@ -66,6 +66,8 @@ class SessionService(Service):
         self._background = background if background is not None else budget_cooperator(reactor, 0.002)
         self.sessions: dict[str, ISession] = {}
         self._skipped: dict[str, str] = {}
+        #: Sessions forgotten whose folders are still being deleted: never found again.
+        self._removing: set[str] = set()
         #: watch_files=False: the control dir is rescanned on a timer, inotify is not used.
         self.watcher = ControlDirWatcher(
             self.files.root, reactor, self.rescan, self._folder_changed, use_inotify=watch_files
@@ -112,6 +114,8 @@ class SessionService(Service):
         self.log.info("found {n} sessions in {path}", n=len(self.sessions), path=str(self.files.root))
 
     def _load_one(self, session_id: str, orphans: dict[int, int], appeared: bool = False) -> None:
+        if session_id in self._removing:
+            return
         if not self.files.info_path(session_id).exists():
             return  # a folder being made: its session.json comes with a change seen later
         if has_symlinks(self.files.session_dir(session_id)):
@@ -292,6 +296,7 @@ class SessionService(Service):
         exited = [s for s in self.sessions.values() if s.status is Status.EXITED]
         for session in exited:
             self._forget(session)
+            self._removing.add(session.id)
 
         def remove_all() -> Iterator[None]:
             for session in exited:
@@ -299,6 +304,8 @@ class SessionService(Service):
                     self.files.remove(session.id)
                 except OSError as e:
                     self.log.error("cannot remove {id}: {error}", id=session.id, error=e)
+                finally:
+                    self._removing.discard(session.id)
                 yield None
 
         d = self._background.cooperate(remove_all()).whenDone()
