@@ -19,7 +19,7 @@ from zope.interface.verify import verifyObject
 
 from vibetwist.interfaces import IInfoStore, ISession, ISessionSource, ITerminalProcess
 from vibetwist.model.asciicast import Event, Exit, Header, encode_event, encode_exit, encode_header
-from vibetwist.model.controldir import ControlDir, has_symlinks
+from vibetwist.model.controldir import ControlDir, unsafe_folder
 from vibetwist.model.info import SessionInfo, Status
 from vibetwist.sessions import forwarded, kinds, watcher
 from vibetwist.sessions.ipclink import IPCLink
@@ -241,13 +241,18 @@ class SwapTests(SynchronousTestCase):
 
 class FolderTests(SynchronousTestCase):
     def test_symlinks_found(self) -> None:
-        """A session folder whose stdout is a symbolic link is spotted."""
+        """A session folder holding a symbolic link under any name is unsafe, and so is one
+        that belongs to another user."""
+        for name in ["stdout", ".session.json.1234.tmp", "anything"]:
+            folder = Path(self.mktemp())
+            folder.mkdir()
+            (folder / "session.json").write_text("{}")
+            self.assertIsNone(unsafe_folder(folder))
+            (folder / name).symlink_to("/etc/passwd")
+            self.assertEqual(unsafe_folder(folder), f"{name} is a symbolic link")
         folder = Path(self.mktemp())
         folder.mkdir()
-        (folder / "session.json").write_text("{}")
-        self.assertFalse(has_symlinks(folder))
-        (folder / "stdout").symlink_to("/etc/passwd")
-        self.assertTrue(has_symlinks(folder))
+        self.assertIn("belongs to uid", unsafe_folder(folder, uid=os.getuid() + 1) or "")
 
     def test_is_external(self) -> None:
         """A running session is external when it says attachedViaVT or has an ipc.sock."""

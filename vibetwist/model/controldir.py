@@ -8,6 +8,11 @@ Layout (shared with VibeTunnel's tools)::
             session.json      0600, replaced atomically
             stdout            0600, the asciicast v2 recording
             ipc.sock          0600, for sessions run by ``vt``
+
+The control directory and every session folder must belong to the user, and
+the folders above the control directory must be safe from other users
+(:mod:`vibetwist.model.privatefiles`); session.json is replaced through a
+temporary file of a name nobody can guess, made with ``O_EXCL | O_NOFOLLOW``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vibetwist.errors import FormatError
+from vibetwist.model.privatefiles import make_private_dir, write_private
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -48,24 +54,11 @@ def is_session_id(value: object) -> bool:
     return isinstance(value, str) and SESSION_ID.match(value) is not None
 
 
-def _private_dir(path: Path) -> None:
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    os.chmod(path, DIR_MODE)
-
-
 def write_json_atomically(path: Path, value: Any) -> None:
-    """Replace path with value as JSON: write a private temporary file, then rename it."""
+    """Replace path with value as JSON: write a private temporary file of a name nobody can
+    guess (never through a planted link), then rename it over path."""
     data = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    try:
-        os.fchmod(fd, FILE_MODE)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_private(path, data, FILE_MODE)
 
 
 class ControlDir:
@@ -75,8 +68,11 @@ class ControlDir:
         self.root = Path(root)
 
     def create(self) -> None:
-        """Make the folder (0700) if it is missing and tighten its mode if it is loose."""
-        _private_dir(self.root)
+        """Make the folder (0700) if it is missing and tighten its mode if it is loose.
+
+        :raises UnsafePath: if it, or a folder above it, is not safe from other users.
+        """
+        make_private_dir(self.root)
 
     def session_dir(self, session_id: str) -> Path:
         """The folder of one session; refuses an id that is not a plain name."""
@@ -114,7 +110,9 @@ class ControlDir:
         :param change: called with the current object, which it changes in place.
         :raises OSError: if the folder cannot be opened or the file written.
         """
-        fd = os.open(self.session_dir(session_id), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(
+            self.session_dir(session_id), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
@@ -137,7 +135,10 @@ class ControlDir:
             if not stat.S_ISREG(recording.st_mode):
                 raise FormatError(f"the recording of {session_id} is not a regular file")
         try:
-            fd = os.open(self.info_path(session_id), os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            fd = os.open(
+                self.info_path(session_id),
+                os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC,
+            )
         except OSError as e:
             raise FormatError(f"cannot read session.json of {session_id}: {e.strerror}") from e
         try:
@@ -178,15 +179,26 @@ class ControlDir:
                 raise
 
 
-def has_symlinks(folder: Path) -> bool:
-    """Whether any of a session folder's files is a symbolic link (which could lead outside it)."""
-    for name in ("session.json", "stdout", "ipc.sock"):
-        try:
-            if stat.S_ISLNK(os.lstat(folder / name).st_mode):
-                return True
-        except OSError:
-            continue
-    return False
+def unsafe_folder(folder: Path, uid: int | None = None) -> str | None:
+    """Why a session folder must not be read or written, or None if it may.
+
+    It must be a folder of this user (another user's could hold anything), and
+    none of its names may be a symbolic link (which could lead outside it).
+    """
+    me = os.getuid() if uid is None else uid
+    try:
+        info = os.lstat(folder)
+        entries = list(os.scandir(folder)) if stat.S_ISDIR(info.st_mode) else []
+    except OSError as e:
+        return f"it cannot be read ({e.strerror})"
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a folder"
+    if info.st_uid != me:
+        return f"it belongs to uid {info.st_uid}, not to the user running vibetwist"
+    for entry in entries:
+        if entry.is_symlink():
+            return f"{entry.name} is a symbolic link"
+    return None
 
 
 #: The longest path a Unix socket address may have (108 bytes on Linux, with its NUL).

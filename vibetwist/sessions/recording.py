@@ -40,7 +40,7 @@ class Recording:
         self.max_size = max_size
         self.state = RecordingState.OPEN
         self._fd: int | None = os.open(
-            self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, FILE_MODE
+            self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE
         )
         os.fchmod(self._fd, FILE_MODE)
         self.size = os.fstat(self._fd).st_size

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from vibetwist._reactor.cooperate import budget_cooperator
 from vibetwist.errors import BadRequest, Conflict, FormatError, NotFound
 from vibetwist.interfaces import ILauncher, ISession
-from vibetwist.model.controldir import ControlDir, has_symlinks
+from vibetwist.model.controldir import ControlDir, unsafe_folder
 from vibetwist.model.info import SessionInfo, Status, check_size, now_iso
 from vibetwist.model.launch import default_name, plan_launch, resolve_directory
 from vibetwist.screen.terminal import DEFAULT_SCROLLBACK
@@ -118,10 +118,11 @@ class SessionService(Service):
             return
         if not self.files.info_path(session_id).exists():
             return  # a folder being made: its session.json comes with a change seen later
-        if has_symlinks(self.files.session_dir(session_id)):
-            if self._skipped.get(session_id) != "symlink":
-                self._skipped[session_id] = "symlink"
-                self.log.warn("skipping {id}: its files must not be symbolic links", id=session_id)
+        unsafe = unsafe_folder(self.files.session_dir(session_id))
+        if unsafe is not None:
+            if self._skipped.get(session_id) != unsafe:
+                self._skipped[session_id] = unsafe
+                self.log.warn("skipping {id}: {reason}", id=session_id, reason=unsafe)
             return
         try:
             info = SessionInfo.from_json(self.files.load_info(session_id))
