@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -36,8 +38,23 @@ class HostTests(SynchronousTestCase):
             "localhost:abc",
             "0.0.0.0:4020",
             "127.0.0.1.nip.io",
+            "evil.com#.localhost",
+            "evil.com/.localhost",
+            "evil.com?.localhost",
+            "evil.com@localhost",
+            "[::1]evil",
+            "[::1]evil:80",
+            "[evil]:80",
+            "local host",
         ]:
             self.assertFalse(host_allowed(host), host)
+
+    @given(st.text(min_size=1, max_size=30))
+    def test_only_host_name_characters(self, junk: str) -> None:
+        """A name with any character a host name cannot hold is refused, *.localhost or not."""
+        name = f"x{junk}.localhost"
+        expected = all(c.isascii() and (c.isalnum() or c in "-_.") for c in junk.lower()) and ".." not in name
+        self.assertEqual(host_allowed(name), expected and ":" not in junk, name)
 
 
 class OriginTests(SynchronousTestCase):
@@ -51,6 +68,20 @@ class OriginTests(SynchronousTestCase):
         """The origin of the daemon's own pages passes."""
         self.assertTrue(origin_allowed("http://127.0.0.1:4020", "127.0.0.1:4020"))
         self.assertTrue(origin_allowed("http://localhost", "localhost"))
+
+    def test_host_without_port(self) -> None:
+        """A Host without a port means the scheme's: 80 for http, 443 for https; an Origin of
+        another port is refused."""
+        self.assertTrue(origin_allowed("http://127.0.0.1", "127.0.0.1", False))
+        self.assertTrue(origin_allowed("http://127.0.0.1:80", "127.0.0.1", False))
+        self.assertTrue(origin_allowed("https://box.example", "box.example", True))
+        for origin, secure in [
+            ("http://127.0.0.1:3000", False),
+            ("http://127.0.0.1:443", False),
+            ("https://box.example:8443", True),
+            ("http://127.0.0.1:3000", None),
+        ]:
+            self.assertFalse(origin_allowed(origin, origin.split("//")[1].split(":")[0], secure), origin)
 
     def test_foreign(self) -> None:
         """Other sites, other ports, null and garbage are refused."""

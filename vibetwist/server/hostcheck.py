@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -22,16 +23,33 @@ from twisted.web.resource import Resource
 MAX_BODY = 1 << 20
 
 
+#: A host name as browsers send it: letters, digits, "-" and "_" in dot-separated labels.
+_NAME = re.compile(r"^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?$")
+
+
 def split_host(host: str) -> tuple[str, str]:
-    """("name", "port") from a Host header value; IPv6 literals keep no brackets."""
+    """("name", "port") from a Host header value; IPv6 literals keep no brackets.
+
+    ("", "") for a value no browser sends: a name with other characters than a
+    host name holds (``evil.com#.localhost``), an IPv6 literal that is not one or
+    is followed by anything but a port (``[::1]evil``).
+    """
     host = host.strip().lower()
     if host.startswith("["):
         end = host.find("]")
         if end < 0:
             return "", ""
         name, rest = host[1:end], host[end + 1 :]
-        return name, rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            return "", ""
+        try:
+            ipaddress.IPv6Address(name)
+        except ValueError:
+            return "", ""
+        return name, rest[1:]
     name, _, port = host.partition(":")
+    if not _NAME.match(name):
+        return "", ""
     return name, port
 
 
@@ -57,7 +75,10 @@ def host_allowed(host: str | None, allowed: frozenset[str] = frozenset()) -> boo
 
 def origin_allowed(origin: str | None, host: str, secure: bool | None = None) -> bool:
     """True when there is no Origin (not a browser page) or it is the daemon's own:
-    same name and port, and (when secure is known) https exactly when the request came over TLS."""
+    same name and port, and (when secure is known) https exactly when the request came over TLS.
+
+    A Host without a port means the scheme's own: 80 for http, 443 for https.
+    """
     if origin is None:
         return True
     try:
@@ -69,11 +90,15 @@ def origin_allowed(origin: str | None, host: str, secure: bool | None = None) ->
         return False
     if secure is not None and (parts.scheme == "https") != secure:
         return False
+    https = parts.scheme == "https"
     if port is None:
-        port = 443 if parts.scheme == "https" else 80
+        port = 443 if https else 80
     name, host_port = split_host(host)
-    expected = int(host_port) if host_port else port
-    return parts.hostname.lower() == name and port == expected
+    if host_port:
+        expected = int(host_port) if host_port.isdigit() else -1
+    else:
+        expected = 443 if (secure if secure is not None else https) else 80
+    return bool(name) and parts.hostname.lower() == name and port == expected
 
 
 def _refuse(request: Any, code: int, message: str) -> bytes:
