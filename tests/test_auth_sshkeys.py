@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import tempfile
 from pathlib import Path
 
@@ -19,9 +20,13 @@ from vibetwist.login.sshkeys import (
     CHALLENGE_BYTES,
     CHALLENGE_LIFETIME,
     MAX_CHALLENGES,
+    MAX_CHALLENGES_PER_CLIENT,
     SSHKeyLogin,
     authorized_ed25519_keys,
+    parse_authorized_line,
     parse_public_key,
+    read_authorized_keys,
+    split_options,
 )
 
 
@@ -29,20 +34,24 @@ def raw(key: Ed25519PrivateKey) -> bytes:
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
+def rsa_line(comment: str = "") -> str:
+    rsa = generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    return (rsa.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode() + " " + comment).strip()
+
+
 class AuthorizedKeysTests(SynchronousTestCase):
-    """ssh-ed25519 keys are read from authorized_keys lines, with or without options."""
+    """authorized_keys is read as sshd reads it; keys that options limit do not log in."""
 
     def test_lines(self) -> None:
-        """Plain lines, lines with options and comments are read; other types and junk skipped."""
+        """Plain lines, lines with options that only limit forwarding and comments are read;
+        other types and junk are skipped."""
         a, b, c = (Ed25519PrivateKey.generate() for _ in range(3))
-        rsa = generate_private_key(public_exponent=65537, key_size=2048).public_key()
-        rsa_line = rsa.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
         text = "\n".join(
             [
                 "# my keys",
                 openssh_line(a),
-                'from="10.0.0.0/8",no-pty ' + openssh_line(b, "with options"),
-                rsa_line,
+                'no-port-forwarding,permitopen="h:1,h:2",environment="A=b c" ' + openssh_line(b, "opts"),
+                rsa_line(),
                 "ssh-ed25519 not-base64!!",
                 "ssh-ed25519",
                 "",
@@ -50,6 +59,65 @@ class AuthorizedKeysTests(SynchronousTestCase):
             ]
         )
         self.assertEqual(authorized_ed25519_keys(text), {raw(a), raw(b), raw(c)})
+
+    def test_limiting_options_refuse_the_key(self) -> None:
+        """A key listed with command=, from=, restrict, expiry-time=, principals=,
+        cert-authority or no-pty (in any case, quoted values with spaces and commas) is not
+        allowed, also when another line lists it plainly."""
+        for options in [
+            'command="/usr/bin/backup --quiet"',
+            'from="10.0.0.0/8,!10.0.0.1"',
+            "restrict",
+            "RESTRICT,pty",
+            'expiry-time="29991231"',
+            'principals="a,b"',
+            "cert-authority",
+            "no-pty",
+            'no-agent-forwarding,COMMAND="echo \\"hi there\\", ok"',
+        ]:
+            key = Ed25519PrivateKey.generate()
+            self.assertEqual(authorized_ed25519_keys(f"{options} {openssh_line(key)}"), set(), options)
+            both = f"{openssh_line(key)}\n{options} {openssh_line(key)}"
+            self.assertEqual(authorized_ed25519_keys(both), set(), options)
+
+    def test_keys_in_comments_are_not_keys(self) -> None:
+        """A key written in the comment of another line (an RSA key's, an Ed25519 key's, a
+        limited key's) is not picked up."""
+        hidden = Ed25519PrivateKey.generate()
+        visible = Ed25519PrivateKey.generate()
+        hidden_text = openssh_line(hidden, "")
+        for line in [
+            rsa_line(hidden_text),
+            openssh_line(visible, hidden_text),
+            f'command="backup" {openssh_line(visible, hidden_text)}',
+            f"# {hidden_text}",
+        ]:
+            self.assertNotIn(raw(hidden), authorized_ed25519_keys(line), line)
+        self.assertEqual(authorized_ed25519_keys(openssh_line(visible, hidden_text)), {raw(visible)})
+
+    def test_lines_sshd_would_not_use(self) -> None:
+        """An unknown option, an unclosed quote, or options with no key make the line useless."""
+        key = Ed25519PrivateKey.generate()
+        for options in ["no-such-option", 'from="10.0.0.1', "no-pty,", ",", 'command="x"x,y']:
+            entry = parse_authorized_line(f"{options} {openssh_line(key)}")
+            self.assertTrue(entry is None or entry.limited, options)
+        self.assertIsNone(parse_authorized_line("no-port-forwarding"))
+        self.assertEqual(split_options('a="x, y",b c d'), (['a="x, y"', "b"], " c d"))
+        self.assertIsNone(split_options('a="x'))
+
+    def test_file_others_may_change_is_not_read(self) -> None:
+        """An authorized_keys file others may write, or in a folder others may change, gives no
+        key (sshd's StrictModes)."""
+        key = Ed25519PrivateKey.generate()
+        folder = Path(tempfile.mkdtemp())
+        path = folder / "authorized_keys"
+        path.write_text(openssh_line(key) + "\n")
+        self.assertEqual(read_authorized_keys(path), {raw(key)})
+        os.chmod(path, 0o666)
+        self.assertEqual(read_authorized_keys(path), set())
+        os.chmod(path, 0o644)
+        os.chmod(folder, 0o777)
+        self.assertEqual(read_authorized_keys(path), set())
 
     def test_public_key(self) -> None:
         """Only a well-formed ssh-ed25519 key string gives a key."""
@@ -62,10 +130,26 @@ class AuthorizedKeysTests(SynchronousTestCase):
 
     @given(st.text(max_size=400))
     def test_any_text(self, text: str) -> None:
-        """Arbitrary text never raises, as a key or as a file."""
+        """Arbitrary text never raises, as a key, a line or a file."""
         parse_public_key(text)
         parse_public_key("ssh-ed25519 " + text)
         authorized_ed25519_keys(text)
+        parse_authorized_line(text)
+
+    @given(
+        st.lists(
+            st.sampled_from(
+                ["no-pty", "restrict", 'command="a b"', "no-port-forwarding", "pty", 'from="x,y"']
+            ),
+            max_size=4,
+        )
+    )
+    def test_any_options(self, options: list[str]) -> None:
+        """A key is allowed exactly when none of its options limits it."""
+        key = Ed25519PrivateKey.generate()
+        line = (",".join(options) + " " if options else "") + openssh_line(key)
+        limited = any(o.split("=")[0] in ("no-pty", "restrict", "command", "from") for o in options)
+        self.assertEqual(authorized_ed25519_keys(line), set() if limited else {raw(key)})
 
 
 class ChallengeTests(SynchronousTestCase):
@@ -125,6 +209,16 @@ class ChallengeTests(SynchronousTestCase):
             challenge = self.login.challenge("me")
             self.assertIsNone(self.login.answer(challenge["challengeId"], openssh_line(self.key), signature))
         self.assertIsNone(self.login.answer(None, openssh_line(self.key), "x"))
+
+    def test_one_client_cannot_push_out_another(self) -> None:
+        """A client asking for challenges again and again loses only its own oldest ones: a
+        challenge another client holds stays answerable."""
+        mine = self.login.challenge("me", "uid 1000")
+        for _ in range(MAX_CHALLENGES * 2):
+            self.login.challenge("me", "10.0.0.9")
+        self.assertEqual(self.answer(mine), "me")
+        recent = [self.login.challenge("me", "10.0.0.9") for _ in range(MAX_CHALLENGES_PER_CLIENT)]
+        self.assertEqual(self.answer(recent[0]), "me")
 
     def test_bounded(self) -> None:
         """At most MAX_CHALLENGES are kept; the oldest go first."""
