@@ -8,7 +8,13 @@ import tempfile
 from twisted.trial.unittest import SynchronousTestCase
 
 from vibetwist.errors import BadRequest
-from vibetwist.model.launch import default_name, display_directory, plan_launch, resolve_directory
+from vibetwist.model.launch import (
+    DAEMON_SECRETS,
+    default_name,
+    display_directory,
+    plan_launch,
+    resolve_directory,
+)
 
 
 class CommandTests(SynchronousTestCase):
@@ -24,6 +30,14 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(plan.env["TERM"], "xterm-256color")
         self.assertEqual(plan.env["VIBETUNNEL_SESSION_ID"], "sid1")
         self.assertEqual(plan.env["PATH"], "/usr/bin:/bin")
+
+    def test_daemon_secrets_left_out(self) -> None:
+        """The daemon's credentials in its environment reach no session; the rest does."""
+        env = dict(self.env, VIBETUNNEL_USERNAME="u", VIBETUNNEL_PASSWORD="p", VIBETWIST_TOKEN="t", KEEP="k")
+        plan = plan_launch(["ls"], "/", "sid1", "/bin/sh", env)
+        self.assertEqual([name for name in DAEMON_SECRETS if name in plan.env], [])
+        self.assertEqual(plan.env["KEEP"], "k")
+        self.assertIn("VIBETWIST_TOKEN", env)
 
     def test_bare_shell_is_login(self) -> None:
         """A bare shell runs as a login shell."""

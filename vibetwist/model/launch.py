@@ -12,6 +12,9 @@ from vibetwist.model.info import LaunchPlan
 
 #: Shells that, asked for bare, run as an interactive login shell.
 SHELLS = frozenset({"bash", "zsh", "sh", "dash", "fish", "ksh", "tcsh"})
+#: Credentials the daemon (or vt) may be given in its environment, which no session gets:
+#: a share-link viewer would read them after ``env``.
+DAEMON_SECRETS = ("VIBETUNNEL_USERNAME", "VIBETUNNEL_PASSWORD", "VIBETWIST_TOKEN")
 
 
 def default_shell(environ: dict[str, str] | None = None) -> str:
@@ -48,8 +51,10 @@ def plan_launch(
     command: list[str], cwd: str, session_id: str, shell: str, environ: dict[str, str]
 ) -> LaunchPlan:
     """What to exec for command: a bare shell as a login shell, a known program as it is,
-    anything else through the user's shell (so aliases and typos behave as in a terminal)."""
-    env = dict(environ)
+    anything else through the user's shell (so aliases and typos behave as in a terminal).
+    The environment is environ without DAEMON_SECRETS, with TERM, COLORTERM,
+    VIBETUNNEL_SESSION_ID and PWD set."""
+    env = {name: value for name, value in environ.items() if name not in DAEMON_SECRETS}
     env["TERM"] = "xterm-256color"
     env.setdefault("COLORTERM", "truecolor")
     env["VIBETUNNEL_SESSION_ID"] = session_id
