@@ -1,7 +1,8 @@
 """Tests for vibetwist.login.gate: the gate in front of every route, logging in, and share links.
 
 The daemon runs in memory (fake programs, a Clock) behind the same HostOriginCheck and
-LoginGate as the real one, with login on unless a test says otherwise.
+LoginGate as the real one, with login on unless a test says otherwise. Requests come
+from a process of the daemon's own user unless a test sets another peer.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,15 +20,37 @@ from hypothesis import given
 from hypothesis import strategies as st
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.test.requesthelper import DummyRequest
 
 from tests.support.api import BASE, JSON, APITestCase
 from tests.support.credentials import FAST, openssh_line, sign
-from vibetwist.login.authority import FAILURE_DELAY, FAILURE_WINDOW, HASHING_AT_ONCE, MAX_FAILURES, Authority
-from vibetwist.login.gate import OPEN_PATHS, LoginGate, bearer_token, is_open, redact, share_allows
+from vibetwist.login.authority import (
+    FAILURE_DELAY,
+    FAILURE_WINDOW,
+    HASHING_AT_ONCE,
+    MAX_FAILURES,
+    MAX_USER_FAILURES,
+    MAX_WAITING,
+    Authority,
+    LoginRefused,
+    TooManyAttempts,
+)
+from vibetwist.login.gate import (
+    OPEN_PATHS,
+    OTHER_USER,
+    LoginGate,
+    bearer_token,
+    is_open,
+    redact,
+    redacted_log_formatter,
+    share_allows,
+)
 from vibetwist.login.passwords import PasswordCheck
 from vibetwist.login.sshkeys import SSHKeyLogin
 from vibetwist.login.tokens import Grant, Tokens
+from vibetwist.model.peercred import REMOTE, Peer
 from vibetwist.server.api import API
 from vibetwist.server.hostcheck import HostOriginCheck
 from vibetwist.testing import pump
@@ -34,6 +58,9 @@ from vibetwist.testing import pump
 SECRET = b"k" * 32
 AUTH_REQUIRED = {"error": "Authentication required"}
 READ_ONLY = {"error": "This link is read-only"}
+#: A process of the daemon's own user, and one of another user of the machine.
+OWN_USER = Peer(os.getuid(), True)
+OTHER_LOCAL_USER = Peer(os.getuid() + 4242, True)
 
 #: What a share token may request (besides the open paths), as (method, route).
 SHARE_ALLOWED = {
@@ -61,6 +88,8 @@ class AuthTestCase(APITestCase):
     and an Ed25519 key of "me"."""
 
     login_required = True
+    #: Who makes the requests.
+    peer = OWN_USER
 
     def setUp(self) -> None:
         super().setUp()
@@ -76,8 +105,10 @@ class AuthTestCase(APITestCase):
             ssh=SSHKeyLogin(keys, "me", self.clock),
             run_blocking=lambda f, *args: succeed(f(*args)),
         )
-        self.api = API(self.service, self.clock, authority=self.authority)
-        self.treq = StubTreq(HostOriginCheck(LoginGate(self.api.resource(), self.authority)))
+        self.api = API(self.service, self.clock, authority=self.authority, peer_of=lambda request: self.peer)
+        self.treq = StubTreq(
+            HostOriginCheck(LoginGate(self.api.resource(), self.authority, lambda request: self.peer))
+        )
         self.full = self.tokens.login("me", "password", 3600)
 
     def call(
@@ -325,6 +356,7 @@ class LoginTests(AuthTestCase):
     def test_failures_throttled_per_address(self) -> None:
         """After MAX_FAILURES failures an address gets 429, even with the right password,
         until the window has passed."""
+        self.peer = REMOTE
         for _ in range(MAX_FAILURES):
             self.call("POST", "/api/auth/password", {"userId": "alice", "password": "guess"})
         right = {"userId": "alice", "password": "pw"}
@@ -526,9 +558,57 @@ class LoginOffTests(AuthTestCase):
         self.assertEqual(self.call("POST", path, {"text": "x"}, token=link["token"]), (403, READ_ONLY))
         self.assertEqual(self.call("GET", f"/api/sessions/{session_id}", token=link["token"])[0], 200)
 
-    def test_bad_token_refused(self) -> None:
-        """A forged or expired token is a 401 even though none is needed."""
-        self.assertEqual(self.call("GET", "/api/sessions", token="forged")[0], 401)
+    def test_unknown_tokens_ignored(self) -> None:
+        """A token the daemon does not know (empty, made up, forged, expired, of a login that no
+        longer exists) is ignored: the request acts for the daemon's user as without one."""
+        session_id = self.create()
+        unknown = [
+            "",
+            "dev-token-1733222333444",
+            Tokens(b"x" * 32).login("me", "password", 3600),
+            Tokens(SECRET, now=lambda: 1_000_000.0).login("me", "password", 3600),
+            self.tokens.login("someone-removed", "password", 3600),
+        ]
+        for token in unknown:
+            self.assertEqual(self.call("GET", f"/api/sessions?token={token}")[0], 200, token)
+            self.assertEqual(self.call("GET", "/api/sessions", token=token or None)[0], 200, token)
+            code, _ = self.call(
+                "POST", f"/api/sessions/{session_id}/input", {"text": "x"}, token=token or None
+            )
+            self.assertEqual(code, 200, token)
+
+    def test_other_users_refused(self) -> None:
+        """A process of another user of the machine gets 403 on every route but the open ones,
+        whatever token it sends; a share token still lets it read that one session."""
+        session_id = self.exited()
+        link = self.share(session_id)
+        self.peer = OTHER_LOCAL_USER
+        checked = 0
+        for method, route in routes():
+            if is_open(route):
+                continue
+            path = route.replace("<session_id>", session_id)
+            for token in [None, "dev-token-1", self.full]:
+                self.assertEqual(self.call(method, path, {}, token=token)[0], 403, (method, route, token))
+            checked += 1
+        self.assertGreaterEqual(checked, 18)
+        self.assertEqual(self.call("GET", "/api/sessions"), (403, {"error": OTHER_USER}))
+        self.assertEqual(self.call("GET", "/api/health")[0], 200)
+        self.assertEqual(self.call("GET", f"/api/sessions/{session_id}", token=link["token"])[0], 200)
+        path = f"/api/sessions/{session_id}/input"
+        self.assertEqual(self.call("POST", path, {"text": "x"}, token=link["token"]), (403, READ_ONLY))
+
+    def test_unknown_local_peer_refused(self) -> None:
+        """A local connection whose user could not be found (its socket closed, a proxy) is
+        refused like another user's."""
+        self.peer = Peer(None, True)
+        self.assertEqual(self.call("GET", "/api/sessions"), (403, {"error": OTHER_USER}))
+
+    def test_remote_peer_served(self) -> None:
+        """A client of another machine (which reaches only a listener the user exposed with
+        --allow-no-auth-on-network) is served without a token."""
+        self.peer = REMOTE
+        self.assertEqual(self.call("GET", "/api/sessions")[0], 200)
 
 
 segments = st.sampled_from(["api", "sessions", "ws", "buffers", "text", "stream", "input", "A", "B", ""])
@@ -581,3 +661,170 @@ class TokenTextTests(SynchronousTestCase):
         self.assertIn("token=[redacted]&a=1", redacted)
         self.assertNotIn(token, redact(f"Authorization: Bearer {token}"))
         self.assertNotIn(token, redact(f"/x?TOKEN={token}"))
+
+
+class ThrottleTests(SynchronousTestCase):
+    """Attempts count as they arrive, per client and per user name; hashing waits in a bounded
+    queue; the daemon's own user is not throttled."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.started: list[Deferred[bool]] = []
+
+        def slow(f: Any, *args: Any) -> Deferred[bool]:
+            self.started.append(Deferred())
+            return self.started[-1]
+
+        self.authority = Authority(
+            Tokens(SECRET),
+            self.clock,
+            passwords=PasswordCheck(env_user="me", env_password="pw"),
+            run_blocking=slow,
+        )
+
+    def login(self, client: str | None, user: str = "me", password: str = "guess") -> Deferred[Any]:
+        d = Deferred.fromCoroutine(
+            self.authority.password_login(client, {"userId": user, "password": password})
+        )
+        d.addErrback(lambda failure: failure.value)
+        return d
+
+    def finish_hashes(self, result: bool = False) -> None:
+        while any(not d.called for d in self.started):
+            for d in [d for d in self.started if not d.called]:
+                d.callback(result)
+        self.clock.advance(FAILURE_DELAY)
+
+    def test_sent_at_once(self) -> None:
+        """Of 41 logins sent at once by one client, MAX_FAILURES are checked and the others are
+        429 at once, the right password among them; the checked ones fail as usual."""
+        logins = [self.login("10.0.0.1") for _ in range(40)] + [self.login("10.0.0.1", password="pw")]
+        refused = [d for d in logins if d.called]
+        self.assertEqual(len(refused), 41 - MAX_FAILURES)
+        self.assertTrue(all(isinstance(self.successResultOf(d), TooManyAttempts) for d in refused))
+        self.assertIs(logins[-1], refused[-1])
+        self.assertEqual(len(self.started), HASHING_AT_ONCE)
+        self.finish_hashes()
+        self.assertEqual(len(self.started), MAX_FAILURES)
+        self.assertTrue(all(isinstance(self.successResultOf(d), LoginRefused) for d in logins[:MAX_FAILURES]))
+        self.assertIsInstance(self.successResultOf(self.login("10.0.0.1", password="pw")), TooManyAttempts)
+
+    def test_success_is_given_back(self) -> None:
+        """A login that succeeds does not count against its client."""
+        for _ in range(MAX_FAILURES * 2):
+            d = self.login("10.0.0.1", password="pw")
+            self.started[-1].callback(True)
+            self.assertEqual(self.successResultOf(d)["userId"], "me")
+
+    def test_per_user(self) -> None:
+        """MAX_USER_FAILURES failures for one user name from many clients block that name from
+        any client, not the clients' other names."""
+        clients = [f"10.0.{n}.1" for n in range(MAX_USER_FAILURES)]
+        for client in clients:
+            d = self.login(client)
+            self.finish_hashes()
+            self.assertIsInstance(self.successResultOf(d), LoginRefused)
+        self.assertIsInstance(self.successResultOf(self.login("10.9.9.9", password="pw")), TooManyAttempts)
+        other = self.login("10.9.9.9", user="alice")
+        self.finish_hashes()
+        self.assertIsInstance(self.successResultOf(other), LoginRefused)
+        self.clock.advance(FAILURE_WINDOW)
+        d = self.login("10.9.9.9", password="pw")
+        self.started[-1].callback(True)
+        self.assertEqual(self.successResultOf(d)["userId"], "me")
+
+    def test_queue_bounded(self) -> None:
+        """Past HASHING_AT_ONCE checks and MAX_WAITING waiting, a login is refused at once."""
+        waiting = [self.login(f"10.1.{n}.1") for n in range(HASHING_AT_ONCE + MAX_WAITING)]
+        self.assertFalse(any(d.called for d in waiting))
+        self.assertIsInstance(self.successResultOf(self.login("10.2.0.1")), TooManyAttempts)
+        self.finish_hashes()
+        self.assertEqual(len(self.started), HASHING_AT_ONCE + MAX_WAITING)
+
+    def test_checked_again_when_hashing_starts(self) -> None:
+        """A login whose client reached the limit while it waited for a hashing thread is not
+        checked: 429, and no hash is spent on it."""
+        first = [self.login(f"10.3.{n}.1") for n in range(HASHING_AT_ONCE)]
+        waiting = self.login("10.4.0.1")
+        for _ in range(MAX_FAILURES):
+            self.authority.throttle.failed("10.4.0.1")
+        self.started[0].callback(False)
+        self.assertIsInstance(self.successResultOf(waiting), TooManyAttempts)
+        self.assertEqual(len(self.started), HASHING_AT_ONCE)
+        self.finish_hashes()
+        self.assertTrue(all(isinstance(self.successResultOf(d), LoginRefused) for d in first))
+
+    def test_own_user_not_throttled(self) -> None:
+        """Attempts of the daemon's own user (client None) are never throttled."""
+        for _ in range(MAX_FAILURES + MAX_USER_FAILURES):
+            d = self.login(None)
+            self.finish_hashes()
+            self.assertIsInstance(self.successResultOf(d), LoginRefused)
+        d = self.login(None, password="pw")
+        self.started[-1].callback(True)
+        self.assertEqual(self.successResultOf(d)["userId"], "me")
+
+
+class GrantTests(SynchronousTestCase):
+    """What a token grants depends on the login methods as they are now."""
+
+    def test_login_tokens_of_users_that_may_still_log_in(self) -> None:
+        """A login token is honoured only while its user may log in the way it did."""
+        tokens = Tokens(SECRET)
+        keys = Path(tempfile.mkdtemp()) / "authorized_keys"
+        ssh = SSHKeyLogin(keys, "me", Clock())
+        authority = Authority(
+            tokens, Clock(), required=True, passwords=PasswordCheck({"alice": "$argon2id$x"}), ssh=ssh
+        )
+        peer = REMOTE
+        self.assertIsNotNone(authority.grant_for(tokens.login("alice", "password", 60), peer))
+        self.assertIsNone(authority.grant_for(tokens.login("bob", "password", 60), peer))
+        self.assertIsNotNone(authority.grant_for(tokens.login("me", "ssh-key", 60), peer))
+        self.assertIsNone(authority.grant_for(tokens.login("alice", "ssh-key", 60), peer))
+        self.assertIsNone(authority.grant_for(tokens.login("me", "password", 60), peer))
+        self.assertIsNone(authority.grant_for(tokens.login("alice", "magic", 60), peer))
+        self.assertIsNone(authority.login_grant(tokens.login("bob", "password", 60)))
+
+    def test_login_off(self) -> None:
+        """With login off the daemon's user and other machines act without a token, whatever
+        token they send; other local users and unknown local peers get nothing but a share
+        token's reading."""
+        tokens = Tokens(SECRET)
+        authority = Authority(tokens, Clock(), uid=1000)
+        share, _ = tokens.share("abc", 60)
+        for token in [None, "", "junk", tokens.login("x", "password", 60)]:
+            self.assertEqual(authority.grant_for(token, Peer(1000, True)), Grant(None), token)
+            self.assertEqual(authority.grant_for(token, REMOTE), Grant(None), token)
+            self.assertIsNone(authority.grant_for(token, Peer(1001, True)), token)
+            self.assertIsNone(authority.grant_for(token, Peer(None, True)), token)
+        for peer in [Peer(1000, True), Peer(1001, True), REMOTE]:
+            self.assertEqual(authority.grant_for(share, peer), Grant(None, "abc"))
+
+
+class RedactionTests(SynchronousTestCase):
+    """The access log never holds a token, however the query spells its name."""
+
+    @given(
+        st.sampled_from(["token", "%74oken", "toke%6E", "%54OKEN", "tok%65n", "+token"]),
+        st.text("abc.-_", min_size=8),
+    )
+    def test_spellings(self, name: str, token: str) -> None:
+        """Every spelling twisted.web reads as token (and ; as a separator) is redacted; other
+        parameters stay."""
+        for query in [f"?{name}={token}&a=1", f"?a=1;{name}={token}", f"?x=2&{name}={token}"]:
+            line = redact(f'"GET /api/sessions{query} HTTP/1.1" 200 "http://127.0.0.1/{query}"')
+            self.assertNotIn(token, line, query)
+            self.assertIn("[redacted]", line)
+        self.assertIn("a=1", redact(f"/x?{name}={token}&a=1"))
+
+    def test_access_log_line(self) -> None:
+        """The combined log line of a request with ?%74oken= has no token in it."""
+        request = DummyRequest([b"api"])
+        request.uri = b"/api/sessions?%74oken=SECRETVALUE&x=1"
+        request.path = b"/api/sessions"
+        request.code = 200
+        request.sentLength = 0
+        request.clientproto = b"HTTP/1.1"
+        line = redacted_log_formatter("01/Jan/2026:00:00:00 +0000", request)
+        self.assertNotIn("SECRETVALUE", line)
+        self.assertIn("x=1", line)

@@ -184,6 +184,7 @@ class KeyAndFileLoginTests(unittest.TestCase):
         base.mkdir(parents=True, exist_ok=True)
         passwords = base / "passwords"
         passwords.write_text(format_password_file({"alice": FAST.hash("alice's password")}))
+        os.chmod(passwords, 0o600)
         key = Ed25519PrivateKey.generate()
         authorized = base / "authorized_keys"
         authorized.write_text(openssh_line(key) + "\n")

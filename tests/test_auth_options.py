@@ -16,7 +16,7 @@ from tests.support.resources import Echo
 from tests.support.tls import make_certificate
 from vibetwist.login.passwords import format_password_file
 from vibetwist.server.hostcheck import HostOriginCheck, host_allowed, origin_allowed
-from vibetwist.server.listen import check_listen
+from vibetwist.server.listen import check_listen, private_unix
 from vibetwist.tap import Options, make_authority
 
 CREDENTIALS = {"VIBETUNNEL_USERNAME": "me", "VIBETUNNEL_PASSWORD": "pw"}
@@ -36,6 +36,7 @@ class LoginModeTests(SynchronousTestCase):
     def password_file(self) -> Path:
         path = self.tmp / "passwords"
         path.write_text(format_password_file({"alice": FAST.hash("pw")}))
+        os.chmod(path, 0o600)
         return path
 
     def test_off_by_default_on_loopback(self) -> None:
@@ -129,13 +130,44 @@ class LoginModeTests(SynchronousTestCase):
         self.parse()
 
     def test_password_file_errors(self) -> None:
-        """A missing, malformed or empty password file is a usage error."""
+        """A missing, malformed or empty password file is a usage error, and so is one that
+        others may read or write, or a symbolic link."""
         bad = self.tmp / "bad"
         bad.write_text("alice:plaintext\n")
         empty = self.tmp / "empty"
         empty.write_text("# nobody\n")
-        for path in [self.tmp / "missing", bad, empty]:
+        for path in (bad, empty):
+            os.chmod(path, 0o600)
+        link = self.tmp / "link"
+        link.symlink_to(self.password_file())
+        readable = self.password_file()
+        os.chmod(readable, 0o644)
+        for path in [self.tmp / "missing", bad, empty, readable, link]:
             self.assertRaises(usage.UsageError, self.parse, "--password-file", str(path))
+        os.chmod(readable, 0o600)
+        self.assertTrue(self.parse("--password-file", str(readable))["login"])
+
+    def test_unsafe_control_dir_refused(self) -> None:
+        """A control directory that is a symbolic link, or inside a folder others may change,
+        stops start-up with a usage error."""
+        shared = self.tmp / "shared"
+        shared.mkdir()
+        os.chmod(shared, 0o777)
+        options = Options(environ={})
+        with self.assertRaises(usage.UsageError) as caught:
+            options.parseOptions(["--control-dir", str(shared / "control")])
+        self.assertIn("may be changed by other users", str(caught.exception))
+        (self.tmp / "real").mkdir()
+        (self.tmp / "linked").symlink_to(self.tmp / "real")
+        with self.assertRaises(usage.UsageError):
+            Options(environ={}).parseOptions(["--control-dir", str(self.tmp / "linked")])
+
+    def test_unix_sockets_private(self) -> None:
+        """A unix: listener is made 0600 unless its string names a mode."""
+        self.assertEqual(private_unix("unix:/run/x.sock"), "unix:/run/x.sock:mode=600")
+        self.assertEqual(private_unix("unix:/run/x.sock:mode=660"), "unix:/run/x.sock:mode=660")
+        self.assertEqual(private_unix("unix:/run/a\\:mode=1.sock"), "unix:/run/a\\:mode=1.sock:mode=600")
+        self.assertEqual(private_unix("tcp:4020"), "tcp:4020")
 
     def test_token_lifetime(self) -> None:
         """--token-lifetime takes seconds within bounds."""

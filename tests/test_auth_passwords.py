@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import stat
 import sys
 import tempfile
@@ -16,7 +17,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.support.credentials import FAST
 from vibetwist import passwd
 from vibetwist.login.passwords import (
+    RECHECK,
     PasswordCheck,
+    PasswordFile,
     PasswordFileError,
     format_password_file,
     parse_password_file,
@@ -89,6 +92,27 @@ class PasswordCheckTests(SynchronousTestCase):
         self.assertFalse(check.check("alice", "pw"))
         self.assertFalse(check.check("me", "a"))
 
+    def test_file_read_again(self) -> None:
+        """A password file is read again once it changed (looked at once a second at most): a
+        removed user is no longer known; a file that became unusable lets nobody in."""
+        folder = Path(tempfile.mkdtemp())
+        path = folder / "passwords"
+        path.write_text(format_password_file({"alice": FAST.hash("a"), "bob": FAST.hash("b")}))
+        os.chmod(path, 0o600)
+        now = [0.0]
+        check = PasswordCheck(PasswordFile(path, clock=lambda: now[0]), hasher=FAST)
+        self.assertTrue(check.knows("bob"))
+        path.write_text(format_password_file({"alice": FAST.hash("a")}))
+        self.assertTrue(check.knows("bob"))  # not looked at yet
+        now[0] += RECHECK
+        self.assertFalse(check.knows("bob"))
+        self.assertTrue(check.knows("alice"))
+        self.assertFalse(check.check("bob", "b"))
+        os.chmod(path, 0o644)
+        now[0] += RECHECK
+        self.assertFalse(check.knows("alice"))
+        self.assertTrue(check.enabled)
+
     def test_nothing_configured(self) -> None:
         """Without credentials password login is off and nothing matches."""
         check = PasswordCheck(env_user="me", env_password="", hasher=FAST)
@@ -130,6 +154,40 @@ class MakePasswordFileTests(SynchronousTestCase):
             self.assertEqual(code, 1)
             self.assertIn("nothing changed", said)
         self.assertFalse(path.exists())
+
+    def test_planted_link_followed_nowhere(self) -> None:
+        """A symbolic link planted where the old command wrote its temporary file (FILE.tmp)
+        is not followed: the file it leads to is untouched and FILE is written."""
+        folder = Path(tempfile.mkdtemp())
+        victim = folder / "victim"
+        victim.write_text("precious\n")
+        path = folder / "passwords"
+        (folder / "passwords.tmp").symlink_to(victim)
+        code, said = self.run_main([str(path), "alice"], ["one", "one"])
+        self.assertEqual(code, 0, said)
+        self.assertEqual(victim.read_text(), "precious\n")
+        self.assertEqual(set(read_password_file(path)), {"alice"})
+        self.assertEqual(sorted(p.name for p in folder.iterdir()), ["passwords", "passwords.tmp", "victim"])
+
+    def test_unsafe_file_refused(self) -> None:
+        """An existing file others may read, a symbolic link, or a folder others may change
+        is refused with a message, and nothing is written."""
+        folder = Path(tempfile.mkdtemp())
+        readable = folder / "readable"
+        readable.write_text("")
+        os.chmod(readable, 0o644)
+        link = folder / "link"
+        link.symlink_to(folder / "elsewhere")
+        shared = folder / "shared"
+        shared.mkdir()
+        os.chmod(shared, 0o777)
+        for path in [readable, link, shared / "passwords"]:
+            code, said = self.run_main([str(path), "alice"], ["one", "one"])
+            self.assertEqual(code, 1, path)
+            self.assertIn("passwd: ", said)
+        self.assertEqual(readable.read_text(), "")
+        self.assertFalse((folder / "elsewhere").exists())
+        self.assertEqual(list(shared.iterdir()), [])
 
     def test_usage(self) -> None:
         """Bad arguments are a usage message, not a traceback."""

@@ -17,10 +17,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from vibetwist.login.tokens import (
     AUDIENCE,
+    ISSUER,
     Grant,
     SecretError,
     Tokens,
     check_secret_file,
+    issuer_for,
     load_secret,
 )
 
@@ -42,7 +44,7 @@ class TokenTests(SynchronousTestCase):
     def test_login_round_trip(self, user: str, method: str) -> None:
         """A login token verifies as a full grant for its user."""
         grant = self.tokens.verify(self.tokens.login(user, method, 60))
-        self.assertEqual(grant, Grant(user))
+        self.assertEqual(grant, Grant(user, method=method))
         self.assertFalse(grant.read_only)  # type: ignore[union-attr]
 
     @given(session_ids)
@@ -90,17 +92,43 @@ class TokenTests(SynchronousTestCase):
         self.assertIsNone(self.tokens.verify(forged))
 
     def test_unsigned_and_foreign_tokens(self) -> None:
-        """alg=none, a foreign audience, an unknown scope and garbage are refused."""
+        """alg=none, a foreign audience or issuer, no issuer, an unknown scope and garbage are refused."""
         now = int(time.time())
-        claims = {"sub": "me", "scope": "full", "aud": AUDIENCE, "iat": now, "exp": now + 60}
+        claims = {"sub": "me", "scope": "full", "aud": AUDIENCE, "iss": ISSUER, "iat": now, "exp": now + 60}
         unsigned = jwt.encode(claims, None, algorithm="none")
         foreign = jwt.encode(dict(claims, aud="other"), SECRET, algorithm="HS256")
         unknown = jwt.encode(dict(claims, scope="admin"), SECRET, algorithm="HS256")
         bad_sid = jwt.encode(dict(claims, scope="read", sid="../x"), SECRET, algorithm="HS256")
         no_exp = jwt.encode({k: v for k, v in claims.items() if k != "exp"}, SECRET, algorithm="HS256")
-        for token in [unsigned, foreign, unknown, bad_sid, no_exp, "", "a.b.c", "x" * 5000]:
+        no_iss = jwt.encode({k: v for k, v in claims.items() if k != "iss"}, SECRET, algorithm="HS256")
+        other_iss = jwt.encode(dict(claims, iss="vibetwist:0123456789abcdef"), SECRET, algorithm="HS256")
+        for token in [
+            unsigned,
+            foreign,
+            unknown,
+            bad_sid,
+            no_exp,
+            no_iss,
+            other_iss,
+            "",
+            "a.b.c",
+            "x" * 5000,
+        ]:
             self.assertIsNone(self.tokens.verify(token), token)
         self.assertEqual(self.tokens.verify(jwt.encode(claims, SECRET, algorithm="HS256")), Grant("me"))
+
+    def test_sibling_daemon_refuses(self) -> None:
+        """A daemon of another control directory that uses the same secret refuses this one's
+        tokens, login and share alike; the same control directory (a restart) accepts them."""
+        base = Path(tempfile.mkdtemp())
+        mine = Tokens(SECRET, issuer=issuer_for(base / "control"))
+        sibling = Tokens(SECRET, issuer=issuer_for(base / "control2"))
+        restarted = Tokens(SECRET, issuer=issuer_for(base / "." / "control"))
+        for token in [mine.login("me", "password", 60), mine.share("abc", 60)[0]]:
+            self.assertIsNone(sibling.verify(token))
+            self.assertIsNotNone(restarted.verify(token))
+        claims = jwt.decode(mine.login("me", "password", 60), options={"verify_signature": False})
+        self.assertNotIn(str(base), claims["iss"])
 
     @given(st.text(max_size=300))
     def test_any_text_is_refused_quietly(self, text: str) -> None:
@@ -136,6 +164,30 @@ class SecretFileTests(SynchronousTestCase):
             os.chmod(self.path, mode)
             self.assertRaises(SecretError, check_secret_file, self.path)
             self.assertRaises(SecretError, load_secret, self.path)
+
+    def test_dangling_symlink_refused(self) -> None:
+        """A symbolic link at the secret's path, leading nowhere or to a file, is a SecretError
+        that says so (not a RecursionError), and nothing is written where it leads."""
+        self.path.parent.mkdir(parents=True)
+        target = self.dir / "planted"
+        self.path.symlink_to(target)
+        error = self.assertRaises(SecretError, load_secret, self.path)
+        self.assertIn("symbolic link", str(error))
+        self.assertFalse(target.exists())
+        target.write_text("ab" * 32)
+        os.chmod(target, 0o600)
+        self.assertIn("symbolic link", str(self.assertRaises(SecretError, load_secret, self.path)))
+
+    def test_folder_others_may_change_refused(self) -> None:
+        """A secret in a folder others may write (not sticky) is refused, made or not; one in a
+        sticky folder (like /tmp) is fine."""
+        shared = self.dir / "shared"
+        shared.mkdir()
+        os.chmod(shared, 0o777)
+        self.assertRaises(SecretError, load_secret, shared / "vibetwist.secret")
+        self.assertFalse((shared / "vibetwist.secret").exists())
+        os.chmod(shared, 0o1777)
+        self.assertEqual(len(load_secret(shared / "vibetwist.secret")), 32)
 
     def test_garbage_refused(self) -> None:
         """A secret file that is not a long enough hex secret is refused."""

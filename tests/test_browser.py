@@ -809,8 +809,8 @@ class BrowserTests(DaemonTestCase):
 
     async def test_stale_token_without_login(self) -> None:
         """A token left in localStorage by an earlier daemon, on a daemon with login off
-        (which answers 401 to it): the page drops it and goes on without login, both on
-        the list and on a session, with no login form and no loop."""
+        (which ignores it): the page drops it and goes on without login, both on the list
+        and on a session, with no login form and no loop."""
         sid = await self.create(["python3", "-c", HEX_ECHO])
         await self.client.wait_status(sid, "running")
         code, _, _ = await self.client.request("GET", "/api/auth/config")

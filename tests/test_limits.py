@@ -13,11 +13,17 @@ from typing import Any, cast
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import defer, endpoints, reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.python import usage
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 
 from tests.support.daemon import (
     Client,
@@ -30,8 +36,16 @@ from tests.support.daemon import (
     sleep,
     within,
 )
+from vibetwist.model.peercred import REMOTE, Peer
 from vibetwist.server.hostcheck import MAX_BODY
-from vibetwist.server.limits import Limits, ServerFull, SessionCreateLimit, TokenBucket, TooManyRequests
+from vibetwist.server.limits import (
+    ConnectionLimiter,
+    Limits,
+    ServerFull,
+    SessionCreateLimit,
+    TokenBucket,
+    TooManyRequests,
+)
 from vibetwist.server.websocket import MAX_MESSAGE
 from vibetwist.tap import Options
 
@@ -85,6 +99,56 @@ class SessionGateTests(SynchronousTestCase):
         error = self.assertRaises(ServerFull, gate.admit, 2)
         self.assertEqual(error.status, 503)
         gate.admit(1)
+
+
+class ConnectionShareTests(SynchronousTestCase):
+    """Connections of other clients than the daemon's user are capped per client and together,
+    so the daemon's user always has room (the caps, in memory, with the peer given)."""
+
+    def setUp(self) -> None:
+        self.peers: dict[int, Peer] = {}
+        self.limiter = ConnectionLimiter(
+            Site(Resource()),
+            Limits(max_connections=40),
+            Clock(),
+            identify=lambda transport: self.peers[transport.getPeer().port],
+            uid=1000,
+        )
+        self.port = 0
+
+    def connect(self, peer: Peer, host: str = "127.0.0.1") -> StringTransport:
+        self.port += 1
+        self.peers[self.port] = peer
+        transport = StringTransport(peerAddress=IPv4Address("TCP", host, self.port))
+        protocol = self.limiter.buildProtocol(transport.getPeer())
+        protocol.makeConnection(transport)
+        self.addCleanup(protocol.connectionLost, Failure(ConnectionDone()))
+        return transport
+
+    def refused(self, transport: StringTransport) -> bool:
+        return transport.value().startswith(b"HTTP/1.1 503")
+
+    def test_per_client(self) -> None:
+        """One other user, or one address, holds at most an eighth of the connections."""
+        for peer, host in [(Peer(1001, True), "127.0.0.1"), (REMOTE, "192.0.2.1"), (REMOTE, "2001:db8::1")]:
+            kept = [t for t in (self.connect(peer, host) for _ in range(10)) if not self.refused(t)]
+            self.assertEqual(len(kept), 40 // 8, (peer, host))
+        self.assertFalse(self.refused(self.connect(REMOTE, "2001:db8:0:1::1")))
+        self.assertTrue(self.refused(self.connect(REMOTE, "2001:db8::ffff")))
+
+    def test_headroom_for_the_daemons_user(self) -> None:
+        """Other clients together hold at most nine tenths; the daemon's user gets the rest."""
+        strangers = [self.connect(Peer(2000 + n, True)) for n in range(40)]
+        self.assertEqual(sum(not self.refused(t) for t in strangers), 40 - 40 // 10)
+        mine = [self.connect(Peer(1000, True)) for _ in range(4)]
+        self.assertFalse(any(self.refused(t) for t in mine))
+        self.assertTrue(self.refused(self.connect(Peer(1001, True))))
+
+    def test_refused_connections_hold_nothing(self) -> None:
+        """A refused connection is not counted, before or after it closes."""
+        for _ in range(10):
+            self.connect(Peer(1001, True))
+        self.assertEqual(len(self.limiter.protocols), 40 // 8)
 
 
 class OptionTests(SynchronousTestCase):

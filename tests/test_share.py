@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.support.daemon import WSClient as Client
 from tests.support.sockets import SocketTestCase
 from vibetwist.login.authority import Authority
+from vibetwist.login.passwords import PasswordCheck
 from vibetwist.login.tokens import Tokens
 from vibetwist.model.snapshot import decode_buffers_frame
 from vibetwist.server.websocket import (
@@ -35,7 +36,9 @@ class ShareSocketTests(SocketTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.tokens = Tokens(b"t" * 32)
-        self.authority = Authority(self.tokens, self.clock, required=True)
+        self.authority = Authority(
+            self.tokens, self.clock, required=True, passwords=PasswordCheck(env_user="me", env_password="pw")
+        )
         self.a, self.process_a = self.session()
         self.b, _ = self.session()
         self.token = self.tokens.share(self.a.id, 600)[0]

@@ -15,7 +15,7 @@ from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.trial import unittest
 from twisted.web.client import BrowserLikePolicyForHTTPS, ResponseFailed
 
-from tests.support.daemon import Client, Daemon, WSClient, poll
+from tests.support.daemon import Client, Daemon, WSClient, poll, sleep
 from tests.support.login import CREDENTIALS, LoginDaemonTestCase, log_in
 from tests.support.tls import make_certificate
 
@@ -98,3 +98,32 @@ class ExposedListenerTests(unittest.TestCase):
         self.assertEqual((await client.request("GET", "/api/sessions"))[0], 401)
         client.token = await log_in(client)
         self.assertEqual(await client.get("/api/sessions"), [])
+
+
+class LoginOffTLSTests(unittest.TestCase):
+    """An ssl: listener on loopback with login off: its connections are told apart like plain
+    ones, and their requests are timed like plain ones."""
+
+    timeout = 60
+
+    async def test_own_user_and_request_timing(self) -> None:
+        """The daemon's own user is served over TLS without a token, and with --request-timeout 1
+        a kept-alive connection that asks again after 2 s, and an SSE stream open for 2.5 s,
+        are not cut."""
+        base = Path(tempfile.mkdtemp(prefix="e2e-", dir=os.getcwd()))
+        key, cert, pem = make_certificate(base)
+        listen = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+        daemon = Daemon(reactor, base, listen=listen, args=("--request-timeout", "1"))
+        await daemon.start()
+        self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
+        client = Client(reactor, daemon, tls=BrowserLikePolicyForHTTPS(trustRoot=Certificate.loadPEM(pem)))
+        self.addCleanup(lambda: defer.ensureDeferred(client.close()))
+        sid = await client.create(["sh", "-c", "echo one; sleep 2; echo two; sleep 30"])
+        stream = await client.stream(sid)
+        await poll(reactor, lambda: "one" in stream.output(), what="the first line")
+        await poll(reactor, lambda: "two" in stream.output(), timeout=6, what="the line 2 s later")
+        self.assertIsNone(stream.reason)
+        self.assertEqual((await client.request("GET", "/api/health"))[0], 200)
+        await sleep(reactor, 0.5)
+        self.assertEqual((await client.request("GET", "/api/sessions"))[0], 200)
+        await client.request("DELETE", f"/api/sessions/{sid}")

@@ -3,12 +3,14 @@
 
 Asks for the password twice and writes the file with 0600 permissions; the
 daemon reads it with ``--password-file FILE`` (see :mod:`vibetwist.login.passwords`).
+It refuses a file that is not the user's own or that others may read or write,
+and folders above it that others may change; it writes a temporary file of a
+name nobody can guess (never through a planted link) and renames it over FILE.
 """
 
 from __future__ import annotations
 
 import getpass
-import os
 import sys
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from vibetwist.login.passwords import (
     read_password_file,
     valid_user_name,
 )
+from vibetwist.model.privatefiles import UnsafePath, check_private_file, write_private
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"passwd: {user!r} cannot be a user name (no colons, no spaces at the ends)", file=sys.stderr)
         return 2
     try:
-        users = read_password_file(path) if path.exists() else {}
-    except PasswordFileError as e:
+        users = read_password_file(path) if check_private_file(path) else {}
+    except (PasswordFileError, UnsafePath) as e:
         print(f"passwd: {e}", file=sys.stderr)
         return 1
     password = getpass.getpass(f"New password for {user}: ")
@@ -43,12 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         print("passwd: the passwords were empty or did not match; nothing changed", file=sys.stderr)
         return 1
     users[user] = PasswordHasher().hash(password)
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(format_password_file(users))
-    os.chmod(temporary, 0o600)
-    os.replace(temporary, path)
+    try:
+        write_private(path, format_password_file(users).encode("utf-8"))
+    except OSError as e:
+        print(f"passwd: cannot write {path}: {e.strerror}", file=sys.stderr)
+        return 1
     print(f"passwd: {user} can now log in with the password file {path}")
     return 0
 

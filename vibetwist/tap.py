@@ -21,14 +21,15 @@ from vibetwist._reactor.fairness import cap_events_per_turn
 from vibetwist._reactor.lag import LagMonitor
 from vibetwist.login.authority import LOGIN_LIFETIME, Authority
 from vibetwist.login.gate import LoginGate, redacted_log_formatter
-from vibetwist.login.passwords import PasswordCheck, PasswordFileError, read_password_file
+from vibetwist.login.passwords import PasswordCheck, PasswordFile, PasswordFileError, read_password_file
 from vibetwist.login.sshkeys import SSHKeyLogin
-from vibetwist.login.tokens import SecretError, Tokens, check_secret_file, load_secret
+from vibetwist.login.tokens import SecretError, Tokens, check_secret_file, issuer_for, load_secret
 from vibetwist.model.controldir import default_control_dir
-from vibetwist.model.launch import default_shell
+from vibetwist.model.launch import DAEMON_SECRETS, default_shell
+from vibetwist.model.privatefiles import UnsafePath, check_private_dir
 from vibetwist.server.api import API
 from vibetwist.server.hostcheck import HostOriginCheck
-from vibetwist.server.limits import ConnectionLimiter, Limits, SessionCreateLimit
+from vibetwist.server.limits import ConnectionLimiter, Limits, SessionCreateLimit, connection_peer
 from vibetwist.server.listen import Listener, check_listen, is_unspecified, parse_listen
 from vibetwist.sessions.pty import PTYLauncher, SessionSignaller
 from vibetwist.sessions.service import SessionService
@@ -152,6 +153,10 @@ class Options(usage.Options):
         self["control-dir"] = (
             Path(self["control-dir"]).expanduser() if self["control-dir"] else default_control_dir()
         )
+        try:
+            check_private_dir(self["control-dir"])
+        except UnsafePath as e:
+            raise usage.UsageError(f"the control directory: {e}") from None
         self._post_login()
         specs = [
             check_listen(d, self["login"], bool(self["allow-no-auth-on-network"])) for d in self["listen"]
@@ -176,8 +181,9 @@ class Options(usage.Options):
         """Work out whether login is on, and read the credentials."""
         self["passwords"] = {}
         if self["password-file"]:
+            self["password-file"] = Path(self["password-file"]).expanduser()
             try:
-                self["passwords"] = read_password_file(Path(self["password-file"]).expanduser())
+                self["passwords"] = read_password_file(self["password-file"])
             except PasswordFileError as e:
                 raise usage.UsageError(f"--password-file: {e}") from e
             if not self["passwords"]:
@@ -245,11 +251,15 @@ def make_authority(options: Options, reactor: Any) -> Authority:
     if options["ssh-keys"]:
         # The account the daemon runs as, whatever $USER says.
         ssh = SSHKeyLogin(options["authorized-keys"], pwd.getpwuid(os.getuid()).pw_name, reactor)
+    users: dict[str, str] | PasswordFile = options["passwords"]
+    if options["password-file"]:
+        # Read again when it changes: a user taken out of it loses access, tokens included.
+        users = PasswordFile(options["password-file"], options["passwords"])
     return Authority(
-        Tokens(load_secret(options["secret-file"])),
+        Tokens(load_secret(options["secret-file"]), issuer=issuer_for(options["control-dir"])),
         reactor,
         required=options["login"],
-        passwords=PasswordCheck(options["passwords"], env[0], env[1]),
+        passwords=PasswordCheck(users, env[0], env[1]),
         ssh=ssh,
         login_lifetime=options["token-lifetime"],
     )
@@ -304,6 +314,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     # Reading recordings back for viewers and scanning /proc for kills share one
     # cooperator of 2 ms a turn.
     background = budget_cooperator(reactor, 0.002)
+    # Read by the options already; no session (or anything else the daemon starts) gets them.
+    for name in DAEMON_SECRETS:
+        os.environ.pop(name, None)
     sessions = SessionService(
         options["control-dir"],
         reactor=reactor,
@@ -323,7 +336,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     # get the exit lines), then the API (which lets those lines flush).
     _APIService(api, lag, reactor).setServiceParent(top)
     sessions.setServiceParent(top)
-    guarded = HostOriginCheck(LoginGate(api.resource(), authority), allowed_hosts=options["allowed-hosts"])
+    guarded = HostOriginCheck(
+        LoginGate(api.resource(), authority, connection_peer), allowed_hosts=options["allowed-hosts"]
+    )
     if options["access-log"]:
         site = Site(guarded, logFormatter=redacted_log_formatter)
     else:

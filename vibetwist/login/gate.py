@@ -3,9 +3,13 @@
 
 :class:`LoginGate` wraps the whole site, so no route can be added without it: a
 request reaches a route only if its path is on the short open list (health, the
-login routes, the browser client's page) or it carries a valid token. With login
-off, a request without a token acts for the local user. A share token (read-only,
-one session) may only read that session; anything else it tries is a 403.
+login routes, the browser client's page) or :class:`Authority` grants it
+something, from its token and from who made it (the peer its connection found,
+:mod:`vibetwist.model.peercred`). With login on, that takes a valid token (401
+otherwise). With login off, a request of the daemon's own user acts for it
+whatever token it carries, and a request of another user of the machine is a
+403. A share token (read-only, one session) may only read that session; anything
+else it tries is a 403.
 
 Tokens come as ``Authorization: Bearer T`` or, for SSE and WebSockets, ``?token=T``.
 """
@@ -14,14 +18,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import Resource
 
 from vibetwist.login.authority import Authority
-from vibetwist.login.tokens import Grant
+from vibetwist.login.tokens import Grant, IGrant
+from vibetwist.model.peercred import Peer
 
 #: Paths anyone may request: health, login, and the browser client's page.
 OPEN_PATHS = frozenset(
@@ -42,15 +48,30 @@ OPEN_PREFIXES = ("/static/",)
 _SHARE_READABLE = re.compile(
     r"^/api/sessions/(?P<id>[^/]+)(?:/(?:text|buffer|stream|recording))?$|^/ws/sessions/(?P<ws>[^/]+)$"
 )
-_TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']*", re.IGNORECASE)
+_TOKEN_IN_TEXT = re.compile(r"(token=)[^&;\s\"']*", re.IGNORECASE)
 _BEARER = re.compile(r"(bearer\s+)\S+", re.IGNORECASE)
+#: A query string in a log line: from "?" to a space, a quote or a fragment.
+_QUERY = re.compile(r"\?([^\s\"'#]*)")
 
 AUTH_REQUIRED = "Authentication required"
 READ_ONLY = "This link is read-only"
+OTHER_USER = "This daemon serves only the user it runs as"
+
+
+def _redact_query(match: re.Match[str]) -> str:
+    """A query string with the value of every parameter that twisted.web reads as ``token``
+    (``%74oken``, ``toke%6E``, ...) replaced, split as twisted.web splits it."""
+    parts = re.split(r"([&;])", match.group(1))
+    for index in range(0, len(parts), 2):
+        name, sep, _ = parts[index].partition("=")
+        if sep and unquote_plus(name).strip().lower() == "token":
+            parts[index] = f"{name}=[redacted]"
+    return "?" + "".join(parts)
 
 
 def redact(text: str) -> str:
-    """text with every token value (``token=...``, ``Bearer ...``) replaced."""
+    """text with every token value (in a query string, ``token=...``, ``Bearer ...``) replaced."""
+    text = _QUERY.sub(_redact_query, text)
     return _BEARER.sub(r"\1[redacted]", _TOKEN_IN_TEXT.sub(r"\1[redacted]", text))
 
 
@@ -105,6 +126,13 @@ def share_allows(method: bytes, path: str, grant: Grant) -> bool:
     return grant.session_id == session_id
 
 
+def request_grant(request: Any) -> Grant | None:
+    """The grant the gate gave a request, if it went through the gate."""
+    getter = getattr(request, "getComponent", None)
+    grant = getter(IGrant) if getter is not None else None
+    return grant if isinstance(grant, Grant) else None
+
+
 def _answer(request: Any, code: int, message: str) -> bytes:
     request.setResponseCode(code)
     request.setHeader(b"content-type", b"application/json")
@@ -115,23 +143,31 @@ def _answer(request: Any, code: int, message: str) -> bytes:
 
 
 class LoginGate(Resource):
-    """Lets a request through to the site only if it may make it (see the module's text)."""
+    """Lets a request through to the site only if it may make it (see the module's text).
+
+    peer_of tells who made a request (:func:`vibetwist.server.limits.connection_peer`
+    in the daemon). The grant given goes with the request (:func:`request_grant`).
+    """
 
     isLeaf = True
 
-    def __init__(self, inner: Resource, authority: Authority) -> None:
+    def __init__(self, inner: Resource, authority: Authority, peer_of: Callable[[Any], Peer]) -> None:
         super().__init__()
         self._inner = inner
         self._authority = authority
+        self._peer_of = peer_of
 
     def render(self, request: Any) -> Any:
         path = request_path(request)
         if path is None:
             return _answer(request, 404, "Not found")  # no route has such a path
         if not is_open(path):
-            grant = self._authority.grant_for(request_token(request))
+            grant = self._authority.grant_for(request_token(request), self._peer_of(request))
             if grant is None:
-                return _answer(request, 401, AUTH_REQUIRED)
+                if self._authority.required:
+                    return _answer(request, 401, AUTH_REQUIRED)
+                return _answer(request, 403, OTHER_USER)
             if grant.read_only and not share_allows(request.method, path, grant):
                 return _answer(request, 403, READ_ONLY)
+            request.setComponent(IGrant, grant)
         return self._inner.render(request)

@@ -7,6 +7,9 @@ made by argon2-cffi. Make or extend one with::
     python -m vibetwist.passwd FILE [USER]
 
 which asks for the password twice and writes the file with 0600 permissions.
+The daemon reads only a file of its own user that nobody else may read or
+write, in folders nobody else may change, and reads it again when it changes:
+a user removed from it can no longer log in, nor use a token got before.
 
 Checking an Argon2 hash takes tens of milliseconds on purpose: callers run
 ``PasswordCheck.check`` in a thread, never on the reactor.
@@ -15,16 +18,22 @@ Checking an Argon2 hash takes tens of milliseconds on purpose: callers run
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+import os
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from twisted.logger import Logger
 
 from vibetwist.errors import VibetwistError
+from vibetwist.model.privatefiles import UnsafePath, check_private_file, read_private
 
 #: Longest password file read, in bytes.
 MAX_FILE = 1 << 20
+#: Seconds between two looks at whether a password file changed.
+RECHECK = 1.0
 
 
 class PasswordFileError(VibetwistError):
@@ -51,10 +60,13 @@ def format_password_file(users: Mapping[str, str]) -> str:
 
 
 def read_password_file(path: Path) -> dict[str, str]:
-    """{user: hash} from a password file."""
+    """{user: hash} from a password file, which must be this user's alone."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE + 1)
+        if not check_private_file(path):
+            raise PasswordFileError(f"cannot read {path}: it does not exist")
+        raw = read_private(path, MAX_FILE)
+    except UnsafePath as e:
+        raise PasswordFileError(f"the password file {e}") from None
     except OSError as e:
         raise PasswordFileError(f"cannot read {path}: {e.strerror}") from e
     if len(raw) > MAX_FILE:
@@ -65,6 +77,53 @@ def read_password_file(path: Path) -> dict[str, str]:
         raise PasswordFileError(f"{path} is not UTF-8") from e
     except PasswordFileError as e:
         raise PasswordFileError(f"{path}: {e}") from e
+
+
+class PasswordFile:
+    """A password file as it is now: read again when it changed (looked at once a second at most).
+
+    A file that cannot be used any more (removed, unsafe, malformed) lets nobody in
+    until it is mended.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, path: Path, users: Mapping[str, str] | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.path = path
+        self._clock = clock
+        self._stamp = self._stat()
+        self._users = dict(users) if users is not None else read_password_file(path)
+        self._looked = clock()
+
+    def _stat(self) -> tuple[int, ...] | None:
+        try:
+            info = os.lstat(self.path)
+        except OSError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_uid, info.st_mode)
+
+    def users(self) -> Mapping[str, str]:
+        """{user: hash} of the file as it is now. Called on the reactor: it may read the file."""
+        now = self._clock()
+        if now - self._looked >= RECHECK:
+            self._looked = now
+            stamp = self._stat()
+            if stamp != self._stamp:
+                self._stamp = stamp
+                try:
+                    self._users = read_password_file(self.path)
+                except PasswordFileError as e:
+                    self.log.error("password logins are refused until it is mended: {error}", error=str(e))
+                    self._users = {}
+                else:
+                    self.log.info("read {path} again: {n} users", path=str(self.path), n=len(self._users))
+        return self._users
+
+    def last(self) -> Mapping[str, str]:
+        """{user: hash} as last read (for a thread, which must not read the file itself)."""
+        return self._users
 
 
 def valid_user_name(user: str) -> bool:
@@ -81,20 +140,36 @@ class PasswordCheck:
 
     def __init__(
         self,
-        hashes: Mapping[str, str] | None = None,
+        hashes: Mapping[str, str] | PasswordFile | None = None,
         env_user: str | None = None,
         env_password: str | None = None,
         hasher: PasswordHasher | None = None,
     ) -> None:
         self._hasher = hasher if hasher is not None else PasswordHasher()
-        self._hashes = dict(hashes or {})
+        self._file: PasswordFile | None = None
+        self._hashes: Mapping[str, str] = {}
+        if isinstance(hashes, PasswordFile):
+            self._file = hashes
+            self._hashes = hashes.last()
+        elif hashes:
+            self._hashes = dict(hashes)
         self._env = (env_user, env_password) if env_user and env_password else None
         self._decoy: str | None = None
 
     @property
     def enabled(self) -> bool:
         """True when any user may log in with a password."""
-        return bool(self._hashes) or self._env is not None
+        return self._file is not None or bool(self._hashes) or self._env is not None
+
+    def refresh(self) -> None:
+        """Take in a change of the password file. On the reactor, before :meth:`check` runs."""
+        if self._file is not None:
+            self._hashes = self._file.users()
+
+    def knows(self, user: str) -> bool:
+        """True if user may still log in with a password (checked for every login token)."""
+        self.refresh()
+        return user in self._hashes or (self._env is not None and self._env[0] == user)
 
     def check(self, user: str, password: str) -> bool:
         """True if password is user's. Slow (Argon2): run it off the reactor."""

@@ -4,29 +4,44 @@
 A token is a JWT signed with HS256 by the daemon's secret (PyJWT does the
 encoding, the signature and the expiry check). A login token (``scope`` "full")
 may do everything; a share token (``scope`` "read") may only watch the one
-session named in its ``sid`` claim.
+session named in its ``sid`` claim. Every token names the daemon that issued it
+(``iss``, made from its control directory), so another daemon that happens to
+use the same secret file does not take it.
 
 The secret lives in a file of its own, made on first start with 0600
-permissions and reused afterwards, so tokens survive a restart.
+permissions and reused afterwards, so tokens survive a restart. The file, and
+the folders above it, must be this user's alone
+(:mod:`vibetwist.model.privatefiles`).
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import secrets
-import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 import jwt
+from zope.interface import Interface
 
 from vibetwist.errors import VibetwistError
 from vibetwist.model.controldir import is_session_id
+from vibetwist.model.privatefiles import (
+    UnsafePath,
+    check_private_file,
+    create_private,
+    make_private_dir,
+    read_private,
+)
 
 #: The ``aud`` claim of every token this daemon issues.
 AUDIENCE = "vibetwist"
+#: The ``iss`` claim of a daemon that was not told who it is.
+ISSUER = "vibetwist"
 ALGORITHM = "HS256"
 #: Bytes of randomness in a new secret.
 SECRET_BYTES = 32
@@ -38,10 +53,14 @@ class SecretError(VibetwistError):
 
 @attrs.frozen
 class Grant:
-    """What a request may do: everything, or (with session_id) watch one session."""
+    """What a request may do: everything, or (with session_id) watch one session.
+
+    A login token's grant names its user and how they logged in (``method``).
+    """
 
     user_id: str | None
     session_id: str | None = None
+    method: str | None = None
 
     @property
     def read_only(self) -> bool:
@@ -56,20 +75,28 @@ class Grant:
 ANONYMOUS = Grant(None)
 
 
+class IGrant(Interface):
+    """What a request may do (a :class:`Grant`), as the site's gate decided it: the key
+    under which the gate leaves it on the request."""
+
+
 class Tokens:
     """Issues and checks the daemon's tokens with one secret."""
 
-    def __init__(self, secret: bytes, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, secret: bytes, now: Callable[[], float] = time.time, issuer: str = ISSUER) -> None:
         if len(secret) < SECRET_BYTES:
             raise SecretError(f"the secret must be at least {SECRET_BYTES} bytes")
         self._secret = secret
         self._now = now
+        self.issuer = issuer
 
     def _encode(self, claims: dict[str, object], lifetime: float) -> tuple[str, float]:
         issued = int(self._now())
         expires = issued + int(lifetime)
         token = jwt.encode(
-            dict(claims, aud=AUDIENCE, iat=issued, exp=expires), self._secret, algorithm=ALGORITHM
+            dict(claims, iss=self.issuer, aud=AUDIENCE, iat=issued, exp=expires),
+            self._secret,
+            algorithm=ALGORITHM,
         )
         return token, float(expires)
 
@@ -89,7 +116,8 @@ class Tokens:
                 self._secret,
                 algorithms=[ALGORITHM],
                 audience=AUDIENCE,
-                options={"require": ["exp", "iat", "aud", "sub", "scope"]},
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "scope"]},
             )
         except jwt.PyJWTError:
             return None
@@ -97,49 +125,58 @@ class Tokens:
         if not isinstance(subject, str):
             return None
         if scope == "full":
-            return Grant(subject)
+            method = claims.get("amr")
+            return Grant(subject, method=method if isinstance(method, str) else None)
         session_id = claims.get("sid")
         if scope == "read" and is_session_id(session_id):
             return Grant(None, session_id)
         return None
 
 
+def issuer_for(control_dir: Path) -> str:
+    """The ``iss`` claim of the daemon of a control directory (hashed: a token's claims are
+    readable by whoever holds it)."""
+    digest = hashlib.sha256(os.fsencode(os.path.realpath(control_dir))).hexdigest()[:16]
+    return f"vibetwist:{digest}"
+
+
 def check_secret_file(path: Path) -> None:
-    """Raise SecretError if an existing secret file may be read by others."""
+    """Raise SecretError if a secret file (or a folder above it) is not this user's alone.
+
+    Another user who could plant the file, or read it, could forge tokens.
+    """
     try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return
-    except OSError as e:
-        raise SecretError(f"cannot read the secret file {path}: {e.strerror}") from e
-    if not stat.S_ISREG(mode):
-        raise SecretError(f"the secret file {path} is not a regular file")
-    if mode & 0o077:
-        raise SecretError(
-            f"the secret file {path} is readable by other users (mode {stat.S_IMODE(mode):o}); "
-            f"run: chmod 600 {path}"
-        )
+        check_private_file(path)
+    except UnsafePath as e:
+        raise SecretError(f"the secret file {e}") from None
 
 
 def load_secret(path: Path) -> bytes:
-    """The secret in path, made (random, 0600) if the file does not exist yet."""
+    """The secret in path, made (random, 0600) if nothing is there yet."""
     check_secret_file(path)
     try:
-        text = path.read_text("ascii").strip()
+        raw = read_private(path, 4096)
     except FileNotFoundError:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        text = secrets.token_hex(SECRET_BYTES)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return load_secret(path)  # another daemon made it first
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-    except (OSError, UnicodeDecodeError) as e:
-        raise SecretError(f"cannot read the secret file {path}: {e}") from e
+            make_private_dir(path.parent)
+        except UnsafePath as e:
+            raise SecretError(f"the folder of the secret file: {e}") from None
+        if not create_private(path, (secrets.token_hex(SECRET_BYTES) + "\n").encode("ascii")):
+            # Another daemon made it first, or something else is there now: check it again.
+            check_secret_file(path)
+        try:
+            raw = read_private(path, 4096)
+        except OSError as e:
+            raise SecretError(f"cannot read the secret file {path}: {e.strerror}") from e
+    except UnsafePath as e:
+        raise SecretError(f"the secret file {e}") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise SecretError(f"the secret file {path} is a symbolic link; it must be a file") from e
+        raise SecretError(f"cannot read the secret file {path}: {e.strerror}") from e
     try:
-        secret = bytes.fromhex(text)
-    except ValueError:
+        secret = bytes.fromhex(raw.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
         raise SecretError(f"the secret file {path} does not hold a hex secret") from None
     if len(secret) < SECRET_BYTES:
         raise SecretError(f"the secret in {path} is shorter than {SECRET_BYTES} bytes")

@@ -8,6 +8,7 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from klein import Klein
@@ -31,8 +32,9 @@ from vibetwist.model import jsontext
 from vibetwist.model.asciicast import iter_playable
 from vibetwist.model.info import Status
 from vibetwist.model.keys import key_sequence
+from vibetwist.model.peercred import Peer, client_key
 from vibetwist.model.snapshot import encode
-from vibetwist.server.limits import SessionCreateLimit
+from vibetwist.server.limits import SessionCreateLimit, connection_peer
 from vibetwist.server.sse import StreamResource
 from vibetwist.server.static import WebClient
 from vibetwist.server.websocket import WebSocketFactory, WebSockets
@@ -65,9 +67,12 @@ def _body(request: Any) -> dict[str, Any]:
     return value
 
 
-def _address(request: Any) -> str:
-    """The client's address, for counting failed logins."""
-    return str(getattr(request.getClientAddress(), "host", "local"))
+def _client(request: Any, peer: Peer, authority: Authority) -> str | None:
+    """Who is logging in, for counting failed logins: None for a process of the daemon's own
+    user (never throttled), else its user on this machine or its address (see client_key)."""
+    if authority.trusts(peer):
+        return None
+    return client_key(peer, getattr(request.getClientAddress(), "host", None))
 
 
 def _object_counts() -> dict[str, int]:
@@ -135,10 +140,13 @@ class API:
         compress: bool = False,
         authority: Authority | None = None,
         web: WebClient | None = None,
+        peer_of: Callable[[Any], Peer] = connection_peer,
     ) -> None:
         self.service = service
         #: Who may do what; without one, login is off and a fresh secret signs share links.
         self.authority = authority if authority is not None else open_authority(reactor)
+        #: Who made a request (the peer its connection found).
+        self.peer_of = peer_of
         #: The browser client's files, served at / and /static/.
         self.web = web if web is not None else WebClient()
         self._reactor = reactor
@@ -236,14 +244,16 @@ class API:
 
     # -- login (open routes: see vibetwist.login.gate) ---------------------------------------
 
+    def _client(self, request: Any) -> str | None:
+        return _client(request, self.peer_of(request), self.authority)
+
     @app.route("/api/auth/config", methods=["GET"])
     def auth_config(self, request: Any) -> bytes:
         return _json(request, self.authority.config())
 
     @app.route("/api/auth/verify", methods=["GET"])
     def auth_verify(self, request: Any) -> bytes:
-        token = request_token(request)
-        grant = self.authority.tokens.verify(token) if token is not None else None
+        grant = self.authority.login_grant(request_token(request))
         if grant is None:
             request.setHeader(b"www-authenticate", b'Bearer realm="VibeTunnel"')
             return _json(request, {"valid": False, "error": AUTH_REQUIRED}, 401)
@@ -253,16 +263,16 @@ class API:
 
     @app.route("/api/auth/password", methods=["POST"])
     async def auth_password(self, request: Any) -> bytes:
-        answer = await self.authority.password_login(_address(request), _body(request))
+        answer = await self.authority.password_login(self._client(request), _body(request))
         return _json(request, answer)
 
     @app.route("/api/auth/challenge", methods=["POST"])
     def auth_challenge(self, request: Any) -> bytes:
-        return _json(request, self.authority.challenge(_address(request), _body(request)))
+        return _json(request, self.authority.challenge(self._client(request), _body(request)))
 
     @app.route("/api/auth/ssh-key", methods=["POST"])
     async def auth_ssh_key(self, request: Any) -> bytes:
-        answer = await self.authority.ssh_key_login(_address(request), _body(request))
+        answer = await self.authority.ssh_key_login(self._client(request), _body(request))
         return _json(request, answer)
 
     @app.route("/api/stats", methods=["GET"])

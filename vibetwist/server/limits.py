@@ -7,7 +7,12 @@
 - **Creation rate** (``--max-create-rate``, ``--create-burst``): a token
   bucket; a create with no token left answers 429 with ``Retry-After``.
 - **Connections** (``--max-connections``): HTTP and WebSocket connections
-  together; one past the cap gets a 503 and is closed at once.
+  together; one past the cap gets a 503 and is closed at once. Connections of
+  other clients than the daemon's own user (told apart by
+  :mod:`vibetwist.model.peercred` when each connection is accepted) are held to
+  an eighth of the cap per client (an address, an IPv6 /64, or a user of this
+  machine) and to nine tenths of it together, so the last tenth stays free for
+  the daemon's own user whatever strangers hold.
 - **Request time** (``--request-timeout``): a connection must deliver a whole
   request, headers and body, within this many seconds of opening or of its
   previous response, or it gets a 408 and is closed (a client trickling a
@@ -27,9 +32,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
@@ -37,6 +47,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from vibetwist.errors import RetryLater
+from vibetwist.model.peercred import UNKNOWN_LOCAL, Peer, SocketOwners, client_key, tcp_peer, unix_peer_uid
 from vibetwist.server.hostcheck import MAX_BODY
 
 #: Subscriptions one /buffers socket may hold.
@@ -131,6 +142,7 @@ def _raw_answer(code: int, reason: str, message: str, retry_after: int | None = 
 
 
 BUSY = _raw_answer(503, "Service Unavailable", "Too many connections (--max-connections)", 1)
+CLIENT_BUSY = _raw_answer(503, "Service Unavailable", "Too many connections from this client", 1)
 TOO_LARGE = _raw_answer(413, "Payload Too Large", f"Request body larger than {MAX_BODY} bytes")
 TIMED_OUT = _raw_answer(408, "Request Timeout", "The request took too long to arrive (--request-timeout)")
 
@@ -144,8 +156,20 @@ class _Busy(Protocol):
         transport.loseConnection()
 
 
+def identify_peer(transport: Any, owners: SocketOwners) -> Peer:
+    """Who is at the other end of a connection the daemon accepted (see vibetwist.model.peercred)."""
+    peer, host = transport.getPeer(), transport.getHost()
+    if isinstance(peer, UNIXAddress):
+        handle = transport.getHandle()
+        uid = unix_peer_uid(handle) if hasattr(handle, "getsockopt") else None
+        return Peer(uid, True)
+    if isinstance(peer, (IPv4Address, IPv6Address)) and isinstance(host, (IPv4Address, IPv6Address)):
+        return tcp_peer(owners.owner, (peer.host, peer.port), (host.host, host.port))
+    return UNKNOWN_LOCAL
+
+
 class _Counted(ProtocolWrapper):
-    """Counts a connection and times its requests.
+    """Counts a connection, knows who is at its other end, and times its requests.
 
     The wrapped protocol gets the real transport (not this wrapper), so its
     writes go straight to the socket, and a WebSocket that takes over the
@@ -153,9 +177,20 @@ class _Counted(ProtocolWrapper):
     """
 
     factory: ConnectionLimiter
+    #: Who is at the other end, found when the connection was accepted.
+    peer: Peer = UNKNOWN_LOCAL
+    _refused = False
 
     def makeConnection(self, transport: Any) -> None:
         Protocol.makeConnection(self, transport)
+        self.peer = self.factory.identify(transport)
+        self.key = None if self.factory.trusted(self.peer) else client_key(self.peer, _host(transport))
+        refusal = self.factory.admit(self.key)
+        if refusal is not None:
+            self._refused = True
+            transport.write(refusal)
+            transport.loseConnection()
+            return
         self.factory.registerProtocol(self)
         self._channel = self.wrappedProtocol
         self._deadline: IDelayedCall | None = None
@@ -178,6 +213,8 @@ class _Counted(ProtocolWrapper):
             self._deadline = self.factory.reactor.callLater(self.factory.request_timeout, self._expire)
 
     def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
         if self._deadline is not None:
             self._partial = True
         super().dataReceived(data)
@@ -186,40 +223,104 @@ class _Counted(ProtocolWrapper):
         """A request began but did not arrive in time: 408. An idle kept-alive connection is
         closed without a word, as a client expects it might be."""
         self._deadline = None
-        if self.wrappedProtocol is self._channel and self.transport is not None:
+        transport: Any = self.transport
+        if self.wrappedProtocol is self._channel and transport is not None:
             if self._partial:
-                self.transport.write(TIMED_OUT)
-            self.transport.loseConnection()
+                transport.write(TIMED_OUT)
+            # Let go of the channel registered as the transport's producer first (as
+            # HTTPChannel.loseConnection does): a TLS transport does not close while one is.
+            transport.unregisterProducer()
+            transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._refused:
+            return
         self._lost = True
         self.busy()
         super().connectionLost(reason)
 
 
+def _host(transport: Any) -> str | None:
+    address = transport.getPeer()
+    return getattr(address, "host", None)
+
+
 class ConnectionLimiter(WrappingFactory):
-    """Wraps the daemon's Site: caps its connections and times its requests."""
+    """Wraps the daemon's Site: caps its connections, finds who made each, and times its requests."""
 
     protocol = _Counted
     noisy = False
 
-    def __init__(self, site: Any, limits: Limits, reactor: Any) -> None:
+    def __init__(
+        self,
+        site: Any,
+        limits: Limits,
+        reactor: Any,
+        *,
+        identify: Callable[[Any], Peer] | None = None,
+        uid: int | None = None,
+    ) -> None:
         super().__init__(site)
         self.reactor = reactor
         self.max_connections = limits.max_connections
+        self.per_client = max(1, limits.max_connections // 8)
+        self.for_strangers = max(1, limits.max_connections - max(1, limits.max_connections // 10))
         self.request_timeout = limits.request_timeout
+        self.uid = os.getuid() if uid is None else uid
+        self.identify = identify if identify is not None else partial(identify_peer, owners=SocketOwners())
+        #: Connections of clients other than the daemon's user, in all and by client.
+        self._strangers = 0
+        self._by_client: Counter[str] = Counter()
         site.requestFactory = TimedRequest
+
+    def trusted(self, peer: Peer) -> bool:
+        """True for a connection of the daemon's own user."""
+        return peer.is_user(self.uid)
 
     def buildProtocol(self, addr: Any) -> Any:
         if len(self.protocols) >= self.max_connections:
             return _Busy()
         return super().buildProtocol(addr)
 
+    def admit(self, key: str | None) -> bytes | None:
+        """None if a connection of this client (None: the daemon's user) may be served, else the
+        answer that refuses it."""
+        if key is None:
+            return None
+        if self._strangers >= self.for_strangers:
+            return BUSY
+        if self._by_client[key] >= self.per_client:
+            return CLIENT_BUSY
+        return None
 
-def _counted(request: Any) -> _Counted | None:
+    def registerProtocol(self, p: Any) -> None:
+        super().registerProtocol(p)
+        if p.key is not None:
+            self._strangers += 1
+            self._by_client[p.key] += 1
+
+    def unregisterProtocol(self, p: Any) -> None:
+        super().unregisterProtocol(p)
+        if p.key is not None:
+            self._strangers -= 1
+            self._by_client[p.key] -= 1
+            if not self._by_client[p.key]:
+                del self._by_client[p.key]
+
+
+def connection_of(request: Any) -> _Counted | None:
+    """The counted connection a twisted.web request arrived on (over TLS too), if any."""
     transport = getattr(request.channel, "transport", None)
-    protocol = getattr(transport, "protocol", None)
-    return protocol if isinstance(protocol, _Counted) else None
+    for candidate in (getattr(transport, "protocol", None), getattr(transport, "wrappedProtocol", None)):
+        if isinstance(candidate, _Counted):
+            return candidate
+    return None
+
+
+def connection_peer(request: Any) -> Peer:
+    """Who made a request: the peer its connection found when accepted (unknown without one)."""
+    connection = connection_of(request)
+    return connection.peer if connection is not None else UNKNOWN_LOCAL
 
 
 class TimedRequest(Request):
@@ -247,12 +348,12 @@ class TimedRequest(Request):
             self._refused = True
             transport: Any = self.channel.transport
             transport.write(TOO_LARGE)
-            transport.loseConnection()
+            self.channel.loseConnection()  # as in _Counted._expire: a TLS transport closes too
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self._refused:
             return  # answered 413; the connection is closing
-        counted = _counted(self)
+        counted = connection_of(self)
         if counted is not None:
             counted.busy()
             self.notifyFinish().addBoth(lambda _: counted.idle())

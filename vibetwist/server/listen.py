@@ -4,12 +4,14 @@
 A ``--listen`` value is a Twisted endpoint string (``tcp:``, ``tcp6:``,
 ``unix:``, ``ssl:``). One that other machines can reach (any interface but
 loopback, and not a unix socket) is refused unless a login is on or the user
-allows it explicitly.
+allows it explicitly. A ``unix:`` socket is made 0600 (Twisted's default is
+0666), unless the string asks for another ``mode=``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 
 import attrs
@@ -22,6 +24,16 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from vibetwist._reactor.internals import endpoint_interface
+
+#: A mode= parameter in an endpoint string (a colon before it not escaped).
+_MODE = re.compile(r"(?<!\\):mode=")
+
+
+def private_unix(description: str) -> str:
+    """The endpoint string with mode=600 added to a unix: one that names no mode."""
+    if description.startswith("unix:") and not _MODE.search(description):
+        return description + ":mode=600"
+    return description
 
 
 def is_unspecified(interface: str | None) -> bool:
@@ -101,7 +113,7 @@ class Listener(Service):
     def startService(self) -> None:
         super().startService()
         results: list[Any] = []
-        endpoint = endpoints.serverFromString(self._reactor, self.description)
+        endpoint = endpoints.serverFromString(self._reactor, private_unix(self.description))
         endpoint.listen(self._factory).addBoth(results.append)
         if results and isinstance(results[0], Failure):
             results[0].raiseException()

@@ -34,11 +34,12 @@ from vibetwist._reactor.internals import compressing
 from vibetwist.errors import BadRequest, RequestError
 from vibetwist.interfaces import ISession, ITerminalChannel
 from vibetwist.login.authority import Authority
-from vibetwist.login.gate import READ_ONLY, bearer_token
+from vibetwist.login.gate import READ_ONLY, bearer_token, request_grant
 from vibetwist.login.tokens import ANONYMOUS, Grant
 from vibetwist.model import jsontext
 from vibetwist.model.asciicast import Event
 from vibetwist.model.keys import key_sequence
+from vibetwist.model.peercred import UNKNOWN_LOCAL
 from vibetwist.server.buffers import SnapshotHub
 from vibetwist.server.limits import MAX_SUBSCRIPTIONS
 from vibetwist.server.viewer import TerminalViewer
@@ -85,15 +86,22 @@ class DaemonWebSocket(WebSocketServerProtocol):
     #: What this connection may do, from the token of its handshake.
     grant: Grant = ANONYMOUS
 
+    #: The grant the site's gate gave the handshake request, handed over with the connection.
+    handed: Grant | None = None
+
     def onConnect(self, request: Any) -> None:
-        """Take the grant of the handshake's token (the site's gate already let it through)."""
+        """Take the grant the site's gate gave the handshake. A socket served without the gate
+        (in a test, say) works it out from the handshake's token, as from a stranger."""
+        if self.handed is not None:
+            self.grant = self.handed
+            return
         authority = self.factory.authority
         if authority is not None:
             query = request.params.get("token") or [None]
             token = bearer_token(request.headers.get("authorization"), query[0])
-            grant = authority.grant_for(token)
+            grant = authority.grant_for(token, UNKNOWN_LOCAL)
             if grant is None:
-                raise ConnectionDeny(401, "Authentication required")
+                raise ConnectionDeny(401 if authority.required else 403, "Not allowed")
             self.grant = grant
 
     def onOpen(self) -> None:
@@ -163,16 +171,15 @@ class DaemonWebSocket(WebSocketServerProtocol):
 
     def session(self, session_id: object) -> ISession | None:
         """The session of that id, or None after an error frame (also when the grant does not
-        reach it)."""
+        reach it: then whether such a session exists is not told)."""
+        if self.grant.read_only and session_id != self.grant.session_id:
+            self.send_error(READ_ONLY)
+            return None
         try:
-            session = self.factory.service.get(session_id)
+            return self.factory.service.get(session_id)
         except RequestError as e:
             self.send_error(e.message)
             return None
-        if not self.grant.may_watch(session.id):
-            self.send_error(READ_ONLY)
-            return None
-        return session
 
 
 class BuffersProtocol(DaemonWebSocket):
@@ -416,8 +423,33 @@ class WebSocketFactory(WebSocketServerFactory):
         if self._hubs.get(hub.session.id) is hub:
             del self._hubs[hub.session.id]
 
+    #: The grant of the handshake being handed over (see _HandingOver), while it is.
+    _handing: Grant | None = None
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol: Any = super().buildProtocol(addr)
+        protocol.handed = self._handing
+        return protocol
+
     def web_resource(self) -> WebSocketResource:
-        return WebSocketResource(self)
+        return _HandingOver(self)
+
+
+class _HandingOver(WebSocketResource):
+    """Autobahn's resource, handing the grant the gate gave the handshake request to the
+    protocol that takes the connection over (it is built, and reads the handshake, within
+    render)."""
+
+    def __init__(self, factory: WebSocketFactory) -> None:
+        super().__init__(factory)
+        self._sockets = factory
+
+    def render(self, request: Any) -> Any:
+        self._sockets._handing = request_grant(request)
+        try:
+            return super().render(request)
+        finally:
+            self._sockets._handing = None
 
 
 class WebSockets:

@@ -8,7 +8,7 @@ import { h } from "./dom.js";
 export async function checkLogin(root, api, onLogin) {
   const config = await api.get("/api/auth/config");
   if (config.noAuth) {
-    // A token kept from a daemon that had login on: this one answers 401 to it.
+    // A token kept from a daemon that had login on is of no use here: drop it.
     api.setLoginToken(null);
     return true;
   }
