@@ -1,16 +1,22 @@
-"""What login and tokens cost: Argon2 checks, token checks, and the gate per request.
+"""What login and tokens cost: Argon2 checks, token checks, the gate per request, and
+finding who is at the other end of each connection.
 
     .venv/bin/python bench/bench_auth.py            # a few seconds
 
 Prints medians, the login rate that the two hashing threads allow, and how long this
 thread stalls while another hashes. Runs in one process without a daemon: these are
-the costs the daemon pays per login and per request.
+the costs the daemon pays per login and per request. The peer check (once per
+connection, when it is accepted) is timed on real loopback connections of this
+process, with none and with --connections (1000) others open, through sock_diag and
+through /proc/net/tcp.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import socket
 import statistics
 import threading
 import time
@@ -25,6 +31,7 @@ from vibetwist.login.authority import HASHING_AT_ONCE, Authority
 from vibetwist.login.gate import request_path, request_token, share_allows
 from vibetwist.login.passwords import PasswordCheck
 from vibetwist.login.tokens import Tokens
+from vibetwist.model.peercred import Peer, SocketOwners, proc_owner, tcp_peer
 
 
 def median_seconds(f: Callable[[], Any], rounds: int) -> float:
@@ -57,10 +64,40 @@ def worst_stall_while(work: Callable[[], Any], rounds: int) -> float:
     return worst
 
 
+def open_connections(count: int) -> tuple[socket.socket, list[socket.socket]]:
+    """A loopback listener and count connections to it, both ends open in this process."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(count + 8)
+    held = []
+    for _ in range(count):
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+        held += [client, accepted]
+    return server, held
+
+
+def peer_check_cost(server: socket.socket, rounds: int) -> tuple[float, float]:
+    """Median seconds of one peer look-up of a fresh connection: (sock_diag, /proc/net/tcp)."""
+    owners = SocketOwners()
+    assert owners.method == "sock_diag", owners.method
+    client = socket.create_connection(server.getsockname())
+    accepted, address = server.accept()
+    here = accepted.getsockname()
+    assert tcp_peer(owners.owner, address, here) == Peer(os.getuid(), True)
+    netlink = median_seconds(lambda: tcp_peer(owners.owner, address, here), rounds)
+    proc = median_seconds(lambda: proc_owner(address, here), max(20, rounds // 20))
+    for sock in (client, accepted):
+        sock.close()
+    owners.close()
+    return netlink, proc
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2000, help="rounds of the cheap figures")
     parser.add_argument("--hash-rounds", type=int, default=10, help="rounds of the Argon2 figures")
+    parser.add_argument("--connections", type=int, default=1000, help="connections open for the peer check")
     args = parser.parse_args()
 
     hasher = PasswordHasher()
@@ -76,14 +113,17 @@ def main() -> None:
     issue = median_seconds(lambda: tokens.login("alice", "password", 3600), args.rounds)
     verify = median_seconds(lambda: tokens.verify(login), args.rounds)
 
-    authority = Authority(tokens, Clock(), required=True)
+    authority = Authority(
+        tokens, Clock(), required=True, passwords=PasswordCheck(env_user="alice", env_password="x")
+    )
+    peer = Peer(None, False)
 
     def decide(token: str) -> None:
         request = DummyRequest([b"api", b"sessions", b"session-a"])
         request.path = b"/api/sessions/session-a"
         request.requestHeaders.setRawHeaders(b"authorization", [f"Bearer {token}".encode()])
         path = request_path(request)
-        grant = authority.grant_for(request_token(request))
+        grant = authority.grant_for(request_token(request), peer)
         assert path is not None and grant is not None
         share_allows(b"GET", path, grant)
 
@@ -96,6 +136,13 @@ def main() -> None:
     gate_login = median_seconds(lambda: decide(login), args.rounds) - baseline
     gate_share = median_seconds(lambda: decide(share), args.rounds) - baseline
     stall = worst_stall_while(lambda: check.check("alice", "wrong"), args.hash_rounds)
+    server, held = open_connections(0)
+    alone = peer_check_cost(server, args.rounds)
+    server.close()
+    server, held = open_connections(args.connections)
+    crowded = peer_check_cost(server, args.rounds)
+    for sock in [server, *held]:
+        sock.close()
 
     print(f"machine: {platform.machine()} {platform.processor() or ''} python {platform.python_version()}")
     print(f"argon2 defaults: time_cost={hasher.time_cost} memory_cost={hasher.memory_cost} KiB")
@@ -108,9 +155,13 @@ def main() -> None:
         ("gate decision, login token", gate_login * 1e6, "us"),
         ("gate decision, share token", gate_share * 1e6, "us"),
         ("longest 1 ms sleep while a thread hashes", stall * 1e3, "ms"),
+        ("peer check, sock_diag", alone[0] * 1e6, "us"),
+        (f"peer check, sock_diag, {args.connections} open", crowded[0] * 1e6, "us"),
+        ("peer check, /proc/net/tcp", alone[1] * 1e6, "us"),
+        (f"peer check, /proc/net/tcp, {args.connections} open", crowded[1] * 1e6, "us"),
     ]
     for name, value, unit in rows:
-        print(f"{name:40} {value:10.1f} {unit}")
+        print(f"{name:46} {value:10.1f} {unit}")
 
 
 if __name__ == "__main__":
