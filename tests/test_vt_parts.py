@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -50,6 +52,22 @@ class PartsTests(SynchronousTestCase):
         self.assertEqual(
             _server(["attach", "id", "--server=http://y:3"], {}), ("http://y:3", ["attach", "id"])
         )
+
+    def test_unsafe_control_dir_refused(self) -> None:
+        """vt runs nothing and says why when its control directory sits in a folder others may
+        write (they could read or replace the session's files)."""
+        shared = Path(tempfile.mkdtemp()) / "shared"
+        shared.mkdir()
+        os.chmod(shared, 0o777)
+        marker = shared.parent / "ran"
+        self.patch(os, "environ", {"VIBETUNNEL_CONTROL_DIR": str(shared / "control"), "PATH": os.defpath})
+        errors: list[str] = []
+        self.patch(sys.stderr, "write", errors.append)
+        self.assertEqual(main(["touch", str(marker)]), 1)
+        self.assertIn("vt: the control directory:", "".join(errors))
+        self.assertIn("may be changed by other users", "".join(errors))
+        self.assertFalse(marker.exists())
+        self.assertFalse((shared / "control").exists())
 
     def test_nested_refused(self) -> None:
         """Inside a session, vt refuses to run a command and says why."""

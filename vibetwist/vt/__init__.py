@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(command: list[str], environ: dict[str, str]) -> int:
     from vibetwist.model.controldir import ControlDir, default_control_dir
     from vibetwist.model.launch import default_shell
+    from vibetwist.model.privatefiles import UnsafePath
     from vibetwist.vt._forward import Forwarder
 
     if not command:
@@ -97,6 +98,10 @@ def _run(command: list[str], environ: dict[str, str]) -> int:
     )
     try:
         return forwarder.run()
+    except UnsafePath as e:
+        # Another user could read or replace what vt would write there.
+        sys.stderr.write(f"vt: the control directory: {e}\n")
+        return 1
     except OSError as e:
         sys.stderr.write(f"vt: {e}\n")
         return 1
