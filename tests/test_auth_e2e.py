@@ -90,17 +90,20 @@ class LoginTests(LoginDaemonTestCase):
         self.assertEqual(await handshake_status(self.daemon, with_token), 101)
 
     async def test_access_log_has_no_token(self) -> None:
-        """The access log records requests made with ?token= without the token."""
+        """The access log records requests made with ?token= without the token, also when the
+        name is spelled with percent-escapes (?%74oken=, which the daemon reads as token)."""
         token = self.client.token
         assert token is not None
         stranger = self.anonymous()
-        code, _, _ = await stranger.request("GET", f"/api/sessions?token={token}&marker=e2e-redact")
-        self.assertEqual(code, 200)
-        await poll(reactor, lambda: "marker=e2e-redact" in self.daemon.log(), what="the access log line")
-        log = self.daemon.log()
-        self.assertIn("token=[redacted]&marker=e2e-redact", log)
-        self.assertNotIn(token, log)
-        self.assertNotIn(token.split(".")[2], log)
+        for name in ["token", "%74oken"]:
+            marker = f"marker=e2e-redact-{name[:1]}"
+            code, _, _ = await stranger.request("GET", f"/api/sessions?{name}={token}&{marker}")
+            self.assertEqual(code, 200)
+            await poll(reactor, lambda m=marker: m in self.daemon.log(), what="the access log line")
+            log = self.daemon.log()
+            self.assertIn(f"{name}=[redacted]&{marker}", log)
+            self.assertNotIn(token, log)
+            self.assertNotIn(token.split(".")[2], log)
 
 
 class ShareTests(LoginDaemonTestCase):
