@@ -164,6 +164,9 @@ class Daemon:
 
     listen replaces the default endpoint (keep it on 127.0.0.1 and port 0; an ssl:
     one makes the origin https), args are more options and env more environment.
+    python is the interpreter that runs twistd: by default this one, running this
+    checkout's code; another one (a virtual environment with vibetwist installed) runs
+    the vibetwist it has installed.
     """
 
     def __init__(
@@ -175,8 +178,10 @@ class Daemon:
         listen: str = "tcp:0:interface=127.0.0.1",
         args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        python: str | None = None,
     ) -> None:
         self._reactor = reactor
+        self.python = python
         self.base = Path(base)
         self.listen = listen
         self.args = tuple(args)
@@ -220,13 +225,15 @@ class Daemon:
             "LC_ALL": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
         }
-        if "VIRTUAL_ENV" in os.environ:
-            env["VIRTUAL_ENV"] = os.environ["VIRTUAL_ENV"]
-        # The daemon runs this checkout's code, not whatever the virtualenv has installed.
-        env["PYTHONPATH"] = CHECKOUT
+        python = self.python or sys.executable
+        if self.python is None:
+            if "VIRTUAL_ENV" in os.environ:
+                env["VIRTUAL_ENV"] = os.environ["VIRTUAL_ENV"]
+            # The daemon runs this checkout's code, not whatever the virtualenv has installed.
+            env["PYTHONPATH"] = CHECKOUT
         env.update(self.extra_env)
         argv = [
-            sys.executable, "-c", TWISTD, "-n", "--pidfile=", "vibetunnel",
+            python, "-c", TWISTD, "-n", "--pidfile=", "vibetunnel",
             "--listen", self.listen, "--control-dir", str(self.control_dir), *self.args,
         ]  # fmt: skip
         log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -235,7 +242,7 @@ class Daemon:
         try:
             transport = self._reactor.spawnProcess(
                 self._watcher,
-                sys.executable,
+                python,
                 argv,
                 env=env,
                 path=str(self.base),
