@@ -118,6 +118,8 @@ setup(
         "cryptography>=42",
         "pyjwt>=2.8",
         "argon2-cffi>=23.1",
+        # GET /metrics: the Prometheus text format, and the standard process metrics.
+        "prometheus-client>=0.20",
     ],
     extras_require={
         "test": [

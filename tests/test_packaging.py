@@ -8,7 +8,6 @@ nothing is downloaded.
 
 from __future__ import annotations
 
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -60,21 +59,7 @@ class PackageTests(unittest.TestCase):
         with tarfile.open(packages.sdist) as archive:
             archive.extractall(folder, filter="data")
         [source] = folder.iterdir()
-        env = packages.env(packages.no_npm_path())
-        result = await run(
-            [
-                sys.executable,
-                "-m",
-                "build",
-                "--no-isolation",
-                "--wheel",
-                "--outdir",
-                str(folder / "out"),
-                str(source),
-            ],
-            folder,
-            env,
-        )
+        result = await packages.build_wheel(source, folder / "out", packages.env(packages.no_npm_path()))
         result.check("a wheel from the sdist without npm")
         [wheel] = (folder / "out").glob("*.whl")
         self.assertLessEqual(set(CLIENT), wheel_names(wheel))
@@ -84,20 +69,7 @@ class PackageTests(unittest.TestCase):
         than making a package whose / would answer 503."""
         packages = await built()
         out = Path(tempfile.mkdtemp(dir=packages.base))
-        result = await run(
-            [
-                sys.executable,
-                "-m",
-                "build",
-                "--no-isolation",
-                "--wheel",
-                "--outdir",
-                str(out),
-                str(packages.source),
-            ],
-            packages.base,
-            packages.env(packages.no_npm_path()),
-        )
+        result = await packages.build_wheel(packages.source, out, packages.env(packages.no_npm_path()))
         self.assertNotEqual(result.code, 0, result.out)
         self.assertIn("npm is not on PATH", result.out)
         self.assertIn("apt-get install nodejs npm", result.out)

@@ -316,11 +316,13 @@ def _stop_leftovers() -> None:
 
 
 class SSEStream(Protocol):
-    """Reads a text/event-stream body: the data of each message, and comment lines."""
+    """Reads a text/event-stream body: the data of each message (as JSON), each message's
+    fields (C{named}: its id, event name and data), and comment lines."""
 
     def __init__(self) -> None:
         self._buffer = b""
         self.messages: list[Any] = []
+        self.named: list[dict[str, Any]] = []
         self.comments: list[bytes] = []
         self.ended: defer.Deferred[None] = defer.Deferred()
         self.reason: Failure | None = None
@@ -331,13 +333,19 @@ class SSEStream(Protocol):
         while b"\n\n" in self._buffer:
             block, self._buffer = self._buffer.split(b"\n\n", 1)
             payload = []
+            fields: dict[str, Any] = {}
             for line in block.split(b"\n"):
                 if line.startswith(b":"):
                     self.comments.append(line)
                 elif line.startswith(b"data:"):
                     payload.append(line[5:].removeprefix(b" "))
+                elif line.startswith((b"id:", b"event:")):
+                    name, _, value = line.partition(b":")
+                    fields[name.decode()] = value.removeprefix(b" ").decode()
             if payload:
-                self.messages.append(json.loads(b"\n".join(payload)))
+                message = json.loads(b"\n".join(payload))
+                self.messages.append(message)
+                self.named.append(dict(fields, data=message))
 
     def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
         self.reason = reason
@@ -480,10 +488,18 @@ class Client:
 
     async def stream(self, session_id: str, timeout: float = 10.0) -> SSEStream:
         """Open the SSE stream of a session; messages arrive in the returned object."""
+        return await self.open_stream(f"/api/sessions/{session_id}/stream", timeout)
+
+    async def events(self, timeout: float = 10.0) -> SSEStream:
+        """Open the daemon's stream of session events, /api/events."""
+        return await self.open_stream("/api/events", timeout)
+
+    async def open_stream(self, path: str, timeout: float = 10.0) -> SSEStream:
+        """Open an SSE stream (its token as ?token=); messages arrive in the returned object."""
         response = await within(
             self._reactor,
             self._stream_http.get(
-                self.daemon.url(f"/api/sessions/{session_id}/stream"),
+                self.daemon.url(path),
                 params={"token": self.token} if self.token is not None else None,
                 unbuffered=True,
             ),
@@ -491,7 +507,7 @@ class Client:
             "SSE connect",
         )
         if response.code != 200:
-            raise AssertionError(f"stream of {session_id} answered {response.code}")
+            raise AssertionError(f"{path} answered {response.code}")
         stream = SSEStream()
         stream.headers = response.headers
         self.streams.append(stream)

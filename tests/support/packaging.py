@@ -172,6 +172,11 @@ class Built:
         home.mkdir(exist_ok=True)
         return environment(path, home)
 
+    async def build_wheel(self, source: Path, out: Path, env: dict[str, str]) -> Result:
+        """``python -m build --wheel`` of source into out, without build isolation."""
+        argv = [sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", str(out), str(source)]
+        return await run(argv, self.base, env)
+
     def no_npm_path(self) -> list[str]:
         """A PATH with no npm on it (and nothing else: every command is run by full path)."""
         empty = self.base / "empty-bin"

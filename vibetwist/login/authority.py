@@ -121,6 +121,8 @@ class Authority:
         self._run_blocking = run_blocking if run_blocking is not None else _run_in_thread(clock)
         self._failure_delay = failure_delay
         self.throttle = Throttle(clock)
+        #: Failed logins since the daemon started (for GET /metrics).
+        self.failures = 0
         self._hashing = DeferredSemaphore(HASHING_AT_ONCE)
 
     # -- grants ---------------------------------------------------------------------
@@ -152,6 +154,7 @@ class Authority:
     async def _failed(self, address: str, message: str) -> LoginRefused:
         """The error to raise for a failed login, after the delay every failure waits."""
         self.throttle.failed(address)
+        self.failures += 1
         self.log.info("failed login from {address}", address=address)
         await deferLater(self._clock, self._failure_delay, lambda: None)
         return LoginRefused(message)
