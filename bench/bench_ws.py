@@ -1062,12 +1062,13 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     daemons: list[DaemonProcess] = []
     apis: list[Api] = []
     try:
-        daemon, api, clients = await start(reactor, workdir, "plain", [], pool, args.profile)
+        common = ["--no-metrics"] if args.no_metrics else []
+        daemon, api, clients = await start(reactor, workdir, "plain", common, pool, args.profile)
         daemons.append(daemon)
         apis.append(api)
         deflate = None
         if not args.no_deflate:
-            daemon2, api2, clients2 = await start(reactor, workdir, "deflate", ["--compress"], pool)
+            daemon2, api2, clients2 = await start(reactor, workdir, "deflate", ["--compress", *common], pool)
             daemons.append(daemon2)
             apis.append(api2)
             deflate = (api2, clients2)
@@ -1369,7 +1370,8 @@ def report(results: dict[str, Any], json_path: str | None = None) -> None:
             json.dump(results, out, indent=2, default=str)
     m = results["machine"]
     say("")
-    say("vibetwist WebSocket benchmark" + (" (--quick)" if results["args"]["quick"] else ""))
+    flags = [flag for flag in ("quick", "no_metrics") if results["args"].get(flag)]
+    say("vibetwist WebSocket benchmark" + "".join(f" (--{flag.replace('_', '-')})" for flag in flags))
     say(f"machine: {m['nproc']} CPUs, {m['cpu']}, kernel {m['kernel']}, Python {m['python']}")
     say(f"load average (1, 5, 15 min): {m['load_before']} before, {m.get('load_after')} after")
     say("")
@@ -1409,6 +1411,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--no-deflate", action="store_true", help="skip the permessage-deflate daemon")
+    parser.add_argument(
+        "--no-metrics", action="store_true", help="start the daemons with --no-metrics (to compare)"
+    )
     parser.add_argument("--timeout", type=float, default=300, help="seconds, overall")
     parser.add_argument("--json", metavar="OUT", help="write results as JSON here")
     parser.add_argument("--keep-dir", action="store_true", help="keep the daemons' logs")

@@ -2,7 +2,7 @@
 
 Chromium is Debian's (``/usr/bin/chromium``), driven by Playwright for Python
 without any browser download. Playwright's API blocks, so every call to it runs
-in one thread of its own (L{Browser.run}) while the reactor goes on serving the
+in one thread of its own (L{tests.support.browser.Browser.run}) while the reactor goes on serving the
 test's own clients. The tests take screenshots of the session list and of a
 session: into a temporary folder of the test's, or into ``docs/screenshots/`` for
 the README when C{VIBETWIST_SCREENSHOTS} is set (``./dev screenshots`` sets it).
@@ -13,25 +13,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from twisted.internet import defer, reactor, threads
+from twisted.internet import defer, reactor
 from twisted.internet.protocol import Protocol
 from twisted.protocols import portforward
-from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SkipTest
 
+from tests.support.browser import Browser
 from tests.support.daemon import Client, Daemon, poll, sleep
 from tests.support.e2e import DaemonTestCase
 from tests.support.programs import HEX_ECHO
 
-T = TypeVar("T")
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 #: The README's pictures, written only when VIBETWIST_SCREENSHOTS is set (./dev screenshots).
 README_SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 #: A program that prints its terminal's size at the start and on every SIGWINCH.
@@ -45,8 +40,6 @@ SIZE_ECHO = (
     "while True:\n"
     "    time.sleep(60)\n"
 )
-#: Playwright's own waits, in milliseconds.
-WAIT_MS = 15000
 
 
 def phone_screen(width: int, height: int) -> dict[str, Any]:
@@ -60,59 +53,6 @@ TERMINAL_TEXT = "() => document.querySelector('.xterm-rows')?.innerText ?? ''"
 TERMINAL_MATCHES = (
     "(pattern) => new RegExp(pattern, 'm').test(document.querySelector('.xterm-rows')?.innerText ?? '')"
 )
-
-
-class Browser:
-    """Chromium through Playwright; every Playwright call runs in one thread of its own."""
-
-    def __init__(self) -> None:
-        self._pool = ThreadPool(1, 1, name="playwright")
-        self._pool.start()
-        self._playwright: Any = None
-        self.chromium: Any = None
-
-    def run(self, f: Callable[..., T], *args: Any) -> defer.Deferred[T]:
-        """f(*args) in the browser's thread."""
-        return threads.deferToThreadPool(reactor, self._pool, f, *args)
-
-    async def start(self) -> None:
-        if not Path(CHROMIUM).exists():
-            raise AssertionError("chromium is missing: ./dev test and .ci/run install Debian's chromium")
-
-        def launch() -> None:
-            from playwright.sync_api import sync_playwright
-
-            self._playwright = sync_playwright().start()
-            self.chromium = self._playwright.chromium.launch(
-                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
-            )
-
-        await self.run(launch)
-
-    async def page(self, url: str, **context: Any) -> Any:
-        """A new page (in a context of its own, with these options) at url."""
-
-        def open_page() -> Any:
-            page = self.chromium.new_context(**context).new_page()
-            page.set_default_timeout(WAIT_MS)
-            page.errors = []
-            page.on("pageerror", lambda error: page.errors.append(str(error)))
-            page.goto(url)
-            return page
-
-        return await self.run(open_page)
-
-    async def close(self) -> None:
-        def stop() -> None:
-            if self.chromium is not None:
-                self.chromium.close()
-            if self._playwright is not None:
-                self._playwright.stop()
-
-        try:
-            await self.run(stop)
-        finally:
-            self._pool.stop()
 
 
 class _Relay(portforward.ProxyServer):

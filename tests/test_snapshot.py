@@ -105,8 +105,9 @@ class CellEncodingTests(SynchronousTestCase):
         self.assertEqual(encoded_cells(Cell("\x00")), b"\x01\x00")
 
     def test_colouredSpace(self) -> None:
-        """A space with a background is kind 0 with the has-background bit."""
-        self.assertEqual(encoded_cells(Cell(" ", bg=4)), b"\x10\x04")
+        """A space with a background is kind 0 with the extended and has-background bits,
+        then an attribute byte of 0 and the background."""
+        self.assertEqual(encoded_cells(Cell(" ", bg=4)), b"\x90\x00\x04")
 
     def test_spaceWithEverything(self) -> None:
         """
@@ -140,20 +141,29 @@ class CellEncodingTests(SynchronousTestCase):
         self.assertEqual(encoded_cells(Cell(family)), b"\x42" + bytes((len(raw),)) + raw)
 
     def test_paletteForeground(self) -> None:
-        """A palette foreground is one byte after the character."""
-        self.assertEqual(encoded_cells(Cell("x", fg=5)), bytes.fromhex("21 78 05"))
+        """A palette foreground is one byte after the character and an attribute byte of 0."""
+        self.assertEqual(encoded_cells(Cell("x", fg=5)), bytes.fromhex("a1 78 00 05"))
 
     def test_paletteIndexZero(self) -> None:
         """Palette index 0 is a colour, distinct from the default."""
-        self.assertEqual(encoded_cells(Cell("x", fg=0)), bytes.fromhex("21 78 00"))
+        self.assertEqual(encoded_cells(Cell("x", fg=0)), bytes.fromhex("a1 78 00 00"))
 
     def test_smallRGBIsRGB(self) -> None:
         """RGB(0, 0, 5) is flagged and sent as RGB, not as palette index 5."""
-        self.assertEqual(encoded_cells(Cell("x", fg=RGB(0, 0, 5))), bytes.fromhex("29 78 000005"))
+        self.assertEqual(encoded_cells(Cell("x", fg=RGB(0, 0, 5))), bytes.fromhex("a9 78 00 000005"))
 
     def test_rgbBackground(self) -> None:
         """An RGB background sets bits 4 and 2 and is three bytes."""
-        self.assertEqual(encoded_cells(Cell("x", bg=RGB(255, 0, 128))), bytes.fromhex("15 78 ff0080"))
+        self.assertEqual(encoded_cells(Cell("x", bg=RGB(255, 0, 128))), bytes.fromhex("95 78 00 ff0080"))
+
+    def test_colourAlwaysAfterBit7(self) -> None:
+        """Whenever a cell has a colour, bit 7 is set and the attribute byte is written,
+        so a decoder that reads colours only after bit 7 (VibeTunnel's) reads the rest of
+        the row right: here a coloured "x" without attributes, then a plain "y"."""
+        self.assertEqual(
+            encoded_cells(Cell("x", fg=2, bg=RGB(1, 2, 3)), Cell("y")),
+            bytes.fromhex("b5 78 00 02 010203 01 79"),
+        )
 
     def test_attributes(self) -> None:
         """Attributes set bit 7 and follow the character as one byte."""
@@ -199,7 +209,7 @@ class TrimmingTests(SynchronousTestCase):
     def test_trailingColouredSpaceKept(self) -> None:
         """A trailing space with a colour is content and is encoded."""
         snapshot = one_row(Cell("a"), Cell(" ", bg=1), BLANK)
-        self.assertEqual(encode(snapshot), header(1) + b"\xfd\x02\x00\x01a\x10\x01")
+        self.assertEqual(encode(snapshot), header(1) + b"\xfd\x02\x00\x01a\x90\x00\x01")
 
     def test_emptyRow(self) -> None:
         """A row with no content between others is 0xFE 0x01."""
@@ -338,7 +348,17 @@ class DecodeErrorTests(SynchronousTestCase):
 
     def test_truncatedColour(self) -> None:
         """A cell whose RGB colour is cut short is refused."""
-        self.assertMalformed(header(1) + b"\xfd\x01\x00\x29x\x00\x00", "truncated")
+        self.assertMalformed(header(1) + b"\xfd\x01\x00\xa9x\x00\x00\x00", "truncated")
+
+    def test_colourWithoutBit7(self) -> None:
+        """A type byte announcing a colour without bit 7 is refused: colours only ever
+        follow bit 7 and the attribute byte."""
+        self.assertMalformed(header(1) + b"\xfd\x01\x00\x21x\x05", "colours without bit 7")
+        self.assertMalformed(header(1) + b"\xfd\x01\x00\x10\x04", "colours without bit 7")
+
+    def test_attributeByteOfZero(self) -> None:
+        """Bit 7 with an attribute byte of 0 and no colours is a plain cell."""
+        self.assertEqual(decode(header(1) + b"\xfd\x01\x00\x81A\x00"), one_row(Cell("A")))
 
     def test_truncatedCharacter(self) -> None:
         """A unicode character shorter than its length byte is refused."""

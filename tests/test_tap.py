@@ -69,3 +69,15 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(self.parse("--max-recording", "10M")["max-recording"], 10 * 1024**2)
         self.assertRaises(usage.UsageError, self.parse, "--max-recording", "lots")
         self.assertRaises(usage.UsageError, self.parse, "--scrollback", "-1")
+
+    def test_metrics_options(self) -> None:
+        """Metrics are on by default; --metrics-listen takes an endpoint string, a malformed one
+        is refused, and so is --metrics-listen with --no-metrics."""
+        self.assertFalse(self.parse()["no-metrics"])
+        self.assertIsNone(self.parse()["metrics-listen"])
+        options = self.parse("--metrics-listen", "tcp:9120:interface=0.0.0.0")
+        self.assertEqual(options["metrics-listen"], "tcp:9120:interface=0.0.0.0")
+        self.assertRaises(usage.UsageError, self.parse, "--metrics-listen", "nonsense:1")
+        self.assertRaises(
+            usage.UsageError, self.parse, "--metrics-listen", "tcp:9120:interface=127.0.0.1", "--no-metrics"
+        )

@@ -347,6 +347,8 @@ class StreamTests(SocketTestCase):
         self.assertEqual(feed_stream(client).text().split(), [str(i) for i in range(20)])
 
     def test_far_behind_viewer_skips_to_a_fresh_screen(self) -> None:
+        """A viewer more than MAX_BACKLOG behind is told how much it skips (and the bytes are
+        counted for the metrics), then gets a fresh replay and goes on live."""
         self.patch(viewer, "MAX_BACKLOG", 2000)
         session, process = self.session()
         client = self.connect(TerminalStreamProtocol, f"/ws/sessions/{session.id}")
@@ -362,6 +364,7 @@ class StreamTests(SocketTestCase):
         texts = client.texts()
         self.assertEqual(texts[0]["type"], "skipped")
         self.assertGreater(texts[0]["bytes"], 2000)
+        self.assertEqual(session.tally.viewer_skipped_bytes, texts[0]["bytes"])
         self.assertEqual(texts[1]["type"], "replay")
         self.assertEqual(feed_stream(client).lines()[:3], ["line 197", "line 198", "line 199"])
 

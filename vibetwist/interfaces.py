@@ -126,6 +126,7 @@ class ISession(Interface):
     screen = Attribute("The :class:`vibetwist.screen.terminal.TerminalScreen` of the session.")
     feed = Attribute("The :class:`vibetwist.sessions.screenfeed.ScreenFeed` keeping the screen current.")
     listeners = Attribute("The listeners handed every new line, as a frozenset.")
+    tally = Attribute("The :class:`vibetwist.sessions.tally.Tally` the session counts into.")
 
     def listen(listener: IStreamListener) -> None:
         """Hand every new recording line to listener until :meth:`unlisten`."""

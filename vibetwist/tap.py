@@ -13,12 +13,13 @@ from typing import Any
 from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from vibetwist import __version__
 from vibetwist._reactor.cooperate import budget_cooperator
 from vibetwist._reactor.fairness import cap_events_per_turn
-from vibetwist._reactor.lag import LagMonitor
+from vibetwist._reactor.lag import COARSE_INTERVAL, FINE_INTERVAL, LagMonitor
 from vibetwist.login.authority import LOGIN_LIFETIME, Authority
 from vibetwist.login.gate import LoginGate, redacted_log_formatter
 from vibetwist.login.passwords import PasswordCheck, PasswordFile, PasswordFileError, read_password_file
@@ -31,6 +32,7 @@ from vibetwist.server.api import API
 from vibetwist.server.hostcheck import HostOriginCheck
 from vibetwist.server.limits import ConnectionLimiter, Limits, SessionCreateLimit, connection_peer
 from vibetwist.server.listen import Listener, check_listen, is_unspecified, parse_listen
+from vibetwist.server.metrics import MetricsResource, RequestCounter
 from vibetwist.sessions.pty import PTYLauncher, SessionSignaller
 from vibetwist.sessions.service import SessionService
 
@@ -100,6 +102,13 @@ class Options(usage.Options):
             "30",
             "Seconds a connection has to send a whole request (headers and body); then 408.",
         ],
+        [
+            "metrics-listen",
+            None,
+            None,
+            "Also serve GET /metrics alone, without login, on this endpoint "
+            "(e.g. tcp:9120:interface=127.0.0.1); bind it where only your Prometheus reaches.",
+        ],
     ]
     optFlags = [
         [
@@ -116,7 +125,12 @@ class Options(usage.Options):
             "Allow listening on a non-loopback address with login off: anyone who can reach "
             "the port gets a shell.",
         ],
-        ["measure-lag", None, "Measure reactor stalls (reported by GET /api/stats)."],
+        [
+            "measure-lag",
+            None,
+            "Measure reactor stalls with a 1 ms timer (reported by GET /api/stats), not a 250 ms one.",
+        ],
+        ["no-metrics", None, "Serve no /metrics and count nothing for it."],
         ["access-log", None, "Log every HTTP request."],
         [
             "compress",
@@ -176,6 +190,10 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError(f"--max-recording: {e}") from e
         self["limits"] = parse_limits(self)
+        if self["metrics-listen"]:
+            if self["no-metrics"]:
+                raise usage.UsageError("--metrics-listen and --no-metrics contradict each other")
+            parse_listen(self["metrics-listen"])
 
     def _post_login(self) -> None:
         """Work out whether login is on, and read the credentials."""
@@ -327,18 +345,30 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         environ=dict(os.environ),
         background=background,
     )
-    lag = LagMonitor(reactor) if options["measure-lag"] else None
+    lag = LagMonitor(reactor, FINE_INTERVAL if options["measure-lag"] else COARSE_INTERVAL)
     authority = make_authority(options, reactor)
     limits = options.get("limits") or Limits()
-    api = API(sessions, reactor, lag, background, compress=bool(options["compress"]), authority=authority)
+    api = API(
+        sessions,
+        reactor,
+        lag,
+        background,
+        compress=bool(options["compress"]),
+        authority=authority,
+        metrics=not options["no-metrics"],
+    )
     api.gate = SessionCreateLimit(limits, reactor)
+    if api.metrics is not None:
+        lag.observe = api.metrics.reactor_lag.observe
     # Services stop in the reverse order: listeners, then sessions (their viewers
     # get the exit lines), then the API (which lets those lines flush).
     _APIService(api, lag, reactor).setServiceParent(top)
     sessions.setServiceParent(top)
-    guarded = HostOriginCheck(
+    guarded: Resource = HostOriginCheck(
         LoginGate(api.resource(), authority, connection_peer), allowed_hosts=options["allowed-hosts"]
     )
+    if api.metrics is not None:
+        guarded = RequestCounter(guarded, api.metrics)
     if options["access-log"]:
         site = Site(guarded, logFormatter=redacted_log_formatter)
     else:
@@ -354,4 +384,12 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
                 listen=description,
             )
         Listener(reactor, description, limited, spec.tls).setServiceParent(top)
+    if options["metrics-listen"] and api.metrics is not None:
+        metrics_site = _QuietSite(MetricsResource(api.metrics))
+        metrics_site.noisy = False
+        spec = parse_listen(options["metrics-listen"])
+        limited_metrics = ConnectionLimiter(metrics_site, limits, reactor)
+        Listener(
+            reactor, options["metrics-listen"], limited_metrics, spec.tls, what="vibetwist metrics"
+        ).setServiceParent(top)
     return top

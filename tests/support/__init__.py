@@ -18,6 +18,9 @@ checks it): one module per idea.
 - L{tests.support.fuzz}: hostile-input generators and a blocking wire client
   (also used by ``bench/fuzz_daemon.py``).
 - L{tests.support.asciinema}: a real asciinema playing a recording.
+- L{tests.support.browser}: Debian's Chromium through Playwright.
+- L{tests.support.packaging}: vibetwist built as an sdist and a wheel, installed into
+  fresh virtual environments.
 - L{tests.support.summary}: trial's closing line as CI's ``tests: N passed, ...`` line
   (``python -m tests.support.summary LOG``, run by ``./dev test``).
 """

@@ -164,6 +164,9 @@ class Daemon:
 
     listen replaces the default endpoint (keep it on 127.0.0.1 and port 0; an ssl:
     one makes the origin https), args are more options and env more environment.
+    python is the interpreter that runs twistd: by default this one, running this
+    checkout's code; another one (a virtual environment with vibetwist installed) runs
+    the vibetwist it has installed.
     """
 
     def __init__(
@@ -175,8 +178,10 @@ class Daemon:
         listen: str = "tcp:0:interface=127.0.0.1",
         args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        python: str | None = None,
     ) -> None:
         self._reactor = reactor
+        self.python = python
         self.base = Path(base)
         self.listen = listen
         self.args = tuple(args)
@@ -220,13 +225,15 @@ class Daemon:
             "LC_ALL": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
         }
-        if "VIRTUAL_ENV" in os.environ:
-            env["VIRTUAL_ENV"] = os.environ["VIRTUAL_ENV"]
-        # The daemon runs this checkout's code, not whatever the virtualenv has installed.
-        env["PYTHONPATH"] = CHECKOUT
+        python = self.python or sys.executable
+        if self.python is None:
+            if "VIRTUAL_ENV" in os.environ:
+                env["VIRTUAL_ENV"] = os.environ["VIRTUAL_ENV"]
+            # The daemon runs this checkout's code, not whatever the virtualenv has installed.
+            env["PYTHONPATH"] = CHECKOUT
         env.update(self.extra_env)
         argv = [
-            sys.executable, "-c", TWISTD, "-n", "--pidfile=", "vibetunnel",
+            python, "-c", TWISTD, "-n", "--pidfile=", "vibetunnel",
             "--listen", self.listen, "--control-dir", str(self.control_dir), *self.args,
         ]  # fmt: skip
         log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -235,7 +242,7 @@ class Daemon:
         try:
             transport = self._reactor.spawnProcess(
                 self._watcher,
-                sys.executable,
+                python,
                 argv,
                 env=env,
                 path=str(self.base),
@@ -309,11 +316,13 @@ def _stop_leftovers() -> None:
 
 
 class SSEStream(Protocol):
-    """Reads a text/event-stream body: the data of each message, and comment lines."""
+    """Reads a text/event-stream body: the data of each message (as JSON), each message's
+    fields (C{named}: its id, event name and data), and comment lines."""
 
     def __init__(self) -> None:
         self._buffer = b""
         self.messages: list[Any] = []
+        self.named: list[dict[str, Any]] = []
         self.comments: list[bytes] = []
         self.ended: defer.Deferred[None] = defer.Deferred()
         self.reason: Failure | None = None
@@ -324,13 +333,19 @@ class SSEStream(Protocol):
         while b"\n\n" in self._buffer:
             block, self._buffer = self._buffer.split(b"\n\n", 1)
             payload = []
+            fields: dict[str, Any] = {}
             for line in block.split(b"\n"):
                 if line.startswith(b":"):
                     self.comments.append(line)
                 elif line.startswith(b"data:"):
                     payload.append(line[5:].removeprefix(b" "))
+                elif line.startswith((b"id:", b"event:")):
+                    name, _, value = line.partition(b":")
+                    fields[name.decode()] = value.removeprefix(b" ").decode()
             if payload:
-                self.messages.append(json.loads(b"\n".join(payload)))
+                message = json.loads(b"\n".join(payload))
+                self.messages.append(message)
+                self.named.append(dict(fields, data=message))
 
     def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
         self.reason = reason
@@ -473,10 +488,18 @@ class Client:
 
     async def stream(self, session_id: str, timeout: float = 10.0) -> SSEStream:
         """Open the SSE stream of a session; messages arrive in the returned object."""
+        return await self.open_stream(f"/api/sessions/{session_id}/stream", timeout)
+
+    async def events(self, timeout: float = 10.0) -> SSEStream:
+        """Open the daemon's stream of session events, /api/events."""
+        return await self.open_stream("/api/events", timeout)
+
+    async def open_stream(self, path: str, timeout: float = 10.0) -> SSEStream:
+        """Open an SSE stream (its token as ?token=); messages arrive in the returned object."""
         response = await within(
             self._reactor,
             self._stream_http.get(
-                self.daemon.url(f"/api/sessions/{session_id}/stream"),
+                self.daemon.url(path),
                 params={"token": self.token} if self.token is not None else None,
                 unbuffered=True,
             ),
@@ -484,7 +507,7 @@ class Client:
             "SSE connect",
         )
         if response.code != 200:
-            raise AssertionError(f"stream of {session_id} answered {response.code}")
+            raise AssertionError(f"{path} answered {response.code}")
         stream = SSEStream()
         stream.headers = response.headers
         self.streams.append(stream)

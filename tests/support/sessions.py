@@ -15,14 +15,18 @@ from vibetwist.model.asciicast import parse_line
 from vibetwist.model.controldir import ControlDir
 from vibetwist.model.info import LaunchPlan, SessionInfo, Status
 from vibetwist.sessions import kinds
+from vibetwist.sessions.events import SessionEvent, SessionEvents
 from vibetwist.sessions.pty import SpawnQueue
 from vibetwist.sessions.screenfeed import ScreenScheduler
 from vibetwist.sessions.session import Session
+from vibetwist.sessions.tally import Tally
 from vibetwist.testing import FakeLauncher
 
 
 class Harness:
-    """A clock, a fake launcher and a control directory in a temporary folder."""
+    """A clock, a fake launcher and a control directory in a temporary folder; the
+    sessions' events (timed by the clock) are kept in C{published}, and they count into
+    C{tally}."""
 
     def __init__(self, case: SynchronousTestCase, max_recording: int | None = None) -> None:
         self.root = Path(tempfile.mkdtemp())
@@ -35,6 +39,10 @@ class Harness:
         self.screens = ScreenScheduler(self.clock, busy_delay=0)
         self.max_recording = max_recording
         self.count = 0
+        self.events = SessionEvents(clock=self.clock.seconds)
+        self.published: list[SessionEvent] = []
+        self.events.subscribe(self.published.append)
+        self.tally = Tally()
 
     def create(self, cols: int = 80, rows: int = 24) -> Session:
         self.count += 1
@@ -60,6 +68,8 @@ class Harness:
             scrollback=100,
             max_recording=self.max_recording,
             shell="/bin/sh",
+            events=self.events,
+            tally=self.tally,
         )
 
     def records(self, session: Session) -> list[object]:

@@ -188,6 +188,8 @@ class Authority:
         self._failure_delay = failure_delay
         self.throttle = Throttle(clock)
         self.user_throttle = Throttle(clock, MAX_USER_FAILURES)
+        #: Failed logins since the daemon started (for GET /metrics).
+        self.failures = 0
         self._hashing = DeferredSemaphore(HASHING_AT_ONCE)
 
     # -- grants ---------------------------------------------------------------------
@@ -259,6 +261,7 @@ class Authority:
 
     async def _failed(self, client: str | None, message: str) -> LoginRefused:
         """The error to raise for a failed login, after the delay every failure waits."""
+        self.failures += 1
         self.log.info("failed login from {client}", client=client or "the daemon's own user")
         await deferLater(self._clock, self._failure_delay, lambda: None)
         return LoginRefused(message)

@@ -15,7 +15,8 @@ cols, row count, viewportY, cursorX, cursorY, reserved), then one entry per
 row: ``0xFE N`` for N empty rows, or ``0xFD``, a u16 cell count and the cells.
 A cell is ``0x00`` when blank, otherwise a type byte::
 
-    bit 7    an attribute byte follows the character
+    bit 7    extended data follows the character: an attribute byte, then
+             the colours (set whenever the cell has attributes or a colour)
     bit 6    the character is not ASCII
     bit 5    a foreground colour follows
     bit 4    a background colour follows
@@ -23,7 +24,9 @@ A cell is ``0x00`` when blank, otherwise a type byte::
     bit 2    the background is RGB, not a palette index
     bits 1-0 character kind: 0 space, 1 one ASCII byte, 2 length + UTF-8
 
-then the character bytes, the attribute byte, the foreground, the background.
+then the character bytes, the attribute byte (0 when there is none), the
+foreground, the background.  Colour bytes never follow a type byte whose bit 7
+is clear: VibeTunnel's decoder reads them only after bit 7 and the attribute byte.
 """
 
 from __future__ import annotations
@@ -233,7 +236,9 @@ def _encode_cell(out: bytearray, cell: Cell) -> None:
         out.append(len(raw))
         out += raw
     cell_attrs = cell.attrs
-    if cell_attrs:
+    if cell_attrs or cell.fg is not None or cell.bg is not None:
+        # Bit 7 announces the extended data: always the attribute byte (0 for none),
+        # then the colours the next bits announce.
         if not isinstance(cell_attrs, int) or not 0 <= cell_attrs <= 255:
             raise ValueError(f"cell attributes must be 0..255, not {cell_attrs!r}")
         type_byte |= _EXTENDED
@@ -374,10 +379,13 @@ def _decode_cells(data: bytes, pos: int, count: int) -> tuple[tuple[Cell, ...], 
                 pos = end
             else:
                 raise FormatError(f"cell at offset {start} has unknown character kind 3")
-            cell_attrs = 0
-            if type_byte & _EXTENDED:
-                cell_attrs = data[pos]
-                pos += 1
+            if not type_byte & _EXTENDED:
+                if type_byte & (_HAS_FG | _HAS_BG):
+                    raise FormatError(f"cell at offset {start} announces colours without bit 7")
+                append(Cell(char))
+                continue
+            cell_attrs = data[pos]
+            pos += 1
             fg: Color = None
             if type_byte & _HAS_FG:
                 if type_byte & _FG_RGB:
@@ -415,7 +423,8 @@ def decode(data: bytes | bytearray | memoryview) -> Snapshot:
     Each row comes back as its encoded cells (trailing blanks stay trimmed);
     a ``0xFE N`` entry gives N empty rows.  The flags and reserved header
     fields are ignored, and so are bit 6 (unicode) of a cell's type byte and
-    the RGB bit of an absent colour.
+    the RGB bit of an absent colour.  A colour bit without bit 7 is refused:
+    colours come only after the attribute byte.
 
     :raises FormatError: if ``data`` is not a well-formed snapshot.
     """

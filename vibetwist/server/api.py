@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import pwd
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,17 +25,19 @@ from werkzeug.routing import RequestRedirect
 from vibetwist import __version__
 from vibetwist._reactor.cooperate import budget_cooperator
 from vibetwist._reactor.lag import LagMonitor
-from vibetwist.errors import BadRequest, RequestError, UpgradeRequired
+from vibetwist.errors import BadRequest, NotFound, PayloadTooLarge, RequestError, UpgradeRequired
 from vibetwist.interfaces import ISession
 from vibetwist.login.authority import Authority, open_authority
-from vibetwist.login.gate import AUTH_REQUIRED, READ_ONLY, redact, request_token
+from vibetwist.login.gate import AUTH_REQUIRED, READ_ONLY, redact, request_grant, request_token
 from vibetwist.model import jsontext
 from vibetwist.model.asciicast import iter_playable
 from vibetwist.model.info import Status
 from vibetwist.model.keys import key_sequence
 from vibetwist.model.peercred import Peer, client_key
 from vibetwist.model.snapshot import encode
+from vibetwist.server.eventstream import EventStreamResource
 from vibetwist.server.limits import SessionCreateLimit, connection_peer
+from vibetwist.server.metrics import Metrics
 from vibetwist.server.sse import StreamResource
 from vibetwist.server.static import WebClient
 from vibetwist.server.websocket import WebSocketFactory, WebSockets
@@ -44,6 +47,29 @@ from vibetwist.sessions.service import SessionService
 #: How long /text and /buffer wait for the screen to catch up before answering anyway.
 SCREEN_WAIT = 2.0
 HEARTBEAT_INTERVAL = 30.0
+
+#: The largest body of POST /api/logs/client, and the most of its text logged.
+MAX_CLIENT_LOG = 64 * 1024
+MAX_CLIENT_LOG_TEXT = 4000
+CLIENT_LOG_LEVELS = frozenset({"log", "info", "warn", "error", "debug"})
+#: What GET /api/config suggests for new sessions (VibeTunnel's client shows them as buttons).
+QUICK_START = ("python3", "htop", "top")
+#: VibeTunnel's notification preferences, all off: this daemon sends no notifications yet.
+NOTIFICATION_PREFERENCES = {
+    key: False
+    for key in (
+        "enabled",
+        "sessionStart",
+        "sessionExit",
+        "commandCompletion",
+        "commandError",
+        "bell",
+        "claudeTurn",
+        "soundEnabled",
+        "vibrationEnabled",
+    )
+}
+PUSH_NOT_CONFIGURED = "Push notifications not configured"
 
 
 def _json(request: Any, value: Any, code: int = 200) -> bytes:
@@ -79,6 +105,23 @@ def _object_counts() -> dict[str, int]:
     """The live objects made since startup (the startup heap is frozen), by type, most first."""
     counts = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
     return dict(counts.most_common())
+
+
+def _daemon_user() -> str:
+    """The name of the account the daemon runs as."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+def _client_log_text(args: list[Any]) -> str:
+    """A browser's log arguments as one line: strings as they are, the rest as JSON."""
+    parts = [a if isinstance(a, str) else json.dumps(a, ensure_ascii=False) for a in args]
+    text = " ".join(parts).replace("\r", " ").replace("\n", " ")
+    if len(text) > MAX_CLIENT_LOG_TEXT:
+        text = text[:MAX_CLIENT_LOG_TEXT] + "..."
+    return redact(text)
 
 
 def _rss_bytes() -> int:
@@ -130,6 +173,8 @@ class API:
 
     app = Klein()
     log = Logger()
+    #: Where POST /api/logs/client writes what browsers log (at debug level).
+    client_log = Logger(namespace="vibetwist.browser")
 
     def __init__(
         self,
@@ -141,6 +186,7 @@ class API:
         authority: Authority | None = None,
         web: WebClient | None = None,
         peer_of: Callable[[Any], Peer] = connection_peer,
+        metrics: bool = True,
     ) -> None:
         self.service = service
         #: Who may do what; without one, login is off and a fresh secret signs share links.
@@ -154,12 +200,16 @@ class API:
         self.lag = lag
         #: Where replays and downloads read recordings, a slice per turn.
         self.streams = background if background is not None else budget_cooperator(reactor, 0.002)
+        #: The SSE streams of sessions, and those of /api/events.
         self.viewers: set[Any] = set()
+        self.event_streams: set[Any] = set()
         self.websockets = WebSockets(
             service, reactor, self.streams, compress=compress, authority=self.authority
         )
         #: Admits session creates (the live-session cap and the creation rate).
         self.gate: SessionCreateLimit | None = None
+        #: GET /metrics (None with --no-metrics).
+        self.metrics = Metrics(self, reactor) if metrics else None
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
 
@@ -170,6 +220,8 @@ class API:
         """Stop the heartbeat and give viewers that got their exit line a moment to flush it."""
         if self._heartbeat.running:
             self._heartbeat.stop()
+        for stream in list(self.event_streams):
+            stream.close()
         for connection in self.websockets.connections():
             connection.going_away()
         return Deferred.fromCoroutine(self._drain())
@@ -183,7 +235,7 @@ class API:
         await deferLater(self._reactor, step, lambda: None)
 
     def _beat(self) -> None:
-        for viewer in list(self.viewers):
+        for viewer in [*self.viewers, *self.event_streams]:
             viewer.heartbeat()
 
     def resource(self) -> Resource:
@@ -275,6 +327,77 @@ class API:
         answer = await self.authority.ssh_key_login(self._client(request), _body(request))
         return _json(request, answer)
 
+    @app.route("/api/config", methods=["GET"])
+    def config(self, request: Any) -> bytes:
+        """VibeTunnel's client configuration: where repositories are, commands to offer."""
+        return _json(
+            request,
+            {
+                "repositoryBasePath": "~",
+                "serverConfigured": True,
+                "quickStartCommands": [
+                    {"name": "shell", "command": os.path.basename(self.service.shell)},
+                    *({"command": command} for command in QUICK_START),
+                ],
+                "notificationPreferences": NOTIFICATION_PREFERENCES,
+            },
+        )
+
+    @app.route("/api/server/status", methods=["GET"])
+    def server_status(self, request: Any) -> bytes:
+        return _json(request, {"macAppConnected": False, "isHQMode": False, "version": __version__})
+
+    @app.route("/api/auth/current-user", methods=["GET"])
+    def current_user(self, request: Any) -> bytes:
+        """The user the request acts for: the one logged in, else the daemon's own."""
+        grant = request_grant(request)
+        user = grant.user_id if grant is not None and grant.user_id else _daemon_user()
+        return _json(request, {"userId": user})
+
+    @app.route("/api/push/vapid-public-key", methods=["GET"])
+    def push_key(self, request: Any) -> bytes:
+        return _json(
+            request,
+            {"error": PUSH_NOT_CONFIGURED, "message": "This daemon does not send push notifications."},
+            503,
+        )
+
+    @app.route("/api/logs/client", methods=["POST"])
+    def client_logs(self, request: Any) -> bytes:
+        """A browser's console line, logged at debug level (tokens redacted)."""
+        content = request.content
+        if content is not None:
+            content.seek(0, 2)
+            size = content.tell()
+            content.seek(0)
+            if size > MAX_CLIENT_LOG:
+                raise PayloadTooLarge(f"A client log entry is at most {MAX_CLIENT_LOG} bytes")
+        body = _body(request)
+        level, module, args = body.get("level"), body.get("module"), body.get("args")
+        if level not in CLIENT_LOG_LEVELS:
+            raise BadRequest(f"level must be one of {', '.join(sorted(CLIENT_LOG_LEVELS))}")
+        if not isinstance(module, str) or len(module) > 200:
+            raise BadRequest("module must be a string of at most 200 characters")
+        if not isinstance(args, list):
+            raise BadRequest("args must be an array")
+        self.client_log.debug(
+            "browser {console} [{module}] {text}",
+            console=level,
+            module=redact(module),
+            text=_client_log_text(args),
+        )
+        return _json(request, {"success": True})
+
+    @app.route("/api/events", methods=["GET"])
+    def events(self, request: Any) -> Resource:
+        return EventStreamResource(self.service.events, self.event_streams)
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics_route(self, request: Any) -> bytes:
+        if self.metrics is None:
+            raise NotFound("Metrics are off (--no-metrics)")
+        return self.metrics.render(request)
+
     @app.route("/api/stats", methods=["GET"])
     def stats(self, request: Any) -> bytes:
         lag = self.lag
@@ -282,6 +405,7 @@ class API:
             "reactorLag": {
                 "maxMs": round(lag.max_lag * 1000, 3) if lag else None,
                 "samples": lag.samples if lag else 0,
+                "intervalMs": round(lag.interval * 1000, 3) if lag else None,
             },
             "sessions": len(self.service.sessions),
             "statuses": self.service.counts(),
@@ -303,17 +427,24 @@ class API:
 
     @app.route("/api/sessions", methods=["POST"])
     def create_session(self, request: Any) -> bytes:
-        body = _body(request)
-        if self.gate is not None:
-            self.gate.admit(sum(s.status is not Status.EXITED for s in self.service.sessions.values()))
-        session = self.service.create(
-            body.get("command"),
-            working_dir=body.get("workingDir"),
-            name=body.get("name"),
-            cols=body.get("cols"),
-            rows=body.get("rows"),
-            title_mode=body.get("titleMode"),
-        )
+        try:
+            body = _body(request)
+            if self.gate is not None:
+                self.gate.admit(sum(s.status is not Status.EXITED for s in self.service.sessions.values()))
+            session = self.service.create(
+                body.get("command"),
+                working_dir=body.get("workingDir"),
+                name=body.get("name"),
+                cols=body.get("cols"),
+                rows=body.get("rows"),
+                title_mode=body.get("titleMode"),
+            )
+        except RequestError:
+            if self.metrics is not None:
+                self.metrics.create_refused()
+            raise
+        if self.metrics is not None:
+            self.metrics.create_posted(session.id)
         return _json(request, {"sessionId": session.id})
 
     @app.route("/api/cleanup-exited", methods=["POST"])

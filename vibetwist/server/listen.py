@@ -103,9 +103,13 @@ class Listener(Service):
 
     log = Logger()
 
-    def __init__(self, reactor: Any, description: str, factory: Any, tls: bool = False) -> None:
+    def __init__(
+        self, reactor: Any, description: str, factory: Any, tls: bool = False, what: str = "vibetwist"
+    ) -> None:
         self._reactor = reactor
         self.description = description
+        #: What the log line says listens ("vibetwist listening on URL").
+        self.what = what
         self._scheme = "https" if tls else "http"
         self._factory = factory
         self._port: Any = None
@@ -128,7 +132,7 @@ class Listener(Service):
             url = f"{self._scheme}://{host}:{address.port}/"
         else:
             url = f"unix:{address.name.decode() if isinstance(address.name, bytes) else address.name}"
-        self.log.info("vibetwist listening on {url}", url=url)
+        self.log.info("{what} listening on {url}", what=self.what, url=url)
 
     def stopService(self) -> Any:
         super().stopService()

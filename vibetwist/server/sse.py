@@ -21,6 +21,16 @@ from vibetwist.sessions.follow import Follower
 HEARTBEAT = b":heartbeat\n\n"
 
 
+def start_event_stream(request: Any, producer: Any, gone: Any) -> None:
+    """Make request an open text/event-stream response, producer its push producer, with
+    gone called when it finishes (the client left, or it was ended)."""
+    request.setHeader(b"content-type", b"text/event-stream")
+    request.setHeader(b"cache-control", b"no-cache")
+    request.setHeader(b"x-accel-buffering", b"no")
+    request.registerProducer(producer, True)
+    request.notifyFinish().addBoth(gone)
+
+
 def sse_message(line: bytes) -> bytes:
     """One asciicast line as an SSE message (the line is one JSON value, no newlines inside)."""
     return b"data: " + line.rstrip(b"\n") + b"\n\n"
@@ -43,11 +53,7 @@ class StreamViewer:
 
     def start(self) -> None:
         request = self._request
-        request.setHeader(b"content-type", b"text/event-stream")
-        request.setHeader(b"cache-control", b"no-cache")
-        request.setHeader(b"x-accel-buffering", b"no")
-        request.registerProducer(self, True)
-        request.notifyFinish().addBoth(self._gone)
+        start_event_stream(request, self, self._gone)
         self._viewers.add(self)
         request.write(sse_message(self._session.header_line or b"{}"))
         self._follower.start()

@@ -45,8 +45,9 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 NOT_BUILT = (
     "The vibetwist browser client is not built.\n\n"
-    "From a checkout of vibetwist, `./dev serve` builds it and starts the daemon;\n"
-    "or build it by hand (needs Node.js and npm):\n\n"
+    "Installing vibetwist (`pip install .` from a checkout, or a wheel) builds it;\n"
+    "from a checkout, `./dev serve` builds it and starts the daemon; or build it by hand\n"
+    "(needs Node.js and npm):\n\n"
     "    cd vibetwist/web && npm ci && npm run build\n\n"
     "The API is under /api/ meanwhile.\n"
 )

@@ -155,6 +155,7 @@ class TerminalViewer:
             return False  # the screen is not much further on: read on
         self._last_skip = now
         self._follower = None
+        self._session.tally.viewer_skipped_bytes += backlog
         self._channel.send_json({"type": "skipped", "bytes": backlog})
         self._session.feed.at_boundary(self._draw)
         return True

@@ -36,6 +36,7 @@ from vibetwist.model.controldir import ControlDir
 from vibetwist.model.info import SessionInfo, Status
 from vibetwist.sessions.ipclink import IPCLink
 from vibetwist.sessions.procfs import pid_alive
+from vibetwist.sessions.tally import utf8_length
 
 #: Bytes of a recording taken in per reactor turn; the rest follows on the next turns.
 TAIL_STEP = 1 << 20
@@ -176,10 +177,13 @@ class ForwardedSource:
         self._tail_call: Any = None
         self._fd: int | None = None
         self._gone_since: float | None = None
+        self._read_failed = False
         self._session: Any = None
+        self._tally: Any = None
 
     def bind(self, session: Any) -> None:
         self._session = session
+        self._tally = session.tally
 
     # -- the recording, as the other process writes it --------------------------------
 
@@ -222,8 +226,12 @@ class ForwardedSource:
                 self.log.error("{id}: its recording became a symbolic link; ending it", id=self._id)
                 session.end(None)
             elif e.errno != errno.ENOENT:
+                if not self._read_failed:
+                    self._read_failed = True
+                    self._tally.recording_errors["read"] += 1
                 self.log.warn("cannot read {path}: {error}", path=str(self._path), error=e)
             return
+        self._read_failed = False
         if not data:
             return
         self._read_at += len(data)
@@ -267,8 +275,10 @@ class ForwardedSource:
                 session.size = parse_dimensions(record.data)
             except FormatError:
                 pass
-        elif record.kind == "o" and self._clears.feed(record.data):
-            session.cleared(offset, save=False)
+        elif record.kind == "o":
+            self._tally.output_bytes += utf8_length(record.data)
+            if self._clears.feed(record.data):
+                session.cleared(offset, save=False)
         session.publish(line, record)
 
     # -- session.json and the other process ---------------------------------------------

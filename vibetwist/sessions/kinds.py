@@ -24,6 +24,7 @@ from vibetwist.model.asciicast import Header, encode_header
 from vibetwist.model.controldir import ControlDir
 from vibetwist.model.info import LaunchPlan, SessionInfo, Status
 from vibetwist.screen.terminal import TerminalScreen
+from vibetwist.sessions.events import SessionEvents
 from vibetwist.sessions.forwarded import (
     ForwardedSource,
     SharedInfoStore,
@@ -37,6 +38,7 @@ from vibetwist.sessions.pty import SpawnQueue
 from vibetwist.sessions.recording import RecordingReader
 from vibetwist.sessions.screenfeed import ScreenFeed, ScreenScheduler
 from vibetwist.sessions.session import Session
+from vibetwist.sessions.tally import Tally
 
 
 def is_forwarded(info: SessionInfo, folder: Path, appeared: bool = False) -> bool:
@@ -67,6 +69,8 @@ def _assemble(
     store: IInfoStore,
     end: int,
     size: tuple[int, int] | None = None,
+    events: SessionEvents | None = None,
+    tally: Tally | None = None,
 ) -> Session:
     path = files.recording_path(info.id)
     screen = TerminalScreen(info.initial_cols, info.initial_rows, scrollback)
@@ -81,6 +85,8 @@ def _assemble(
         source=source,
         store=store,
         size=size,
+        events=events,
+        tally=tally,
     )
 
 
@@ -96,6 +102,8 @@ def new_session(
     scrollback: int,
     max_recording: int | None,
     shell: str,
+    events: SessionEvents | None = None,
+    tally: Tally | None = None,
 ) -> Session:
     """A new session, its program queued to start.
 
@@ -122,13 +130,22 @@ def new_session(
         source=source,
         store=OwnInfoStore(files),
         end=len(header_line),
+        events=events,
+        tally=tally,
     )
     PTYStart(session, source, launcher, plan, spawns).queue()
     return session
 
 
 def found_session(
-    info: SessionInfo, files: ControlDir, *, reactor: Any, screens: ScreenScheduler, scrollback: int
+    info: SessionInfo,
+    files: ControlDir,
+    *,
+    reactor: Any,
+    screens: ScreenScheduler,
+    scrollback: int,
+    events: SessionEvents | None = None,
+    tally: Tally | None = None,
 ) -> Session:
     """A session found on disk whose program is gone: its recording can be read, and it has exited."""
     path = files.recording_path(info.id)
@@ -143,13 +160,22 @@ def found_session(
         source=source,
         store=OwnInfoStore(files),
         end=end,
+        events=events,
+        tally=tally,
     )
     session.end(info.exit_code)
     return session
 
 
 def forwarded_session(
-    info: SessionInfo, files: ControlDir, *, reactor: Any, screens: ScreenScheduler, scrollback: int
+    info: SessionInfo,
+    files: ControlDir,
+    *,
+    reactor: Any,
+    screens: ScreenScheduler,
+    scrollback: int,
+    events: SessionEvents | None = None,
+    tally: Tally | None = None,
 ) -> Session:
     """A running session of another process found on disk, with its history so far."""
     path = files.recording_path(info.id)
@@ -168,6 +194,8 @@ def forwarded_session(
         store=source.store,
         end=end,
         size=size,
+        events=events,
+        tally=tally,
     )
     session.process = link
     ended = history_exit(path, len(header_line), end)

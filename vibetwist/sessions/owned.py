@@ -69,6 +69,7 @@ class OwnedSource:
         self._decoder = OutputDecoder()
         self._clear = ClearDetector()
         self._session: Any = None
+        self._tally: Any = None
 
     @property
     def ready(self) -> bool:
@@ -77,6 +78,7 @@ class OwnedSource:
 
     def bind(self, session: Any) -> None:
         self._session = session
+        self._tally = session.tally
         session.saving = self._ready
 
     @property
@@ -95,7 +97,9 @@ class OwnedSource:
         self._session.saving = True
         try:
             self._files.make_session_dir(self._id)
-            self._recording = Recording(self._files.recording_path(self._id), self._max_recording)
+            self._recording = Recording(
+                self._files.recording_path(self._id), self._max_recording, tally=self._tally
+            )
         except OSError as e:
             self._session.log.error("session {id} runs unrecorded: {error}", id=self._id, error=e)
             return
@@ -105,6 +109,7 @@ class OwnedSource:
     # -- output -------------------------------------------------------------------
 
     def output(self, data: bytes) -> None:
+        self._tally.output_bytes += len(data)
         text = self._decoder.decode(data)
         if text:
             self.output_text(text)

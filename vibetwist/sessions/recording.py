@@ -16,6 +16,7 @@ from pathlib import Path
 from twisted.logger import Logger
 
 from vibetwist.model.controldir import FILE_MODE
+from vibetwist.sessions.tally import Tally
 
 #: Room kept past the size limit for the closing exit line.
 EXIT_RESERVE = 4096
@@ -35,9 +36,10 @@ class Recording:
 
     log = Logger()
 
-    def __init__(self, path: Path, max_size: int | None = None) -> None:
+    def __init__(self, path: Path, max_size: int | None = None, tally: Tally | None = None) -> None:
         self.path = Path(path)
         self.max_size = max_size
+        self._tally = tally
         self.state = RecordingState.OPEN
         self._fd: int | None = os.open(
             self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE
@@ -63,6 +65,7 @@ class Recording:
             if self.size + len(line) > limit:
                 if self.state is RecordingState.OPEN:
                     self.state = RecordingState.FULL
+                    self._count("limit")
                     self.log.warn(
                         "recording {path} reached its limit of {limit} bytes; "
                         "further output is streamed but not recorded",
@@ -74,6 +77,7 @@ class Recording:
             self._write_all(line)
         except OSError as e:
             self.state = RecordingState.FAILED
+            self._count("write")
             self.log.error(
                 "recording {path} stopped: {error}; the session goes on unrecorded",
                 path=str(self.path),
@@ -81,6 +85,10 @@ class Recording:
             )
             return False
         return True
+
+    def _count(self, reason: str) -> None:
+        if self._tally is not None:
+            self._tally.recording_errors[reason] += 1
 
     def _write_all(self, line: bytes) -> None:
         assert self._fd is not None

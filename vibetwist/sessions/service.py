@@ -24,10 +24,12 @@ from vibetwist.model.info import SessionInfo, Status, check_size, now_iso
 from vibetwist.model.launch import default_name, plan_launch, resolve_directory
 from vibetwist.screen.terminal import DEFAULT_SCROLLBACK
 from vibetwist.sessions import kinds
+from vibetwist.sessions.events import SessionEvents
 from vibetwist.sessions.procfs import pid_runs_session
 from vibetwist.sessions.pty import SpawnQueue, signal_sessions
 from vibetwist.sessions.screenfeed import ScreenScheduler
 from vibetwist.sessions.session import KILL_GRACE
+from vibetwist.sessions.tally import Tally
 from vibetwist.sessions.watcher import ControlDirWatcher
 
 TITLE_MODES = frozenset({"none", "filter", "static", "dynamic"})
@@ -51,6 +53,8 @@ class SessionService(Service):
         screens: ScreenScheduler | None = None,
         watch_files: bool = True,
         background: Cooperator | None = None,
+        events: SessionEvents | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self.files = ControlDir(control_dir)
         self._reactor = reactor
@@ -65,6 +69,10 @@ class SessionService(Service):
         #: Where slow chores (removing many folders) run, a slice per reactor turn.
         self._background = background if background is not None else budget_cooperator(reactor, 0.002)
         self.sessions: dict[str, ISession] = {}
+        #: What happens to the sessions, as it happens (GET /api/events).
+        self.events = events if events is not None else SessionEvents()
+        #: What the sessions count (GET /metrics).
+        self.tally = tally if tally is not None else Tally()
         self._skipped: dict[str, str] = {}
         #: Sessions forgotten whose folders are still being deleted: never found again.
         self._removing: set[str] = set()
@@ -138,7 +146,11 @@ class SessionService(Service):
             return
         self._skipped.pop(session_id, None)
         options: dict[str, Any] = dict(
-            reactor=self._reactor, screens=self.screens, scrollback=self.scrollback
+            reactor=self._reactor,
+            screens=self.screens,
+            scrollback=self.scrollback,
+            events=self.events,
+            tally=self.tally,
         )
         folder = self.files.session_dir(session_id)
         if kinds.is_forwarded(info, folder, appeared):
@@ -148,6 +160,9 @@ class SessionService(Service):
             self.sessions[session_id] = forwarded
             self.watcher.watch(session_id)
             forwarded.check()
+            if appeared and forwarded.status is Status.RUNNING:
+                # Its program started while the daemon ran, already running when found.
+                self.events.started(forwarded.info)
             return
         if info.status is not Status.EXITED and info.pid is not None:
             if pid_runs_session(info.pid, session_id) and not info.attached_via_vt:
@@ -260,6 +275,8 @@ class SessionService(Service):
             scrollback=self.scrollback,
             max_recording=self.max_recording,
             shell=self.shell,
+            events=self.events,
+            tally=self.tally,
         )
         self.sessions[session_id] = session
         return session

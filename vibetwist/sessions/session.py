@@ -12,7 +12,10 @@ they are put together):
   the recording come from;
 - a store (:class:`vibetwist.interfaces.IInfoStore`) that writes session.json;
 - the lifecycle (:class:`vibetwist.sessions.lifecycle.Lifecycle`), which alone
-  sets the status.
+  sets the status; its moves go to the daemon's stream of session events
+  (:class:`vibetwist.sessions.events.SessionEvents`).
+
+What it does is counted in the daemon's :class:`vibetwist.sessions.tally.Tally`.
 
 Input and resizes sent while the program is starting are kept and applied
 once it runs.
@@ -42,8 +45,10 @@ from vibetwist.interfaces import (
 from vibetwist.model.asciicast import Event, Exit
 from vibetwist.model.info import SessionInfo, Status, check_size, now_iso
 from vibetwist.screen.terminal import TerminalScreen
+from vibetwist.sessions.events import SessionEvents
 from vibetwist.sessions.lifecycle import Lifecycle
 from vibetwist.sessions.screenfeed import ScreenFeed
+from vibetwist.sessions.tally import Tally
 
 #: Seconds between SIGTERM and SIGKILL when a session is deleted.
 KILL_GRACE = 3.0
@@ -70,9 +75,14 @@ class Session:
         source: ISessionSource,
         store: IInfoStore,
         size: tuple[int, int] | None = None,
+        events: SessionEvents | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self._info = info
         self._reactor = reactor
+        self._events = events
+        #: What this session counts (shared by the daemon's sessions).
+        self.tally = tally if tally is not None else Tally()
         self.recording_path = recording_path
         self.screen = screen
         self.feed = feed
@@ -184,8 +194,12 @@ class Session:
     def _status_changed(self, status: Status) -> None:
         if status is Status.EXITED:
             self._finish()
+            if self._events is not None:
+                self._events.exited(self._info)
         else:
             self._update()
+            if status is Status.RUNNING and self._events is not None:
+                self._events.started(self._info)
 
     def _finish(self) -> None:
         for name in ("_kill_timer", "_hangup_timer"):
@@ -258,6 +272,7 @@ class Session:
         """Type data into the program (kept until it runs if it is still starting)."""
         if not self._lifecycle.live:
             raise BadRequest("Session is not running")
+        self.tally.input_bytes += len(data)
         if self.process is None:
             self._pending_input.append(data)
         else:

@@ -1,6 +1,6 @@
 // The binary screen snapshot of /api/sessions/:id/buffer and the /buffers
 // frame around it (docs/protocol.md, section 6). Pure: bytes in, values out;
-// vibetwist/snapshot.py is the reference, and tests/test_web_logic.py checks
+// vibetwist/model/snapshot.py is the reference, and tests/test_web_logic.py checks
 // this decoder against it.
 
 const MAGIC = 0x5654;
@@ -77,11 +77,16 @@ function readCells(data, pos, count) {
     } else {
       throw new FormatError(`cell at offset ${start} has unknown character kind 3`);
     }
-    let attrs = 0;
-    if (type & EXTENDED) {
-      need(1);
-      attrs = data[pos++];
+    if (!(type & EXTENDED)) {
+      // Colours come only after bit 7 and the attribute byte.
+      if (type & (HAS_FG | HAS_BG)) {
+        throw new FormatError(`cell at offset ${start} announces colours without bit 7`);
+      }
+      cells.push({ char, fg: null, bg: null, attrs: 0 });
+      continue;
     }
+    need(1);
+    const attrs = data[pos++];
     const color = (present, rgb) => {
       if (!(type & present)) return null;
       if (type & rgb) {

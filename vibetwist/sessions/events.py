@@ -1,0 +1,121 @@
+# -*- test-case-name: tests.test_events -*-
+"""What happens to the daemon's sessions, as one stream of events (``GET /api/events``).
+
+Sessions tell :class:`SessionEvents` when their lifecycle moves (a program runs, a
+session exits); the service tells it of a session another process runs that turns up
+already running. Each event gets the next number of the stream, its ``id``, and goes
+to every subscriber at once: the SSE streams of /api/events and the metrics.
+
+Only what is happening now is sent. Kinds of event are strings (``KINDS``), so more of
+them (VibeTunnel also has ``command-finished``, ``bell``, ...) are more calls to
+:meth:`SessionEvents.publish`; the ids make a bounded replay from a client's
+``Last-Event-ID`` a queue of recent events kept here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+
+from vibetwist.model.info import SessionInfo
+
+#: The kinds of event published so far.
+SESSION_START = "session-start"
+SESSION_EXIT = "session-exit"
+KINDS = (SESSION_START, SESSION_EXIT)
+
+
+def _iso(seconds: float) -> str:
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _seconds(iso: str) -> float | None:
+    """Seconds since the epoch of an ISO 8601 time, or None if it is not one."""
+    try:
+        return datetime.datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return None
+
+
+@attrs.frozen
+class SessionEvent:
+    """One event of the stream."""
+
+    #: Its number in the stream, from 1.
+    id: int
+    #: Its kind, one of KINDS.
+    type: str
+    #: When it happened, in seconds since the epoch.
+    timestamp: float
+    session_id: str | None = None
+    #: More fields of its JSON (``sessionName``, ``exitCode``, ...).
+    fields: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as /api/events sends it: ``{type, timestamp, sessionId?, ...}``."""
+        body: dict[str, Any] = {"type": self.type, "timestamp": _iso(self.timestamp)}
+        if self.session_id is not None:
+            body["sessionId"] = self.session_id
+        body.update(self.fields)
+        return body
+
+
+class SessionEvents:
+    """The daemon's stream of session events, handed to subscribers as it happens."""
+
+    log = Logger()
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._next = 1
+        self._subscribers: list[Callable[[SessionEvent], None]] = []
+
+    @property
+    def last_id(self) -> int:
+        """The id of the last event published (0 before the first)."""
+        return self._next - 1
+
+    def subscribe(self, subscriber: Callable[[SessionEvent], None]) -> None:
+        """Call subscriber with every event from now on."""
+        self._subscribers.append(subscriber)
+
+    def unsubscribe(self, subscriber: Callable[[SessionEvent], None]) -> None:
+        if subscriber in self._subscribers:
+            self._subscribers.remove(subscriber)
+
+    def publish(self, kind: str, session_id: str | None = None, **fields: Any) -> SessionEvent:
+        """Make the next event and hand it to every subscriber."""
+        event = SessionEvent(self._next, kind, self._clock(), session_id, fields)
+        self._next += 1
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(event)
+            except Exception:
+                # One broken subscriber must not keep the event from the others.
+                self.log.failure("a subscriber of session events failed; dropping it")
+                self.unsubscribe(subscriber)
+        return event
+
+    # -- what sessions report ----------------------------------------------------------
+
+    def started(self, info: SessionInfo) -> SessionEvent:
+        """A session's program runs."""
+        return self.publish(SESSION_START, info.id, sessionName=info.name, command=" ".join(info.command))
+
+    def exited(self, info: SessionInfo) -> SessionEvent:
+        """A session has ended (exitCode is null when nobody knows it)."""
+        fields: dict[str, Any] = {
+            "sessionName": info.name,
+            "command": " ".join(info.command),
+            "exitCode": info.exit_code,
+        }
+        began = _seconds(info.started_at)
+        if began is not None:
+            fields["duration"] = max(0, round((self._clock() - began) * 1000))
+        return self.publish(SESSION_EXIT, info.id, **fields)
