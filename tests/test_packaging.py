@@ -123,6 +123,24 @@ class PackageTests(unittest.TestCase):
         self.assertGreater(rules, 10)
         self.assertEqual(errors, [])
 
+    async def test_pip_install_of_a_source_tree(self) -> None:
+        """``pip install`` of a source tree (a checkout, not editable) builds the client into
+        the installed package, and twistd finds the plugin outside the tree."""
+        packages = await built()
+        env = packages.env()
+        venv = await fresh_env(packages.base / "tree-env", packages.dependencies, env)
+        install = await venv.pip(
+            "install", "--no-index", "--no-build-isolation", str(packages.source), cwd=packages.base, env=env
+        )
+        install.check("pip install of the source tree")
+        for name in [*CLIENT, PLUGIN]:
+            self.assertTrue((venv.site_packages / name).is_file(), name)
+        outside = Path(tempfile.mkdtemp(dir=packages.base))
+        result = (await venv.twistd("vibetunnel", "--help", cwd=outside, env=env)).check(
+            "twistd vibetunnel --help"
+        )
+        self.assertIn("--metrics-listen", result.out)
+
     async def test_editable_install_finds_the_plugin(self) -> None:
         """After a plain ``pip install -e`` of a source tree (no compat mode), twistd finds
         the vibetunnel plugin, run outside the tree, and vibetwist is imported from the tree."""
