@@ -112,6 +112,16 @@ class LoadedTests(SynchronousTestCase):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         self.assertEqual(out.stdout.strip(), "[]", out.stderr)
 
+    def test_forwarder_loads_no_twisted(self) -> None:
+        """vt's forwarder, which also holds sessions that outlive the daemon (one process
+        each), loads nothing of Twisted: it starts fast and stays small."""
+        code = (
+            "import sys, vibetwist.vt._forward\n"
+            "print(sorted(m for m in sys.modules if m.startswith('twisted')))\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        self.assertEqual(out.stdout.strip(), "[]", out.stderr)
+
 
 class HeaderTests(SynchronousTestCase):
     def test_test_case_names_exist(self) -> None:

@@ -43,8 +43,8 @@ from vibetwist.model.controldir import FILE_MODE, ControlDir, SocketAddress
 from vibetwist.model.info import MAX_SIZE, SessionInfo, Status, now_iso
 from vibetwist.model.ipc import Decoder, MessageType, OversizedMessage, encode, parse_json
 from vibetwist.model.launch import default_name, default_shell, plan_launch
+from vibetwist.model.recording import Recording
 from vibetwist.model.winsize import set_size, terminal_size
-from vibetwist.sessions.recording import Recording
 
 #: Seconds the PTY may stay open (held by background jobs) after the program exits.
 HANGUP_GRACE = 1.0
