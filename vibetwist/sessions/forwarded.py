@@ -358,3 +358,6 @@ class ForwardedSource:
     def folder_removed(self) -> bool:
         """Another process's session without its folder is gone."""
         return True
+
+    def hand_over(self) -> None:
+        """The other process writes the recording: the next daemon finds it on disk."""

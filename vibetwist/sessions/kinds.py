@@ -5,6 +5,7 @@
 kind                      process (input, signals)     source (output, recording)  store (session.json)
 ========================  ===========================  ==========================  ===================
 a new program             the daemon's PTY, once up    :class:`OwnedSource`        :class:`OwnInfoStore`
+handed over (restart)     the same PTY, adopted        :class:`OwnedSource`, on    :class:`OwnInfoStore`
 found on disk, ended      none                         :class:`OwnedSource`        :class:`OwnInfoStore`
 another process's         :class:`IPCLink`             :class:`ForwardedSource`    :class:`SharedInfoStore`
 ========================  ===========================  ==========================  ===================
@@ -22,6 +23,7 @@ from typing import Any
 from vibetwist.interfaces import IInfoStore, ILauncher, ISessionSource
 from vibetwist.model.asciicast import Header, encode_header
 from vibetwist.model.controldir import ControlDir
+from vibetwist.model.handover import HandedSession
 from vibetwist.model.info import LaunchPlan, SessionInfo, Status
 from vibetwist.screen.terminal import TerminalScreen
 from vibetwist.sessions.forwarded import (
@@ -67,6 +69,7 @@ def _assemble(
     store: IInfoStore,
     end: int,
     size: tuple[int, int] | None = None,
+    started: float | None = None,
 ) -> Session:
     path = files.recording_path(info.id)
     screen = TerminalScreen(info.initial_cols, info.initial_rows, scrollback)
@@ -81,6 +84,7 @@ def _assemble(
         source=source,
         store=store,
         size=size,
+        started=started,
     )
 
 
@@ -124,6 +128,48 @@ def new_session(
         end=len(header_line),
     )
     PTYStart(session, source, launcher, plan, spawns).queue()
+    return session
+
+
+def adopted_session(
+    info: SessionInfo,
+    handed: HandedSession,
+    files: ControlDir,
+    *,
+    reactor: Any,
+    screens: ScreenScheduler,
+    launcher: ILauncher,
+    scrollback: int,
+    max_recording: int | None,
+) -> Session:
+    """A program an earlier daemon of this process ran, taken over after a restart in place.
+
+    Its recording goes on where that daemon stopped (its UTF-8 decoder's held
+    bytes too), its event times keep their origin, and its screen is rebuilt
+    from the recording. A delete under way gets its SIGKILL when it was due.
+    """
+    path = files.recording_path(info.id)
+    source = OwnedSource(
+        files, info.id, read_header(path), max_recording=max_recording, resumed=handed.output
+    )
+    session = _assemble(
+        info,
+        files,
+        reactor=reactor,
+        screens=screens,
+        scrollback=scrollback,
+        source=source,
+        store=OwnInfoStore(files),
+        end=file_size(path),
+        size=handed.size,
+        started=handed.started,
+    )
+    process = launcher.adopt(handed.terminal, session)
+    session.spawned(process)
+    if handed.terminal.unwritten:
+        process.write(handed.terminal.unwritten)
+    if handed.kill_in is not None:
+        session.kill(grace=handed.kill_in)
     return session
 
 

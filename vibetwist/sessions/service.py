@@ -20,6 +20,7 @@ from vibetwist._reactor.cooperate import budget_cooperator
 from vibetwist.errors import BadRequest, Conflict, FormatError, NotFound
 from vibetwist.interfaces import ILauncher, ISession
 from vibetwist.model.controldir import ControlDir, has_symlinks
+from vibetwist.model.handover import HandedSession
 from vibetwist.model.info import SessionInfo, Status, check_size, now_iso
 from vibetwist.model.launch import default_name, plan_launch, resolve_directory
 from vibetwist.screen.terminal import DEFAULT_SCROLLBACK
@@ -68,6 +69,9 @@ class SessionService(Service):
         self._skipped: dict[str, str] = {}
         #: Sessions forgotten whose folders are still being deleted: never found again.
         self._removing: set[str] = set()
+        #: Sessions an earlier daemon of this process handed over (a restart in place),
+        #: taken over when the service starts.
+        self.handed: tuple[HandedSession, ...] = ()
         #: watch_files=False: the control dir is rescanned on a timer, inotify is not used.
         self.watcher = ControlDirWatcher(
             self.files.root, reactor, self.rescan, self._folder_changed, use_inotify=watch_files
@@ -79,6 +83,9 @@ class SessionService(Service):
         super().startService()
         self.files.create()
         self.watcher.start()
+        handed, self.handed = self.handed, ()
+        for one in handed:
+            self._adopt(one)
         self.load()
 
     def stopService(self) -> Deferred[Any]:
@@ -112,6 +119,48 @@ class SessionService(Service):
             for _ in signal_sessions(orphans):
                 pass  # one pass over /proc for all of them, at start-up
         self.log.info("found {n} sessions in {path}", n=len(self.sessions), path=str(self.files.root))
+
+    def _adopt(self, handed: HandedSession) -> None:
+        """Take over a session an earlier daemon of this process ran; one that cannot be is
+        ended (its program killed, its terminal closed) and found on disk like any other."""
+        try:
+            info = SessionInfo.from_json(self.files.load_info(handed.id))
+            if info.id != handed.id or info.status is Status.EXITED:
+                raise FormatError("its session.json does not show it running")
+            session = kinds.adopted_session(
+                info,
+                handed,
+                self.files,
+                reactor=self._reactor,
+                screens=self.screens,
+                launcher=self._launcher,
+                scrollback=self.scrollback,
+                max_recording=self.max_recording,
+            )
+        except (OSError, FormatError) as e:
+            self.log.error("cannot take over session {id}: {error}; ending it", id=handed.id, error=e)
+            try:
+                os.close(handed.terminal.fd)
+            except OSError:
+                pass
+            for _ in signal_sessions({handed.terminal.pid: SIGKILL}):
+                pass
+            return
+        self.sessions[handed.id] = session
+
+    def hand_over(self) -> list[HandedSession]:
+        """Let go of every session the next daemon of this process is to take over."""
+        handed = []
+        for session in self.sessions.values():
+            one = session.hand_over()
+            if one is not None:
+                handed.append(one)
+        return handed
+
+    def take_back(self) -> None:
+        """A restart that did not happen: every session carries on."""
+        for session in self.sessions.values():
+            session.take_back()
 
     def _load_one(self, session_id: str, orphans: dict[int, int], appeared: bool = False) -> None:
         if session_id in self._removing:

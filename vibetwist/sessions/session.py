@@ -40,6 +40,7 @@ from vibetwist.interfaces import (
     ITerminalProcess,
 )
 from vibetwist.model.asciicast import Event, Exit
+from vibetwist.model.handover import HandedSession
 from vibetwist.model.info import SessionInfo, Status, check_size, now_iso
 from vibetwist.screen.terminal import TerminalScreen
 from vibetwist.sessions.lifecycle import Lifecycle
@@ -70,7 +71,12 @@ class Session:
         source: ISessionSource,
         store: IInfoStore,
         size: tuple[int, int] | None = None,
+        started: float | None = None,
     ) -> None:
+        """
+        :param started: when the recording's time 0 was (a session an earlier daemon of
+            this process ran); now, by default.
+        """
         self._info = info
         self._reactor = reactor
         self.recording_path = recording_path
@@ -79,7 +85,7 @@ class Session:
         self._source = source
         self._store = store
         self._lifecycle = Lifecycle(info.status, self._status_changed)
-        self._start = reactor.seconds()
+        self._start = reactor.seconds() if started is None else started
         self.process: ITerminalProcess | None = None
         #: The terminal's size (cols, rows) as last set.
         self.size = size or (info.initial_cols, info.initial_rows)
@@ -319,6 +325,28 @@ class Session:
     def removed(self) -> None:
         """The session's files are gone: it is no more."""
         self._lifecycle.move("removed")
+
+    def hand_over(self) -> HandedSession | None:
+        """Let go of the program for the next daemon of this process, which goes on with it
+        from where this one stands (None if that one finds the session on disk instead)."""
+        process = self.process
+        if not self._lifecycle.live or process is None:
+            return None
+        output = self._source.hand_over()
+        if output is None:
+            return None
+        terminal = process.hand_over()
+        if terminal is None:
+            return None
+        self.flush()
+        kill_in = None
+        if self._kill_timer is not None and self._kill_timer.active():
+            kill_in = max(0.0, self._kill_timer.getTime() - self._reactor.seconds())
+        return HandedSession(self.id, terminal, output, self._start, self.size, kill_in)
+
+    def take_back(self) -> None:
+        if self.process is not None:
+            self.process.take_back()
 
     def daemon_stopping(self) -> Deferred[None] | None:
         return self._source.daemon_stopping()  # type: ignore[no-any-return]
