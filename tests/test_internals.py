@@ -126,3 +126,17 @@ class InternalsTests(SynchronousTestCase):
         endpoint = endpoints.serverFromString(None, f"ssl:0:privateKey={key}:certKey={cert}")
         self.assertIsNotNone(internals.tls_context(endpoint))
         self.assertIn("contextFactory=self._sslContextFactory", inspect.getsource(type(endpoint).listen))
+
+    def test_send_close_frame(self) -> None:
+        """Autobahn's sendClose refuses 1001 and 1012, and hands a code it accepts to the
+        internal sendCloseFrame(code=, reasonUtf8=, isReply=)."""
+        source = inspect.getsource(autobahn_protocol.WebSocketProtocol.sendClose)
+        self.assertIn("self.sendCloseFrame(code=code, reasonUtf8=reasonUtf8, isReply=False)", source)
+        sent = []
+
+        class Socket:
+            def sendCloseFrame(self, code: int, reasonUtf8: bytes, isReply: bool) -> None:
+                sent.append((code, reasonUtf8, isReply))
+
+        internals.send_close(Socket(), 1012, "restarting")
+        self.assertEqual(sent, [(1012, b"restarting", False)])

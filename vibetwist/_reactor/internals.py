@@ -125,3 +125,15 @@ def tls_context(endpoint: Any) -> Any:
     Public API wanted: ``reactor.adoptStreamPort`` for TLS, or the parsed endpoint's fields.
     """
     return endpoint._sslContextFactory
+
+
+def send_close(protocol: Any, code: int, reason: str) -> None:
+    """Start a WebSocket's closing handshake with a close code a server may send.
+
+    Autobahn's ``sendClose`` lets an application send only 1000 and 3000-4999;
+    1001 (going away) and 1012 (service restart) are for endpoints themselves
+    (RFC 6455 section 7.4.1, IANA's registry), so they go through the internal
+    ``sendCloseFrame``, which ``sendClose`` calls once it has checked the code.
+    Public API wanted: ``sendClose`` accepting the codes a server may send.
+    """
+    protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123], isReply=False)

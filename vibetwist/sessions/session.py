@@ -101,6 +101,8 @@ class Session:
         self.cancel_start: Callable[[], None] | None = None
         #: Whether session.json may be written (not before the session's folder exists).
         self.saving = True
+        #: Whether the program is handed over to the next daemon of this process.
+        self._handed = False
         source.bind(self)
 
     # -- what the world sees -------------------------------------------------------
@@ -338,6 +340,7 @@ class Session:
         terminal = process.hand_over()
         if terminal is None:
             return None
+        self._handed = True
         self.flush()
         kill_in = None
         if self._kill_timer is not None and self._kill_timer.active():
@@ -345,8 +348,9 @@ class Session:
         return HandedSession(self.id, terminal, output, self._start, self.size, kill_in)
 
     def take_back(self) -> None:
-        if self.process is not None:
+        if self._handed and self.process is not None:
             self.process.take_back()
+        self._handed = False
 
     def daemon_stopping(self) -> Deferred[None] | None:
         return self._source.daemon_stopping()  # type: ignore[no-any-return]
