@@ -113,10 +113,10 @@ class LoadedTests(SynchronousTestCase):
         self.assertEqual(out.stdout.strip(), "[]", out.stderr)
 
     def test_forwarder_loads_no_twisted(self) -> None:
-        """vt's forwarder, which also holds sessions that outlive the daemon (one process
-        each), loads nothing of Twisted: it starts fast and stays small."""
+        """vt's forwarder and the session holder built on it (one process per session that
+        outlives the daemon) load nothing of Twisted: they start fast and stay small."""
         code = (
-            "import sys, vibetwist.vt._forward\n"
+            "import sys, vibetwist.vt._forward, vibetwist.vt._hold\n"
             "print(sorted(m for m in sys.modules if m.startswith('twisted')))\n"
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -148,13 +148,9 @@ class FakeConnections:
         return list(self.open)
 
 
-class FakeSpawns:
-    pending = 0
-
-
 class FakeSessions:
     def __init__(self) -> None:
-        self.spawns = FakeSpawns()
+        self.starting = 0
         self.taken_back = 0
         self.handed = [
             HandedSession(
@@ -260,7 +256,7 @@ class RestarterTests(SynchronousTestCase):
         to start, but no longer than DRAIN_LIMIT."""
         busy = FakeConnection(answering=True)
         self.connections.open.append(busy)
-        self.sessions.spawns.pending = 1
+        self.sessions.starting = 1
         self.restarter.restart()
         self.checks[-1].callback(self.report)
         self.clock.advance(0)
@@ -269,7 +265,7 @@ class RestarterTests(SynchronousTestCase):
         busy.answering = False
         self.clock.advance(0.5)
         self.assertEqual(self.execs, [])
-        self.sessions.spawns.pending = 0
+        self.sessions.starting = 0
         self.clock.advance(0.01)
         self.assertEqual(len(self.execs), 1)
         self.handed_over()

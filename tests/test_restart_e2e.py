@@ -27,7 +27,7 @@ from tests.support.daemon import (
     sleep,
 )
 from tests.support.e2e import DaemonTestCase, read_cast
-from tests.support.programs import COUNTER, FLOOD_LINES, counted, flood, flooded
+from tests.support.programs import COUNTER, FLOOD_LINES, count_past, counted, flood, flooded
 
 HEALTH = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
@@ -82,7 +82,7 @@ class RestartTests(DaemonTestCase):
         await client.request("POST", f"/api/sessions/{shell}/input", {"text": "echo hal"})
         await client.wait_text(shell, "echo hal")
         await client.wait_text(top, "top -")
-        await client.wait_text(counter, "n100")
+        await count_past(client, counter, 100)
         stream = await client.stream(counter)
         viewer = await self.ws(f"/ws/sessions/{counter}")
         buffers = await self.ws("/buffers")
@@ -176,8 +176,9 @@ class RestartTests(DaemonTestCase):
         sid = await self.create(COUNTER)
         await client.wait_status(sid, "running")
         pid = daemon.pid
+        last = 0
         for n in range(10):
-            await client.wait_text(sid, "n")
+            last = await count_past(client, sid, last)
             await daemon.restart()
             self.assertEqual(daemon.restarts(), n + 1)
         self.assertEqual((await client.get("/api/health"))["pid"], pid)
@@ -309,8 +310,7 @@ class RestartTests(DaemonTestCase):
         self.assertEqual(daemon.restarts(), 0)
         self.assertGreater((await client.get("/api/health"))["uptime"], uptime)
         self.assertEqual((await client.session(sid))["status"], "running")
-        last = max(int(word[1:]) for word in (await client.text(sid)).split() if word[1:].isdigit())
-        await client.wait_text(sid, f"n{last + 10}")
+        await count_past(client, sid, await count_past(client, sid, 0) + 10)
 
         tap.write_text(good)
         await daemon.restart()

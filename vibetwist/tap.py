@@ -31,6 +31,7 @@ from vibetwist.server.hostcheck import HostOriginCheck
 from vibetwist.server.limits import ConnectionLimiter, Limits, SessionCreateLimit
 from vibetwist.server.listen import Listener, check_listen, is_unspecified, parse_listen
 from vibetwist.server.restart import Restarter, close_unclaimed, report_takeover, take_handover
+from vibetwist.sessions.held import HolderLauncher
 from vibetwist.sessions.pty import PTYLauncher, SessionSignaller
 from vibetwist.sessions.service import SessionService
 
@@ -122,6 +123,12 @@ class Options(usage.Options):
             "compress",
             None,
             "Accept permessage-deflate on WebSockets (costs CPU per viewer; off by default).",
+        ],
+        [
+            "sessions-outlive-daemon",
+            None,
+            "Run each new session's program in a small holder process of its own, so that it goes "
+            "on when the daemon stops or dies; a daemon started later picks it up.",
         ],
     ]
 
@@ -323,6 +330,7 @@ def makeService(options: Options, reactor: Any = None, restart_signal: bool = Tr
         max_recording=options["max-recording"],
         environ=dict(os.environ),
         background=background,
+        holders=HolderLauncher(reactor) if options["sessions-outlive-daemon"] else None,
     )
     if handover is not None:
         sessions.handed = handover.sessions

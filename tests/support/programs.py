@@ -1,5 +1,9 @@
 """Small programs the tests run in sessions, as argv lists or ``python -c`` scripts."""
 
+from __future__ import annotations
+
+from typing import Any
+
 #: A program that reads its terminal raw and prints each read as hex until it reads "!".
 HEX_ECHO = (
     "import os, tty\n"
@@ -59,3 +63,23 @@ def flood(mb_per_second: float) -> list[str]:
 def flooded(text: str) -> list[int]:
     """The numbers of FLOOD's whole lines in text."""
     return [int(line[:8]) for line in text.split("\r\n")[:-1]]
+
+
+def last_count(screen: str) -> int:
+    """The largest COUNTER number a screen's text shows (0 for none)."""
+    return max(
+        (int(word[1:]) for word in screen.split() if word[:1] == "n" and word[1:].isdigit()), default=0
+    )
+
+
+async def count_past(client: Any, session_id: str, number: int, timeout: float = 10.0) -> int:
+    """Wait until COUNTER's screen shows a number past number; the largest it shows then."""
+    from twisted.internet import reactor
+
+    from tests.support.daemon import poll
+
+    async def shown() -> int:
+        last = last_count(await client.text(session_id))
+        return last if last > number else 0
+
+    return int(await poll(reactor, shown, timeout, what=f"the counter past {number}"))

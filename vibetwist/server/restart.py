@@ -354,7 +354,7 @@ class Restarter(Service):
                 for c in self._connections.connections()
                 if c.is_http and (c.answering or _queued(c.transport))
             ]
-            if not sockets and not busy and not self._sessions.spawns.pending:
+            if not sockets and not busy and not self._sessions.starting:
                 return
             if waited >= DRAIN_LIMIT:
                 self.log.warn(

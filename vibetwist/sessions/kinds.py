@@ -5,6 +5,7 @@
 kind                      process (input, signals)     source (output, recording)  store (session.json)
 ========================  ===========================  ==========================  ===================
 a new program             the daemon's PTY, once up    :class:`OwnedSource`        :class:`OwnInfoStore`
+a new program, held       :class:`IPCLink`, once up    :class:`ForwardedSource`    :class:`SharedInfoStore`
 handed over (restart)     the same PTY, adopted        :class:`OwnedSource`, on    :class:`OwnInfoStore`
 found on disk, ended      none                         :class:`OwnedSource`        :class:`OwnInfoStore`
 another process's         :class:`IPCLink`             :class:`ForwardedSource`    :class:`SharedInfoStore`
@@ -17,8 +18,11 @@ This is the one place that knows the kinds apart: everything else talks to
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from vibetwist.interfaces import IInfoStore, ILauncher, ISessionSource
 from vibetwist.model.asciicast import Header, encode_header
@@ -33,6 +37,7 @@ from vibetwist.sessions.forwarded import (
     last_size,
     whole_lines_end,
 )
+from vibetwist.sessions.held import HolderLauncher, HolderStart
 from vibetwist.sessions.ipclink import IPCLink
 from vibetwist.sessions.owned import OwnedSource, OwnInfoStore, PTYStart, file_size, read_header
 from vibetwist.sessions.pty import SpawnQueue
@@ -88,6 +93,19 @@ def _assemble(
     )
 
 
+def _header_line(info: SessionInfo, plan: LaunchPlan, shell: str) -> bytes:
+    """The recording's header for a new session."""
+    header = Header(
+        width=info.initial_cols,
+        height=info.initial_rows,
+        timestamp=int(time.time()),
+        command=" ".join(info.command),
+        title=info.name,
+        env={"TERM": plan.env.get("TERM", "xterm-256color"), "SHELL": shell},
+    )
+    return encode_header(header)
+
+
 def new_session(
     info: SessionInfo,
     plan: LaunchPlan,
@@ -107,15 +125,7 @@ def new_session(
     as any request; the files are made and the program started on following
     reactor turns, one session per turn.
     """
-    header = Header(
-        width=info.initial_cols,
-        height=info.initial_rows,
-        timestamp=int(time.time()),
-        command=" ".join(info.command),
-        title=info.name,
-        env={"TERM": plan.env.get("TERM", "xterm-256color"), "SHELL": shell},
-    )
-    header_line = encode_header(header)
+    header_line = _header_line(info, plan, shell)
     source = OwnedSource(files, info.id, header_line, max_recording=max_recording)
     session = _assemble(
         info,
@@ -128,6 +138,47 @@ def new_session(
         end=len(header_line),
     )
     PTYStart(session, source, launcher, plan, spawns).queue()
+    return session
+
+
+def held_session(
+    info: SessionInfo,
+    plan: LaunchPlan,
+    files: ControlDir,
+    *,
+    reactor: Any,
+    screens: ScreenScheduler,
+    holders: HolderLauncher,
+    spawns: SpawnQueue,
+    scrollback: int,
+    shell: str,
+    watch: Callable[[str], None],
+) -> Session:
+    """A new session whose program a holder process runs (``--sessions-outlive-daemon``).
+
+    Like :func:`new_session` it is answered at once and started on the following
+    turns (its files, then its holder); from then on it is served as another
+    process's session, which it is: it goes on if the daemon stops or dies.
+
+    :param watch: follows the session's folder once it is made.
+    """
+    info = attrs.evolve(info, attached_via_vt=True)
+    header_line = _header_line(info, plan, shell)
+    link = IPCLink(reactor, files.session_dir(info.id) / "ipc.sock", None, info.id)
+    store = SharedInfoStore(files, info.id)
+    source = ForwardedSource(files, info.id, header_line, len(header_line), link, store, reactor)
+    session = _assemble(
+        info,
+        files,
+        reactor=reactor,
+        screens=screens,
+        scrollback=scrollback,
+        source=source,
+        store=store,
+        end=len(header_line),
+    )
+    session.saving = False  # until its folder is made
+    HolderStart(session, source, link, files, holders, plan, spawns, watch).queue()
     return session
 
 

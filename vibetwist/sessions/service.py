@@ -25,6 +25,7 @@ from vibetwist.model.info import SessionInfo, Status, check_size, now_iso
 from vibetwist.model.launch import default_name, plan_launch, resolve_directory
 from vibetwist.screen.terminal import DEFAULT_SCROLLBACK
 from vibetwist.sessions import kinds
+from vibetwist.sessions.held import HolderLauncher
 from vibetwist.sessions.procfs import pid_runs_session
 from vibetwist.sessions.pty import SpawnQueue, signal_sessions
 from vibetwist.sessions.screenfeed import ScreenScheduler
@@ -52,7 +53,12 @@ class SessionService(Service):
         screens: ScreenScheduler | None = None,
         watch_files: bool = True,
         background: Cooperator | None = None,
+        holders: HolderLauncher | None = None,
     ) -> None:
+        """
+        :param holders: with them, each new session's program is run by a holder process of
+            its own and outlives the daemon (``--sessions-outlive-daemon``).
+        """
         self.files = ControlDir(control_dir)
         self._reactor = reactor
         self._launcher = launcher
@@ -62,6 +68,7 @@ class SessionService(Service):
         self._environ = dict(os.environ if environ is None else environ)
         self.home = self._environ.get("HOME") or os.path.expanduser("~")
         self.spawns = SpawnQueue(reactor)
+        self.holders = holders
         self.screens = screens if screens is not None else ScreenScheduler(reactor)
         #: Where slow chores (removing many folders) run, a slice per reactor turn.
         self._background = background if background is not None else budget_cooperator(reactor, 0.002)
@@ -297,20 +304,39 @@ class SessionService(Service):
             initial_rows=size[1],
             title_mode=title_mode if isinstance(title_mode, str) else None,
         )
-        session = kinds.new_session(
-            info,
-            plan,
-            self.files,
-            reactor=self._reactor,
-            screens=self.screens,
-            launcher=self._launcher,
-            spawns=self.spawns,
-            scrollback=self.scrollback,
-            max_recording=self.max_recording,
-            shell=self.shell,
-        )
+        if self.holders is not None:
+            session = kinds.held_session(
+                info,
+                plan,
+                self.files,
+                reactor=self._reactor,
+                screens=self.screens,
+                holders=self.holders,
+                spawns=self.spawns,
+                scrollback=self.scrollback,
+                shell=self.shell,
+                watch=self.watcher.watch,
+            )
+        else:
+            session = kinds.new_session(
+                info,
+                plan,
+                self.files,
+                reactor=self._reactor,
+                screens=self.screens,
+                launcher=self._launcher,
+                spawns=self.spawns,
+                scrollback=self.scrollback,
+                max_recording=self.max_recording,
+                shell=self.shell,
+            )
         self.sessions[session_id] = session
         return session
+
+    @property
+    def starting(self) -> int:
+        """How many sessions are being started (a step queued, or a holder setting one up)."""
+        return self.spawns.pending + (self.holders.pending if self.holders is not None else 0)
 
     def rename(self, session_id: str, name: object) -> str:
         """Rename a session; a name another session has gets a " (N)" suffix."""

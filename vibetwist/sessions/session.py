@@ -177,10 +177,13 @@ class Session:
             self._info = attrs.evolve(self._info, pid=process.pid)
         if not self._lifecycle.move("spawned"):
             self._save()  # already running (a session found on disk): keep its pid
+        size, self._pending_size = self._pending_size, None
+        if size is not None:
+            # A program started elsewhere (a holder) began at the size asked for at create.
+            process.resize(*size)
         pending, self._pending_input = self._pending_input, []
         for data in pending:
             process.write(data)
-        self._pending_size = None
 
     def end(self, code: int | None) -> None:
         """The session has ended with code (None when nobody knows it)."""
