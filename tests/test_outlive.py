@@ -23,7 +23,7 @@ from tests.support.e2e import DaemonTestCase, read_cast
 from tests.support.programs import COUNTER, count_past, counted
 from vibetwist.errors import FormatError
 from vibetwist.model.asciicast import Event, Exit, parse_line
-from vibetwist.model.holder import HOLD, decode_spec, encode_spec
+from vibetwist.model.holder import decode_spec, encode_spec
 from vibetwist.model.info import LaunchPlan, SessionInfo, Status
 from vibetwist.sessions.service import SessionService
 from vibetwist.testing import FakeLauncher, pump
@@ -69,6 +69,12 @@ class FakeHolders:
     def __init__(self) -> None:
         self.pending = 0
         self.started: list[tuple[str, str, dict[str, str], Any]] = []
+
+    def prepare(self) -> None:
+        """Nothing to start ahead."""
+
+    def stop(self) -> defer.Deferred[None]:
+        return defer.succeed(None)
 
     def start(self, session_id: str, spec: str, env: dict[str, str], done: Any) -> None:
         self.pending += 1
@@ -117,7 +123,6 @@ class HeldStartTests(SynchronousTestCase):
         self.assertEqual(files.recording_path(session.id).read_bytes(), session.header_line)
         session_id, spec, env, _ = self.holders.started[-1]
         self.assertEqual(session_id, session.id)
-        self.assertNotIn(HOLD, env)
         self.assertEqual(env["VIBETUNNEL_SESSION_ID"], session.id)
         control, info, plan = decode_spec(spec, env)
         self.assertEqual(
@@ -128,6 +133,17 @@ class HeldStartTests(SynchronousTestCase):
         self.set_up(4242)
         self.assertEqual((session.status, session.info.pid), (Status.RUNNING, 4242))
         self.assertEqual(self.service.starting, 0)
+
+    def test_rescan_before_the_folder_is_made(self) -> None:
+        """A rescan of the control directory before a held session's folder is made keeps the
+        session (it is not another process's session whose folder vanished)."""
+        session = self.service.create(["cat"])
+        self.service.rescan()
+        self.assertIs(self.service.sessions.get(session.id), session)
+        pump(self.clock)
+        self.service.rescan()
+        self.assertIs(self.service.sessions.get(session.id), session)
+        self.assertEqual(len(self.holders.started), 1)
 
     def test_holder_failed(self) -> None:
         """A holder that cannot set its session up ends it with 127, said in its recording."""

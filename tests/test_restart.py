@@ -161,6 +161,9 @@ class FakeSessions:
     def hand_over(self) -> list[HandedSession]:
         return self.handed
 
+    def stop_helpers(self) -> defer.Deferred[None]:
+        return defer.succeed(None)
+
     def take_back(self) -> None:
         self.taken_back += 1
 

@@ -1,10 +1,10 @@
 # -*- test-case-name: tests.test_outlive -*-
-"""What the daemon tells a session holder to hold (``--sessions-outlive-daemon``).
+"""What the daemon asks a session holder to hold (``--sessions-outlive-daemon``).
 
-The daemon starts ``python -m vibetwist.vt._hold`` with the program's
-environment plus :data:`HOLD`, whose value (JSON) names the control directory,
-the session (its session.json fields, as the daemon made them) and what to
-exec. Sans-IO: encoding and decoding only.
+Each request to the holder factory (:mod:`vibetwist.vt._hold`) carries a spec
+(JSON) naming the control directory, the session (its session.json fields, as
+the daemon made them) and what to exec; the program's environment travels
+beside it. Sans-IO: encoding and decoding only.
 """
 
 from __future__ import annotations
@@ -14,13 +14,9 @@ import json
 from vibetwist.errors import FormatError
 from vibetwist.model.info import LaunchPlan, SessionInfo
 
-#: The environment variable that says what to hold; the holder removes it before the program starts.
-HOLD = "VIBETWIST_HOLD"
-
 
 def encode_spec(control_dir: str, info: SessionInfo, plan: LaunchPlan) -> str:
-    """What a holder is told to hold, as the value of :data:`HOLD` (the plan's environment is
-    the holder's own, so it is not in here)."""
+    """What a holder is told to hold (the plan's environment travels beside it)."""
     return json.dumps(
         {
             "controlDir": control_dir,

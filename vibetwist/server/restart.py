@@ -332,6 +332,8 @@ class Restarter(Service):
             listener.pause()
         self._api.restarting()
         await self._drain(stopped)
+        # Helper processes end now, while this daemon can still reap them.
+        await self._sessions.stop_helpers().addTimeout(CLOSE_LIMIT, self._reactor).addErrback(lambda _: None)
         if not self.running:
             self.log.info("restart abandoned: the daemon is stopping")
             self._resume()

@@ -179,6 +179,8 @@ class ForwardedSource:
         self._fd: int | None = None
         self._gone_since: float | None = None
         self._starting_since: float | None = None
+        #: Whether the session's folder is still to be made (a held session being started).
+        self.awaiting_folder = False
         self._session: Any = None
 
     def bind(self, session: Any) -> None:
@@ -367,8 +369,8 @@ class ForwardedSource:
         self._session.close()
 
     def folder_removed(self) -> bool:
-        """Another process's session without its folder is gone."""
-        return True
+        """Another process's session without its folder is gone (unless it is yet to be made)."""
+        return not self.awaiting_folder
 
     def hand_over(self) -> None:
         """The other process writes the recording: the next daemon finds it on disk."""

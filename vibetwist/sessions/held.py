@@ -3,9 +3,9 @@
 
 With ``--sessions-outlive-daemon`` each new session gets a holder
 (:mod:`vibetwist.vt._hold`, vt's forwarder without a terminal): the daemon
-makes the session's folder, recording header and session.json, then spawns
-the holder (posix_spawn through Twisted, one step per reactor turn like any
-start), which writes the recording and listens on ``ipc.sock`` as ``vt`` does.
+makes the session's folder, recording header and session.json, then asks the
+holder factory for a holder (one step per reactor turn, like any start),
+which writes the recording and listens on ``ipc.sock`` as ``vt`` does.
 From then on the daemon serves it as it serves a ``vt`` session
 (:class:`vibetwist.sessions.forwarded.ForwardedSource` and
 :class:`vibetwist.sessions.ipclink.IPCLink`), and a daemon started after this
@@ -14,12 +14,14 @@ one has died finds it the same way.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
 from signal import SIGKILL
 from typing import Any
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -27,7 +29,7 @@ from twisted.python.failure import Failure
 from vibetwist.errors import FormatError
 from vibetwist.model.asciicast import encode_event, encode_exit
 from vibetwist.model.controldir import ControlDir
-from vibetwist.model.holder import HOLD, encode_spec
+from vibetwist.model.holder import encode_spec
 from vibetwist.model.info import LaunchPlan, Status
 from vibetwist.sessions.forwarded import ForwardedSource
 from vibetwist.sessions.ipclink import IPCLink
@@ -38,57 +40,95 @@ from vibetwist.sessions.recording import Recording
 START_LIMIT = 30.0
 
 
-class _Started(ProcessProtocol):
-    """The holder's first process: it ends once the session is set up (0) or could not be (1)."""
+class _Factory(ProcessProtocol):
+    """The holder factory's process, as its launcher sees it: answer lines, and its end."""
 
-    def __init__(self, done: Callable[[int], None]) -> None:
-        self._done = done
+    def __init__(self, launcher: HolderLauncher) -> None:
+        self._launcher = launcher
+        self._pending = b""
+        self.ended: Deferred[None] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self._pending += data
+        *lines, self._pending = self._pending.split(b"\n")
+        for line in lines:
+            kind, _, session_id = line.decode("utf-8", "replace").partition(" ")
+            self._launcher.answered(session_id, kind == "ready")
 
     def processEnded(self, reason: Failure) -> None:
-        code = getattr(reason.value, "exitCode", None)
-        self._done(int(code) if code is not None else 1)
+        self._launcher.factory_ended(self)
+        self.ended.callback(None)
 
 
 class HolderLauncher:
-    """Starts holders (``python -m vibetwist.vt._hold``) without forking the daemon."""
+    """Starts holders through one holder factory (``python -m vibetwist.vt._hold``).
+
+    The factory is spawned once (posix_spawn through Twisted, so the daemon never
+    forks) and again if it ends; each holder is a fork of it, which costs it about
+    a millisecond. What goes wrong in it or in a holder goes to the daemon's
+    standard error, so it is in the daemon's log.
+    """
 
     log = Logger()
 
     def __init__(self, reactor: Any, executable: str = sys.executable) -> None:
         self._reactor = reactor
         self._executable = executable
-        #: Holders started whose session is not set up yet.
-        self.pending = 0
+        self._factory: _Factory | None = None
+        self._waiting: dict[str, Callable[[int], None]] = {}
 
-    def start(self, session_id: str, spec: str, env: dict[str, str], done: Callable[[int], None]) -> None:
-        """Start the holder of a session; done(0) once it is set up, done(1) if it failed.
+    @property
+    def pending(self) -> int:
+        """Holders asked for whose session is not set up yet."""
+        return len(self._waiting)
 
-        Its standard error is the daemon's, so what goes wrong in it is in the daemon's
-        log; it reads and writes nothing else of the daemon's.
-        """
-        env = dict(env)
-        env[HOLD] = spec
-        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        self.pending += 1
-
-        def finished(code: int) -> None:
-            self.pending -= 1
-            done(code)
-
-        try:
+    def _ensure_factory(self) -> _Factory:
+        if self._factory is None:
+            factory = _Factory(self)
             self._reactor.spawnProcess(
-                _Started(finished),
+                factory,
                 self._executable,
                 [self._executable, "-m", "vibetwist.vt._hold"],
-                env=env,
+                env=dict(os.environ),
                 path=None,
-                childFDs={0: null, 1: null, 2: 2},
+                childFDs={0: "w", 1: "r", 2: 2},
             )
-        except BaseException:
-            self.pending -= 1
-            raise
-        finally:
-            os.close(null)
+            self._factory = factory
+        return self._factory
+
+    def prepare(self) -> None:
+        """Start the factory now, so the first session does not wait for it."""
+        self._ensure_factory()
+
+    def start(self, session_id: str, spec: str, env: dict[str, str], done: Callable[[int], None]) -> None:
+        """Start the holder of a session; done(0) once it is set up, done(1) if it failed."""
+        factory = self._ensure_factory()
+        self._waiting[session_id] = done
+        request = json.dumps({"id": session_id, "spec": spec, "env": env}, ensure_ascii=False)
+        factory.transport.write(request.encode("utf-8", "surrogateescape") + b"\n")  # type: ignore[union-attr]
+
+    def answered(self, session_id: str, ready: bool) -> None:
+        done = self._waiting.pop(session_id, None)
+        if done is not None:
+            done(0 if ready else 1)
+
+    def factory_ended(self, factory: _Factory) -> None:
+        if self._factory is factory:
+            self._factory = None
+        waiting, self._waiting = self._waiting, {}
+        if waiting:
+            self.log.error("the holder factory ended with {n} holders not set up", n=len(waiting))
+        for done in waiting.values():
+            done(1)
+
+    def stop(self) -> Deferred[None]:
+        """End the factory (its holders go on); fires once it has ended."""
+        factory = self._factory
+        if factory is None:
+            return succeed(None)
+        self._factory = None
+        factory.transport.closeStdin()  # type: ignore[union-attr]
+        return factory.ended
 
 
 class HolderStart:
@@ -148,9 +188,11 @@ class HolderStart:
             self._files.save_info(session.id, session.info.to_json())
         except OSError as e:
             session.log.error("cannot make the files of {id}: {error}", id=session.id, error=e)
+            self._source.awaiting_folder = False
             session.end(None)
             return
         session.saving = True
+        self._source.awaiting_folder = False
         self._watch(session.id)
         self.queue()
 

@@ -167,6 +167,7 @@ def held_session(
     link = IPCLink(reactor, files.session_dir(info.id) / "ipc.sock", None, info.id)
     store = SharedInfoStore(files, info.id)
     source = ForwardedSource(files, info.id, header_line, len(header_line), link, store, reactor)
+    source.awaiting_folder = True
     session = _assemble(
         info,
         files,

@@ -94,12 +94,15 @@ class SessionService(Service):
         for one in handed:
             self._adopt(one)
         self.load()
+        if self.holders is not None:
+            self.holders.prepare()
 
     def stopService(self) -> Deferred[Any]:
         """End every running session the daemon started (SIGTERM, then SIGKILL); sessions
         another process runs keep running."""
         super().stopService()
         self.watcher.stop()
+        self.stop_helpers()
         waits = []
         for session in self.sessions.values():
             wait = session.daemon_stopping()
@@ -332,6 +335,13 @@ class SessionService(Service):
             )
         self.sessions[session_id] = session
         return session
+
+    def stop_helpers(self) -> Deferred[None]:
+        """End the helper processes of the daemon (the holder factory; its holders go on);
+        fires once they have ended. A new session starts them again."""
+        if self.holders is None:
+            return succeed(None)
+        return self.holders.stop()
 
     @property
     def starting(self) -> int:
