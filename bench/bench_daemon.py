@@ -9,7 +9,9 @@ Options: ``--sessions 100`` (sessions kept live for the list and burst figures),
 ``--burst 50`` (creates fired at once), ``--requests 100`` and ``--concurrency 10`` and
 ``--rate 50`` (shape of the paced phases: that many requests, that many in flight,
 started at most that many per second), ``--rounds 20`` (first-output repeats),
-``--timeout 300`` (seconds for the whole run), ``--keep-dir`` (keep the daemon's log).
+``--timeout 300`` (seconds for the whole run), ``--keep-dir`` (keep the daemon's log),
+``--sessions-outlive-daemon`` (run the daemon so, each session's program held by a
+holder process of its own; then the holders' memory is measured too).
 
 The script starts its own daemon (``twistd -n vibetunnel --measure-lag``) on
 127.0.0.1 with a temporary control directory, talks to it with one keep-alive treq
@@ -41,6 +43,10 @@ delete
     and ``POST /api/cleanup-exited`` must leave none; then the daemon gets SIGTERM.
 lag
     The same stall figure for every phase, read from ``/api/stats?reset=1``.
+memory per session
+    The daemon's RSS growth from before the first create to after the burst, per
+    live session; with ``--sessions-outlive-daemon`` also each holder's memory
+    (``/proc/PID/smaps_rollup``: RSS, PSS, and its own pages, private clean + dirty).
 """
 
 from __future__ import annotations
@@ -446,7 +452,7 @@ class DaemonProcess(protocol.ProcessProtocol):
         self.ended.callback(self.exit_code)
 
 
-def daemon_argv(control_dir: str) -> list[str]:
+def daemon_argv(control_dir: str, outlive: bool = False) -> list[str]:
     """twistd through this interpreter (``python -m twisted`` is ``twist``)."""
     return [
         sys.executable,
@@ -460,14 +466,14 @@ def daemon_argv(control_dir: str) -> list[str]:
         "--control-dir",
         control_dir,
         "--measure-lag",
-    ]
+    ] + (["--sessions-outlive-daemon"] if outlive else [])
 
 
-def start_daemon(reactor: Any, workdir: str) -> DaemonProcess:
+def start_daemon(reactor: Any, workdir: str, outlive: bool = False) -> DaemonProcess:
     control_dir = os.path.join(workdir, "control")
     os.mkdir(control_dir)
     daemon = DaemonProcess(os.path.join(workdir, "daemon.log"))
-    argv = daemon_argv(control_dir)
+    argv = daemon_argv(control_dir, outlive)
     reactor.spawnProcess(daemon, argv[0], argv, env=dict(os.environ), path=workdir)
     DAEMONS.append(daemon)
     atexit.register(kill_if_alive, daemon)
@@ -545,6 +551,63 @@ def access_statuses(lines: list[str]) -> dict[str, int]:
 def log_tail(lines: list[str], count: int = 15) -> list[str]:
     """The last lines of the log that are not access-log lines."""
     return [line for line in lines if not ACCESS_LINE.search(line)][-count:]
+
+
+def _is_holder(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"vibetwist.vt._hold" in f.read()
+    except OSError:
+        return False
+
+
+def holders_of(programs: list[int]) -> list[int]:
+    """The holder processes (``--sessions-outlive-daemon``) of these programs: their parents."""
+    found = []
+    for pid in programs:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        parent = int(stat[stat.rfind(b")") + 2 :].split()[1])
+        if _is_holder(parent):
+            found.append(parent)
+    return found
+
+
+def holders_in(control_dir: str) -> list[int]:
+    """Holder processes with a file of control_dir open (left over, if the daemon is gone)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or not _is_holder(int(name)):
+            continue
+        try:
+            targets = [os.readlink(f"/proc/{name}/fd/{fd}") for fd in os.listdir(f"/proc/{name}/fd")]
+        except OSError:
+            continue
+        if any(t.startswith(control_dir + os.sep) for t in targets):
+            found.append(int(name))
+    return found
+
+
+def memory_of(pids: list[int]) -> dict[str, Any]:
+    """Mean RSS, PSS and own (private) memory of these processes, in bytes."""
+    totals: Counter = Counter()
+    counted = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                lines = [line.split() for line in f if line.endswith("kB\n")]
+            fields = {words[0].rstrip(":"): int(words[1]) * 1024 for words in lines}
+        except (OSError, ValueError, IndexError):
+            continue
+        counted += 1
+        totals["rss"] += fields.get("Rss", 0)
+        totals["pss"] += fields.get("Pss", 0)
+        totals["own"] += fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    mean = {k: v / counted for k, v in totals.items()} if counted else {}
+    return {"processes": counted, **mean}
 
 
 def processes_alive(pids: list[int]) -> list[int]:
@@ -695,6 +758,12 @@ async def phase_burst(reactor: Any, api: Api, args: Any, results: dict, live: li
     results["burst_started"] = started
     results["burst_live_before"] = len(live) - len(created)
     results["burst_stats"] = stats
+    before = (results.get("rss_bytes") or {}).get("health")
+    if stats and before and live:
+        results["daemon_bytes_per_session"] = (stats["rssBytes"] - before) / len(live)
+    if args.sessions_outlive_daemon:
+        programs = [s["pid"] for s in await api.sessions() or [] if isinstance(s.get("pid"), int)]
+        results["holder_memory"] = memory_of(holders_of(programs))
     say(f"burst: {len(created)} created, {started}")
 
 
@@ -752,7 +821,7 @@ async def run(reactor: Any, args: Any) -> dict[str, Any]:
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = max(args.concurrency, args.burst) + 2
     client = HTTPClient(Agent(reactor, pool=pool))
-    daemon = start_daemon(reactor, workdir)
+    daemon = start_daemon(reactor, workdir, args.sessions_outlive_daemon)
     try:
         port = await daemon.port.addTimeout(START_TIMEOUT, reactor)
         say(f"daemon pid {daemon.pid} listening on {HOST}:{port}")
@@ -765,8 +834,9 @@ async def run(reactor: Any, args: Any) -> dict[str, Any]:
         results["daemon_stop"] = await stop_daemon(reactor, daemon)
         pids = results.get("cleanup", {}).get("pids", [])
         results["leaked_pids"] = processes_alive(pids)
+        results["leaked_pids"] += holders_in(os.path.join(workdir, "control"))
         for pid in results["leaked_pids"]:
-            os.kill(pid, signal.SIGKILL)  # our daemon's children, by id
+            os.kill(pid, signal.SIGKILL)  # our daemon's children (or holders), by id
         log = read_log(daemon.log.name)
         results["daemon_log_problems"] = log_problems(log)
         results["daemon_access_statuses"] = access_statuses(log)
@@ -884,6 +954,18 @@ def figure_rows(results: dict[str, Any]) -> list[str]:
     stats = results.get("burst_stats") or {}
     lag = stats.get("reactorLag", {}).get("maxMs")
     rss = stats.get("rssBytes")
+    per = results.get("daemon_bytes_per_session")
+    holders = results.get("holder_memory") or {}
+    holder_rows = []
+    if holders.get("processes"):
+        holder_rows.append(
+            (
+                "holder memory, own",
+                fmt(holders["own"] / 2**20, " MiB"),
+                f"each of {holders['processes']}: PSS {fmt(holders['pss'] / 2**20)} MiB,"
+                f" RSS {fmt(holders['rss'] / 2**20)} MiB",
+            )
+        )
     burst = results["args"]["burst"]
     figures = [
         (
@@ -916,6 +998,12 @@ def figure_rows(results: dict[str, Any]) -> list[str]:
             ),
         ),
         ("daemon RSS after burst", fmt(rss and rss / 2**20, " MiB"), ""),
+        (
+            "daemon RSS per session",
+            fmt(per and per / 2**10, " KiB"),
+            "growth from before the first create to after the burst",
+        ),
+        *holder_rows,
         ("reactor stall per phase", "", f"{results.get('lag_ms')} ms"),
     ]
     return [f"{label:30} {value:>10}   {note}" for label, value, note in figures]
@@ -979,6 +1067,8 @@ def report(results: dict[str, Any]) -> None:
         f"vibetwist daemon benchmark: paced = {a['requests']} requests,"
         f" {a['concurrency']} in flight, <= {a['rate']}/s"
     )
+    if a.get("sessions_outlive_daemon"):
+        say("daemon run with --sessions-outlive-daemon")
     say(f"machine: {m['nproc']} CPUs, {m['cpu']}, Python {m['python']}, {m['platform']}")
     say(f"load average (1, 5, 15 min): {m['load_before']} before, {m['load_after']} after")
     say("")
@@ -1004,6 +1094,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300, help="seconds, overall")
     parser.add_argument("--json", metavar="OUT", help="write results as JSON here")
     parser.add_argument("--keep-dir", action="store_true", help="keep the daemon log")
+    parser.add_argument(
+        "--sessions-outlive-daemon",
+        action="store_true",
+        help="run the daemon so (each session held by a process of its own)",
+    )
     args = parser.parse_args(argv)
     for name in ("sessions", "burst", "requests", "concurrency", "rounds"):
         if getattr(args, name) < 1:

@@ -556,6 +556,20 @@ class OutputDecoderTests(SynchronousTestCase):
         text = "".join(decoder.decode(chunk) for chunk in split_at(data, points))
         self.assertEqual(text + decoder.flush(), original)
 
+    @given(st.binary(), cuts)
+    def test_handed_over_between_chunks(self, data: bytes, points: list[int]) -> None:
+        """
+        A new decoder made from another's C{held} bytes after any chunk goes on
+        as the first would have: the text is the same as decoding at once.
+        """
+        decoder = OutputDecoder()
+        text = ""
+        for chunk in split_at(data, points):
+            text += decoder.decode(chunk)
+            self.assertLessEqual(len(decoder.held), 3)
+            decoder = OutputDecoder(decoder.held)
+        self.assertEqual(text + decoder.flush(), data.decode("utf-8", "replace"))
+
 
 class ClearDetectorTests(SynchronousTestCase):
     """
@@ -627,6 +641,45 @@ class ClearDetectorTests(SynchronousTestCase):
         detector = ClearDetector()
         counts = [detector.feed(piece) for piece in split_text_at(text, points)]
         self.assertEqual(sum(counts), text.count(CLEAR_SCROLLBACK))
+
+    @given(
+        st.lists(
+            st.sampled_from(
+                [
+                    CLEAR_SCROLLBACK,
+                    "\x1b",
+                    "[",
+                    "3",
+                    "J",
+                    "\x1b[",
+                    "[3J",
+                    "3J",
+                    "a",
+                    "é",
+                ]
+            )
+        ).map("".join),
+        cuts,
+    )
+    def test_handed_over_between_pieces(self, text: str, points: list[int]) -> None:
+        """
+        A new detector made from another's C{tail} after any piece counts as the
+        first would have: the counts add up to C{text.count(CLEAR_SCROLLBACK)}.
+        """
+        detector = ClearDetector()
+        total = 0
+        for piece in split_text_at(text, points):
+            total += detector.feed(piece)
+            detector = ClearDetector(detector.tail)
+        self.assertEqual(total, text.count(CLEAR_SCROLLBACK))
+
+    def test_handed_over_mid_sequence(self) -> None:
+        """
+        A detector made from another's C{tail} completes a clear the other began.
+        """
+        detector = ClearDetector()
+        self.assertEqual(detector.feed("a\x1b[3"), 0)
+        self.assertEqual(ClearDetector(detector.tail).feed("Jb"), 1)
 
 
 class ZeroTimeTests(SynchronousTestCase):

@@ -295,6 +295,39 @@ class BrowserTests(DaemonTestCase):
         self.assertIn("kept-42", text)
         await self.client.wait_text(sid, "back-49")
 
+    async def test_restart_in_place_reconnects(self) -> None:
+        """When the daemon restarts in place, the page says so (its socket closed with 1012),
+        reconnects by itself without backing off, redraws the screen, and typing works again."""
+        daemon = await self.start_daemon()
+        client = self.client_for(daemon)
+        sid = await client.create(["bash"])
+        await client.wait_status(sid, "running")
+        page = await self.browser.page(daemon.url(f"/#session={sid}"))
+
+        def before() -> None:
+            wait_live(page)
+            run_line(page, "echo before-$((6*7))", r"^before-42\s*$")
+            page.evaluate(
+                """() => {
+                    window.closes = [];
+                    const banner = document.querySelector(".banner");
+                    new MutationObserver(() => window.closes.push(banner.textContent))
+                        .observe(banner, {childList: true, characterData: true, subtree: true});
+                }"""
+            )
+
+        await self.browser.run(before)
+        await daemon.restart()
+        text = await self.browser.run(
+            goes_on, page, r"^before-42\s*$", "echo after-$((6*8))", r"^after-48\s*$"
+        )
+        self.assertIn("echo before-$((6*7))", text)
+        banners = await self.browser.run(page.evaluate, "window.closes")
+        self.assertTrue(any("restarting" in b for b in banners), banners)
+        self.assertFalse(any("Reconnecting in" in b for b in banners), banners)
+        await client.wait_text(sid, "after-48")
+        self.assertEqual(await self.browser.run(no_errors, page), [])
+
     async def assert_typing_refused(self, sid: str, page: Any, token: str = "") -> None:
         """The page shows the session read-only, what is typed on it never reaches the
         program, and a read-only socket opened from the page is refused input by the daemon."""

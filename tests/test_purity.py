@@ -112,6 +112,16 @@ class LoadedTests(SynchronousTestCase):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         self.assertEqual(out.stdout.strip(), "[]", out.stderr)
 
+    def test_forwarder_loads_no_twisted(self) -> None:
+        """vt's forwarder and the session holder built on it (one process per session that
+        outlives the daemon) load nothing of Twisted: they start fast and stay small."""
+        code = (
+            "import sys, vibetwist.vt._forward, vibetwist.vt._hold\n"
+            "print(sorted(m for m in sys.modules if m.startswith('twisted')))\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        self.assertEqual(out.stdout.strip(), "[]", out.stderr)
+
 
 class HeaderTests(SynchronousTestCase):
     def test_test_case_names_exist(self) -> None:

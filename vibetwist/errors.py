@@ -65,5 +65,11 @@ class UpgradeRequired(BadRequest):
     status = 426
 
 
+class RestartFailed(RequestError):
+    """A restart in place did not happen: the daemon goes on serving (HTTP 500)."""
+
+    status = 500
+
+
 class FormatError(VibetwistError):
     """Bytes that do not follow the format they claim (asciicast, snapshot, IPC)."""

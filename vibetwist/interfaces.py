@@ -36,6 +36,14 @@ class ITerminalProcess(Interface):
     def hang_up() -> None:
         """Close the terminal's master side."""
 
+    def hand_over() -> Any:
+        """Let go of the program for the next daemon of this process (a restart in place): a
+        :class:`vibetwist.model.handover.HandedTerminal`, or None if this kind cannot be handed
+        over (the next daemon finds it on disk)."""
+
+    def take_back() -> None:
+        """A hand-over that did not happen: carry on as before it."""
+
 
 class ITerminalEvents(Interface):
     """What a terminal process reports back to its owner."""
@@ -63,6 +71,10 @@ class ILauncher(Interface):
         events: ITerminalEvents,
     ) -> ITerminalProcess:
         """Run executable with argv in a new PTY of cols x rows; OSError if it cannot start."""
+
+    def adopt(terminal: Any, events: ITerminalEvents) -> ITerminalProcess:
+        """Take over a program an earlier daemon of this process started (a
+        :class:`vibetwist.model.handover.HandedTerminal`); OSError if its terminal is unusable."""
 
 
 class ITerminalChannel(Interface):
@@ -170,6 +182,14 @@ class ISession(Interface):
     def folder_removed() -> bool:
         """The session's folder vanished; True if the daemon should forget the session."""
 
+    def hand_over() -> Any:
+        """The daemon restarts in place: a :class:`vibetwist.model.handover.HandedSession` for its
+        next copy, which takes the program over, or None when that copy finds the session on disk
+        (ended, or another process's)."""
+
+    def take_back() -> None:
+        """The restart did not happen: carry on as before :meth:`hand_over`."""
+
 
 class ISessionSource(Interface):
     """Where a session's output and recording come from (one part of a session kind).
@@ -211,6 +231,10 @@ class ISessionSource(Interface):
 
     def folder_removed() -> bool:
         """The session's folder vanished; True if the session is to be forgotten."""
+
+    def hand_over() -> Any:
+        """Where the recording stands, as a :class:`vibetwist.model.handover.HandedOutput`, for
+        the next daemon of this process to go on writing it; None if this daemon does not write it."""
 
 
 class IInfoStore(Interface):

@@ -33,6 +33,8 @@ from vibetwist.server.hostcheck import HostOriginCheck
 from vibetwist.server.limits import ConnectionLimiter, Limits, SessionCreateLimit, connection_peer
 from vibetwist.server.listen import Listener, check_listen, is_unspecified, parse_listen
 from vibetwist.server.metrics import MetricsResource, RequestCounter
+from vibetwist.server.restart import Restarter, close_unclaimed, report_takeover, take_handover
+from vibetwist.sessions.held import HolderLauncher
 from vibetwist.sessions.pty import PTYLauncher, SessionSignaller
 from vibetwist.sessions.service import SessionService
 
@@ -136,6 +138,12 @@ class Options(usage.Options):
             "compress",
             None,
             "Accept permessage-deflate on WebSockets (costs CPU per viewer; off by default).",
+        ],
+        [
+            "sessions-outlive-daemon",
+            None,
+            "Run each new session's program in a small holder process of its own, so that it goes "
+            "on when the daemon stops or dies; a daemon started later picks it up.",
         ],
     ]
 
@@ -322,12 +330,21 @@ class _APIService(Service):
         return self._api.stop()
 
 
-def makeService(options: Options, reactor: Any = None) -> MultiService:
-    """The daemon: the sessions, the API and its listeners."""
+def makeService(options: Options, reactor: Any = None, restart_signal: bool = True) -> MultiService:
+    """The daemon: the sessions, the API, its listeners, and its restart in place.
+
+    After a restart in place (see :mod:`vibetwist.server.restart`) the daemon
+    takes over the sockets and sessions the earlier daemon of this process
+    handed over.
+
+    :param restart_signal: whether SIGUSR2 restarts the daemon in place.
+    """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
+    # Before anything copies the environment: the programs started later must not see it.
+    handover = take_handover()
     top = MultiService()
     # Reading recordings back for viewers and scanning /proc for kills share one
     # cooperator of 2 ms a turn.
@@ -344,7 +361,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         max_recording=options["max-recording"],
         environ=dict(os.environ),
         background=background,
+        holders=HolderLauncher(reactor) if options["sessions-outlive-daemon"] else None,
     )
+    if handover is not None:
+        sessions.handed = handover.sessions
     lag = LagMonitor(reactor, FINE_INTERVAL if options["measure-lag"] else COARSE_INTERVAL)
     authority = make_authority(options, reactor)
     limits = options.get("limits") or Limits()
@@ -375,6 +395,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         site = _QuietSite(guarded)
     site.noisy = False
     limited = ConnectionLimiter(site, limits, reactor)
+    handed = {h.description: h for h in handover.listeners} if handover is not None else {}
+    listeners = []
     for description in options["listen"]:
         spec = parse_listen(description)
         if spec.exposed and is_unspecified(spec.interface) and not options["allow-host"]:
@@ -383,13 +405,30 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
                 "other than loopback need --allow-host NAME",
                 listen=description,
             )
-        Listener(reactor, description, limited, spec.tls).setServiceParent(top)
+        listener = Listener(reactor, description, limited, spec.tls, handed=handed.pop(description, None))
+        listener.setServiceParent(top)
+        listeners.append(listener)
     if options["metrics-listen"] and api.metrics is not None:
         metrics_site = _QuietSite(MetricsResource(api.metrics))
         metrics_site.noisy = False
         spec = parse_listen(options["metrics-listen"])
         limited_metrics = ConnectionLimiter(metrics_site, limits, reactor)
-        Listener(
-            reactor, options["metrics-listen"], limited_metrics, spec.tls, what="vibetwist metrics"
-        ).setServiceParent(top)
+        listener = Listener(
+            reactor,
+            options["metrics-listen"],
+            limited_metrics,
+            spec.tls,
+            what="vibetwist metrics",
+            handed=handed.pop(options["metrics-listen"], None),
+        )
+        listener.setServiceParent(top)
+        listeners.append(listener)
+    if handover is not None:
+        close_unclaimed(handover, {h.fd for h in handover.listeners if h.description not in handed})
+        report_takeover(reactor, handover, len(handover.sessions))
+    restarter = Restarter(
+        reactor, sessions=sessions, api=api, connections=limited, listeners=listeners, signals=restart_signal
+    )
+    restarter.setServiceParent(top)
+    api.restarter = restarter
     return top

@@ -9,6 +9,7 @@ import attrs
 from zope.interface import implementer
 
 from vibetwist.interfaces import ILauncher, ITerminalEvents, ITerminalProcess
+from vibetwist.model.handover import HandedTerminal
 
 
 @implementer(ITerminalProcess)
@@ -24,6 +25,8 @@ class FakeTerminalProcess:
         self.signals: list[int] = []
         self.hung_up = False
         self.running = True
+        #: Whether it is handed over to the next daemon (a restart in place).
+        self.handed_over = False
 
     # ITerminalProcess
     def write(self, data: bytes) -> None:
@@ -37,6 +40,13 @@ class FakeTerminalProcess:
 
     def hang_up(self) -> None:
         self.hung_up = True
+
+    def hand_over(self) -> HandedTerminal:
+        self.handed_over = True
+        return HandedTerminal(fd=1000 + self.pid % 1000, pid=self.pid)
+
+    def take_back(self) -> None:
+        self.handed_over = False
 
     # what the program does
     def say(self, data: bytes) -> None:
@@ -87,6 +97,12 @@ class FakeLauncher:
         process = FakeTerminalProcess(
             self._next_pid, events, Launch(executable, list(argv), dict(env), cwd, cols, rows)
         )
+        self.processes.append(process)
+        return process
+
+    def adopt(self, terminal: HandedTerminal, events: ITerminalEvents) -> ITerminalProcess:
+        """A FakeTerminalProcess for the program an earlier daemon handed over."""
+        process = FakeTerminalProcess(terminal.pid, events, Launch("", [], {}, "", 0, 0))
         self.processes.append(process)
         return process
 

@@ -36,6 +36,10 @@ from twisted.web.http_headers import Headers
 T = TypeVar("T")
 
 LISTENING = re.compile(rb"vibetwist listening on https?://(?:127\.0\.0\.1|0\.0\.0\.0):(\d+)/")
+#: What a daemon logs once it has taken over from the earlier daemon of its process.
+TOOK_OVER = re.compile(r"restart: took over (\d+) sessions .* serving again (\d+) ms after")
+#: What a daemon logs when a restart in place did not happen.
+NO_RESTART = ("restart refused", "restart failed", "restart abandoned")
 TWISTD = "from twisted.scripts.twistd import run; run()"
 #: The folder holding this checkout's vibetwist package.
 CHECKOUT = str(Path(__file__).resolve().parents[2])
@@ -270,6 +274,37 @@ class Daemon:
         except BaseException:
             await self.stop()
             raise
+
+    def restarts(self) -> int:
+        """How many times the daemon has restarted in place so far."""
+        return len(TOOK_OVER.findall(self.log()))
+
+    def refusals(self) -> int:
+        """How many restarts in place did not happen."""
+        log = self.log()
+        return sum(log.count(what) for what in NO_RESTART)
+
+    async def restart(self, timeout: float = 60.0) -> int:
+        """SIGUSR2, then wait until the new daemon of the process serves; the milliseconds
+        it logged it did not serve."""
+        before = self.restarts()
+        kill_quietly(self.pid, signal.SIGUSR2)  # type: ignore[arg-type]
+        return await self.restarted(before, timeout)
+
+    async def restarted(self, before: int, timeout: float = 60.0) -> int:
+        """Wait until the daemon has restarted more than before times; the milliseconds the
+        last switch kept it from serving. AssertionError if a restart did not happen."""
+        refused = self.refusals()
+
+        def done() -> bool:
+            if not self.running:
+                raise AssertionError(f"the daemon ended while restarting:\n{self.log()}")
+            if self.refusals() > refused:
+                raise AssertionError(f"the restart did not happen:\n{self.log()}")
+            return self.restarts() > before
+
+        await poll(self._reactor, done, timeout, interval=0.02, what="the restart")
+        return int(TOOK_OVER.findall(self.log())[-1][1])
 
     async def stop(self, timeout: float = 8.0) -> None:
         """SIGTERM, wait for the exit; SIGKILL after timeout seconds."""

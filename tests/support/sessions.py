@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from vibetwist.model.asciicast import parse_line
 from vibetwist.model.controldir import ControlDir
+from vibetwist.model.handover import HandedSession
 from vibetwist.model.info import LaunchPlan, SessionInfo, Status
 from vibetwist.sessions import kinds
 from vibetwist.sessions.events import SessionEvent, SessionEvents
@@ -70,6 +71,20 @@ class Harness:
             shell="/bin/sh",
             events=self.events,
             tally=self.tally,
+        )
+
+    def adopt(self, handed: HandedSession) -> Session:
+        """The session handed over, as the next daemon of the process takes it over."""
+        info = SessionInfo.from_json(self.files.load_info(handed.id))
+        return kinds.adopted_session(
+            info,
+            handed,
+            self.files,
+            reactor=self.clock,
+            screens=self.screens,
+            launcher=self.launcher,
+            scrollback=100,
+            max_recording=self.max_recording,
         )
 
     def records(self, session: Session) -> list[object]:

@@ -496,8 +496,18 @@ class OutputDecoder:
     completes it; bytes that are not UTF-8 become U+FFFD.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, held: bytes = b"") -> None:
+        """
+        :param held: the bytes of an unfinished character another decoder of the
+            same stream held (its :attr:`held`): this one goes on from there.
+        """
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._decoder.setstate((bytes(held), 0))
+
+    @property
+    def held(self) -> bytes:
+        """The bytes of a character begun but not finished (at most three)."""
+        return bytes(self._decoder.getstate()[0])
 
     def decode(self, data: bytes) -> str:
         """
@@ -527,8 +537,17 @@ class ClearDetector:
 
     _KEEP = len(CLEAR_SCROLLBACK) - 1
 
-    def __init__(self) -> None:
-        self._tail = ""
+    def __init__(self, tail: str = "") -> None:
+        """
+        :param tail: the :attr:`tail` of another detector of the same output:
+            this one goes on from there.
+        """
+        self._tail = tail[-self._KEEP :] if tail else ""
+
+    @property
+    def tail(self) -> str:
+        """The last characters seen, which a clear split across pieces may start in."""
+        return self._tail
 
     def feed(self, text: str) -> int:
         """

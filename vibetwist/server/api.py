@@ -25,7 +25,14 @@ from werkzeug.routing import RequestRedirect
 from vibetwist import __version__
 from vibetwist._reactor.cooperate import budget_cooperator
 from vibetwist._reactor.lag import LagMonitor
-from vibetwist.errors import BadRequest, NotFound, PayloadTooLarge, RequestError, UpgradeRequired
+from vibetwist.errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    RequestError,
+    RestartFailed,
+    UpgradeRequired,
+)
 from vibetwist.interfaces import ISession
 from vibetwist.login.authority import Authority, open_authority
 from vibetwist.login.gate import AUTH_REQUIRED, READ_ONLY, redact, request_grant, request_token
@@ -210,6 +217,8 @@ class API:
         self.gate: SessionCreateLimit | None = None
         #: GET /metrics (None with --no-metrics).
         self.metrics = Metrics(self, reactor) if metrics else None
+        #: Restarts the daemon in place (POST /api/server/restart); None where it cannot.
+        self.restarter: Any = None
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
 
@@ -225,6 +234,14 @@ class API:
         for connection in self.websockets.connections():
             connection.going_away()
         return Deferred.fromCoroutine(self._drain())
+
+    def restarting(self) -> None:
+        """The daemon restarts in place: close every WebSocket with 1012 and end every SSE
+        stream (without an exit line); their clients come back to the new daemon."""
+        for connection in self.websockets.connections():
+            connection.restarting()
+        for viewer in list(self.viewers):
+            viewer.interrupt()
 
     async def _drain(self, limit: float = 1.0, step: float = 0.05) -> None:
         waited = 0.0
@@ -293,6 +310,14 @@ class API:
                 "pid": os.getpid(),
             },
         )
+
+    @app.route("/api/server/restart", methods=["POST"])
+    async def restart(self, request: Any) -> bytes:
+        """Hand over to a fresh copy of the daemon as installed now, once it is known to start."""
+        if self.restarter is None:
+            raise RestartFailed("This daemon cannot restart in place")
+        await self.restarter.restart()
+        return _json(request, {"success": True, "message": "Restarting"})
 
     # -- login (open routes: see vibetwist.login.gate) ---------------------------------------
 

@@ -196,11 +196,14 @@ class _Counted(ProtocolWrapper):
         self._deadline: IDelayedCall | None = None
         self._lost = False
         self._partial = False
+        #: Whether a request has arrived whose answer is not finished.
+        self.answering = False
         self.idle()
         self.wrappedProtocol.makeConnection(transport)
 
     def busy(self) -> None:
         """A whole request has arrived: no deadline while it is answered."""
+        self.answering = True
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None
@@ -208,6 +211,7 @@ class _Counted(ProtocolWrapper):
     def idle(self) -> None:
         """Waiting for a request: it must arrive within the request timeout."""
         self.busy()
+        self.answering = False
         self._partial = False
         if not self._lost and self.wrappedProtocol is self._channel:
             self._deadline = self.factory.reactor.callLater(self.factory.request_timeout, self._expire)
@@ -231,6 +235,11 @@ class _Counted(ProtocolWrapper):
             # HTTPChannel.loseConnection does): a TLS transport does not close while one is.
             transport.unregisterProducer()
             transport.loseConnection()
+
+    @property
+    def is_http(self) -> bool:
+        """Whether the connection still speaks HTTP (no WebSocket has taken it over)."""
+        return self.wrappedProtocol is self._channel
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._refused:
@@ -292,6 +301,10 @@ class ConnectionLimiter(WrappingFactory):
         if self._by_client[key] >= self.per_client:
             return CLIENT_BUSY
         return None
+
+    def connections(self) -> list[_Counted]:
+        """The open connections, HTTP and WebSocket."""
+        return list(self.protocols)
 
     def registerProtocol(self, p: Any) -> None:
         super().registerProtocol(p)

@@ -5,12 +5,15 @@ A ``--listen`` value is a Twisted endpoint string (``tcp:``, ``tcp6:``,
 ``unix:``, ``ssl:``). One that other machines can reach (any interface but
 loopback, and not a unix socket) is refused unless a login is on or the user
 allows it explicitly. A ``unix:`` socket is made 0600 (Twisted's default is
-0666), unless the string asks for another ``mode=``.
+0666), unless the string asks for another ``mode=``. After a restart in place, a
+listener takes over the socket an earlier daemon of this process listened on for
+the same value, so the port never closes.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from typing import Any
 
@@ -20,10 +23,12 @@ from OpenSSL.SSL import Error as SSLError
 from twisted.application.service import Service
 from twisted.internet import endpoints
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from vibetwist._reactor.internals import endpoint_interface
+from vibetwist._reactor.internals import endpoint_interface, tls_context
+from vibetwist.model.handover import HandedListener
 
 #: A mode= parameter in an endpoint string (a colon before it not escaped).
 _MODE = re.compile(r"(?<!\\):mode=")
@@ -104,18 +109,34 @@ class Listener(Service):
     log = Logger()
 
     def __init__(
-        self, reactor: Any, description: str, factory: Any, tls: bool = False, what: str = "vibetwist"
+        self,
+        reactor: Any,
+        description: str,
+        factory: Any,
+        tls: bool = False,
+        what: str = "vibetwist",
+        handed: HandedListener | None = None,
     ) -> None:
+        """
+        :param handed: the socket an earlier daemon of this process listened on for this
+            description, taken over instead of listening anew.
+        """
         self._reactor = reactor
         self.description = description
         #: What the log line says listens ("vibetwist listening on URL").
         self.what = what
+        self._tls = tls
         self._scheme = "https" if tls else "http"
         self._factory = factory
         self._port: Any = None
+        self._handed = handed
 
     def startService(self) -> None:
         super().startService()
+        handed, self._handed = self._handed, None
+        if handed is not None:
+            self._adopt(handed)
+            return
         results: list[Any] = []
         endpoint = endpoints.serverFromString(self._reactor, private_unix(self.description))
         endpoint.listen(self._factory).addBoth(results.append)
@@ -133,6 +154,41 @@ class Listener(Service):
         else:
             url = f"unix:{address.name.decode() if isinstance(address.name, bytes) else address.name}"
         self.log.info("{what} listening on {url}", what=self.what, url=url)
+
+    def _adopt(self, handed: HandedListener) -> None:
+        factory = self._factory
+        if self._tls:
+            endpoint = endpoints.serverFromString(self._reactor, self.description)
+            factory = TLSMemoryBIOFactory(tls_context(endpoint), False, factory)
+        try:
+            port = self._reactor.adoptStreamPort(handed.fd, handed.family, factory)
+        finally:
+            os.close(handed.fd)  # the port holds a copy of its own
+        self._listening(port)
+
+    # -- a restart in place ----------------------------------------------------------
+
+    def pause(self) -> None:
+        """Accept nothing more for now: new connections wait in the socket's backlog."""
+        if self._port is not None:
+            self._reactor.removeReader(self._port)
+
+    def resume(self) -> None:
+        """Accept connections again."""
+        if self._port is not None:
+            self._reactor.addReader(self._port)
+
+    def hand_over(self) -> HandedListener | None:
+        """The listening socket, made to survive an exec, for the next daemon of this process."""
+        if self._port is None:
+            return None
+        fd = self._port.fileno()
+        os.set_inheritable(fd, True)
+        return HandedListener(self.description, fd, int(self._port.socket.family))
+
+    def take_back(self) -> None:
+        if self._port is not None:
+            os.set_inheritable(self._port.fileno(), False)
 
     def stopService(self) -> Any:
         super().stopService()

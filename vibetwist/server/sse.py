@@ -76,6 +76,12 @@ class StreamViewer:
             self._request.unregisterProducer()
             self._request.finish()
 
+    def interrupt(self) -> None:
+        """The daemon restarts: end the response here, without an exit line (the client reconnects)."""
+        if not self._done:
+            self._follower.stop()
+            self.finished()
+
     def behind(self, backlog: int) -> bool:
         """An SSE viewer reads every line, however far behind."""
         return False

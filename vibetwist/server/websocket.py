@@ -30,7 +30,7 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from vibetwist._reactor.immediate import write_now
-from vibetwist._reactor.internals import compressing
+from vibetwist._reactor.internals import compressing, send_close
 from vibetwist.errors import BadRequest, RequestError
 from vibetwist.interfaces import ISession, ITerminalChannel
 from vibetwist.login.authority import Authority
@@ -54,6 +54,7 @@ SEND_BUFFER = 256 * 1024
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+CLOSE_RESTARTING = 1012
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 
@@ -149,7 +150,12 @@ class DaemonWebSocket(WebSocketServerProtocol):
     def going_away(self) -> None:
         """The daemon is stopping: close with 1001."""
         if self.sendable:
-            self.sendClose(CLOSE_GOING_AWAY, "The daemon is stopping")
+            send_close(self, CLOSE_GOING_AWAY, "The daemon is stopping")
+
+    def restarting(self) -> None:
+        """The daemon restarts in place: close with 1012 ("service restart"); the client reconnects."""
+        if self.sendable:
+            send_close(self, CLOSE_RESTARTING, "The daemon is restarting")
 
     def send_error(self, message: str) -> None:
         self.send_json({"type": "error", "message": message})

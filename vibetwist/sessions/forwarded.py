@@ -44,6 +44,8 @@ TAIL_STEP = 1 << 20
 EXIT_GRACE = 2.0
 #: The longest recording line taken in (vt writes lines of at most a few hundred KB).
 MAX_LINE = 16 << 20
+#: Seconds a session may stay starting (its holder setting it up) before it can be found gone.
+STARTING_GRACE = 30.0
 
 
 @implementer(IInfoStore)
@@ -178,6 +180,9 @@ class ForwardedSource:
         self._fd: int | None = None
         self._gone_since: float | None = None
         self._read_failed = False
+        self._starting_since: float | None = None
+        #: Whether the session's folder is still to be made (a held session being started).
+        self.awaiting_folder = False
         self._session: Any = None
         self._tally: Any = None
 
@@ -324,6 +329,14 @@ class ForwardedSource:
         self.info_changed()
         if not session.live:
             return
+        if session.status is Status.STARTING:
+            # Its holder is still setting it up (vibetwist.sessions.held), with no pid or
+            # ipc.sock yet: it is given time before it can be found gone.
+            now = self._reactor.seconds()
+            if self._starting_since is None:
+                self._starting_since = now
+            if now - self._starting_since < STARTING_GRACE:
+                return
         pid = session.info.pid
         socket = self._files.session_dir(self._id) / "ipc.sock"
         gone = not pid_alive(pid, self._id) if pid is not None else not socket.exists()
@@ -366,5 +379,8 @@ class ForwardedSource:
         self._session.close()
 
     def folder_removed(self) -> bool:
-        """Another process's session without its folder is gone."""
-        return True
+        """Another process's session without its folder is gone (unless it is yet to be made)."""
+        return not self.awaiting_folder
+
+    def hand_over(self) -> None:
+        """The other process writes the recording: the next daemon finds it on disk."""

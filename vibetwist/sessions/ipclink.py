@@ -144,6 +144,12 @@ class IPCLink:
                 self.log.warn("cannot kill {pid}: {error}", pid=self.pid, error=e)
         self._send(control({"cmd": "kill", "signal": int(signal)}))
 
+    def hand_over(self) -> None:
+        """The program is another process's: nothing to hand over."""
+
+    def take_back(self) -> None:
+        """Nothing was handed over."""
+
     def hang_up(self) -> None:
         self._closed = True
         self._queue, self._queued = [], 0

@@ -5,6 +5,8 @@
 kind                      process (input, signals)     source (output, recording)  store (session.json)
 ========================  ===========================  ==========================  ===================
 a new program             the daemon's PTY, once up    :class:`OwnedSource`        :class:`OwnInfoStore`
+a new program, held       :class:`IPCLink`, once up    :class:`ForwardedSource`    :class:`SharedInfoStore`
+handed over (restart)     the same PTY, adopted        :class:`OwnedSource`, on    :class:`OwnInfoStore`
 found on disk, ended      none                         :class:`OwnedSource`        :class:`OwnInfoStore`
 another process's         :class:`IPCLink`             :class:`ForwardedSource`    :class:`SharedInfoStore`
 ========================  ===========================  ==========================  ===================
@@ -16,12 +18,16 @@ This is the one place that knows the kinds apart: everything else talks to
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from vibetwist.interfaces import IInfoStore, ILauncher, ISessionSource
 from vibetwist.model.asciicast import Header, encode_header
 from vibetwist.model.controldir import ControlDir
+from vibetwist.model.handover import HandedSession
 from vibetwist.model.info import LaunchPlan, SessionInfo, Status
 from vibetwist.screen.terminal import TerminalScreen
 from vibetwist.sessions.events import SessionEvents
@@ -32,6 +38,7 @@ from vibetwist.sessions.forwarded import (
     last_size,
     whole_lines_end,
 )
+from vibetwist.sessions.held import HolderLauncher, HolderStart
 from vibetwist.sessions.ipclink import IPCLink
 from vibetwist.sessions.owned import OwnedSource, OwnInfoStore, PTYStart, file_size, read_header
 from vibetwist.sessions.pty import SpawnQueue
@@ -71,6 +78,7 @@ def _assemble(
     size: tuple[int, int] | None = None,
     events: SessionEvents | None = None,
     tally: Tally | None = None,
+    started: float | None = None,
 ) -> Session:
     path = files.recording_path(info.id)
     screen = TerminalScreen(info.initial_cols, info.initial_rows, scrollback)
@@ -87,7 +95,21 @@ def _assemble(
         size=size,
         events=events,
         tally=tally,
+        started=started,
     )
+
+
+def _header_line(info: SessionInfo, plan: LaunchPlan, shell: str) -> bytes:
+    """The recording's header for a new session."""
+    header = Header(
+        width=info.initial_cols,
+        height=info.initial_rows,
+        timestamp=int(time.time()),
+        command=" ".join(info.command),
+        title=info.name,
+        env={"TERM": plan.env.get("TERM", "xterm-256color"), "SHELL": shell},
+    )
+    return encode_header(header)
 
 
 def new_session(
@@ -111,15 +133,7 @@ def new_session(
     as any request; the files are made and the program started on following
     reactor turns, one session per turn.
     """
-    header = Header(
-        width=info.initial_cols,
-        height=info.initial_rows,
-        timestamp=int(time.time()),
-        command=" ".join(info.command),
-        title=info.name,
-        env={"TERM": plan.env.get("TERM", "xterm-256color"), "SHELL": shell},
-    )
-    header_line = encode_header(header)
+    header_line = _header_line(info, plan, shell)
     source = OwnedSource(files, info.id, header_line, max_recording=max_recording)
     session = _assemble(
         info,
@@ -134,6 +148,98 @@ def new_session(
         tally=tally,
     )
     PTYStart(session, source, launcher, plan, spawns).queue()
+    return session
+
+
+def held_session(
+    info: SessionInfo,
+    plan: LaunchPlan,
+    files: ControlDir,
+    *,
+    reactor: Any,
+    screens: ScreenScheduler,
+    holders: HolderLauncher,
+    spawns: SpawnQueue,
+    scrollback: int,
+    shell: str,
+    watch: Callable[[str], None],
+    events: SessionEvents | None = None,
+    tally: Tally | None = None,
+) -> Session:
+    """A new session whose program a holder process runs (``--sessions-outlive-daemon``).
+
+    Like :func:`new_session` it is answered at once and started on the following
+    turns (its files, then its holder); from then on it is served as another
+    process's session, which it is: it goes on if the daemon stops or dies.
+
+    :param watch: follows the session's folder once it is made.
+    """
+    info = attrs.evolve(info, attached_via_vt=True)
+    header_line = _header_line(info, plan, shell)
+    link = IPCLink(reactor, files.session_dir(info.id) / "ipc.sock", None, info.id)
+    store = SharedInfoStore(files, info.id)
+    source = ForwardedSource(files, info.id, header_line, len(header_line), link, store, reactor)
+    source.awaiting_folder = True
+    session = _assemble(
+        info,
+        files,
+        reactor=reactor,
+        screens=screens,
+        scrollback=scrollback,
+        source=source,
+        store=store,
+        end=len(header_line),
+        events=events,
+        tally=tally,
+    )
+    session.saving = False  # until its folder is made
+    HolderStart(session, source, link, files, holders, plan, spawns, watch).queue()
+    return session
+
+
+def adopted_session(
+    info: SessionInfo,
+    handed: HandedSession,
+    files: ControlDir,
+    *,
+    reactor: Any,
+    screens: ScreenScheduler,
+    launcher: ILauncher,
+    scrollback: int,
+    max_recording: int | None,
+    events: SessionEvents | None = None,
+    tally: Tally | None = None,
+) -> Session:
+    """A program an earlier daemon of this process ran, taken over after a restart in place.
+
+    Its recording goes on where that daemon stopped (its UTF-8 decoder's held
+    bytes too), its event times keep their origin, and its screen is rebuilt
+    from the recording. A delete under way gets its SIGKILL when it was due.
+    """
+    path = files.recording_path(info.id)
+    source = OwnedSource(
+        files, info.id, read_header(path), max_recording=max_recording, resumed=handed.output
+    )
+    session = _assemble(
+        info,
+        files,
+        reactor=reactor,
+        screens=screens,
+        scrollback=scrollback,
+        source=source,
+        store=OwnInfoStore(files),
+        end=file_size(path),
+        size=handed.size,
+        started=handed.started,
+        events=events,
+        tally=tally,
+    )
+    process = launcher.adopt(handed.terminal, session)
+    session.spawned(process)
+    if handed.terminal.unwritten:
+        process.write(handed.terminal.unwritten)
+    if handed.kill_in is not None:
+        session.kill(grace=handed.kill_in)
     return session
 
 

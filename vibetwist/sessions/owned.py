@@ -26,9 +26,10 @@ from vibetwist.model.asciicast import (
     encode_size,
 )
 from vibetwist.model.controldir import ControlDir
+from vibetwist.model.handover import HandedOutput
 from vibetwist.model.info import LaunchPlan, SessionInfo
 from vibetwist.sessions.pty import SpawnQueue
-from vibetwist.sessions.recording import Recording
+from vibetwist.sessions.recording import Recording, RecordingState
 
 
 @implementer(IInfoStore)
@@ -56,20 +57,23 @@ class OwnedSource:
         *,
         max_recording: int | None = None,
         found_end: int | None = None,
+        resumed: HandedOutput | None = None,
     ) -> None:
-        """A new session's recording (made by :meth:`prepare`), or, with ``found_end``, the
-        recording of a session found on disk, which ends there."""
+        """A new session's recording (made by :meth:`prepare`); with ``found_end``, the
+        recording of a session found on disk, which ends there; with ``resumed``, the
+        recording an earlier daemon of this process wrote, continued from where it stood."""
         self._files = files
         self._id = session_id
         self.header_line = header_line
         self._max_recording = max_recording
         self._recording: Recording | None = None
         self._found_end = found_end
-        self._ready = found_end is not None
-        self._decoder = OutputDecoder()
-        self._clear = ClearDetector()
+        self._ready = found_end is not None or resumed is not None
+        self._decoder = OutputDecoder(resumed.held if resumed else b"")
+        self._clear = ClearDetector(resumed.clear_tail if resumed else "")
         self._session: Any = None
         self._tally: Any = None
+        self._resumed = resumed
 
     @property
     def ready(self) -> bool:
@@ -80,6 +84,23 @@ class OwnedSource:
         self._session = session
         self._tally = session.tally
         session.saving = self._ready
+        resumed = self._resumed
+        if resumed is not None and resumed.recording != "none":
+            path = self._files.recording_path(self._id)
+            try:
+                self._recording = Recording(
+                    path, self._max_recording, RecordingState(resumed.recording), tally=self._tally
+                )
+            except OSError as e:
+                session.log.error("session {id} goes on unrecorded: {error}", id=self._id, error=e)
+                return
+            if self._recording.size != resumed.end:
+                session.log.warn(
+                    "the recording of {id} is {size} bytes, not the {end} it was handed over at",
+                    id=self._id,
+                    size=self._recording.size,
+                    end=resumed.end,
+                )
 
     @property
     def end(self) -> int:
@@ -153,6 +174,16 @@ class OwnedSource:
     def close(self) -> None:
         if self._recording is not None:
             self._recording.close()
+
+    def hand_over(self) -> HandedOutput | None:
+        if self._found_end is not None:
+            return None
+        recording = self._recording
+        if recording is None:
+            state = "none"
+        else:
+            state = "open" if recording.state is RecordingState.OPEN else recording.state.value
+        return HandedOutput(self.end, state, self._decoder.held, self._clear.tail)
 
     # -- the daemon and the files ---------------------------------------------------------
 

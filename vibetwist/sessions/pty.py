@@ -5,7 +5,8 @@ The PTY is opened and sized before the program starts, so it never sees a
 0x0 terminal. Programs start with posix_spawn where the system allows (see
 SpawnedPTYProcess), else with ``reactor.spawnProcess``. Every process of a
 program's session (its SID) is found through /proc, so a delete also ends
-the background jobs of a shell.
+the background jobs of a shell. After a restart in place, the programs an
+earlier daemon of this process started are taken over (AdoptedPTYProcess).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from twisted.internet import fdesc
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
 from twisted.internet.protocol import ProcessProtocol
@@ -29,6 +31,7 @@ from zope.interface import implementer
 from vibetwist._reactor import internals
 from vibetwist._reactor.immediate import write_now
 from vibetwist.interfaces import ILauncher, ITerminalEvents, ITerminalProcess
+from vibetwist.model.handover import HandedTerminal
 from vibetwist.model.winsize import set_size
 
 
@@ -161,6 +164,27 @@ class PTYProcess:
     def hang_up(self) -> None:
         self._transport.loseConnection()
 
+    def hand_over(self) -> HandedTerminal | None:
+        """Let go of the program for the next daemon of this process: Twisted no longer reaps it,
+        and its PTY's master survives an exec. None once its terminal has closed."""
+        transport = self._transport
+        if not transport.connected:
+            return None
+        reaped = internals.reaped_status(transport)
+        if reaped is None:
+            internals.stop_reaping(transport)
+        fd = transport.fileno()
+        os.set_inheritable(fd, True)
+        return HandedTerminal(fd, self.pid, reaped, internals.unwritten(transport))
+
+    def take_back(self) -> None:
+        """The hand-over did not happen: reap the program again (at once if it has exited)."""
+        transport = self._transport
+        if transport.connected:
+            os.set_inheritable(transport.fileno(), False)
+        if transport.pid is not None:
+            internals.reap(transport)
+
 
 #: The most reads of a PTY in one reactor turn (about 64 KB).
 READ_BURST = 16
@@ -245,6 +269,32 @@ class SpawnedPTYProcess(internals.PTYProcess):
         return result
 
 
+class AdoptedPTYProcess(SpawnedPTYProcess):
+    """Twisted's PTY process for a program an earlier daemon of this process started.
+
+    After a restart in place the program is still a child of this process and
+    its PTY's master is still open here: this takes both over as
+    ``PTYProcess.__init__`` does after starting a program. A program that
+    exited during the switch is a zombie nobody has reaped, and is reaped now
+    with its real status; one the earlier daemon had reaped already (its
+    terminal held open by background jobs) is ended with the status it got.
+    """
+
+    def __init__(self, reactor: Any, terminal: HandedTerminal, proto: Any) -> None:
+        internals.init_pty_process(self, reactor, proto)
+        self.pid = terminal.pid  # type: ignore[assignment]
+        fdesc.setNonBlocking(terminal.fd)
+        self.fd = terminal.fd
+        self.connected = 1
+        self.status = -1
+        proto.makeConnection(self)
+        if terminal.reaped is None:
+            internals.reap(self)
+        else:
+            self.processEnded(terminal.reaped)
+        self.startReading()
+
+
 @implementer(ILauncher)
 class PTYLauncher:
     """Starts each program in a fresh, pre-sized PTY."""
@@ -289,6 +339,14 @@ class PTYLauncher:
             raise
         return PTYProcess(transport, self._signaller)
 
+    def adopt(self, terminal: HandedTerminal, events: ITerminalEvents) -> ITerminalProcess:
+        """Take over a program an earlier daemon of this process started, and its PTY."""
+        os.set_inheritable(terminal.fd, False)
+        transport = AdoptedPTYProcess(self._reactor, terminal, PTYProcessProtocol(events))
+        process = PTYProcess(transport, self._signaller)
+        process.pid = terminal.pid
+        return process
+
 
 class SpawnQueue:
     """Runs queued steps of starting sessions one per reactor turn, so a burst never
@@ -302,6 +360,11 @@ class SpawnQueue:
         self._reactor = reactor
         self._queue: deque[Callable[[], None]] = deque()
         self._call: Any = None
+
+    @property
+    def pending(self) -> int:
+        """How many steps wait to run."""
+        return len(self._queue)
 
     def add(self, spawn: Callable[[], None]) -> Callable[[], None]:
         """Queue a spawn; returns a function that takes it back out if it has not run."""

@@ -20,11 +20,13 @@ from vibetwist._reactor.cooperate import budget_cooperator
 from vibetwist.errors import BadRequest, Conflict, FormatError, NotFound
 from vibetwist.interfaces import ILauncher, ISession
 from vibetwist.model.controldir import ControlDir, unsafe_folder
+from vibetwist.model.handover import HandedSession
 from vibetwist.model.info import SessionInfo, Status, check_size, now_iso
 from vibetwist.model.launch import default_name, plan_launch, resolve_directory
 from vibetwist.screen.terminal import DEFAULT_SCROLLBACK
 from vibetwist.sessions import kinds
 from vibetwist.sessions.events import SessionEvents
+from vibetwist.sessions.held import HolderLauncher
 from vibetwist.sessions.procfs import pid_runs_session
 from vibetwist.sessions.pty import SpawnQueue, signal_sessions
 from vibetwist.sessions.screenfeed import ScreenScheduler
@@ -55,7 +57,12 @@ class SessionService(Service):
         background: Cooperator | None = None,
         events: SessionEvents | None = None,
         tally: Tally | None = None,
+        holders: HolderLauncher | None = None,
     ) -> None:
+        """
+        :param holders: with them, each new session's program is run by a holder process of
+            its own and outlives the daemon (``--sessions-outlive-daemon``).
+        """
         self.files = ControlDir(control_dir)
         self._reactor = reactor
         self._launcher = launcher
@@ -65,6 +72,7 @@ class SessionService(Service):
         self._environ = dict(os.environ if environ is None else environ)
         self.home = self._environ.get("HOME") or os.path.expanduser("~")
         self.spawns = SpawnQueue(reactor)
+        self.holders = holders
         self.screens = screens if screens is not None else ScreenScheduler(reactor)
         #: Where slow chores (removing many folders) run, a slice per reactor turn.
         self._background = background if background is not None else budget_cooperator(reactor, 0.002)
@@ -76,6 +84,9 @@ class SessionService(Service):
         self._skipped: dict[str, str] = {}
         #: Sessions forgotten whose folders are still being deleted: never found again.
         self._removing: set[str] = set()
+        #: Sessions an earlier daemon of this process handed over (a restart in place),
+        #: taken over when the service starts.
+        self.handed: tuple[HandedSession, ...] = ()
         #: watch_files=False: the control dir is rescanned on a timer, inotify is not used.
         self.watcher = ControlDirWatcher(
             self.files.root, reactor, self.rescan, self._folder_changed, use_inotify=watch_files
@@ -87,13 +98,19 @@ class SessionService(Service):
         super().startService()
         self.files.create()
         self.watcher.start()
+        handed, self.handed = self.handed, ()
+        for one in handed:
+            self._adopt(one)
         self.load()
+        if self.holders is not None:
+            self.holders.prepare()
 
     def stopService(self) -> Deferred[Any]:
         """End every running session the daemon started (SIGTERM, then SIGKILL); sessions
         another process runs keep running."""
         super().stopService()
         self.watcher.stop()
+        self.stop_helpers()
         waits = []
         for session in self.sessions.values():
             wait = session.daemon_stopping()
@@ -120,6 +137,50 @@ class SessionService(Service):
             for _ in signal_sessions(orphans):
                 pass  # one pass over /proc for all of them, at start-up
         self.log.info("found {n} sessions in {path}", n=len(self.sessions), path=str(self.files.root))
+
+    def _adopt(self, handed: HandedSession) -> None:
+        """Take over a session an earlier daemon of this process ran; one that cannot be is
+        ended (its program killed, its terminal closed) and found on disk like any other."""
+        try:
+            info = SessionInfo.from_json(self.files.load_info(handed.id))
+            if info.id != handed.id or info.status is Status.EXITED:
+                raise FormatError("its session.json does not show it running")
+            session = kinds.adopted_session(
+                info,
+                handed,
+                self.files,
+                reactor=self._reactor,
+                screens=self.screens,
+                launcher=self._launcher,
+                scrollback=self.scrollback,
+                max_recording=self.max_recording,
+                events=self.events,
+                tally=self.tally,
+            )
+        except (OSError, FormatError) as e:
+            self.log.error("cannot take over session {id}: {error}; ending it", id=handed.id, error=e)
+            try:
+                os.close(handed.terminal.fd)
+            except OSError:
+                pass
+            for _ in signal_sessions({handed.terminal.pid: SIGKILL}):
+                pass
+            return
+        self.sessions[handed.id] = session
+
+    def hand_over(self) -> list[HandedSession]:
+        """Let go of every session the next daemon of this process is to take over."""
+        handed = []
+        for session in self.sessions.values():
+            one = session.hand_over()
+            if one is not None:
+                handed.append(one)
+        return handed
+
+    def take_back(self) -> None:
+        """A restart that did not happen: every session carries on."""
+        for session in self.sessions.values():
+            session.take_back()
 
     def _load_one(self, session_id: str, orphans: dict[int, int], appeared: bool = False) -> None:
         if session_id in self._removing:
@@ -264,22 +325,50 @@ class SessionService(Service):
             initial_rows=size[1],
             title_mode=title_mode if isinstance(title_mode, str) else None,
         )
-        session = kinds.new_session(
-            info,
-            plan,
-            self.files,
-            reactor=self._reactor,
-            screens=self.screens,
-            launcher=self._launcher,
-            spawns=self.spawns,
-            scrollback=self.scrollback,
-            max_recording=self.max_recording,
-            shell=self.shell,
-            events=self.events,
-            tally=self.tally,
-        )
+        if self.holders is not None:
+            session = kinds.held_session(
+                info,
+                plan,
+                self.files,
+                reactor=self._reactor,
+                screens=self.screens,
+                holders=self.holders,
+                spawns=self.spawns,
+                scrollback=self.scrollback,
+                shell=self.shell,
+                watch=self.watcher.watch,
+                events=self.events,
+                tally=self.tally,
+            )
+        else:
+            session = kinds.new_session(
+                info,
+                plan,
+                self.files,
+                reactor=self._reactor,
+                screens=self.screens,
+                launcher=self._launcher,
+                spawns=self.spawns,
+                scrollback=self.scrollback,
+                max_recording=self.max_recording,
+                shell=self.shell,
+                events=self.events,
+                tally=self.tally,
+            )
         self.sessions[session_id] = session
         return session
+
+    def stop_helpers(self) -> Deferred[None]:
+        """End the helper processes of the daemon (the holder factory; its holders go on);
+        fires once they have ended. A new session starts them again."""
+        if self.holders is None:
+            return succeed(None)
+        return self.holders.stop()
+
+    @property
+    def starting(self) -> int:
+        """How many sessions are being started (a step queued, or a holder setting one up)."""
+        return self.spawns.pending + (self.holders.pending if self.holders is not None else 0)
 
     def rename(self, session_id: str, name: object) -> str:
         """Rename a session; a name another session has gets a " (N)" suffix."""

@@ -43,6 +43,7 @@ from vibetwist.interfaces import (
     ITerminalProcess,
 )
 from vibetwist.model.asciicast import Event, Exit
+from vibetwist.model.handover import HandedSession
 from vibetwist.model.info import SessionInfo, Status, check_size, now_iso
 from vibetwist.screen.terminal import TerminalScreen
 from vibetwist.sessions.events import SessionEvents
@@ -77,7 +78,12 @@ class Session:
         size: tuple[int, int] | None = None,
         events: SessionEvents | None = None,
         tally: Tally | None = None,
+        started: float | None = None,
     ) -> None:
+        """
+        :param started: when the recording's time 0 was (a session an earlier daemon of
+            this process ran); now, by default.
+        """
         self._info = info
         self._reactor = reactor
         self._events = events
@@ -89,7 +95,7 @@ class Session:
         self._source = source
         self._store = store
         self._lifecycle = Lifecycle(info.status, self._status_changed)
-        self._start = reactor.seconds()
+        self._start = reactor.seconds() if started is None else started
         self.process: ITerminalProcess | None = None
         #: The terminal's size (cols, rows) as last set.
         self.size = size or (info.initial_cols, info.initial_rows)
@@ -105,6 +111,8 @@ class Session:
         self.cancel_start: Callable[[], None] | None = None
         #: Whether session.json may be written (not before the session's folder exists).
         self.saving = True
+        #: Whether the program is handed over to the next daemon of this process.
+        self._handed = False
         source.bind(self)
 
     # -- what the world sees -------------------------------------------------------
@@ -179,10 +187,13 @@ class Session:
             self._info = attrs.evolve(self._info, pid=process.pid)
         if not self._lifecycle.move("spawned"):
             self._save()  # already running (a session found on disk): keep its pid
+        size, self._pending_size = self._pending_size, None
+        if size is not None:
+            # A program started elsewhere (a holder) began at the size asked for at create.
+            process.resize(*size)
         pending, self._pending_input = self._pending_input, []
         for data in pending:
             process.write(data)
-        self._pending_size = None
 
     def end(self, code: int | None) -> None:
         """The session has ended with code (None when nobody knows it)."""
@@ -334,6 +345,30 @@ class Session:
     def removed(self) -> None:
         """The session's files are gone: it is no more."""
         self._lifecycle.move("removed")
+
+    def hand_over(self) -> HandedSession | None:
+        """Let go of the program for the next daemon of this process, which goes on with it
+        from where this one stands (None if that one finds the session on disk instead)."""
+        process = self.process
+        if not self._lifecycle.live or process is None:
+            return None
+        output = self._source.hand_over()
+        if output is None:
+            return None
+        terminal = process.hand_over()
+        if terminal is None:
+            return None
+        self._handed = True
+        self.flush()
+        kill_in = None
+        if self._kill_timer is not None and self._kill_timer.active():
+            kill_in = max(0.0, self._kill_timer.getTime() - self._reactor.seconds())
+        return HandedSession(self.id, terminal, output, self._start, self.size, kill_in)
+
+    def take_back(self) -> None:
+        if self._handed and self.process is not None:
+            self.process.take_back()
+        self._handed = False
 
     def daemon_stopping(self) -> Deferred[None] | None:
         return self._source.daemon_stopping()  # type: ignore[no-any-return]

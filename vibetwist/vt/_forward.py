@@ -10,6 +10,10 @@ resizes and kills. One ``select`` loop does it all; no reactor is needed.
 The terminal's size follows the last side that acted: a local keystroke or
 window change gives the local size back to the PTY, a resize from the daemon
 sets the browser's.
+
+The same forwarder, given a :class:`Held` session, runs without a terminal of
+its own: it holds a session the daemon started (``--sessions-outlive-daemon``,
+see :mod:`vibetwist.vt._hold`), so that the program outlives the daemon.
 """
 
 from __future__ import annotations
@@ -40,11 +44,11 @@ from vibetwist.model.asciicast import (
     encode_size,
 )
 from vibetwist.model.controldir import FILE_MODE, ControlDir, SocketAddress
-from vibetwist.model.info import MAX_SIZE, SessionInfo, Status, now_iso
+from vibetwist.model.info import MAX_SIZE, LaunchPlan, SessionInfo, Status, now_iso
 from vibetwist.model.ipc import Decoder, MessageType, OversizedMessage, encode, parse_json
 from vibetwist.model.launch import default_name, default_shell, plan_launch
+from vibetwist.model.recording import Recording
 from vibetwist.model.winsize import set_size, terminal_size
-from vibetwist.sessions.recording import Recording
 
 #: Seconds the PTY may stay open (held by background jobs) after the program exits.
 HANGUP_GRACE = 1.0
@@ -90,6 +94,19 @@ def _write_all(fd: int, data: bytes) -> None:
             select.select([], [fd], [])
 
 
+@attrs.frozen
+class Held:
+    """A session the daemon started and made the files of, for the forwarder to hold.
+
+    The daemon has made its folder, the recording's header and session.json
+    (status starting); the forwarder runs the program the daemon planned, in a
+    PTY of ``info``'s initial size, with no terminal of its own.
+    """
+
+    info: SessionInfo
+    plan: LaunchPlan
+
+
 class _Client:
     """One connection to ipc.sock."""
 
@@ -110,15 +127,22 @@ class Forwarder:
         environ: dict[str, str],
         stdin: int = 0,
         stdout: int = 1,
+        held: Held | None = None,
     ) -> None:
+        """
+        :param held: a session the daemon started, held here without a terminal.
+        """
         self.command = command
         self.files = files
         self.id = session_id
         self._environ = environ
         self._stdin = stdin
         self._stdout = stdout
-        self._local = os.isatty(stdin)
+        self._held = held
+        self._local = held is None and os.isatty(stdin)
         self.local_size = (terminal_size(stdin) if self._local else None) or DEFAULT_SIZE
+        if held is not None:
+            self.local_size = (held.info.initial_cols, held.info.initial_rows)
         self.pty_size = self.local_size
         self._saved_mode: list[Any] | None = None
         self._decoder = OutputDecoder()
@@ -128,11 +152,12 @@ class Forwarder:
         self._child: subprocess.Popen[bytes] | None = None
         self._master = -1
         self._wake_r = self._wake_w = -1
-        self._stdin_open = True
-        self._stdout_open = True
+        self._stdin_open = held is None
+        self._stdout_open = held is None
         self._code: int | None = None
         self._hangup_at: float | None = None
         self._start = 0.0
+        self._ready: Any = None
         self.dir: Path = files.session_dir(session_id)
         self._info: SessionInfo | None = None
 
@@ -150,6 +175,21 @@ class Forwarder:
             self._recording.append(encode_event(max(0.0, time.monotonic() - self._start), kind, data))
 
     def _make_files(self, shell: str, cwd: str, home: str) -> None:
+        if self._held is not None:
+            # The daemon made the folder, the header and session.json.
+            self._recording = Recording(self.files.recording_path(self.id))
+            self._info = self._held.info
+        else:
+            self._make_new_files(shell, cwd, home)
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path = self.dir / "ipc.sock"
+        with SocketAddress(path) as address:
+            self._listener.bind(address)
+        os.chmod(path, FILE_MODE)
+        self._listener.listen(MAX_CLIENTS)
+        self._listener.setblocking(False)
+
+    def _make_new_files(self, shell: str, cwd: str, home: str) -> None:
         self.files.create()
         self.files.make_session_dir(self.id)
         cols, rows = self.local_size
@@ -177,21 +217,18 @@ class Forwarder:
             initial_rows=rows,
             attached_via_vt=True,
         )
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        path = self.dir / "ipc.sock"
-        with SocketAddress(path) as address:
-            self._listener.bind(address)
-        os.chmod(path, FILE_MODE)
-        self._listener.listen(MAX_CLIENTS)
-        self._listener.setblocking(False)
 
     # -- the program -------------------------------------------------------------------
 
     def _spawn(self, shell: str, cwd: str) -> None:
-        plan = plan_launch(self.command, cwd, self.id, shell, self._environ)
-        env = dict(plan.env)
-        if self._environ.get("TERM"):
-            env["TERM"] = self._environ["TERM"]  # the program draws for the local terminal first
+        if self._held is not None:
+            plan = self._held.plan
+            env = dict(plan.env)
+        else:
+            plan = plan_launch(self.command, cwd, self.id, shell, self._environ)
+            env = dict(plan.env)
+            if self._environ.get("TERM"):
+                env["TERM"] = self._environ["TERM"]  # the program draws for the local terminal first
         master, slave = pty.openpty()
         set_size(slave, *self.pty_size)
 
@@ -218,8 +255,13 @@ class Forwarder:
 
     # -- the run -------------------------------------------------------------------------
 
-    def run(self) -> int:
-        """Run the program to its end; its exit code."""
+    def run(self, ready: Any = None) -> int:
+        """Run the program to its end; its exit code.
+
+        :param ready: called (with no arguments) once the session's files and ipc.sock are
+            made and the program started, or its failure to start recorded.
+        """
+        self._ready = ready
         shell = default_shell(self._environ)
         cwd = os.getcwd()
         home = self._environ.get("HOME") or os.path.expanduser("~")
@@ -242,7 +284,15 @@ class Forwarder:
             assert self._child is not None and self._info is not None
             # session.json comes last: whoever reads it finds the recording and ipc.sock ready.
             running = attrs.evolve(self._info, status=Status.RUNNING, pid=self._child.pid)
-            self.files.save_info(self.id, running.to_json())
+            if self._held is None:
+                self.files.save_info(self.id, running.to_json())
+            else:
+                fields = running.to_json()
+                # The daemon may have renamed the session meanwhile: its name stays.
+                self.files.update_info(
+                    self.id, lambda current: current.update(fields, name=current.get("name", fields["name"]))
+                )
+            self._announce()
             if self._local:
                 self._saved_mode = termios.tcgetattr(self._stdin)
                 tty.setraw(self._stdin, termios.TCSANOW)
@@ -263,6 +313,12 @@ class Forwarder:
             except termios.error:
                 pass
             self._saved_mode = None
+
+    def _announce(self) -> None:
+        """Tell whoever waits for the session to be set up (once)."""
+        ready, self._ready = self._ready, None
+        if ready is not None:
+            ready()
 
     def _finish(self) -> None:
         """Write the exit line and the final session.json; let go of everything."""
@@ -297,6 +353,8 @@ class Forwarder:
             if fd >= 0:
                 os.close(fd)
         self._master = self._wake_r = self._wake_w = -1
+        if self._recording is not None:
+            self._announce()  # its end is recorded: the program never started, or has ended
 
     def _loop(self) -> None:
         while self._master >= 0:

@@ -27,9 +27,10 @@ export class Previews {
         console.warn("unreadable /buffers frame", error);
       }
     };
-    socket.onclose = () => {
+    socket.onclose = (event) => {
       if (this.socket === socket) this.socket = null;
-      if (!this.closed) this.retry = setTimeout(() => this.connect(), 2000);
+      // 1012: the daemon restarts in place and answers again as soon as it has started.
+      if (!this.closed) this.retry = setTimeout(() => this.connect(), event.code === 1012 ? 200 : 2000);
     };
     this.socket = socket;
   }

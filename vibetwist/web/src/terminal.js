@@ -12,6 +12,10 @@ export function backoff(attempt) {
 }
 
 const CLOSE_NOT_FOUND = 4404;
+// The daemon restarts in place: the session goes on, and the new daemon answers as soon as it
+// has started (connections wait for it), so the page comes back without backing off.
+const CLOSE_RESTARTING = 1012;
+const RESTART_DELAY = 200;
 
 export function showSession(root, api, route, notice) {
   const id = route.session;
@@ -220,8 +224,20 @@ export function showSession(root, api, route, notice) {
         gone();
         return;
       }
+      if (event.code === CLOSE_RESTARTING) {
+        restarting();
+        return;
+      }
       reconnect();
     };
+  }
+
+  function restarting() {
+    attempt = 0;
+    setState("reconnecting", "restarting");
+    say("The daemon is restarting; the session goes on. Reconnecting…", "reconnecting");
+    clearTimeout(retry);
+    retry = setTimeout(probe, RESTART_DELAY);
   }
 
   function gone() {
