@@ -196,16 +196,36 @@ class TerminalScreen:
         else:
             self._screen.resize(lines=rows, columns=cols)
 
-    def _glyph_rows(self) -> list[list[Glyph]]:
+    @property
+    def alternate(self) -> bool:
+        """Whether the alternate screen shows (a full-screen program such as vim or less runs)."""
+        return self._emulator is not None and self._screen.alternate
+
+    @property
+    def cursor(self) -> tuple[int, int]:
+        """Where the cursor is: column (the width itself while a wrap is pending) and row."""
+        if self._emulator is None:
+            return (0, 0)
+        cursor = self._screen.cursor
+        return (cursor.x, cursor.y)
+
+    def _glyph_rows(self, main: bool = False) -> list[list[Glyph]]:
         screen = self._screen
         columns = range(screen.columns)
         blank_row = [screen.default_char] * screen.columns
-        buffer: Mapping[int, Any] = screen.buffer
+        buffer: Mapping[int, Any] = screen.main_buffer if main else screen.buffer
         rows = []
         for y in range(screen.lines):
             line = buffer.get(y)
             rows.append(blank_row if line is None else list(map(line.__getitem__, columns)))
         return rows
+
+    def _cell_rows(self, main: bool = False) -> tuple[tuple[Cell, ...], ...]:
+        return tuple(tuple(_glyph_cell(glyph) for glyph in row if glyph.data) for row in self._glyph_rows(main))
+
+    def main_rows(self) -> tuple[tuple[Cell, ...], ...]:
+        """The main screen's rows as cells (as in snapshot rows), also under the alternate screen."""
+        return self._cell_rows(main=True)
 
     def lines(self) -> list[str]:
         """The visible rows as text, trailing blanks removed."""
@@ -252,7 +272,7 @@ class TerminalScreen:
         """The visible rows, the cursor and where the view starts in the whole buffer."""
         screen = self._screen
         cols = screen.columns
-        rows = tuple(tuple(_glyph_cell(glyph) for glyph in row if glyph.data) for row in self._glyph_rows())
+        rows = self._cell_rows()
         cursor = screen.cursor
         return Snapshot(
             cols=cols,
