@@ -77,6 +77,7 @@ def redraw(screen: TerminalScreen) -> TerminalScreen:
             screen.private_modes(),
             pen=screen.pen(),
             wrap_pending=screen.wrap_pending(),
+            main=screen.main_snapshot(),
         )
     )
     copy.feed(data.decode("utf-8"))
@@ -162,3 +163,26 @@ class DrawRowTests(SynchronousTestCase):
     def test_styled_blank_kept(self) -> None:
         """Trailing spaces with a background are part of the row."""
         self.assertEqual(draw_row([Cell("a"), Cell(" ", bg=2)], 5), "a\x1b[0;42m \x1b[m")
+
+
+class AlternateScreenReplayTests(SynchronousTestCase):
+    """A session on the alternate screen is redrawn on it, with the main screen under it."""
+
+    def test_alternate_screen_and_the_main_one_under_it(self) -> None:
+        """The copy shows the full-screen program's screen and cursor; when the program leaves
+        it, the copy shows the shell's screen and the cursor where the program found it."""
+        screen = TerminalScreen(20, 4, scrollback=100)
+        screen.feed("".join(f"line {i}\r\n" for i in range(6)) + "$ vim")
+        screen.feed("\x1b[?1049h\x1b[H\x1b[2J~\r\n~\x1b[4;1H\x1b[7m-- INSERT --\x1b[m\x1b[1;1Hhello")
+        copy = redraw(screen)
+        self.assertTrue(copy.alternate)
+        self.assertEqual(copy.lines(), screen.lines())
+        self.assertEqual(copy.snapshot(), screen.snapshot())
+        more = "\x1b[?1049l\r\n$ "
+        screen.feed(more)
+        copy.feed(more)
+        self.assertFalse(copy.alternate)
+        self.assertEqual(copy.lines(), ["line 4", "line 5", "$ vim", "$"])
+        self.assertEqual(copy.lines(), screen.lines())
+        self.assertEqual(rows_text(copy.history_rows()), rows_text(screen.history_rows()))
+        self.assertEqual(copy.cursor, screen.cursor)

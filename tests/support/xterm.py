@@ -121,7 +121,9 @@ def _reference_state(result: dict[str, Any]) -> dict[str, Any]:
         "screen": [_reference_row(row) for row in result["screen"]],
         "history": [_reference_row(row) for row in result["history"]],
     }
-    state["main"] = [_reference_row(row) for row in result["main"]] if result["alternate"] else state["screen"]
+    state["main"] = (
+        [_reference_row(row) for row in result["main"]] if result["alternate"] else state["screen"]
+    )
     return state
 
 

@@ -189,7 +189,7 @@ _IDENTITY = charsets.LAT1_MAP
 
 # The DEC special graphics set (``ESC ( 0``): line drawing and a few symbols for 0x60-0x7e.
 _DEC_GRAPHICS = _IDENTITY.translate(
-    str.maketrans(dict(zip(map(ord, "`abcdefghijklmnopqrstuvwxyz{|}~"), "◆▒␉␌␍␊°±␤␋┘┐┌└┼⎺⎻─⎼⎽├┤┴┬│≤≥π≠£·")))
+    str.maketrans("`abcdefghijklmnopqrstuvwxyz{|}~", "◆▒␉␌␍␊°±␤␋┘┐┌└┼⎺⎻─⎼⎽├┤┴┬│≤≥π≠£·")
 )
 #: The character sets ``ESC ( F`` and ``ESC ) F`` designate, by ``F``; any other is ASCII.
 CHARSETS = {"B": _IDENTITY, "0": _DEC_GRAPHICS, "A": _IDENTITY.replace("#", "£")}
@@ -224,14 +224,18 @@ class _Stashed(NamedTuple):
 
 def _erase_glyph(style: Glyph) -> Glyph:
     """An erased cell: blank in the current background colour only, as in xterm."""
-    return _BLANK if style.bg is None else _ERASED.get(style.bg) or _ERASED.setdefault(style.bg, Glyph(" ", bg=style.bg))
+    return (
+        _BLANK
+        if style.bg is None
+        else _ERASED.get(style.bg) or _ERASED.setdefault(style.bg, Glyph(" ", bg=style.bg))
+    )
 
 
 _ERASED: dict[Color, Glyph] = {}
 
 
 class Emulator(pyte.Screen):
-    """A pyte screen made to behave as xterm, with fast drawing and a compact scrollback of ``history`` lines."""
+    """A pyte screen made to behave as xterm, fast, with a compact scrollback of ``history`` lines."""
 
     buffer: Any  # pyte's lines (row -> column -> cell), holding Glyphs
 
@@ -274,8 +278,9 @@ class Emulator(pyte.Screen):
 
     def reset(self) -> None:
         """RIS: everything as when the terminal started, the scrollback forgotten."""
-        if getattr(self, "_stashed", None) is not None:
-            self.buffer = self._stashed.buffer
+        stashed = getattr(self, "_stashed", None)
+        if stashed is not None:
+            self.buffer = stashed.buffer
             self._stashed = None
         self.buffer.clear()
         self.dirty = set()
@@ -293,12 +298,13 @@ class Emulator(pyte.Screen):
         self.scrollback.clear()
 
     def soft_reset(self) -> None:
-        """DECSTR (``CSI ! p``): modes, margins, style, character sets and the saved cursor reset; the screen stays."""
+        """DECSTR (``CSI ! p``): modes, margins, style, character sets and the saved cursor
+        reset; the screen stays."""
         self.mode -= _SOFT_RESET_OFF
         self.mode |= _DEFAULT_MODES
         self.cursor.hidden = False
         self.margins = None
-        self.cursor.attrs = self.default_char
+        self.cursor.attrs = self.default_char  # type: ignore[assignment]
         self.charset = 0
         self.g0_charset = self.g1_charset = self.translation = _IDENTITY
         self.saved = _NOTHING_SAVED
@@ -674,7 +680,8 @@ class Emulator(pyte.Screen):
         self._replace(line, cursor.x if how == 0 else 0, end, _erase_glyph(cursor.attrs))  # type: ignore[arg-type]
 
     def erase_in_display(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
-        """ED (and DECSED): below, above or all of the screen in the erase colour; ``3`` the scrollback only."""
+        """ED (and DECSED): below, above or all of the screen in the erase colour; ``3`` the
+        scrollback only."""
         cursor = self.cursor
         if how == 0:
             self.erase_in_line(0)

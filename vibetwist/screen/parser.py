@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 from vibetwist.screen.emulator import Emulator, colon_sgr, split_sgr
 
@@ -129,7 +128,9 @@ class EmulatorStream:
         self._held_chars = 0
         self._in_lines = False
         self._emulator = screen
-        self._csi: dict[str, Callable[..., None]] = {final: getattr(screen, name) for final, name in CSI.items()}
+        self._csi: dict[str, Callable[..., None]] = {
+            final: getattr(screen, name) for final, name in CSI.items()
+        }
         self._private_csi = {final: getattr(screen, name) for final, name in PRIVATE_CSI.items()}
         self._controls = {char: getattr(screen, name) for char, name in CONTROLS.items()}
         self._escape = {final: getattr(screen, name) for final, name in ESCAPE.items()}
@@ -313,7 +314,9 @@ class EmulatorStream:
         if prefix:
             return  # ``>``, ``=`` and ``<`` sequences (reports, key modes) change nothing shown
         if final == "m":
-            self._call(screen.select_graphic_rendition, colon_sgr(params) if ":" in params else _numbers(params))
+            self._call(
+                screen.select_graphic_rendition, colon_sgr(params) if ":" in params else _numbers(params)
+            )
         elif final == "b":
             if self._after_text:
                 self._call(screen.repeat, _numbers(params))

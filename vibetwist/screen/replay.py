@@ -138,6 +138,7 @@ def replay(
     modes: frozenset[int],
     pen: tuple[Color, Color, int] = (None, None, 0),
     wrap_pending: bool = False,
+    main: Snapshot | None = None,
 ) -> Iterator[bytes]:
     """The bytes that make an emulator of screen.cols x len(screen.rows) show this screen.
 
@@ -146,6 +147,12 @@ def replay(
     placed (past the last column if ``wrap_pending``) and the pen, the
     style of what is drawn next, set. Yields chunks of ROWS_PER_CHUNK rows;
     ``history`` is read only as each chunk is made.
+
+    ``main`` is the main screen when ``screen`` is the alternate one: it is
+    drawn after the scrollback instead, the cursor put where ``main`` has it
+    (where leaving the alternate screen brings it back), then
+    ``CSI ?1049 h`` saves that and switches, and ``screen`` is drawn on the
+    alternate screen, a row at a time.  Leaving it later shows ``main``.
     """
     cols = screen.cols
     parts = [RESET]
@@ -158,11 +165,15 @@ def replay(
             parts.append(draw_row(row, cols))
         yield "".join(parts).encode("utf-8", "surrogateescape")
         parts = []
-    for row in screen.rows:
+    for row in (main or screen).rows:
         if not first:
             parts.append("\r\n")
         first = False
         parts.append(draw_row(row, cols, overhang=True))
+    if main is not None:
+        parts.append(_cursor(main, False) + "\x1b[?1049h")
+        for y, row in enumerate(screen.rows):
+            parts.append(f"\x1b[{y + 1};1H" + draw_row(row, cols, overhang=True))
     parts.append(_modes(modes))
     parts.append(_cursor(screen, wrap_pending))
     if pen != (None, None, 0):

@@ -221,11 +221,29 @@ class TerminalScreen:
         return rows
 
     def _cell_rows(self, main: bool = False) -> tuple[tuple[Cell, ...], ...]:
-        return tuple(tuple(_glyph_cell(glyph) for glyph in row if glyph.data) for row in self._glyph_rows(main))
+        return tuple(
+            tuple(_glyph_cell(glyph) for glyph in row if glyph.data) for row in self._glyph_rows(main)
+        )
 
     def main_rows(self) -> tuple[tuple[Cell, ...], ...]:
         """The main screen's rows as cells (as in snapshot rows), also under the alternate screen."""
         return self._cell_rows(main=True)
+
+    def main_snapshot(self) -> Snapshot | None:
+        """While the alternate screen shows, the main screen under it, with the cursor where
+        leaving it with ``CSI ?1049 l`` puts it back (home when nothing was saved); else None."""
+        if not self.alternate:
+            return None
+        screen = self._screen
+        saved = screen.main_saved
+        x, y = (saved.x, saved.y) if saved is not None else (0, 0)
+        return Snapshot(
+            cols=screen.columns,
+            rows=self.main_rows(),
+            viewport_y=self.scrollback_lines,
+            cursor_x=min(x, screen.columns - 1),
+            cursor_y=min(y, screen.lines - 1),
+        )
 
     def lines(self) -> list[str]:
         """The visible rows as text, trailing blanks removed."""

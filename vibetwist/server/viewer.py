@@ -84,6 +84,7 @@ class TerminalViewer:
             screen.private_modes(),
             pen=screen.pen(),
             wrap_pending=screen.wrap_pending(),
+            main=screen.main_snapshot(),
         )
         self._replaying = self._cooperator.cooperate(self._send_replay(chunks, offset))
         if self._paused:
