@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support import streams
-from tests.support.xterm import Step, Xterm, feed_model, model_state
+from tests.support.xterm import Step, Xterm, XtermError, feed_model, model_state
 
 #: Streams per call to Node, and calls per test: each test compares BATCH * EXAMPLES streams.
 BATCH = 16
@@ -73,8 +73,14 @@ class XtermDifferentialTests(SynchronousTestCase):
         self.addCleanup(self.xterm.close)
 
     def assertSameAsXterm(self, batch: list[tuple[int, int, list[Step]]], scrollback: int) -> None:
+        """Each stream of ``batch`` gives xterm.js's screen (but for streams xterm.js throws on,
+        which must be rare)."""
         references = self.xterm.screens(batch, scrollback=scrollback)
+        failed = [ref for ref in references if isinstance(ref, XtermError)]
+        self.assertLessEqual(len(failed), len(batch) // 4, failed)
         for (cols, rows, steps), reference in zip(batch, references):
+            if isinstance(reference, XtermError):
+                continue
             model = model_state(feed_model(cols, rows, steps, scrollback=SCROLLBACK))
             if not scrollback:
                 reference = {**reference, "history": None}
