@@ -197,6 +197,22 @@ class FixTests(SynchronousTestCase):
         row = s.snapshot().rows[0]
         self.assertEqual((s.lines()[0], row[1].fg), ("ab", RGB(9, 8, 7)))
 
+    def test_cut_sequence_waits_for_its_end(self) -> None:
+        """A CSI sequence cut by the end of a feed leaves the screen part way through a sequence
+        and changes nothing, even when the screen is read in between, until its end comes; REP
+        cut from the text before it still repeats that text's last character."""
+        s = TerminalScreen(10, 3)
+        s.feed("ab\x1b[2")
+        self.assertTrue(s.mid_sequence())
+        self.assertEqual((s.lines(), s.cursor), (["ab", "", ""], (2, 0)))
+        s.feed(";4Hc")
+        self.assertFalse(s.mid_sequence())
+        self.assertEqual(s.lines(), ["ab", "   c", ""])
+        s.feed("x\x1b")
+        s.feed("[")
+        s.feed("3b")
+        self.assertEqual(s.lines()[1], "   cxxxx")
+
 
 class ScrollbackTests(SynchronousTestCase):
     """Frozen lines give back the cells they were made of."""

@@ -837,10 +837,15 @@ class Emulator(pyte.Screen):
         cursor = self.cursor
         default = self.default_char
         new_rows: list[list[tuple[Glyph, str]]] = []
+        if cursor.attrs.bg is not None:  # type: ignore[attr-defined]
+            return 0
         for line in lines:
             parts = split_sgr(line)
             if sum(map(len, parts[::2])) > columns:
                 break
+            if len(parts) == 1:  # no SGR: the style stays, and its background is the default
+                new_rows.append([(cursor.attrs, line)])  # type: ignore[list-item]
+                continue
             before = cursor.attrs, self._glyphs
             segments = [(cursor.attrs, parts[0])]
             for i in range(1, len(parts), 2):

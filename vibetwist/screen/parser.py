@@ -41,6 +41,9 @@ _LINE = re.compile(r"((?:[ -~]++|\x1b\[[0-9;]*+m)*+)\r\n").match  # possessive: 
 # The start of such a line, cut off by the end of the data, and how much of it is held back.
 _PARTIAL_LINE = re.compile(r"(?:[ -~]++|\x1b\[[0-9;]*+m)*+(?:\x1b(?:\[[0-9;]*+)?)?\r?").fullmatch
 _TAIL_LIMIT = 4096
+# A CSI sequence of the kind _TOKEN reads, cut off by the end of the data: held back whole and read
+# again with the next data, so a sequence split between two reads costs no more than a whole one.
+_PARTIAL_CSI = re.compile(r"\x1b(?:\[\??[0-9;:]{0,32})?").fullmatch
 #: The most lines held back to be scrolled in at once.
 LINE_BATCH = 256
 #: The most characters held back to be scrolled in at once: long lines wrap into many
@@ -145,10 +148,11 @@ class EmulatorStream:
     def feed(self, data: str) -> None:
         """Interpret ``data``.
 
-        Some of it may be held back, never longer than until :meth:`flush`:
-        while the screen can scroll lines in (:meth:`Emulator.can_scroll_in`),
-        whole lines, so that up to ``LINE_BATCH`` of them scroll in at once,
-        and the line after them.
+        Some of it may be held back: a CSI sequence cut off at the end, until
+        the rest of it comes; and, never longer than until :meth:`flush`, while
+        the screen can scroll lines in (:meth:`Emulator.can_scroll_in`), whole
+        lines, so that up to ``LINE_BATCH`` of them scroll in at once, and the
+        line after them.
         """
         if self._pending:
             data = self._pending + data
@@ -161,7 +165,7 @@ class EmulatorStream:
         return not self._pending and not self._lines and self._state == _GROUND
 
     def flush(self) -> None:
-        """Apply all held-back lines and text."""
+        """Apply all held-back lines and text (a cut-off CSI sequence stays held: it means nothing yet)."""
         pending = self._pending
         self._pending = ""
         self._apply_lines()
@@ -194,6 +198,9 @@ class EmulatorStream:
             token = _TOKEN(data, offset)
             if token is None:
                 self._after_text = text_end == offset
+                if _PARTIAL_CSI(data, offset):
+                    self._pending = data[offset:]
+                    return
                 offset = self._sequence(data, offset)
                 continue
             kind = token.lastgroup
