@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import base64
 import codecs
-import json
-import shutil
-import subprocess
 import unicodedata
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.support.node import NodeScript
 from vibetwist.model.snapshot import RGB, Cell
 from vibetwist.screen.terminal import TerminalScreen
 
@@ -38,12 +36,7 @@ class Xterm:
     """One Node process running xterm.js, fed batches of streams."""
 
     def __init__(self) -> None:
-        node = shutil.which("node")
-        if node is None:
-            raise AssertionError("node is not installed: ./dev test installs nodejs")
-        self._process = subprocess.Popen(
-            [node, str(RUNNER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8"
-        )
+        self._node = NodeScript(RUNNER)
 
     def screens(
         self, streams: Iterable[tuple[int, int, Sequence[Step]]], scrollback: int = 1000
@@ -64,20 +57,10 @@ class Xterm:
             }
             for cols, rows, steps in streams
         ]
-        assert self._process.stdin is not None and self._process.stdout is not None
-        self._process.stdin.write(json.dumps(request) + "\n")
-        self._process.stdin.flush()
-        line = self._process.stdout.readline()
-        if not line:
-            raise AssertionError(f"node ended (code {self._process.wait()})")
-        return [_result(result) for result in json.loads(line)]
+        return [_result(result) for result in self._node.call(request)]
 
     def close(self) -> None:
-        if self._process.stdin is not None:
-            self._process.stdin.close()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
-        self._process.wait(10)
+        self._node.close()
 
 
 def _result(result: dict[str, Any]) -> dict[str, Any] | XtermError:
