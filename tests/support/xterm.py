@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.node import NodeScript
-from vibetwist.model.snapshot import RGB, Cell
+from vibetwist.model.snapshot import RGB, Cell, Snapshot
 from vibetwist.screen.terminal import TerminalScreen
 
 RUNNER = Path(__file__).parent.parent / "xterm_screen.mjs"
@@ -132,6 +132,27 @@ def model_state(screen: TerminalScreen) -> dict[str, Any]:
         "main": _rows(screen.main_rows()),
         "history": _rows(screen.history_rows()),
     }
+
+
+def visible_state(snap: Snapshot) -> dict[str, Any]:
+    """The cursor and the visible cells of a snapshot (as ``/buffer`` answers it), in the form of
+    :func:`model_state` (without trailing blanks: a decoded snapshot may stop there)."""
+    return {"cursor": (snap.cursor_x, snap.cursor_y), "screen": trimmed(_rows(snap.rows))}
+
+
+def trimmed(rows: Iterable[tuple[CellValue, ...]]) -> list[tuple[CellValue, ...]]:
+    """The rows without their trailing blank cells (a space, default colours, no attributes),
+    and without the blank rows at the end."""
+    blank = _cell_value(Cell(" "))
+    result = []
+    for row in rows:
+        end = len(row)
+        while end and row[end - 1] == blank:
+            end -= 1
+        result.append(row[:end])
+    while result and not result[-1]:
+        result.pop()
+    return result
 
 
 def feed_model(cols: int, rows: int, steps: Sequence[Step], scrollback: int = 1000) -> TerminalScreen:
