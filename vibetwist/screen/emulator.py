@@ -369,6 +369,11 @@ class Emulator(pyte.Screen):
         self.tabstops = self._default_tabstops()
         self.saved = self._alternate_saved
 
+    @property
+    def main_margins(self) -> Margins | None:
+        """The main screen's scroll region, also while the alternate screen shows."""
+        return self.margins if self._stashed is None else self._stashed.margins
+
     def _leave_alternate(self) -> None:
         """Show the main screen again, as it was; the cursor stays where it is."""
         stashed = self._stashed

@@ -132,6 +132,19 @@ def _cursor(screen: Snapshot, wrap_pending: bool) -> str:
     return f"\x1b[{y + 1};{x + 1}H"
 
 
+def _margins(margins: tuple[int, int] | None) -> str:
+    """DECSTBM for a scroll region (it moves the cursor home: place the cursor after it)."""
+    return "" if margins is None else f"\x1b[{margins[0] + 1};{margins[1] + 1}r"
+
+
+def _charsets(g0: str, g1: str, shifted: int) -> str:
+    """Designate G0 and G1 (ASCII after the reset needs nothing) and shift to G1 if it is in use."""
+    out = "" if g0 == "B" else f"\x1b({g0}"
+    if g1 != "B":
+        out += f"\x1b){g1}"
+    return (out + "\x0e") if shifted else out
+
+
 def replay(
     history: Sequence[Sequence[Cell]],
     screen: Snapshot,
@@ -139,6 +152,9 @@ def replay(
     pen: tuple[Color, Color, int] = (None, None, 0),
     wrap_pending: bool = False,
     main: Snapshot | None = None,
+    margins: tuple[int, int] | None = None,
+    main_margins: tuple[int, int] | None = None,
+    charsets: tuple[str, str, int] = ("B", "B", 0),
 ) -> Iterator[bytes]:
     """The bytes that make an emulator of screen.cols x len(screen.rows) show this screen.
 
@@ -153,6 +169,12 @@ def replay(
     (where leaving the alternate screen brings it back), then
     ``CSI ?1049 h`` saves that and switches, and ``screen`` is drawn on the
     alternate screen, a row at a time.  Leaving it later shows ``main``.
+
+    ``margins`` is the scroll region (top and bottom row, from 0) of
+    ``screen``, ``main_margins`` that of ``main``; ``charsets`` the
+    character sets designated as G0 and G1 and the one in use (see
+    :meth:`vibetwist.screen.terminal.TerminalScreen.charsets`): they are set
+    last, so that what follows scrolls and is drawn as on the session's screen.
     """
     cols = screen.cols
     parts = [RESET]
@@ -171,11 +193,13 @@ def replay(
         first = False
         parts.append(draw_row(row, cols, overhang=True))
     if main is not None:
-        parts.append(_cursor(main, False) + "\x1b[?1049h")
+        parts.append(_margins(main_margins) + _cursor(main, False) + "\x1b[?1049h")
         for y, row in enumerate(screen.rows):
             parts.append(f"\x1b[{y + 1};1H" + draw_row(row, cols, overhang=True))
     parts.append(_modes(modes))
+    parts.append(_margins(margins))
     parts.append(_cursor(screen, wrap_pending))
     if pen != (None, None, 0):
         parts.append(sgr(*pen))
+    parts.append(_charsets(*charsets))
     yield "".join(parts).encode("utf-8", "surrogateescape")

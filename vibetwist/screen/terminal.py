@@ -26,9 +26,12 @@ from vibetwist.model.snapshot import (
     Color,
     Snapshot,
 )
-from vibetwist.screen.emulator import Emulator, Glyph
+from vibetwist.screen.emulator import CHARSETS, Emulator, Glyph
 from vibetwist.screen.parser import EmulatorStream
 from vibetwist.screen.scrollback import FrozenLine, stretches
+
+#: The designation of each character set table (by identity: the tables are shared).
+_DESIGNATION = {id(table): code for code, table in reversed(CHARSETS.items())}
 
 DEFAULT_SCROLLBACK = 10_000
 
@@ -276,6 +279,19 @@ class TerminalScreen:
     def private_modes(self) -> frozenset[int]:
         """The DEC private modes set now (25 cursor shown, 1 application cursor keys, ...)."""
         return frozenset(mode >> 5 for mode in self._screen.mode if mode & 31 == 0 and mode >> 5)
+
+    def margins(self, main: bool = False) -> tuple[int, int] | None:
+        """The scroll region (top and bottom row, from 0) of the visible screen, or with ``main``
+        of the main screen (also under the alternate one); None when it is the whole screen."""
+        screen = self._screen
+        margins = screen.main_margins if main else screen.margins
+        return None if margins is None else (margins.top, margins.bottom)
+
+    def charsets(self) -> tuple[str, str, int]:
+        """The character sets designated as G0 and G1 (``B`` ASCII, ``0`` DEC line drawing,
+        ``A`` UK), and which of the two is in use (0 after SI, 1 after SO)."""
+        screen = self._screen
+        return (_DESIGNATION[id(screen.g0_charset)], _DESIGNATION[id(screen.g1_charset)], screen.charset)
 
     def pen(self) -> tuple[Color, Color, int]:
         """The style new text is drawn in: (foreground, background, attribute bits)."""

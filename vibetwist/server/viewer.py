@@ -85,6 +85,9 @@ class TerminalViewer:
             pen=screen.pen(),
             wrap_pending=screen.wrap_pending(),
             main=screen.main_snapshot(),
+            margins=screen.margins(),
+            main_margins=screen.margins(main=True),
+            charsets=screen.charsets(),
         )
         self._replaying = self._cooperator.cooperate(self._send_replay(chunks, offset))
         if self._paused:
