@@ -9,7 +9,7 @@ from wcwidth import wcswidth
 
 from tests.support.xterm import Xterm, feed_model, model_state
 from vibetwist.model.snapshot import BLANK, BOLD, DIM, RGB, Cell
-from vibetwist.screen.replay import ROWS_PER_CHUNK, draw_row, replay, sgr
+from vibetwist.screen.replay import ROWS_PER_CHUNK, draw_row, replay, replay_screen, sgr
 from vibetwist.screen.terminal import TerminalScreen
 
 # Terminal output: text, wide characters, line ends, styles, cursor moves and erases.
@@ -73,19 +73,7 @@ def trim(row: tuple[Cell, ...], cols: int = 1000) -> tuple[Cell, ...]:
 def redraw(screen: TerminalScreen) -> TerminalScreen:
     """A fresh screen of the same size fed the replay of ``screen``."""
     copy = TerminalScreen(screen.cols, screen.rows, scrollback=1000)
-    data = b"".join(
-        replay(
-            screen.history_rows(),
-            screen.snapshot(),
-            screen.private_modes(),
-            pen=screen.pen(),
-            wrap_pending=screen.wrap_pending(),
-            main=screen.main_snapshot(),
-            margins=screen.margins(),
-            main_margins=screen.margins(main=True),
-            charsets=screen.charsets(),
-        )
-    )
+    data = b"".join(replay_screen(screen))
     copy.feed(data.decode("utf-8"))
     return copy
 
@@ -207,19 +195,7 @@ class ReplayInXtermTests(SynchronousTestCase):
 
     def assertReplayed(self, output: str, more: str) -> None:
         screen = feed_model(self.COLS, self.ROWS, [output.encode()])
-        data = b"".join(
-            replay(
-                screen.history_rows(),
-                screen.snapshot(),
-                screen.private_modes(),
-                pen=screen.pen(),
-                wrap_pending=screen.wrap_pending(),
-                main=screen.main_snapshot(),
-                margins=screen.margins(),
-                main_margins=screen.margins(main=True),
-                charsets=screen.charsets(),
-            )
-        )
+        data = b"".join(replay_screen(screen))
         replayed, original = self.xterm.screens(
             [
                 (self.COLS, self.ROWS, [data + more.encode()]),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from wcwidth import wcswidth
 
@@ -30,6 +31,9 @@ from vibetwist.model.snapshot import (
     Color,
     Snapshot,
 )
+
+if TYPE_CHECKING:
+    from vibetwist.screen.terminal import TerminalScreen
 
 #: Rows drawn per chunk the generator yields (a few milliseconds of work).
 ROWS_PER_CHUNK = 200
@@ -203,3 +207,20 @@ def replay(
         parts.append(sgr(*pen))
     parts.append(_charsets(*charsets))
     yield "".join(parts).encode("utf-8", "surrogateescape")
+
+
+def replay_screen(screen: TerminalScreen) -> Iterator[bytes]:
+    """:func:`replay` of everything ``screen`` shows and keeps now (taken at this call, not
+    as the chunks are read): scrollback, both screens, modes, pen, scroll regions and
+    character sets."""
+    return replay(
+        screen.history_rows(),
+        screen.snapshot(),
+        screen.private_modes(),
+        pen=screen.pen(),
+        wrap_pending=screen.wrap_pending(),
+        main=screen.main_snapshot(),
+        margins=screen.margins(),
+        main_margins=screen.margins(main=True),
+        charsets=screen.charsets(),
+    )
