@@ -842,13 +842,13 @@ class Emulator(pyte.Screen):
         cursor = self.cursor
         default = self.default_char
         new_rows: list[list[tuple[Glyph, str]]] = []
-        if cursor.attrs.bg is not None:  # type: ignore[attr-defined]
-            return 0
+        # Whether the style has the default background: a line without SGR keeps it so.
+        plain = cursor.attrs.bg is None  # type: ignore[attr-defined]
         for line in lines:
             parts = split_sgr(line)
             if sum(map(len, parts[::2])) > columns:
                 break
-            if len(parts) == 1:  # no SGR: the style stays, and its background is the default
+            if plain and len(parts) == 1:
                 new_rows.append([(cursor.attrs, line)])  # type: ignore[list-item]
                 continue
             before = cursor.attrs, self._glyphs
@@ -859,6 +859,7 @@ class Emulator(pyte.Screen):
             if cursor.attrs.bg is not None:  # type: ignore[attr-defined]
                 cursor.attrs, self._glyphs = before  # type: ignore[assignment]
                 break
+            plain = True
             new_rows.append(segments)  # type: ignore[arg-type]
         taken = len(new_rows)
         if not taken:
