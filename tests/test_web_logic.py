@@ -9,10 +9,7 @@ encoding writes; the command splitter must split as shlex.split does.
 from __future__ import annotations
 
 import base64
-import json
 import shlex
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
@@ -21,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.support.node import NodeScript
 from tests.support.snapshots import header, snapshots
 from vibetwist.errors import FormatError
 from vibetwist.model.snapshot import RGB, Color, Snapshot, decode, encode, encode_buffers_frame
@@ -32,29 +30,14 @@ class Node:
     """One Node process running tests/web_logic.mjs, called a line at a time."""
 
     def __init__(self) -> None:
-        node = shutil.which("node")
-        if node is None:
-            raise AssertionError("node is not installed: ./dev test installs nodejs")
-        self._process = subprocess.Popen(
-            [node, str(RUNNER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8"
-        )
+        self._node = NodeScript(RUNNER)
 
     def call(self, fn: str, arg: Any) -> dict[str, Any]:
-        assert self._process.stdin is not None and self._process.stdout is not None
-        self._process.stdin.write(json.dumps({"fn": fn, "arg": arg}) + "\n")
-        self._process.stdin.flush()
-        line = self._process.stdout.readline()
-        if not line:
-            raise AssertionError(f"node ended (code {self._process.wait()})")
-        answer: dict[str, Any] = json.loads(line)
+        answer: dict[str, Any] = self._node.call({"fn": fn, "arg": arg})
         return answer
 
     def close(self) -> None:
-        if self._process.stdin is not None:
-            self._process.stdin.close()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
-        self._process.wait(10)
+        self._node.close()
 
 
 def color_json(color: Color) -> Any:
