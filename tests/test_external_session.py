@@ -12,9 +12,11 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from vibetwist.interfaces import IInfoStore, ISession, ISessionSource, ITerminalProcess
@@ -417,3 +419,31 @@ class InterfaceTests(SynchronousTestCase):
         session, _, _ = make_session(Path(self.mktemp()))
         self.assertIsNone(session.daemon_stopping())
         self.assertIs(session.status, Status.RUNNING)
+
+
+class InotifyTests(TestCase):
+    """The control dir watched with inotify on the real reactor."""
+
+    async def test_session_file_named_as_text(self) -> None:
+        """A write to a watched session folder's recording is reported at once, by inotify
+        rather than the next rescan, with the file's name as text ("stdout"), which is what
+        the sessions compare it with."""
+        root = Path(self.mktemp())
+        (root / SID).mkdir(parents=True)
+        changes: list[tuple[str, Any]] = []
+        seen: Deferred[None] = Deferred()
+
+        def changed(session_id: str, name: Any) -> None:
+            changes.append((session_id, name))
+            if name == "stdout" and not seen.called:
+                seen.callback(None)
+
+        watching = watcher.ControlDirWatcher(root, reactor, lambda: None, changed)
+        watching.start()
+        self.addCleanup(watching.stop)
+        self.assertTrue(watching.inotify)
+        watching.watch(SID)
+        (root / SID / "stdout").write_bytes(HEADER)
+        await seen.addTimeout(watcher.SLOW_SCAN * 10, reactor)
+        self.assertIn((SID, "stdout"), changes)
+        self.assertTrue(all(isinstance(name, str) for _, name in changes), changes)
