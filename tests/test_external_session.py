@@ -194,6 +194,23 @@ class TailTests(SynchronousTestCase):
         session.files_changed("session.json")
         self.assertEqual((session.status, session.info.exit_code), (Status.EXITED, 4))
 
+    def test_output_then_exited_in_one_turn(self) -> None:
+        """A program that prints and ends at once: when the recording's change and session.json
+        saying exited are noticed in the same turn, the output still reaches listeners before
+        the session ends (a short program's whole output)."""
+        session, path, clock = make_session(self.root)
+        listener = Listener()
+        session.listen(listener)
+        append(path, encode_event(0.1, "o", "ready"))
+        session.files_changed("stdout")  # its tail is due on the next turn
+        info = json.loads((path.parent / "session.json").read_bytes())
+        (path.parent / "session.json").write_text(json.dumps(dict(info, status="exited", exitCode=0)))
+        os.utime(path.parent / "session.json", ns=(1, 1))
+        session.files_changed("session.json")
+        clock.advance(0)
+        self.assertEqual((session.status, session.info.exit_code), (Status.EXITED, 0))
+        self.assertEqual([r for _, r in listener.lines][:1], [Event(0.1, "o", "ready")])
+
     def test_resize_goes_to_process(self) -> None:
         """A resize asks the other process (nothing is recorded by the daemon)."""
         session, path, _ = make_session(self.root)
