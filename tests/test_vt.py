@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import signal
 import sys
 import tempfile
@@ -326,6 +327,15 @@ class VtSessionTests(VtTestCase):
         await local.see(b"attached-25")
         await other.see(b"30 100")
         other.resize(90, 20)
+        # vt attach sends the new size when its reactor next turns: wait until the session
+        # has it (a resize event in its recording) before asking the program.
+        recording = self.daemon.control_dir / sid / "stdout"
+        await poll(
+            reactor,
+            lambda: re.search(rb'"r",\s*"90x20"', recording.read_bytes()),
+            10.0,
+            what="the window change in the recording",
+        )
         other.type(b"stty size\r")
         await other.see(b"20 90")
         other.type(b"\x1d")
