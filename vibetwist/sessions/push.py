@@ -193,8 +193,6 @@ class PushNotifier:
         self.failing: set[str] = set()
         #: Counts since start: messages sent, failed, dropped (queue full); subscriptions dropped.
         self.counts = {"sent": 0, "failed": 0, "dropped": 0, "gone": 0}
-        #: The deliveries of events still being sent, by event id.
-        self._inflight: dict[int, Deferred[Delivery]] = {}
 
     def start(self) -> None:
         self._events.subscribe(self._heard)
@@ -229,23 +227,16 @@ class PushNotifier:
         event = self._events.publish(
             TEST, title="vibetwist", body=message or "Test notification", message=message or ""
         )
-        pending = self._inflight.get(event.id)
-        return await pending if pending is not None else Delivery()
+        return await self.deliver(event, list(self.subscriptions))
 
     # -- sending ------------------------------------------------------------------------
 
     def _heard(self, event: SessionEvent) -> None:
+        if event.type == TEST:
+            return  # test() sends it, and waits for the answers
         targets = [s for s in self.subscriptions if s.wants(event.type)]
-        if not targets:
-            return
-        delivery = self.deliver(event, targets)
-        self._inflight[event.id] = delivery
-
-        def done(result: Delivery) -> Delivery:
-            self._inflight.pop(event.id, None)
-            return result
-
-        delivery.addBoth(done)
+        if targets:
+            self.deliver(event, targets)
 
     def deliver(self, event: SessionEvent, targets: list[Subscription]) -> Deferred[Delivery]:
         """Send event to each of targets; a Deferred of what became of the messages."""
