@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -194,12 +195,15 @@ def _clip(text: Any, limit: int = MAX_TEXT) -> str:
 
 
 def _seconds(ms: Any) -> str:
-    if not isinstance(ms, int | float):
+    """A duration in milliseconds as people read it, in whole tenths (rounded down, as
+    the browser client's notice.js does, so both say the same)."""
+    if not isinstance(ms, int | float) or isinstance(ms, bool) or not math.isfinite(ms) or ms < 0:
         return ""
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    tenths = int(ms // 100)
+    if tenths < 600:
+        return f"{tenths // 10}.{tenths % 10} s"
+    seconds = tenths // 10
+    return f"{seconds // 60} min {seconds % 60} s"
 
 
 def notification(event: Mapping[str, Any]) -> dict[str, Any]:
