@@ -22,7 +22,8 @@ import http_ece
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from twisted.internet import defer, endpoints
+from twisted.internet import defer, endpoints, task
+from twisted.protocols.policies import WrappingFactory
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -69,6 +70,8 @@ class Message:
     arrived: float
     headers: dict[str, str]
     claims: dict[str, Any]
+    #: The decrypted body, and what it says.
+    text: str
     payload: dict[str, Any]
 
 
@@ -118,11 +121,18 @@ class PushService:
         endpoint = endpoints.TCP4ServerEndpoint(self._reactor, 0, interface="127.0.0.1")
         site = Site(_Endpoint(self))
         site.noisy = False
-        self.port = await endpoint.listen(site)
+        # Keeps the connections, to cut them when the service stops: the daemon keeps
+        # its connections to push services open.
+        self._connections = WrappingFactory(site)
+        self.port = await endpoint.listen(self._connections)
 
     async def stop(self) -> None:
         if self.port is not None:
             await self.port.stopListening()
+            for connection in list(self._connections.protocols):
+                connection.transport.abortConnection()
+            while self._connections.protocols:
+                await task.deferLater(self._reactor, 0.01, lambda: None)
 
     @property
     def origin(self) -> str:
@@ -160,8 +170,8 @@ class PushService:
         if len(body) > 4096:
             raise ValueError(f"body of {len(body)} bytes")
         keys = self.keys[path]
-        payload = json.loads(keys.decrypt(body))
-        return Message(path, arrived, headers, claims, payload)
+        text = keys.decrypt(body).decode("utf-8")
+        return Message(path, arrived, headers, claims, text, json.loads(text))
 
     def take(self, message: Message) -> None:
         self.messages.append(message)
