@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import defer, reactor
+from twisted.internet.task import Clock
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -297,8 +298,16 @@ class NotifierTests(SynchronousTestCase):
         self.sender = MemoryPushSender()
         self.store = PushSubscriptions(folder / "push.json")
         self.key = load_vapid(folder / "vapid.pem")
-        self.notifier = PushNotifier(self.key, self.store, self.sender, self.events, "mailto:a@b.c")
+        self.clock = Clock()
+        self.notifier = PushNotifier(
+            self.key, self.store, self.sender, self.events, "mailto:a@b.c", self.clock
+        )
         self.notifier.start()
+
+    def publish(self, kind: str, session_id: str | None = "s1", **fields: Any) -> None:
+        """Publish an event, and let the notifier's next turn run."""
+        self.events.publish(kind, session_id, **fields)
+        self.clock.advance(0)
 
     def add(self, name: str, kinds: tuple[str, ...] = DEFAULT_KINDS) -> BrowserKeys:
         sub, keys = subscription(f"https://push.example.net/{name}", kinds)
@@ -310,7 +319,7 @@ class NotifierTests(SynchronousTestCase):
         aes128gcm, a TTL, an urgency and the VAPID header; not to the others."""
         bells = self.add("bells", ("bell",))
         self.add("starts", ("session-start",))
-        self.events.publish("bell", "s1", sessionName="build")
+        self.publish("bell", "s1", sessionName="build")
         [post] = self.sender.posts
         self.assertEqual(post.url, "https://push.example.net/bells")
         self.assertEqual(post.headers["Content-Encoding"], "aes128gcm")
@@ -321,10 +330,19 @@ class NotifierTests(SynchronousTestCase):
         self.assertEqual((note["title"], note["body"], note["event"]["type"]), ("Bell", "build", "bell"))
         self.assertEqual(self.notifier.counts["sent"], 1)
 
+    def test_sent_on_the_next_turn(self) -> None:
+        """An event is sent on the reactor's next turn, once its other subscribers (the
+        pages' event streams) have it."""
+        self.add("bells", ("bell",))
+        self.events.publish("bell", "s1")
+        self.assertEqual(self.sender.posts, [])
+        self.clock.advance(0)
+        self.assertEqual(len(self.sender.posts), 1)
+
     def test_unknown_kinds_flow_through_to_nobody(self) -> None:
         """A kind nobody picked (a title change, say) is sent to nobody."""
         self.add("all", PICKABLE)
-        self.events.publish("title", "s1", title="x")
+        self.publish("title", "s1", title="x")
         self.assertEqual(self.sender.posts, [])
 
     def test_gone_dropped(self) -> None:
@@ -332,7 +350,7 @@ class NotifierTests(SynchronousTestCase):
         self.add("a")
         self.add("b")
         self.sender.status = 410
-        self.events.publish("session-exit", "s1", exitCode=0)
+        self.publish("session-exit", "s1", exitCode=0)
         self.assertEqual(len(self.store), 0)
         self.assertEqual(self.notifier.counts["gone"], 2)
         again = PushSubscriptions(self.store.path)
@@ -344,14 +362,14 @@ class NotifierTests(SynchronousTestCase):
         in the status until a post to it succeeds."""
         self.add("a")
         self.sender.status = None
-        self.events.publish("bell", "s1")
+        self.publish("bell", "s1")
         self.sender.posts[-1].answer.callback(500)
         self.assertEqual(self.notifier.status()["activeSubscriptions"], 0)
         self.assertEqual(self.notifier.status()["totalSubscriptions"], 1)
-        self.events.publish("bell", "s1")
+        self.publish("bell", "s1")
         self.sender.posts[-1].answer.errback(ConnectionRefusedError())
         self.assertEqual(self.notifier.counts["failed"], 2)
-        self.events.publish("bell", "s1")
+        self.publish("bell", "s1")
         self.sender.posts[-1].answer.callback(201)
         self.assertEqual(self.notifier.status()["activeSubscriptions"], 1)
 
@@ -361,12 +379,12 @@ class NotifierTests(SynchronousTestCase):
         self.sender.status = None
         for i in range(10):
             self.add(f"s{i}", ("bell",))
-        self.events.publish("bell", "s1")
+        self.publish("bell", "s1")
         self.assertEqual(len(self.sender.posts), 8)
         self.sender.posts[0].answer.callback(201)
         self.assertEqual(len(self.sender.posts), 9)
         self.notifier._waiting = MAX_WAITING
-        self.events.publish("bell", "s1")
+        self.publish("bell", "s1")
         self.assertEqual(self.notifier.counts["dropped"], 10)
 
     def test_test_notification(self) -> None:
@@ -389,7 +407,7 @@ class NotifierTests(SynchronousTestCase):
         """A stopped notifier hears no more events and closes its sender."""
         self.add("a")
         self.notifier.stop()
-        self.events.publish("bell", "s1")
+        self.publish("bell", "s1")
         self.assertEqual(self.sender.posts, [])
         self.assertTrue(self.sender.closed)
 
@@ -404,7 +422,7 @@ class PushRoutesTests(APITestCase):
         self.sender = MemoryPushSender()
         notifier = PushNotifier(
             load_vapid(folder / "vapid.pem"), PushSubscriptions(folder / "push.json"), self.sender,
-            self.service.events, "mailto:a@b.c",
+            self.service.events, "mailto:a@b.c", self.clock,
         )  # fmt: skip
         notifier.start()
         self.api.push = PushAPI(notifier, self.clock.seconds)

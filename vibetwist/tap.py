@@ -359,7 +359,7 @@ def make_notifier(options: Options, events: Any, reactor: Any) -> PushNotifier |
         subscriptions.load()
     except (VapidKeyError, PushStoreError) as e:
         raise usage.UsageError(f"Web Push: {e}") from None
-    return PushNotifier(key, subscriptions, TreqPushSender(reactor), events, options["push-contact"])
+    return PushNotifier(key, subscriptions, TreqPushSender(reactor), events, options["push-contact"], reactor)
 
 
 class _PushService(Service):
