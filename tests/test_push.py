@@ -483,6 +483,7 @@ class PushRoutesTests(APITestCase):
         self.api.push = PushAPI(None, self.clock.seconds)
         code, answer = self.call("GET", "/api/push/vapid-public-key")
         self.assertEqual((code, answer["error"]), (503, "Push notifications not configured"))
+        self.assertIsInstance(answer["message"], str)
         self.assertEqual(
             self.call("POST", "/api/push/subscribe", BrowserKeys().subscription(ENDPOINT))[0], 503
         )

@@ -383,7 +383,7 @@ class API:
 
     @app.route("/api/push/vapid-public-key", methods=["GET"])
     def push_key(self, request: Any) -> bytes:
-        return _json(request, self.push.public_key())
+        return _json(request, *self.push.public_key())
 
     @app.route("/api/push/subscribe", methods=["POST"])
     def push_subscribe(self, request: Any) -> bytes:

@@ -5,8 +5,8 @@
 ``POST /api/push/subscribe`` and ``unsubscribe`` keep or forget a browser's
 subscription, ``POST /api/push/test`` sends every subscription a notification, and
 ``GET /api/push/status`` counts them. Without Web Push (``--no-push``) the key route
-answers 503 ``{"error": "Push notifications not configured"}``, as VibeTunnel's does,
-and so do the others but the status.
+answers 503 ``{"error": "Push notifications not configured", "message": ...}``, as
+VibeTunnel's does, and the others but the status answer 503 with that error too.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from vibetwist.model.webpush import MAX_SUBSCRIPTIONS, MAX_TEXT, check_endpoint,
 from vibetwist.sessions.push import PushNotifier
 
 PUSH_NOT_CONFIGURED = "Push notifications not configured"
+OFF_MESSAGE = "This daemon runs with --no-push."
 #: The status of a daemon without Web Push.
 OFF = {
     "enabled": False,
@@ -34,7 +35,7 @@ class PushOff(RequestError):
     status = 503
 
     def __init__(self) -> None:
-        super().__init__(PUSH_NOT_CONFIGURED, "This daemon runs with --no-push.")
+        super().__init__(PUSH_NOT_CONFIGURED, OFF_MESSAGE)
 
 
 class PushAPI:
@@ -49,8 +50,11 @@ class PushAPI:
             raise PushOff()
         return self.notifier
 
-    def public_key(self) -> dict[str, Any]:
-        return {"publicKey": self._on().key.public_key, "enabled": True}
+    def public_key(self) -> tuple[dict[str, Any], int]:
+        """The key's answer and status: 503 ``{error, message}`` without push, as VibeTunnel's."""
+        if self.notifier is None:
+            return {"error": PUSH_NOT_CONFIGURED, "message": OFF_MESSAGE}, 503
+        return {"publicKey": self.notifier.key.public_key, "enabled": True}, 200
 
     def subscribe(self, body: dict[str, Any]) -> dict[str, Any]:
         notifier = self._on()
