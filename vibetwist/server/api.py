@@ -62,7 +62,8 @@ MAX_CLIENT_LOG_TEXT = 4000
 CLIENT_LOG_LEVELS = frozenset({"log", "info", "warn", "error", "debug"})
 #: What GET /api/config suggests for new sessions (VibeTunnel's client shows them as buttons).
 QUICK_START = ("python3", "htop", "top")
-#: VibeTunnel's notification preferences, all off: this daemon sends no notifications yet.
+#: VibeTunnel's notification preferences, all off: each browser picks the kinds of event it
+#: hears of when it subscribes (POST /api/push/subscribe).
 NOTIFICATION_PREFERENCES = {
     key: False
     for key in (
