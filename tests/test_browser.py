@@ -22,9 +22,8 @@ from twisted.internet.protocol import Protocol
 from twisted.protocols import portforward
 from twisted.trial.unittest import SkipTest
 
-from tests.support.browser import Browser
+from tests.support.browser import BrowserTestCase
 from tests.support.daemon import Client, Daemon, poll, sleep
-from tests.support.e2e import DaemonTestCase
 from tests.support.programs import HEX_ECHO
 
 #: The README's pictures, written only when VIBETWIST_SCREENSHOTS is set (./dev screenshots).
@@ -148,19 +147,8 @@ def no_errors(page: Any) -> list[str]:
     return list(page.errors)
 
 
-class BrowserTests(DaemonTestCase):
+class BrowserTests(BrowserTestCase):
     """The client served at / drives sessions the way a user would."""
-
-    timeout = 180
-
-    async def _set_up(self) -> None:
-        await super()._set_up()
-        self.browser = Browser()
-        self.addCleanup(lambda: defer.ensureDeferred(self.browser.close()))
-        await self.browser.start()
-
-    def url(self, fragment: str = "") -> str:
-        return self.daemon.url("/") + fragment
 
     async def session_page(self, command: list[str], fragment: str = "", **context: Any) -> tuple[str, Any]:
         """A new session running command, open in a new page; its id and the page."""

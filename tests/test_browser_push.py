@@ -17,9 +17,8 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 
-from tests.support.browser import Browser
+from tests.support.browser import BrowserTestCase
 from tests.support.daemon import poll
-from tests.support.e2e import DaemonTestCase
 from tests.support.pushservice import PushService
 
 #: The page's PushManager, handing out the subscription given as argument (a browser's
@@ -46,19 +45,8 @@ NOTIFICATIONS = (
 )
 
 
-class PushBrowserTests(DaemonTestCase):
+class PushBrowserTests(BrowserTestCase):
     """The browser client hears of session events, in the page and through Web Push."""
-
-    timeout = 120
-
-    async def _set_up(self) -> None:
-        await super()._set_up()
-        self.browser = Browser()
-        self.addCleanup(lambda: defer.ensureDeferred(self.browser.close()))
-        await self.browser.start()
-
-    def url(self, fragment: str = "") -> str:
-        return self.daemon.url("/") + fragment
 
     async def test_toast_and_badge(self) -> None:
         """A session that fails while the list is open shows a toast saying so, and a

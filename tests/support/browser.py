@@ -1,4 +1,5 @@
-"""Debian's Chromium driven by Playwright for Python, without any browser download.
+"""Debian's Chromium driven by Playwright for Python, without any browser download, and
+L{BrowserTestCase}, the base of the tests that drive it against the real daemon.
 
 Playwright's API blocks, so every call to it runs in one thread of its own
 (L{Browser.run}) while the reactor goes on serving the test's own clients.
@@ -13,6 +14,8 @@ from typing import Any, TypeVar
 
 from twisted.internet import defer, reactor, threads
 from twisted.python.threadpool import ThreadPool
+
+from tests.support.e2e import DaemonTestCase
 
 T = TypeVar("T")
 
@@ -72,3 +75,19 @@ class Browser:
             await self.run(stop)
         finally:
             self._pool.stop()
+
+
+class BrowserTestCase(DaemonTestCase):
+    """Tests against the class's daemon with a Chromium of each test's own (C{self.browser})."""
+
+    timeout = 180
+
+    async def _set_up(self) -> None:
+        await super()._set_up()
+        self.browser = Browser()
+        self.addCleanup(lambda: defer.ensureDeferred(self.browser.close()))
+        await self.browser.start()
+
+    def url(self, fragment: str = "") -> str:
+        """The daemon's page, with this fragment."""
+        return self.daemon.url("/") + fragment

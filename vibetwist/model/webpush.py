@@ -11,7 +11,6 @@ encrypted for one subscription with aes128gcm (RFC 8188, RFC 8291) by
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import math
 import os
@@ -24,6 +23,7 @@ import http_ece
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from vibetwist.errors import BadRequest
+from vibetwist.model.peercred import is_loopback_address
 
 #: The kinds of event a subscription may pick: VibeTunnel's, and ``needs-input``.
 PICKABLE = (
@@ -58,15 +58,6 @@ def _unb64(text: Any, what: str) -> bytes:
         raise BadRequest(f"keys.{what} is not base64url") from None
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_endpoint(endpoint: Any) -> str:
     """The endpoint URL, or BadRequest: https, or http to a loopback address (a push
     service on this machine)."""
@@ -79,7 +70,9 @@ def check_endpoint(endpoint: Any) -> str:
         raise BadRequest("endpoint is not a URL") from None
     if not parts.hostname or parts.username or parts.password or any(c in endpoint for c in " \r\n\t"):
         raise BadRequest("endpoint is not a URL of a push service")
-    if parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname)):
+    if parts.scheme == "https" or (
+        parts.scheme == "http" and (parts.hostname == "localhost" or is_loopback_address(parts.hostname))
+    ):
         return endpoint
     raise BadRequest("endpoint must be an https URL (or http to this machine)")
 
