@@ -9,9 +9,10 @@ subscription that picked its kind one message: the notification
 (:func:`vibetwist.model.webpush.payload`) encrypted for it, signed with the daemon's
 VAPID key. A subscription whose push service answers 404 or 410 is gone and is dropped.
 
-Sending never blocks the reactor: an event is sent on the turn after it is published
-(the pages' event streams get it first); each message is encrypted on the reactor (one
-ECDH and one AES-GCM record, 0.5 to 1.3 ms here) and posted by an
+Sending never blocks the reactor: an event is sent once the reactor has written what
+the pages' event streams got of it (two turns after it is published); each message is
+encrypted on the reactor (one ECDH and one AES-GCM record, 0.5 to 1.3 ms here) and
+posted by an
 :class:`vibetwist.interfaces.IPushSender` (:class:`TreqPushSender`: treq on the
 reactor, no thread), at most :data:`CONCURRENCY` at once and :data:`MAX_WAITING`
 waiting; past that a message is dropped and logged.
@@ -234,9 +235,13 @@ class PushNotifier:
         if event.type == TEST:
             return  # test() sends it, and waits for the answers
         if any(s.wants(event.type) for s in self.subscriptions):
-            # On the next turn: the event's other subscribers (the pages' event streams)
-            # have it first, and encrypting waits no one.
-            self._reactor.callLater(0, self._fan_out, event)
+            self._reactor.callLater(0, self._after_writes, event)
+
+    def _after_writes(self, event: SessionEvent) -> None:
+        # What the event's other subscribers (the pages' event streams) wrote is sent by
+        # the reactor's next round of I/O, which comes after this turn's timed calls: a
+        # second zero delay puts the encrypting after it, so that no page waits for it.
+        self._reactor.callLater(0, self._fan_out, event)
 
     def _fan_out(self, event: SessionEvent) -> None:
         targets = [s for s in self.subscriptions if s.wants(event.type)]
