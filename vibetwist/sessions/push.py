@@ -14,17 +14,18 @@ the pages' event streams got of it (two turns after it is published); each messa
 encrypted on the reactor (one ECDH and one AES-GCM record, 0.5 to 1.3 ms here) and
 posted by an
 :class:`vibetwist.interfaces.IPushSender` (:class:`TreqPushSender`: treq on the
-reactor, no thread), at most :data:`CONCURRENCY` at once and :data:`MAX_WAITING`
-waiting; past that a message is dropped and logged.
+reactor, no thread), one message a turn, at most :data:`CONCURRENCY` posts at once
+and :data:`MAX_WAITING` waiting; past that a message is dropped and logged.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
@@ -180,6 +181,7 @@ class PushNotifier:
         contact: str,
         reactor: Any,
         concurrency: int = CONCURRENCY,
+        max_waiting: int = MAX_WAITING,
     ) -> None:
         self.key = key
         self.subscriptions = subscriptions
@@ -187,8 +189,12 @@ class PushNotifier:
         self._events = events
         self._contact = contact
         self._reactor = reactor
-        self._slots = DeferredSemaphore(concurrency)
-        self._waiting = 0
+        self._concurrency = concurrency
+        self._max_waiting = max_waiting
+        #: Messages waiting to be encrypted and posted, and how many posts are out.
+        self._queue: deque[tuple[Subscription, bytes, str, Deferred[bool]]] = deque()
+        self._posting = 0
+        self._next_turn: Any = None
         #: Endpoints whose last message failed (not 404/410): not "active" in the status.
         self.failing: set[str] = set()
         #: Counts since start: messages sent, failed, dropped (queue full); subscriptions dropped.
@@ -199,6 +205,9 @@ class PushNotifier:
 
     def stop(self) -> Any:
         self._events.unsubscribe(self._heard)
+        if self._next_turn is not None and self._next_turn.active():
+            self._next_turn.cancel()
+        self._next_turn = None
         return self._sender.close()
 
     def status(self) -> dict[str, Any]:
@@ -252,17 +261,19 @@ class PushNotifier:
         """Send event to each of targets; a Deferred of what became of the messages."""
         body = payload(event.to_json())
         urgency = "high" if event.type in URGENT else "normal"
-        sends = []
+        sends: list[Deferred[bool]] = []
         dropped = 0
         for subscription in targets:
-            if self._waiting >= MAX_WAITING:
+            if len(self._queue) >= self._max_waiting:
                 dropped += 1
                 continue
-            self._waiting += 1
-            sends.append(self._slots.run(self._send, subscription, body, urgency))
+            sent: Deferred[bool] = Deferred()
+            self._queue.append((subscription, body, urgency, sent))
+            sends.append(sent)
+        self._schedule()
         if dropped:
             self.counts["dropped"] += dropped
-            self.log.warn("push: {n} messages dropped, {w} already waiting", n=dropped, w=self._waiting)
+            self.log.warn("push: {n} messages dropped, {w} already waiting", n=dropped, w=len(self._queue))
         if not sends:
             return succeed(Delivery(dropped=dropped))
 
@@ -272,42 +283,60 @@ class PushNotifier:
 
         return DeferredList(sends, consumeErrors=True).addCallback(tally)
 
+    def _schedule(self) -> None:
+        if self._next_turn is None and self._queue and self._posting < self._concurrency:
+            self._next_turn = self._reactor.callLater(0, self._post_next)
+
+    def _post_next(self) -> None:
+        """Encrypt and post one message; the next one waits a turn, so that this one's
+        bytes go out (and other work is done) between two encryptions."""
+        self._next_turn = None
+        if not self._queue or self._posting >= self._concurrency:
+            return
+        subscription, body, urgency, sent = self._queue.popleft()
+        self._posting += 1
+
+        def done(result: bool) -> None:
+            self._posting -= 1
+            self._schedule()
+            sent.callback(result)
+
+        Deferred.fromCoroutine(self._send(subscription, body, urgency)).addCallback(done)
+        self._schedule()
+
     async def _send(self, subscription: Subscription, body: bytes, urgency: str) -> bool:
         """Post one message; True if the push service took it."""
         try:
-            try:
-                headers = {
-                    "Authorization": self.key.authorization(audience(subscription.endpoint), self._contact),
-                    "Content-Encoding": "aes128gcm",
-                    "Content-Type": "application/octet-stream",
-                    "TTL": str(TTL),
-                    "Urgency": urgency,
-                }
-                encrypted = encrypt(subscription, body)
-                code = await self._sender.post(subscription.endpoint, headers, encrypted)
-            except Exception as e:
-                self._failed(subscription, f"{type(e).__name__}: {e}")
-                return False
-            if 200 <= code < 300:
-                self.counts["sent"] += 1
-                self.failing.discard(subscription.endpoint)
-                return True
-            if code in GONE:
-                self.counts["gone"] += 1
-                self.log.info(
-                    "push: {endpoint} is gone ({code}); subscription dropped",
-                    endpoint=_short(subscription.endpoint),
-                    code=code,
-                )
-                self.failing.discard(subscription.endpoint)
-                # Only the subscription that failed: it may have been replaced meanwhile.
-                if self.subscriptions.get(subscription.endpoint) == subscription:
-                    self.subscriptions.remove(subscription.endpoint)
-                return False
-            self._failed(subscription, f"answered {code}")
+            headers = {
+                "Authorization": self.key.authorization(audience(subscription.endpoint), self._contact),
+                "Content-Encoding": "aes128gcm",
+                "Content-Type": "application/octet-stream",
+                "TTL": str(TTL),
+                "Urgency": urgency,
+            }
+            encrypted = encrypt(subscription, body)
+            code = await self._sender.post(subscription.endpoint, headers, encrypted)
+        except Exception as e:
+            self._failed(subscription, f"{type(e).__name__}: {e}")
             return False
-        finally:
-            self._waiting -= 1
+        if 200 <= code < 300:
+            self.counts["sent"] += 1
+            self.failing.discard(subscription.endpoint)
+            return True
+        if code in GONE:
+            self.counts["gone"] += 1
+            self.log.info(
+                "push: {endpoint} is gone ({code}); subscription dropped",
+                endpoint=_short(subscription.endpoint),
+                code=code,
+            )
+            self.failing.discard(subscription.endpoint)
+            # Only the subscription that failed: it may have been replaced meanwhile.
+            if self.subscriptions.get(subscription.endpoint) == subscription:
+                self.subscriptions.remove(subscription.endpoint)
+            return False
+        self._failed(subscription, f"answered {code}")
+        return False
 
     def _failed(self, subscription: Subscription, why: str) -> None:
         self.counts["failed"] += 1
