@@ -53,7 +53,7 @@ class PushBrowserTests(BrowserTestCase):
         badge on its card, which goes once the session has been opened."""
         page = await self.browser.page(self.url(), viewport={"width": 1000, "height": 700})
         await self.browser.run(lambda: page.wait_for_selector("ul.sessions", state="attached"))
-        sid = await self.create(["sh", "-c", "sleep 0.5; exit 4"])
+        sid = await self.create(["sh", "-c", "sleep 0.5; exit 4"], name="tests", workingDir="/")
         card = f"li.session[data-id='{sid}']"
 
         def toast_and_badge() -> tuple[str, str]:
@@ -63,7 +63,9 @@ class PushBrowserTests(BrowserTestCase):
 
         toast, badge = await self.browser.run(toast_and_badge)
         self.assertIn("Session failed (exit 4)", toast)
+        self.assertIn("tests: sh -c sleep 0.5; exit 4", toast)
         self.assertEqual(badge, "ended")
+        await self.screenshot(page, "notifications-toast.png")
 
         def open_and_back() -> int:
             page.click(f"{card} a.title")
@@ -105,6 +107,7 @@ class PushBrowserTests(BrowserTestCase):
             return checked, str(page.inner_text(".settings .status-line"))
 
         checked, said = await self.browser.run(open_panel)
+        await self.screenshot(page, "notifications-panel.png")
         self.assertEqual(
             checked,
             ["session-exit", "command-finished", "command-error", "bell", "needs-input", "claude-turn"],

@@ -7,6 +7,7 @@ Playwright's API blocks, so every call to it runs in one thread of its own
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,8 @@ from tests.support.e2e import DaemonTestCase
 T = TypeVar("T")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+#: The README's pictures, written only when VIBETWIST_SCREENSHOTS is set (./dev screenshots).
+README_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 #: Playwright's own waits, in milliseconds.
 WAIT_MS = 15000
 
@@ -91,3 +94,16 @@ class BrowserTestCase(DaemonTestCase):
     def url(self, fragment: str = "") -> str:
         """The daemon's page, with this fragment."""
         return self.daemon.url("/") + fragment
+
+    async def screenshot(self, page: Any, name: str) -> None:
+        """Save what page shows as name: into the README's pictures if asked, else into a
+        folder of this test's under trial's temporary directory, so a run leaves the
+        checkout as it was."""
+        if os.environ.get("VIBETWIST_SCREENSHOTS"):
+            folder = README_SCREENSHOTS
+        else:
+            if not hasattr(self, "_screenshots"):
+                self._screenshots = Path(self.mktemp())
+            folder = self._screenshots
+        folder.mkdir(parents=True, exist_ok=True)
+        await self.browser.run(lambda: page.screenshot(path=str(folder / name)))
