@@ -45,6 +45,7 @@ from vibetwist.model.snapshot import encode
 from vibetwist.server.eventstream import EventStreamResource
 from vibetwist.server.limits import SessionCreateLimit, connection_peer
 from vibetwist.server.metrics import Metrics
+from vibetwist.server.push import PushAPI
 from vibetwist.server.sse import StreamResource
 from vibetwist.server.static import WebClient
 from vibetwist.server.websocket import WebSocketFactory, WebSockets
@@ -61,7 +62,8 @@ MAX_CLIENT_LOG_TEXT = 4000
 CLIENT_LOG_LEVELS = frozenset({"log", "info", "warn", "error", "debug"})
 #: What GET /api/config suggests for new sessions (VibeTunnel's client shows them as buttons).
 QUICK_START = ("python3", "htop", "top")
-#: VibeTunnel's notification preferences, all off: this daemon sends no notifications yet.
+#: VibeTunnel's notification preferences, all off: each browser picks the kinds of event it
+#: hears of when it subscribes (POST /api/push/subscribe).
 NOTIFICATION_PREFERENCES = {
     key: False
     for key in (
@@ -76,7 +78,6 @@ NOTIFICATION_PREFERENCES = {
         "vibrationEnabled",
     )
 }
-PUSH_NOT_CONFIGURED = "Push notifications not configured"
 
 
 def _json(request: Any, value: Any, code: int = 200) -> bytes:
@@ -219,6 +220,8 @@ class API:
         self.metrics = Metrics(self, reactor) if metrics else None
         #: Restarts the daemon in place (POST /api/server/restart); None where it cannot.
         self.restarter: Any = None
+        #: /api/push/*: Web Push is off until a notifier is given (tap.makeService does).
+        self.push = PushAPI(None, reactor.seconds)
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
 
@@ -381,11 +384,23 @@ class API:
 
     @app.route("/api/push/vapid-public-key", methods=["GET"])
     def push_key(self, request: Any) -> bytes:
-        return _json(
-            request,
-            {"error": PUSH_NOT_CONFIGURED, "message": "This daemon does not send push notifications."},
-            503,
-        )
+        return _json(request, *self.push.public_key())
+
+    @app.route("/api/push/subscribe", methods=["POST"])
+    def push_subscribe(self, request: Any) -> bytes:
+        return _json(request, self.push.subscribe(_body(request)))
+
+    @app.route("/api/push/unsubscribe", methods=["POST"])
+    def push_unsubscribe(self, request: Any) -> bytes:
+        return _json(request, self.push.unsubscribe(_body(request)))
+
+    @app.route("/api/push/test", methods=["POST"])
+    async def push_test(self, request: Any) -> bytes:
+        return _json(request, await self.push.test(_body(request)))
+
+    @app.route("/api/push/status", methods=["GET"])
+    def push_status(self, request: Any) -> bytes:
+        return _json(request, self.push.status())
 
     @app.route("/api/logs/client", methods=["POST"])
     def client_logs(self, request: Any) -> bytes:
