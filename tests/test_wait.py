@@ -217,9 +217,14 @@ class WaitersTests(SynchronousTestCase):
         shown = self.wait(session, pattern=r"\$")
         self.settle()
         self.assertEqual(shown[0][1]["text"], "$")
-        searched = []
+        searched: list[int] = []
         text = session.screen.text
-        session.screen.text = lambda: searched.append(1) or text()
+
+        def counted() -> str:
+            searched.append(1)
+            return text()
+
+        session.screen.text = counted
         later = self.wait(session, pattern="done")
         for i in range(20):
             self.h.launcher.last.say(f"line {i}\r\n".encode())
