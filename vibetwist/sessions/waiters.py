@@ -11,9 +11,9 @@ only while it has waits:
   new text gathers (at most :data:`MAX_PENDING` characters; past that the
   oldest is dropped unsearched) and is searched in rounds, each round taking at
   most :data:`SCAN_BUDGET` seconds of one reactor turn and the next starting
-  no sooner than three times the last one's length later. Searching thus takes
-  at most about a quarter of the reactor however many waits there are, and a
-  wait on a quiet session answers on the turn its output arrives.
+  no sooner than :data:`SCAN_PAUSE` times the last one's length later. Searching
+  thus takes at most about a twentieth of the reactor however many waits there
+  are, and a wait on a quiet session answers on the turn its output arrives.
 - **screen** waits watch the screen feed, and look at the screen's text when
   it has taken in new output, at most every :data:`SCREEN_INTERVAL` seconds.
 
@@ -42,10 +42,14 @@ from vibetwist.sessions.recording import RecordingReader
 MAX_PER_SESSION = 200
 #: Pending waits the daemon holds in all.
 MAX_WAITERS = 2000
-#: Output gathered for the next search round, in characters, past which the oldest is dropped.
-MAX_PENDING = 1 << 20
+#: Output gathered for the next search round, in characters, past which the oldest is dropped
+#: (one search of it takes a few milliseconds at most, even for a slow pattern).
+MAX_PENDING = 1 << 16
 #: The longest a search round runs in one reactor turn before it goes on in the next.
 SCAN_BUDGET = 0.005
+#: A search round is followed by a pause this many times as long as the round before the
+#: next one starts: searches take at most a twentieth of the reactor's time.
+SCAN_PAUSE = 19
 #: How often, at most, the screen's text is searched while it changes.
 SCREEN_INTERVAL = 0.05
 #: How long an ended session's screen may take to show its last output before it is searched.
@@ -136,10 +140,13 @@ class SessionWaiters:
         self._scan_call: Any = None
         self._scanning: Iterator[None] | None = None
         self._next_scan = 0.0
+        #: How long the search round under way has taken so far, in seconds.
+        self._round_time = 0.0
         self._screen_call: Any = None
         self._last_screen = float("-inf")
         self._last_output = reactor.seconds()
         self._ending = False
+        self._screen_ending = False
         session.when_ended().addCallback(lambda _: self._ended())
 
     def __len__(self) -> int:
@@ -275,15 +282,20 @@ class SessionWaiters:
         began = self._clock()
         if self._scanning is None:
             self._scanning = self._round()
+            self._round_time = 0.0
         deadline = began + SCAN_BUDGET
         for _ in self._scanning:
             if self._clock() >= deadline:
+                self._round_time += self._clock() - began
                 self._scan_call = self._reactor.callLater(0, self._scan)
                 return
         self._scanning = None
         now = self._clock()
-        self._next_scan = now + 3 * (now - began)
-        if self._pending and self.output:
+        self._round_time += now - began
+        self._next_scan = now + SCAN_PAUSE * self._round_time
+        if self._ending:
+            self._searched_last()
+        elif self._pending and self.output:
             self._scan_call = self._reactor.callLater(max(0.0, self._next_scan - now), self._scan)
 
     def _round(self) -> Iterator[None]:
@@ -295,18 +307,6 @@ class SessionWaiters:
             pieces = [(end, text) for start, end, text in pending if start >= waiter.start]
             self._search(waiter, pieces)
             yield None
-
-    def _flush(self) -> None:
-        """Search everything gathered now, whatever it takes (the session has ended)."""
-        if self._scan_call is not None and self._scan_call.active():
-            self._scan_call.cancel()
-        self._scan_call = None
-        if self._scanning is not None:
-            for _ in self._scanning:
-                pass
-            self._scanning = None
-        for _ in self._round():
-            pass
 
     # -- the screen --------------------------------------------------------------------
 
@@ -355,25 +355,37 @@ class SessionWaiters:
     def _ended(self) -> None:
         """The program ended: search what it printed last, then answer every wait."""
         if self._ending:
-            return
+            return  # _searched_last answers the waits added meanwhile too
         self._ending = True
-        self._flush()
+        if self._scan_call is not None and self._scan_call.active():
+            self._scan_call.cancel()
+        self._scan_call = None
+        if self._scanning is not None or self._pending:
+            self._scan()  # ends in _searched_last, in this turn or a later one
+        else:
+            self._searched_last()
+
+    def _searched_last(self) -> None:
+        """Every output line is searched: what has not matched answers exited."""
+        if self._pending:
+            self._scan_call = self._reactor.callLater(0, self._scan)
+            return
+        self._ending = False
         answer = self._exited()
         for waiter in [*self.output, *self.idle]:
             waiter.finish(*answer)
-        if self.screen:
+        if self.screen and not self._screen_ending:
+            self._screen_ending = True
             d = self.session.feed.when_caught_up().addTimeout(SCREEN_CATCH_UP, self._reactor)
             d.addErrback(lambda f: f.trap(TimeoutError, CancelledError))
             d.addCallback(lambda _: self._screen_ended())
-        else:
-            self._ending = False
 
     def _screen_ended(self) -> None:
+        self._screen_ending = False
         self._check_screen()
         answer = self._exited()
         for waiter in list(self.screen):
             waiter.finish(*answer)
-        self._ending = False
 
     def _exited(self) -> Answer:
         return 200, {"matched": False, "exited": True, "exitCode": self.session.info.exit_code}
