@@ -101,3 +101,31 @@ class WaitAPITests(DaemonTestCase):
             "POST", f"/api/sessions/{sid}/wait", data=b"pattern=a", headers={"Content-Type": "text/plain"}
         )
         self.assertJSONError(code, answer, 415)
+
+
+class WaitRestartTests(DaemonTestCase):
+    """Waits pending while the daemon restarts in place."""
+
+    async def test_restart_answers_waits(self) -> None:
+        """A restart in place answers pending waits 503 with Retry-After and is not held up
+        by them; the same wait, asked again of the new daemon, matches."""
+        sid = await self.create(["bash", "-c", "read line; echo got-$line; sleep 60"])
+        pending = defer.ensureDeferred(
+            self.client.request(
+                "POST", f"/api/sessions/{sid}/wait", {"pattern": "got-x", "timeout": 120}, timeout=60
+            )
+        )
+        await sleep(reactor, 0.3)
+        await self.daemon.restart()
+        code, answer, response = await within(reactor, pending, 30, "the wait's answer")
+        self.assertJSONError(code, answer, 503)
+        self.assertEqual(response.headers.getRawHeaders(b"retry-after"), [b"1"])
+        again = defer.ensureDeferred(
+            self.client.request(
+                "POST", f"/api/sessions/{sid}/wait", {"pattern": "got-x", "timeout": 20}, timeout=30
+            )
+        )
+        await sleep(reactor, 0.3)
+        await self.client.request("POST", f"/api/sessions/{sid}/input", {"text": "x\r"})
+        code, answer, _ = await within(reactor, again, 30, "the second wait")
+        self.assertEqual((code, answer["matched"]), (200, True))
