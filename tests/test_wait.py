@@ -191,8 +191,23 @@ class WaitersTests(SynchronousTestCase):
         d = self.service.wait(session, WaitRequest.from_json({"pattern": "x", "on": "output"}))
         d.addErrback(lambda f: None)
         d.cancel()
-        self.assertEqual((self.service.count, session.listeners, self.service.sessions), (0, frozenset(), {}))
+        self.assertEqual((self.service.count, session.listeners), (0, frozenset()))
         self.assertEqual(self.h.clock.getDelayedCalls(), [])
+
+    def test_forgotten_when_the_session_ends(self) -> None:
+        """The waits of a running session share one entry however many come and go; it is
+        dropped when the session ends, and an ended session's waits leave none behind."""
+        session = self.running()
+        for _ in range(20):
+            self.wait(session, pattern="x", on="output", timeout=1)
+            self.settle(1)
+        self.assertEqual(list(self.service.sessions), [session.id])
+        self.h.launcher.last.exit(0)
+        self.settle(1)
+        self.assertEqual(self.service.sessions, {})
+        self.wait(session, pattern="x")
+        self.settle(3)
+        self.assertEqual((self.service.sessions, self.service.count), ({}, 0))
 
     def test_exit_searches_the_last_output_first(self) -> None:
         """When the program ends, what it printed last still matches; other waits answer exited."""

@@ -354,6 +354,9 @@ class SessionWaiters:
 
     def _ended(self) -> None:
         """The program ended: search what it printed last, then answer every wait."""
+        if not self:
+            self._on_empty(self)  # nothing to answer: the service forgets this session
+            return
         if self._ending:
             return  # _searched_last answers the waits added meanwhile too
         self._ending = True
@@ -436,8 +439,10 @@ class WaitService:
         waiters.remove(waiter)
 
     def _empty(self, waiters: SessionWaiters) -> None:
-        if self.sessions.get(waiters.session.id) is waiters:
-            del self.sessions[waiters.session.id]
+        # Kept while the session runs: each one waits on the session's end, once.
+        session = waiters.session
+        if session.status is Status.EXITED and self.sessions.get(session.id) is waiters:
+            del self.sessions[session.id]
 
     @staticmethod
     def _gone_answer() -> Answer:
