@@ -4,10 +4,13 @@ and the refusals."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from treq.client import HTTPClient
 from twisted.internet import defer, reactor
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseNeverReceived
 
-from tests.support.daemon import sleep, within
+from tests.support.daemon import poll, sleep, within
 from tests.support.e2e import DaemonTestCase
 
 
@@ -101,6 +104,48 @@ class WaitAPITests(DaemonTestCase):
             "POST", f"/api/sessions/{sid}/wait", data=b"pattern=a", headers={"Content-Type": "text/plain"}
         )
         self.assertJSONError(code, answer, 415)
+
+    async def test_share_token_refused(self) -> None:
+        """A read-only share link may not wait on its session (403)."""
+        sid = await self.create(["cat"])
+        code, share, _ = await self.client.request("POST", f"/api/sessions/{sid}/share", {})
+        self.assertEqual(code, 200)
+        code, answer, _ = await self.client.request(
+            "POST",
+            f"/api/sessions/{sid}/wait",
+            {"pattern": "a"},
+            headers={"Authorization": f"Bearer {share['token']}"},
+        )
+        self.assertJSONError(code, answer, 403)
+
+    async def test_limit_and_clients_gone(self) -> None:
+        """A session holds at most 200 pending waits (the next is 503 with Retry-After); waits
+        whose clients hang up are forgotten, so new ones are taken again."""
+        sid = await self.create(["cat"])
+        http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+        refused: list[Any] = []
+        pending = []
+        for _ in range(201):
+            d = http.post(
+                self.daemon.url(f"/api/sessions/{sid}/wait"),
+                json={"pattern": "never", "on": "output", "timeout": 60},
+            )
+            d.addCallback(refused.append)
+            d.addErrback(lambda f: f.trap(defer.CancelledError, ResponseNeverReceived))
+            pending.append(d)
+        await poll(reactor, lambda: refused, 20, what="one wait of 201 refused")
+        await sleep(reactor, 0.5)
+        self.assertEqual([r.code for r in refused], [503], "200 are taken, one is refused")
+        self.assertEqual(refused[0].headers.getRawHeaders(b"retry-after"), [b"1"])
+        self.assertIn(b"200 waits", await refused[0].content())
+        for d in pending:
+            d.cancel()
+
+        async def taken() -> bool:
+            code, answer = await self.wait(sid, {"pattern": "x", "timeout": 0.2})
+            return code == 408
+
+        await poll(reactor, taken, 20, interval=0.2, what="a wait taken again")
 
 
 class WaitRestartTests(DaemonTestCase):
