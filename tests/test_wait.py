@@ -72,14 +72,17 @@ class OutputSearchTests(SynchronousTestCase):
 
     @given(
         st.text(alphabet="abc\n>", max_size=200),
-        st.sampled_from(["abc", r"c\n>", r"(?m)^>", r"a[bc]{2,5}a", r"b+c"]),
+        st.sampled_from(["abc", r"c\n>", r"(?m)^>", "^ab", r"\Ac", r"a[bc]{2,5}a", r"b+c"]),
         st.lists(st.integers(min_value=0, max_value=400), max_size=12),
+        st.sampled_from([7, 4096]),
     )
-    def test_split_anywhere(self, text: str, pattern: str, cuts: list[int]) -> None:
-        """However output is cut into pieces, the pattern shows in it exactly when it shows
-        in the whole, and the text matched is a match of the whole (the same one for a
-        pattern of fixed length)."""
-        search = OutputSearch(re.compile(pattern))
+    def test_split_anywhere(self, text: str, pattern: str, cuts: list[int], overlap: int) -> None:
+        """However output is cut into pieces, a pattern whose matches are no longer than the
+        overlap shows in it exactly when it shows in the whole, and the text matched is a
+        match of the whole (the same one for a pattern of fixed length)."""
+        if overlap < 200 and pattern in (r"a[bc]{2,5}a", r"b+c"):
+            pattern = "abc"  # matches of these may be longer than the short overlap
+        search = OutputSearch(re.compile(pattern), overlap=overlap)
         found = None
         for piece in _chunks(text, cuts):
             found = search.feed(piece)
@@ -89,8 +92,20 @@ class OutputSearchTests(SynchronousTestCase):
         self.assertEqual(found is not None, whole is not None)
         if found is not None and whole is not None:
             self.assertRegex(found[0], pattern)
-            if pattern in ("abc", r"c\n>"):
+            if pattern in ("abc", r"c\n>", "^ab", r"\Ac"):
                 self.assertEqual(found[0], whole.group(0))
+
+    def test_start_of_output(self) -> None:
+        """^ matches where the output searched starts, not where the overlap cut it; (?m)^
+        matches after any line break."""
+        search = OutputSearch(re.compile("^ab"), overlap=4)
+        self.assertIsNone(search.feed("x"))
+        self.assertIsNone(search.feed("yyyyyyab"))
+        self.assertIsNone(search.feed("ab"))
+        self.assertEqual(OutputSearch(re.compile("^ab"), overlap=4).feed("abc"), ("ab", 2))
+        lines = OutputSearch(re.compile("(?m)^ab"), overlap=4)
+        self.assertIsNone(lines.feed("zzzzzzzz\n"))
+        self.assertEqual(lines.feed("abc"), ("ab", 2))
 
     def test_overlap_bounds_the_reach(self) -> None:
         """A match may begin at most the overlap before the piece that completes it."""

@@ -92,13 +92,18 @@ class OutputSearch:
 
     Each search covers the new text and up to ``overlap`` characters before it,
     so it finds every match that starts at most ``overlap`` characters before
-    the text that completes it, wherever the output was cut into pieces.
+    the text that completes it, wherever the output was cut into pieces. ``^``
+    and ``\\A`` stand for the start of the output searched, never for a place
+    where the overlap cut it (``(?m)^`` is the start of any line).
     """
 
     def __init__(self, pattern: re.Pattern[str], overlap: int = OVERLAP) -> None:
         self.pattern = pattern
         self._overlap = overlap
         self._tail = ""
+        #: Whether the tail no longer starts where the output began: then the search
+        #: starts one character in, so ``^`` and ``\A`` match only the output's real start.
+        self._cut = False
 
     def feed(self, text: str) -> tuple[str, int] | None:
         """Take in more output: None while the pattern has not shown, then the matched text and
@@ -106,8 +111,10 @@ class OutputSearch:
         if not text:
             return None
         window = self._tail + text
-        match = self.pattern.search(window)
+        match = self.pattern.search(window, 1 if self._cut else 0)
         if match is not None:
             return match.group(0), max(0, match.end() - len(self._tail))
-        self._tail = window[-self._overlap :] if self._overlap else ""
+        keep = self._overlap + 1  # the character before the overlap, for ^ and lookbehinds
+        self._cut = self._cut or len(window) > keep
+        self._tail = window[-keep:]
         return None
