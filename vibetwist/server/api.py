@@ -42,6 +42,7 @@ from vibetwist.model.info import Status
 from vibetwist.model.keys import key_sequence
 from vibetwist.model.peercred import Peer, client_key
 from vibetwist.model.snapshot import encode
+from vibetwist.model.wait import WaitRequest
 from vibetwist.server.eventstream import EventStreamResource
 from vibetwist.server.limits import SessionCreateLimit, connection_peer
 from vibetwist.server.metrics import Metrics
@@ -51,6 +52,7 @@ from vibetwist.server.static import WebClient
 from vibetwist.server.websocket import WebSocketFactory, WebSockets
 from vibetwist.sessions.recording import RecordingReader
 from vibetwist.sessions.service import SessionService
+from vibetwist.sessions.waiters import WaitService
 
 #: How long /text and /buffer wait for the screen to catch up before answering anyway.
 SCREEN_WAIT = 2.0
@@ -222,6 +224,8 @@ class API:
         self.restarter: Any = None
         #: /api/push/*: Web Push is off until a notifier is given (tap.makeService does).
         self.push = PushAPI(None, reactor.seconds)
+        #: The pending waits of POST /api/sessions/:id/wait.
+        self.waiters = WaitService(reactor)
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
 
@@ -232,6 +236,7 @@ class API:
         """Stop the heartbeat and give viewers that got their exit line a moment to flush it."""
         if self._heartbeat.running:
             self._heartbeat.stop()
+        self.waiters.interrupt()
         for stream in list(self.event_streams):
             stream.close()
         for connection in self.websockets.connections():
@@ -241,6 +246,7 @@ class API:
     def restarting(self) -> None:
         """The daemon restarts in place: close every WebSocket with 1012 and end every SSE
         stream (without an exit line); their clients come back to the new daemon."""
+        self.waiters.interrupt()
         for connection in self.websockets.connections():
             connection.restarting()
         for viewer in list(self.viewers):
@@ -567,6 +573,16 @@ class API:
         await self._fresh_screen(session)
         request.setHeader(b"content-type", b"application/octet-stream")
         return encode(session.screen.snapshot())
+
+    @app.route("/api/sessions/<session_id>/wait", methods=["POST"])
+    async def wait(self, request: Any, session_id: str) -> bytes:
+        """Answer once a pattern shows on the screen or in the output, or the program goes quiet
+        (see vibetwist.sessions.waiters); 408 at the timeout."""
+        session = self.service.get(session_id)
+        code, body = await self.waiters.wait(session, WaitRequest.from_json(_body(request)))
+        if code == 503:
+            request.setHeader(b"retry-after", b"1")
+        return _json(request, body, code)
 
     @app.route("/api/sessions/<session_id>/stream", methods=["GET"])
     def stream(self, request: Any, session_id: str) -> Resource:
