@@ -120,6 +120,9 @@ setup(
         "argon2-cffi>=23.1",
         # GET /metrics: the Prometheus text format, and the standard process metrics.
         "prometheus-client>=0.20",
+        # POST /api/sessions/:id/wait: regular expressions searched with a time limit, which
+        # Python's re lacks, so a pattern that backtracks without end cannot hold the daemon.
+        "regex>=2024.4",
         # Web Push: VAPID keys and signatures (py-vapid), and the aes128gcm encryption of
         # each message for its subscription (http-ece, what pywebpush encrypts with); the
         # daemon posts the encrypted bodies itself, with treq.

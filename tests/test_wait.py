@@ -4,15 +4,17 @@ a session (in memory, with a clock and a fake program), for POST /api/sessions/:
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
+import regex
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support.sessions import Harness
 from vibetwist.errors import BadRequest
-from vibetwist.model.wait import MAX_TIMEOUT, OutputSearch, WaitRequest
+from vibetwist.model.wait import MAX_TIMEOUT, SEARCH_TIMEOUT, OutputSearch, PatternTooSlow, WaitRequest
 from vibetwist.sessions.waiters import SCREEN_INTERVAL, TooManyWaiters, WaitService
 from vibetwist.testing import pump
 
@@ -24,7 +26,7 @@ class RequestTests(SynchronousTestCase):
         """A pattern alone waits 30 s on the screen, from now."""
         wanted = WaitRequest.from_json({"pattern": "ok"})
         self.assertEqual((wanted.timeout, wanted.on, wanted.after, wanted.idle), (30.0, "screen", None, None))
-        self.assertEqual(wanted.pattern, re.compile("ok"))
+        self.assertEqual(wanted.pattern, regex.compile("ok"))
 
     def test_output_after_and_idle(self) -> None:
         """on, after and timeout are taken as given; idle stands in for a pattern."""
@@ -82,7 +84,7 @@ class OutputSearchTests(SynchronousTestCase):
         match of the whole (the same one for a pattern of fixed length)."""
         if overlap < 200 and pattern in (r"a[bc]{2,5}a", r"b+c"):
             pattern = "abc"  # matches of these may be longer than the short overlap
-        search = OutputSearch(re.compile(pattern), overlap=overlap)
+        search = OutputSearch(regex.compile(pattern), overlap=overlap)
         found = None
         for piece in _chunks(text, cuts):
             found = search.feed(piece)
@@ -98,23 +100,31 @@ class OutputSearchTests(SynchronousTestCase):
     def test_start_of_output(self) -> None:
         """^ matches where the output searched starts, not where the overlap cut it; (?m)^
         matches after any line break."""
-        search = OutputSearch(re.compile("^ab"), overlap=4)
+        search = OutputSearch(regex.compile("^ab"), overlap=4)
         self.assertIsNone(search.feed("x"))
         self.assertIsNone(search.feed("yyyyyyab"))
         self.assertIsNone(search.feed("ab"))
-        self.assertEqual(OutputSearch(re.compile("^ab"), overlap=4).feed("abc"), ("ab", 2))
-        lines = OutputSearch(re.compile("(?m)^ab"), overlap=4)
+        self.assertEqual(OutputSearch(regex.compile("^ab"), overlap=4).feed("abc"), ("ab", 2))
+        lines = OutputSearch(regex.compile("(?m)^ab"), overlap=4)
         self.assertIsNone(lines.feed("zzzzzzzz\n"))
         self.assertEqual(lines.feed("abc"), ("ab", 2))
 
     def test_overlap_bounds_the_reach(self) -> None:
         """A match may begin at most the overlap before the piece that completes it."""
-        search = OutputSearch(re.compile("start.*end"), overlap=10)
+        search = OutputSearch(regex.compile("start.*end"), overlap=10)
         self.assertIsNone(search.feed("start" + "x" * 20))
         self.assertIsNone(search.feed("end"))
-        near = OutputSearch(re.compile("start.*end"), overlap=10)
+        near = OutputSearch(regex.compile("start.*end"), overlap=10)
         self.assertIsNone(near.feed("start" + "x" * 4))
         self.assertEqual(near.feed("end"), ("startxxxxend", 3))
+
+    def test_runaway_pattern(self) -> None:
+        """A pattern that backtracks without end stops with PatternTooSlow after about
+        SEARCH_TIMEOUT instead of holding the daemon (Python's re would search for hours)."""
+        search = OutputSearch(regex.compile("(a|aa)+c"))
+        began = time.perf_counter()
+        self.assertRaises(PatternTooSlow, search.feed, "a" * 60)
+        self.assertLess(time.perf_counter() - began, SEARCH_TIMEOUT + 1.0)
 
 
 class WaitersTests(SynchronousTestCase):
@@ -149,6 +159,23 @@ class WaitersTests(SynchronousTestCase):
         self.h.launcher.last.say(b"ready now")
         self.settle()
         self.assertEqual(answers, [(200, {"matched": True, "text": "ready", "offset": session.recorded_end})])
+        self.assertEqual(session.listeners, frozenset())
+        self.assertEqual(self.service.count, 0)
+
+    def test_runaway_pattern_ends_its_wait(self) -> None:
+        """An output or screen wait whose pattern runs past the search's time limit answers 422
+        with the reason, and the session is left alone."""
+        session = self.running()
+        output = self.wait(session, pattern="(a|aa)+c", on="output")
+        screen = self.wait(session, pattern="(a|aa)+c", on="screen")
+        self.h.launcher.last.say(b"a" * 60)
+        self.settle(SCREEN_INTERVAL)
+        self.settle(SCREEN_INTERVAL)
+        for answers in (output, screen):
+            self.assertEqual(len(answers), 1)
+            code, body = answers[0]
+            self.assertEqual(code, 422)
+            self.assertIn("took more than", body["error"])
         self.assertEqual(session.listeners, frozenset())
         self.assertEqual(self.service.count, 0)
 

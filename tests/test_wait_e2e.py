@@ -60,6 +60,21 @@ class WaitAPITests(DaemonTestCase):
         self.assertJSONError(code, answer, 408)
         self.assertGreaterEqual(reactor.seconds() - started, 0.45)
 
+    async def test_runaway_pattern(self) -> None:
+        """A pattern that backtracks without end on what the program printed answers 422 with
+        the reason, within about a second, and the daemon and the session go on serving."""
+        sid = await self.create(["sh", "-c", "printf '%060d' 0 | tr 0 a; echo; exec cat"])
+        await self.client.wait_text(sid, "aaaa")
+        started = reactor.seconds()
+        code, answer = await self.wait(sid, {"pattern": "(a|aa)+c", "on": "output", "after": 0})
+        self.assertJSONError(code, answer, 422)
+        self.assertIn("took more than", answer["error"])
+        code, answer = await self.wait(sid, {"pattern": "(a|aa)+c"})
+        self.assertJSONError(code, answer, 422)
+        self.assertLess(reactor.seconds() - started, 5.0)
+        code, answer = await self.wait(sid, {"pattern": "a{60}", "after": 0, "on": "output"})
+        self.assertEqual((code, answer["matched"]), (200, True))
+
     async def test_program_ended_first(self) -> None:
         """A program that ends before the pattern shows answers matched false, exited, with
         its exit code; so does a wait on a session that has ended already, while what the

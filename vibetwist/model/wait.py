@@ -5,16 +5,19 @@ Pure: a :class:`WaitRequest` is read from the request's JSON body (or a
 :class:`vibetwist.errors.BadRequest` says why not), and an
 :class:`OutputSearch` is handed output text piece by piece and says when its
 pattern has shown. What either searches is bounded, so one search never
-holds the daemon for long, however much a program prints.
+holds the daemon for long, however much a program prints; and every search
+runs with a time limit (the ``regex`` package's, which Python's ``re`` does
+not have), so a pattern that backtracks without end ends its own wait
+(:class:`PatternTooSlow`) instead of holding the daemon.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import attrs
+import regex
 
 from vibetwist.errors import BadRequest
 
@@ -33,6 +36,25 @@ MAX_BACKLOG = 1 << 20
 #: Where a wait looks: the screen's text or the program's output.
 MODES = ("screen", "output")
 FIELDS = frozenset({"pattern", "idle", "timeout", "on", "after"})
+#: The longest one search of a pattern may run, in seconds.
+SEARCH_TIMEOUT = 0.05
+
+
+class PatternTooSlow(Exception):
+    """A search of the pattern ran past SEARCH_TIMEOUT: it backtracks too much to be waited on."""
+
+    message = (
+        f"The pattern took more than {SEARCH_TIMEOUT * 1000:g} ms to search the output; "
+        "the wait is ended (a simpler pattern, without nested repeats, searches quickly)"
+    )
+
+
+def search(pattern: Any, text: str, pos: int = 0) -> Any:
+    """pattern.search(text, pos) within SEARCH_TIMEOUT seconds: the match or None, or PatternTooSlow."""
+    try:
+        return pattern.search(text, pos, timeout=SEARCH_TIMEOUT)
+    except TimeoutError as e:
+        raise PatternTooSlow(PatternTooSlow.message) from e
 
 
 def _number(body: dict[str, Any], name: str, default: float | None) -> float | None:
@@ -51,7 +73,7 @@ class WaitRequest:
     """One wait: for ``pattern`` (compiled) in ``on``, or for ``idle`` seconds of quiet."""
 
     timeout: float
-    pattern: re.Pattern[str] | None = None
+    pattern: Any = None  # a compiled regex.Pattern
     on: str = "screen"
     after: int | None = None
     idle: float | None = None
@@ -75,8 +97,8 @@ class WaitRequest:
         if len(pattern) > MAX_PATTERN:
             raise BadRequest(f"pattern must be at most {MAX_PATTERN} characters")
         try:
-            compiled = re.compile(pattern)
-        except (re.error, RecursionError, OverflowError, ValueError) as e:
+            compiled = regex.compile(pattern)
+        except (regex.error, RecursionError, OverflowError, ValueError) as e:
             raise BadRequest("pattern is not a regular expression", details=str(e)[:200]) from e
         on = body.get("on", "screen")
         if on not in MODES:
@@ -97,7 +119,7 @@ class OutputSearch:
     where the overlap cut it (``(?m)^`` is the start of any line).
     """
 
-    def __init__(self, pattern: re.Pattern[str], overlap: int = OVERLAP) -> None:
+    def __init__(self, pattern: Any, overlap: int = OVERLAP) -> None:
         self.pattern = pattern
         self._overlap = overlap
         self._tail = ""
@@ -107,11 +129,12 @@ class OutputSearch:
 
     def feed(self, text: str) -> tuple[str, int] | None:
         """Take in more output: None while the pattern has not shown, then the matched text and
-        where in ``text`` the match ends (0 for a match that ends before it)."""
+        where in ``text`` the match ends (0 for a match that ends before it); PatternTooSlow
+        if the search ran too long."""
         if not text:
             return None
         window = self._tail + text
-        match = self.pattern.search(window, 1 if self._cut else 0)
+        match = search(self.pattern, window, 1 if self._cut else 0)
         if match is not None:
             return match.group(0), max(0, match.end() - len(self._tail))
         keep = self._overlap + 1  # the character before the overlap, for ^ and lookbehinds

@@ -35,7 +35,7 @@ from vibetwist.errors import FormatError, RetryLater
 from vibetwist.interfaces import ISession, IStreamListener
 from vibetwist.model.asciicast import Event, parse_line
 from vibetwist.model.info import Status
-from vibetwist.model.wait import MAX_BACKLOG, OutputSearch, WaitRequest
+from vibetwist.model.wait import MAX_BACKLOG, OutputSearch, PatternTooSlow, WaitRequest, search
 from vibetwist.sessions.recording import RecordingReader
 
 #: Pending waits one session may have.
@@ -108,6 +108,10 @@ class Waiter:
 
 def matched(text: str, offset: int) -> Answer:
     return 200, {"matched": True, "text": text, "offset": offset}
+
+
+def too_slow(error: PatternTooSlow) -> Answer:
+    return 422, {"error": str(error)}
 
 
 @implementer(IStreamListener)
@@ -243,7 +247,11 @@ class SessionWaiters:
         """Hand the waiter's search these (end offset, text) pieces; True if it matched."""
         if not pieces or waiter.search is None:
             return False
-        found = waiter.search.feed("".join(text for _, text in pieces))
+        try:
+            found = waiter.search.feed("".join(text for _, text in pieces))
+        except PatternTooSlow as e:
+            waiter.finish(*too_slow(e))
+            return True
         if found is None:
             return False
         text, end = found
@@ -329,7 +337,11 @@ class SessionWaiters:
             if text is None:
                 text = self.session.screen.text()
             pattern = waiter.request.pattern
-            match = pattern.search(text) if pattern is not None else None
+            try:
+                match = search(pattern, text) if pattern is not None else None
+            except PatternTooSlow as e:
+                waiter.finish(*too_slow(e))
+                continue
             if match is not None:
                 waiter.finish(*matched(match.group(0), feed.position))
 
