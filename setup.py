@@ -123,11 +123,12 @@ setup(
         # POST /api/sessions/:id/wait: regular expressions searched with a time limit, which
         # Python's re lacks, so a pattern that backtracks without end cannot hold the daemon.
         "regex>=2024.4",
-        # Web Push: VAPID keys and signatures (py-vapid), and the aes128gcm encryption of
-        # each message for its subscription (http-ece, what pywebpush encrypts with); the
-        # daemon posts the encrypted bodies itself, with treq.
+        # Web Push: VAPID keys and signatures (py-vapid), and each message encrypted for
+        # its subscription (pywebpush, aes128gcm). pywebpush's own sending (requests,
+        # synchronous) is not used: the daemon posts the bodies itself, with treq, and
+        # imports pywebpush in a thread once it runs, as it takes 0.2-0.3 s.
         "py-vapid>=1.9",
-        "http-ece>=1.2",
+        "pywebpush>=2.0",
     ],
     extras_require={
         "test": [
@@ -136,6 +137,8 @@ setup(
             "mypy>=1.10",
             "mypy-zope>=1.0",
             "asciinema>=2.4,<3",
+            # The tests' push service decrypts what the daemon sends (aes128gcm).
+            "http-ece>=1.2",
             # Drives the system's Chromium in tests/test_browser.py (no browser download).
             "playwright>=1.40",
             # tests/test_packaging.py builds the sdist and wheel without build isolation.

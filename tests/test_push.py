@@ -10,6 +10,8 @@ import json
 import os
 import stat
 import string
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -352,6 +354,22 @@ class NotifierTests(SynchronousTestCase):
         one_turn(self.clock)
         self.assertEqual(len(self.sender.posts), 1)
 
+    def test_waits_for_the_encryption_to_load(self) -> None:
+        """Nothing is encrypted or posted until the notifier's preparation (the daemon's
+        import of pywebpush, in a thread) is done; then what waited goes out."""
+        loaded: defer.Deferred[None] = defer.Deferred()
+        notifier = PushNotifier(self.key, self.store, self.sender, self.events, "mailto:a@b.c", self.clock,
+                                prepare=lambda: loaded)  # fmt: skip
+        self.notifier.stop()
+        notifier.start()
+        self.add("bells", ("bell",))
+        self.publish("bell", "s1")
+        self.publish("bell", "s2")
+        self.assertEqual(self.sender.posts, [])
+        loaded.callback(None)
+        self.clock.advance(0)
+        self.assertEqual(len(self.sender.posts), 2)
+
     def test_unknown_kinds_flow_through_to_nobody(self) -> None:
         """A kind nobody picked (a title change, say) is sent to nobody."""
         self.add("all", PICKABLE)
@@ -598,6 +616,19 @@ class PushEndToEndTests(DaemonTestCase):
         code, body, _ = await client.request("GET", "/api/push/vapid-public-key")
         self.assertEqual((code, body["error"]), (503, "Push notifications not configured"))
         self.assertFalse((base / "vibetwist.vapid.pem").exists())
+
+
+class LazyImportTests(SynchronousTestCase):
+    """pywebpush is not loaded with the daemon's code."""
+
+    def test_not_imported_at_start(self) -> None:
+        """Importing the daemon's assembly (vibetwist.tap) in a fresh interpreter loads
+        neither pywebpush nor the HTTP clients it brings (requests, aiohttp): the daemon
+        imports them in a thread once it runs, so its start does not wait for them."""
+        slow = "{'pywebpush', 'requests', 'aiohttp'}"
+        code = f"import sys, vibetwist.tap; print(sorted({slow} & set(sys.modules)))"
+        found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        self.assertEqual(found.stdout.strip(), "[]")
 
 
 class PushOptionsTests(SynchronousTestCase):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application.service import MultiService, Service
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.resource import Resource
@@ -29,6 +30,7 @@ from vibetwist.model.controldir import default_control_dir
 from vibetwist.model.launch import DAEMON_SECRETS, default_shell
 from vibetwist.model.privatefiles import UnsafePath, check_private_dir, check_private_file
 from vibetwist.model.vapid import VapidKeyError, load_vapid
+from vibetwist.model.webpush import load_encoder
 from vibetwist.server.api import API
 from vibetwist.server.hostcheck import HostOriginCheck
 from vibetwist.server.limits import ConnectionLimiter, Limits, SessionCreateLimit, connection_peer
@@ -359,7 +361,16 @@ def make_notifier(options: Options, events: Any, reactor: Any) -> PushNotifier |
         subscriptions.load()
     except (VapidKeyError, PushStoreError) as e:
         raise usage.UsageError(f"Web Push: {e}") from None
-    return PushNotifier(key, subscriptions, TreqPushSender(reactor), events, options["push-contact"], reactor)
+    return PushNotifier(
+        key,
+        subscriptions,
+        TreqPushSender(reactor),
+        events,
+        options["push-contact"],
+        reactor,
+        # pywebpush takes 0.2-0.3 s to import: in a thread, after the daemon has started.
+        prepare=lambda: deferToThreadPool(reactor, reactor.getThreadPool(), load_encoder),
+    )
 
 
 class _PushService(Service):

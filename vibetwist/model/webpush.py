@@ -5,7 +5,13 @@ A subscription is what a browser's ``PushManager.subscribe`` gives (``{endpoint,
 keys: {p256dh, auth}}``) and the kinds of event it asked for. A message is the JSON a
 service worker shows as a notification (``{title, body, tag, url, event}``),
 encrypted for one subscription with aes128gcm (RFC 8188, RFC 8291) by
-:func:`encrypt`. All of it is pure: bytes and values in, bytes and values out.
+:func:`encrypt`, with pywebpush. All of it is pure: bytes and values in, bytes and
+values out.
+
+pywebpush is imported when a message is first encrypted, not with this module: it
+brings requests and aiohttp along (0.2 to 0.3 s here), which the daemon never uses, as
+it posts the messages itself. The daemon imports it in a thread at start
+(:func:`load_encoder`), so that neither its start nor its reactor waits for that.
 """
 
 from __future__ import annotations
@@ -13,13 +19,11 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
-import http_ece
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from vibetwist.errors import BadRequest
@@ -251,16 +255,19 @@ def payload(event: Mapping[str, Any]) -> bytes:
     return data
 
 
+def load_encoder() -> None:
+    """Import what :func:`encrypt` needs (pywebpush, with requests and aiohttp): slow,
+    and done once; the daemon calls this in a thread."""
+    import pywebpush  # noqa: F401
+
+
 def encrypt(subscription: Subscription, plaintext: bytes) -> bytes:
-    """plaintext encrypted for the subscription (aes128gcm, RFC 8291): a fresh ephemeral
-    P-256 key and salt each time, in a single record."""
-    return bytes(
-        http_ece.encrypt(
-            plaintext,
-            salt=os.urandom(16),
-            private_key=ec.generate_private_key(ec.SECP256R1()),
-            dh=subscription.p256dh,
-            auth_secret=subscription.auth,
-            version="aes128gcm",
-        )
-    )
+    """plaintext encrypted for the subscription by pywebpush (aes128gcm, RFC 8291): a
+    fresh ephemeral P-256 key and salt each time, in a single record."""
+    from pywebpush import WebPusher
+
+    info = {
+        "endpoint": subscription.endpoint,
+        "keys": {"p256dh": _b64(subscription.p256dh), "auth": _b64(subscription.auth)},
+    }
+    return bytes(WebPusher(info).encode(plaintext, content_encoding="aes128gcm")["body"])

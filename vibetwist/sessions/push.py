@@ -9,10 +9,12 @@ subscription that picked its kind one message: the notification
 (:func:`vibetwist.model.webpush.payload`) encrypted for it, signed with the daemon's
 VAPID key. A subscription whose push service answers 404 or 410 is gone and is dropped.
 
-Sending never blocks the reactor: an event is sent once the reactor has written what
-the pages' event streams got of it (two turns after it is published); each message is
-encrypted on the reactor (one ECDH and one AES-GCM record, 0.5 to 1.3 ms here) and
-posted by an
+Sending never blocks the reactor: pywebpush, which encrypts the messages, is imported
+in a thread when the notifier starts (what ``prepare`` does; messages wait until it is
+done), and its own sending (requests, synchronous) is not used. An event is sent once
+the reactor has written what the pages' event streams got of it (two turns after it is
+published); each message is encrypted by pywebpush on the reactor (one ECDH and one
+AES-GCM record, 0.5 to 1.3 ms here) and posted by an
 :class:`vibetwist.interfaces.IPushSender` (:class:`TreqPushSender`: treq on the
 reactor, no thread), one message a turn, at most :data:`CONCURRENCY` posts at once
 and :data:`MAX_WAITING` waiting; past that a message is dropped and logged.
@@ -21,12 +23,14 @@ and :data:`MAX_WAITING` waiting; past that a message is dropped and logged.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
@@ -182,6 +186,7 @@ class PushNotifier:
         reactor: Any,
         concurrency: int = CONCURRENCY,
         max_waiting: int = MAX_WAITING,
+        prepare: Callable[[], Deferred[None]] = lambda: succeed(None),
     ) -> None:
         self.key = key
         self.subscriptions = subscriptions
@@ -191,6 +196,10 @@ class PushNotifier:
         self._reactor = reactor
         self._concurrency = concurrency
         self._max_waiting = max_waiting
+        #: Loads the encryption (pywebpush) before the first message: the daemon
+        #: imports it in a thread. Nothing is encrypted until it is done.
+        self._prepare = prepare
+        self._prepared = False
         #: Messages waiting to be encrypted and posted, and how many posts are out.
         self._queue: deque[tuple[Subscription, bytes, str, Deferred[bool]]] = deque()
         self._posting = 0
@@ -202,6 +211,16 @@ class PushNotifier:
 
     def start(self) -> None:
         self._events.subscribe(self._heard)
+        self._prepare().addCallbacks(self._ready, self._not_ready)
+
+    def _ready(self, _: None) -> None:
+        self._prepared = True
+        self._schedule()
+
+    def _not_ready(self, failure: Failure) -> None:
+        # Each message will fail (and be logged) in its turn.
+        self.log.failure("push: cannot load pywebpush, which encrypts the messages", failure)
+        self._ready(None)
 
     def stop(self) -> Any:
         self._events.unsubscribe(self._heard)
@@ -284,7 +303,7 @@ class PushNotifier:
         return DeferredList(sends, consumeErrors=True).addCallback(tally)
 
     def _schedule(self) -> None:
-        if self._next_turn is None and self._queue and self._posting < self._concurrency:
+        if self._prepared and self._next_turn is None and self._queue and self._posting < self._concurrency:
             self._next_turn = self._reactor.callLater(0, self._post_next)
 
     def _post_next(self) -> None:
