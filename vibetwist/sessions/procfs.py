@@ -1,5 +1,6 @@
 # -*- test-case-name: tests.test_external_session -*-
-"""What /proc tells about a session's processes: is its program still alive, and is it really its own."""
+"""What /proc tells about a session's processes: is its program still alive, and is it really
+its own; what runs in its foreground, and whether that waits reading the terminal."""
 
 from __future__ import annotations
 
@@ -31,3 +32,48 @@ def pid_runs_session(pid: int, session_id: str, proc: str = "/proc") -> bool:
     except OSError:
         return False
     return f"VIBETUNNEL_SESSION_ID={session_id}".encode() in environ.split(b"\0")
+
+
+#: Most characters of a command line kept.
+MAX_COMMAND = 1000
+#: Where the kernel shows a process sleeping in a read of a terminal (``/proc/PID/wchan``).
+TERMINAL_READ_WAITS = frozenset({"n_tty_read", "wait_woken"})
+#: The number of the read system call (x86-64, then arm64 and the other generic ones).
+READ_SYSCALLS = frozenset({"0", "63"})
+
+
+def command_line(pid: int, proc: str = "/proc") -> str | None:
+    """pid's command line, its arguments joined with spaces (None if it is gone)."""
+    try:
+        with open(f"{proc}/{pid}/cmdline", "rb") as f:
+            raw = f.read(MAX_COMMAND * 4)
+    except OSError:
+        return None
+    words = raw.rstrip(b"\0").split(b"\0")
+    return " ".join(w.decode("utf-8", "replace") for w in words)[:MAX_COMMAND]
+
+
+def program_name(pid: int, proc: str = "/proc") -> str | None:
+    """The name of pid's program (``/proc/PID/comm``), None if it is gone."""
+    try:
+        with open(f"{proc}/{pid}/comm", "rb") as f:
+            return f.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+
+
+def reads_terminal(pid: int, proc: str = "/proc") -> bool:
+    """Whether pid sleeps reading a terminal: in the tty read (``wchan``), or in a read of
+    fd 0 (``syscall``) where the kernel hides ``wchan``."""
+    try:
+        with open(f"{proc}/{pid}/wchan", "rb") as f:
+            if f.read().decode("ascii", "replace") in TERMINAL_READ_WAITS:
+                return True
+    except OSError:
+        pass
+    try:
+        with open(f"{proc}/{pid}/syscall", "rb") as f:
+            fields = f.read().split()
+    except OSError:
+        return False
+    return len(fields) > 1 and fields[0].decode() in READ_SYSCALLS and fields[1] == b"0x0"

@@ -1,0 +1,356 @@
+# -*- test-case-name: tests.test_activity -*-
+"""What a session is doing: bells, titles, commands its shell runs, waiting for input.
+
+Each session has an :class:`ActivityWatch`, told of its output text and of its input.
+From the output alone (:class:`vibetwist.model.termsignals.SignalScanner`) it sends
+``bell`` (at most one a second) and ``title`` events. Where the daemon holds the PTY's
+master, it also looks at the terminal's foreground process group
+(:meth:`vibetwist.interfaces.ITerminalProcess.foreground`): when it moves away from
+the session's program a command runs, when it comes back the command has ended
+(``command-finished``/``command-error`` if it ran ``command_min_seconds`` or more, with
+the exit code an ``OSC 133;D`` mark gave); and once the session has been quiet for
+:data:`QUIET` seconds after output, whether its foreground process sleeps reading the
+terminal (``needs-input``).
+
+It looks when output or input comes (at most every :data:`RECHECK` seconds), and the
+daemon's one :class:`ActivityMonitor` looks again every :data:`TICK` seconds at the
+sessions that did something within the last :data:`HOT` seconds only. An idle session
+costs nothing: no timer, no system call.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+
+from vibetwist.model.termsignals import Bell, ShellMark, SignalScanner, Title
+from vibetwist.sessions import procfs
+from vibetwist.sessions.events import BELL, COMMAND_ERROR, COMMAND_FINISHED, NEEDS_INPUT, TITLE, SessionEvents
+
+#: Seconds between a monitor's looks at the sessions that did something lately.
+TICK = 0.25
+#: Seconds after its last output or input that a session is looked at on the timer.
+HOT = 5.0
+#: Seconds of quiet after output before a session is asked whether it waits for input.
+QUIET = 1.0
+#: Seconds at least between two looks at the foreground on output or input.
+RECHECK = 0.1
+#: Seconds a session stays "active" after output.
+ACTIVE = 2.0
+#: Seconds between two bell events of one session, at least.
+BELL_INTERVAL = 1.0
+#: Seconds a command's end waits for the shell's exit-code mark, when the shell makes them.
+MARK_WAIT = 0.5
+#: Programs that, waiting at their own prompt, are not a program asking for input.
+SHELLS = frozenset({"bash", "zsh", "sh", "dash", "fish", "ksh", "mksh", "tcsh", "csh"})
+
+
+def iso(seconds: float) -> str:
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@attrs.frozen
+class Command:
+    """A command running in a session's foreground."""
+
+    group: int
+    line: str
+    started: float
+
+
+class ActivityMonitor:
+    """The daemon's one timer over the sessions that did something lately."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        events: SessionEvents,
+        command_min_seconds: float = 3.0,
+        proc: str = "/proc",
+    ) -> None:
+        self._reactor = reactor
+        self.events = events
+        self.command_min_seconds = command_min_seconds
+        self.proc = proc
+        self._hot: set[ActivityWatch] = set()
+        self._timer: Any = None
+
+    def watch(self, session: Any) -> ActivityWatch:
+        """A watch for session."""
+        return ActivityWatch(session, self)
+
+    def now(self) -> float:
+        return float(self._reactor.seconds())
+
+    def heat(self, watch: ActivityWatch) -> None:
+        """watch did something: look at it on the timer for a while."""
+        self._hot.add(watch)
+        if self._timer is None:
+            self._timer = self._reactor.callLater(TICK, self._tick)
+
+    def forget(self, watch: ActivityWatch) -> None:
+        self._hot.discard(watch)
+
+    @property
+    def hot(self) -> int:
+        """How many sessions the timer looks at now."""
+        return len(self._hot)
+
+    def later(self, seconds: float, call: Any) -> Any:
+        return self._reactor.callLater(seconds, call)
+
+    def _tick(self) -> None:
+        self._timer = None
+        now = self.now()
+        for watch in list(self._hot):
+            try:
+                keep = watch.tick(now)
+            except Exception:
+                self.log.failure("watching {id} failed", id=watch.session_id)
+                keep = False
+            if not keep:
+                self._hot.discard(watch)
+        if self._hot:
+            self._timer = self._reactor.callLater(TICK, self._tick)
+
+    def stop(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._hot.clear()
+
+
+class ActivityWatch:
+    """What one session is doing, and the events that tells."""
+
+    def __init__(self, session: Any, monitor: ActivityMonitor) -> None:
+        self._session = session
+        self._monitor = monitor
+        self._scanner = SignalScanner()
+        now = monitor.now()
+        self._last_output: float | None = None
+        self._last_input: float | None = None
+        self._last_check = 0.0
+        #: When the program was last seen holding its own terminal.
+        self._leader_seen = now
+        self._active_since = now
+        self._idle_since = now
+        self._last_bell: float | None = None
+        self._title: str | None = None
+        self._command: Command | None = None
+        #: The exit code the shell's last D mark gave, since the command began.
+        self._code: int | None = None
+        self._code_seen = False
+        #: Whether this shell writes D marks (so an ended command waits for one).
+        self._marks = False
+        self._ending: tuple[Command, float, Any] | None = None
+        self._quiet_checked = True
+        self._waiting_since: float | None = None
+        self._names: tuple[int, str | None] = (0, None)
+
+    @property
+    def session_id(self) -> str:
+        return str(self._session.id)
+
+    # -- what the session tells -----------------------------------------------------
+
+    def output(self, text: str) -> None:
+        """The program printed text."""
+        now = self._monitor.now()
+        for signal in self._scanner.feed(text):
+            if isinstance(signal, Bell):
+                self._bell(now)
+            elif isinstance(signal, Title):
+                self._titled(signal.title)
+            elif isinstance(signal, ShellMark) and signal.kind == "D":
+                self._marked(signal.code)
+        if not self._active(now):
+            self._active_since = now
+        self._last_output = now
+        self._waiting_since = None
+        self._quiet_checked = False
+        self._stirred(now)
+
+    def typed(self) -> None:
+        """Someone typed into the program."""
+        now = self._monitor.now()
+        self._last_input = now
+        if self._waiting_since is not None:
+            self._waiting_since = None
+            self._idle_since = now
+        self._stirred(now)
+
+    def ended(self) -> None:
+        """The session has ended: nothing more to watch."""
+        self._monitor.forget(self)
+        self._idle_since = self._monitor.now()
+        if self._ending is not None:
+            self._ending[2].cancel()
+            self._finish()
+        self._command = None
+        self._waiting_since = None
+
+    def _stirred(self, now: float) -> None:
+        self._monitor.heat(self)
+        if now - self._last_check >= RECHECK:
+            self._check(now)
+
+    # -- the timer ---------------------------------------------------------------------
+
+    def tick(self, now: float) -> bool:
+        """Look again; True while the session is to be looked at on the timer."""
+        self._check(now)
+        last = max(self._last_output or 0.0, self._last_input or 0.0)
+        if not self._quiet_checked and self._last_output is not None and now - self._last_output >= QUIET:
+            self._quiet_checked = True
+            self._check_waiting(now)
+        return now - last < HOT or not self._quiet_checked or self._ending is not None
+
+    # -- what the foreground says ------------------------------------------------------
+
+    def _process(self) -> Any:
+        process = self._session.process
+        if process is None or not self._session.live:
+            return None
+        return process
+
+    def _check(self, now: float) -> None:
+        self._last_check = now
+        process = self._process()
+        if process is None:
+            return
+        group = process.foreground()
+        if not group or group < 0:
+            return
+        command = self._command
+        if command is not None and group == command.group:
+            return
+        if command is not None:
+            self._command = None
+            self._command_ended(command, now)
+        if group == process.pid:
+            self._leader_seen = now
+            return
+        # A command runs: it began after the program was last seen holding the terminal,
+        # and after the last keystroke if that came later.
+        started = max(self._leader_seen, self._last_input or 0.0)
+        if not self._active(now):
+            self._active_since = now
+        self._command = Command(group, self._name(group) or "", started)
+        self._code = None
+        self._code_seen = False
+
+    def _command_ended(self, command: Command, now: float) -> None:
+        if now - command.started < self._monitor.command_min_seconds:
+            return
+        if self._code_seen or not self._marks:
+            self._ending = (command, now, None)
+            self._finish()
+            return
+        # The shell tells exit codes: give its mark a moment to come.
+        self._ending = (command, now, self._monitor.later(MARK_WAIT, self._finish))
+
+    def _marked(self, code: int | None) -> None:
+        self._marks = True
+        self._code = code
+        self._code_seen = True
+        if self._ending is not None and self._ending[2] is not None:
+            self._ending[2].cancel()
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._ending is None:
+            return
+        command, ended, _ = self._ending
+        self._ending = None
+        self._idle_since = max(self._idle_since, ended)
+        code = self._code if self._code_seen else None
+        fields: dict[str, Any] = {
+            "sessionName": self._session.info.name,
+            "command": command.line,
+            "duration": max(0, round((ended - command.started) * 1000)),
+        }
+        if code is not None:
+            fields["exitCode"] = code
+        kind = COMMAND_ERROR if code else COMMAND_FINISHED
+        self._monitor.events.publish(kind, self.session_id, **fields)
+
+    def _check_waiting(self, now: float) -> None:
+        process = self._process()
+        if process is None:
+            return
+        group = process.foreground()
+        if not group or group < 0:
+            return
+        proc = self._monitor.proc
+        if group == process.pid and procfs.program_name(group, proc) in SHELLS:
+            return  # a shell at its prompt
+        if not procfs.reads_terminal(group, proc):
+            return
+        self._waiting_since = now
+        self._monitor.events.publish(
+            NEEDS_INPUT,
+            self.session_id,
+            sessionName=self._session.info.name,
+            command=self._name(group) or self._session_command(),
+        )
+
+    def _name(self, group: int) -> str | None:
+        if self._names[0] != group:
+            self._names = (group, procfs.command_line(group, self._monitor.proc))
+        return self._names[1]
+
+    # -- bells and titles --------------------------------------------------------------
+
+    def _bell(self, now: float) -> None:
+        if self._last_bell is not None and now - self._last_bell < BELL_INTERVAL:
+            return
+        self._last_bell = now
+        command = self._command.line if self._command is not None else self._session_command()
+        self._monitor.events.publish(
+            BELL, self.session_id, sessionName=self._session.info.name, command=command
+        )
+
+    def _titled(self, title: str) -> None:
+        if title == self._title:
+            return
+        self._title = title
+        self._monitor.events.publish(TITLE, self.session_id, sessionName=self._session.info.name, title=title)
+
+    # -- the state ---------------------------------------------------------------------
+
+    def _session_command(self) -> str:
+        return " ".join(self._session.info.command)
+
+    def _active(self, now: float) -> bool:
+        if self._command is not None:
+            return True
+        return self._last_output is not None and now - self._last_output < ACTIVE
+
+    def state(self) -> dict[str, str]:
+        """``{state, since, foreground}``: the session's ``activity`` in the API."""
+        now = self._monitor.now()
+        foreground = None
+        process = self._process()
+        if process is not None:
+            group = process.foreground()
+            if group and group > 0:
+                foreground = self._name(group)
+        if foreground is None:
+            foreground = self._session_command()
+        if self._waiting_since is not None:
+            state, since = "needs-input", self._waiting_since
+        elif self._process() is not None and self._active(now):
+            state, since = "active", self._active_since
+        else:
+            state = "idle"
+            since = self._idle_since
+            if self._last_output is not None:
+                since = max(since, min(now, self._last_output + ACTIVE))
+        return {"state": state, "since": iso(since), "foreground": foreground}
