@@ -12,7 +12,8 @@ the exit code an ``OSC 133;D`` mark gave); and once the session has been quiet f
 :data:`QUIET` seconds after output, whether its foreground process sleeps reading the
 terminal (``needs-input``).
 
-It looks when output or input comes (at most every :data:`RECHECK` seconds), and the
+It looks when output or input comes (at most every :data:`RECHECK` seconds, but at every
+output while a command runs, so that its end is seen with the shell's prompt), and the
 daemon's one :class:`ActivityMonitor` looks again every :data:`TICK` seconds at the
 sessions that did something within the last :data:`HOT` seconds only. An idle session
 costs nothing: no timer, no system call.
@@ -44,8 +45,16 @@ ACTIVE = 2.0
 BELL_INTERVAL = 1.0
 #: Seconds a command's end waits for the shell's exit-code mark, when the shell makes them.
 MARK_WAIT = 0.5
-#: Programs that, waiting at their own prompt, are not a program asking for input.
+#: Shells: one a session runs bare, waiting at its own prompt, is not a program asking for input.
 SHELLS = frozenset({"bash", "zsh", "sh", "dash", "fish", "ksh", "mksh", "tcsh", "csh"})
+
+
+def interactive_shell(command: tuple[str, ...] | list[str]) -> bool:
+    """Whether command runs an interactive shell: a shell with options only (no script, no
+    ``-c``)."""
+    if not command or command[0].rsplit("/", 1)[-1].lstrip("-") not in SHELLS:
+        return False
+    return all(arg.startswith("--") or (arg.startswith("-") and "c" not in arg[1:]) for arg in command[1:])
 
 
 def iso(seconds: float) -> str:
@@ -198,7 +207,8 @@ class ActivityWatch:
 
     def _stirred(self, now: float) -> None:
         self._monitor.heat(self)
-        if now - self._last_check >= RECHECK:
+        # While a command runs, its end (the shell's prompt) is looked for in every output.
+        if self._command is not None or now - self._last_check >= RECHECK:
             self._check(now)
 
     # -- the timer ---------------------------------------------------------------------
@@ -289,8 +299,8 @@ class ActivityWatch:
         if not group or group < 0:
             return
         proc = self._monitor.proc
-        if group == process.pid and procfs.program_name(group, proc) in SHELLS:
-            return  # a shell at its prompt
+        if group == process.pid and interactive_shell(self._session.info.command):
+            return  # the session's shell at its prompt
         if not procfs.reads_terminal(group, proc):
             return
         self._waiting_since = now

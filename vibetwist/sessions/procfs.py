@@ -53,15 +53,6 @@ def command_line(pid: int, proc: str = "/proc") -> str | None:
     return " ".join(w.decode("utf-8", "replace") for w in words)[:MAX_COMMAND]
 
 
-def program_name(pid: int, proc: str = "/proc") -> str | None:
-    """The name of pid's program (``/proc/PID/comm``), None if it is gone."""
-    try:
-        with open(f"{proc}/{pid}/comm", "rb") as f:
-            return f.read().decode("utf-8", "replace").strip()
-    except OSError:
-        return None
-
-
 def reads_terminal(pid: int, proc: str = "/proc") -> bool:
     """Whether pid sleeps reading a terminal: in the tty read (``wchan``), or in a read of
     fd 0 (``syscall``) where the kernel hides ``wchan``."""
