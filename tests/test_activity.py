@@ -162,6 +162,19 @@ class ActivityTests(SynchronousTestCase):
         [finished] = self.of(COMMAND_FINISHED)
         self.assertNotIn("exitCode", finished)
 
+    def test_command_seen_before_its_exec(self) -> None:
+        """A command first seen when the shell has forked it but it has not exec'd yet (its
+        command line is still the shell's) is named by what it execs."""
+        self.proc.add(4242, ["-bash"])
+        self.session.write(b"sleep 4\r")
+        self.process.foreground_group = 4242
+        self.wait(TICK)
+        self.proc.add(4242, ["sleep", "4"])
+        self.wait(4)
+        self.process.foreground_group = self.process.pid
+        self.process.say(b"$ ")
+        self.assertEqual([f["command"] for f in self.of(COMMAND_FINISHED)], ["sleep 4"])
+
     def test_one_command_after_another(self) -> None:
         """A foreground group that gives way to another ends one command and starts the next."""
         self.proc.add(4242, ["sleep", "4"])

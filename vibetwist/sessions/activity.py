@@ -45,6 +45,11 @@ ACTIVE = 2.0
 BELL_INTERVAL = 1.0
 #: Seconds a command's end waits for the shell's exit-code mark, when the shell makes them.
 MARK_WAIT = 0.5
+#: Seconds a command that still has its shell's command line is read again (it may not
+#: have exec'd its program yet when first seen).
+EXEC_WAIT = 2.0
+#: Command lines of foreground groups a watch keeps (the shell's, and the last few commands').
+NAMES_KEPT = 8
 #: Shells: one a session runs bare, waiting at its own prompt, is not a program asking for input.
 SHELLS = frozenset({"bash", "zsh", "sh", "dash", "fish", "ksh", "mksh", "tcsh", "csh"})
 
@@ -161,7 +166,8 @@ class ActivityWatch:
         self._ending: tuple[Command, float, Any] | None = None
         self._quiet_checked = True
         self._waiting_since: float | None = None
-        self._names: tuple[int, str | None] = (0, None)
+        #: Command lines of the foreground groups seen lately, by group.
+        self._names: dict[int, str | None] = {}
 
     @property
     def session_id(self) -> str:
@@ -240,6 +246,11 @@ class ActivityWatch:
             return
         command = self._command
         if command is not None and group == command.group:
+            if now - command.started < EXEC_WAIT and command.line == self._name(process.pid):
+                # Seen between the shell's fork and the command's exec: read it again (for a
+                # while: a subshell keeps the shell's command line).
+                self._names.pop(group, None)
+                self._command = attrs.evolve(command, line=self._name(group) or "")
             return
         if command is not None:
             self._command = None
@@ -312,9 +323,11 @@ class ActivityWatch:
         )
 
     def _name(self, group: int) -> str | None:
-        if self._names[0] != group:
-            self._names = (group, procfs.command_line(group, self._monitor.proc))
-        return self._names[1]
+        if group not in self._names:
+            if len(self._names) >= NAMES_KEPT:
+                self._names.clear()
+            self._names[group] = procfs.command_line(group, self._monitor.proc)
+        return self._names[group]
 
     # -- bells and titles --------------------------------------------------------------
 
