@@ -13,8 +13,8 @@ anywhere, and picks out:
 Escape strings (OSC, DCS, APC, PM, SOS) end with ST (``ESC \\``), OSC also with BEL;
 CAN and SUB abort them, and an ESC followed by anything else aborts them and starts a
 new sequence, as xterm does. Strings longer than :data:`MAX_STRING` are
-passed over. Output with none of these (the common case) is looked at by one regular
-expression search, in C.
+passed over. Output with none of these (the common case, colours and cursor moves
+included) is looked at by a few substring searches, in C.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ MAX_STRING = 4096
 #: Longest title kept.
 MAX_TITLE = 256
 
-# Where something may begin, outside an escape string: BEL, or ESC (maybe the start of
-# a string). C1 controls (0x80-0x9f) are left alone: in UTF-8 output they are text.
-_INTEREST = re.compile("[\x07\x1b]")
+_INTRODUCERS = {"]": "osc", "P": "dcs", "X": "sos", "^": "pm", "_": "apc"}
+# The start of an escape string: ESC and its introducer. Other escape sequences (colours,
+# cursor moves) are passed over by this one search, in C. C1 controls (0x80-0x9f) are
+# left alone: in UTF-8 output they are text.
+_STRING_START = re.compile("\x1b[]P_^X]")
 # Where an escape string may end: BEL, ESC, CAN, SUB.
 _STRING_END = re.compile("[\x07\x1b\x18\x1a]")
-_INTRODUCERS = {"]": "osc", "P": "dcs", "X": "sos", "^": "pm", "_": "apc"}
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 # The scanner's states besides being inside a string of some kind.
@@ -99,20 +100,28 @@ class SignalScanner:
 
     def feed(self, text: str) -> list[Signal]:
         """The signals completed by text, in order."""
+        if self._state is _TEXT and "\x07" not in text and not text.endswith("\x1b"):
+            if _STRING_START.search(text) is None:
+                return []  # the common case: two searches, in C
         found: list[Signal] = []
         i = 0
         n = len(text)
         while i < n:
             state = self._state
             if state is _TEXT:
-                match = _INTEREST.search(text, i)
-                if match is None:
-                    break
-                i = match.end()
-                if match.group() == "\x07":
+                # The first BEL or string start, or else a last ESC (what it starts comes next).
+                bell = text.find("\x07", i)
+                match = _STRING_START.search(text, i, bell if bell >= 0 else n)
+                if match is not None:
+                    self._open(_INTRODUCERS[text[match.end() - 1]])
+                    i = match.end()
+                elif bell >= 0:
                     found.append(Bell())
+                    i = bell + 1
                 else:
-                    self._state = _ESCAPE
+                    if text.endswith("\x1b"):
+                        self._state = _ESCAPE
+                    break
             elif state is _ESCAPE:
                 # What follows an ESC outside a string: a string introducer, or anything
                 # else, which is read on as text (an ESC [ ... sequence holds no BEL).
