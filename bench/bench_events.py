@@ -168,6 +168,37 @@ def scanner_cost() -> float:
     return 1000 * seconds / (count * len(chunk) / 1e6)
 
 
+def watch_cost() -> float:
+    """Microseconds a session's activity watch takes per output read while a command runs
+    (so it asks a real PTY for its foreground group each time), scanner included."""
+    import pty
+    from types import SimpleNamespace
+
+    from twisted.internet.task import Clock
+
+    from vibetwist.sessions.activity import ActivityMonitor
+    from vibetwist.sessions.events import SessionEvents
+
+    master, slave = pty.openpty()
+    try:
+        process = SimpleNamespace(pid=os.getpid(), foreground=lambda: os.tcgetpgrp(master))
+        session = SimpleNamespace(
+            id="bench", process=process, live=True, info=SimpleNamespace(name="bench", command=("bash",))
+        )
+        clock = Clock()
+        watch = ActivityMonitor(clock, SessionEvents()).watch(session)
+        watch._command = SimpleNamespace(group=-1, line="make", started=0.0)  # noqa: SLF001 (a command runs)
+        chunk = ("drwxr-xr-x  2 user user  4096 Dec  3 14:33 \x1b[01;34msrc\x1b[0m\r\n" * 64)[:4095]
+        count = 5000
+        start = time.perf_counter()
+        for _ in range(count):
+            watch.output(chunk)
+        return 1e6 * (time.perf_counter() - start) / count
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20, help="bells (and 11 titles each) per session")
@@ -229,6 +260,7 @@ def main() -> None:
         for kind in ("bell", "title", "command-finished", "needs-input"):
             print(f"  {kind:17} {figures(result[kind])}", flush=True)
         print(f"  scanner: {scanner_cost():.2f} ms per MB of plain output (ls -l lines, 4095-byte reads)")
+        print(f"  watch: {watch_cost():.1f} us per output read while a command runs (tcgetpgrp included)")
     finally:
         stop_daemon(daemon)
         shutil.rmtree(work, ignore_errors=True)
