@@ -236,17 +236,25 @@ class ActivityWatch:
             return None
         return process
 
-    def _check(self, now: float) -> None:
-        self._last_check = now
+    def _foreground(self) -> tuple[int, int] | None:
+        """(the program's pid, the terminal's foreground group), None where it is not known."""
         process = self._process()
         if process is None:
-            return
+            return None
         group = process.foreground()
         if not group or group < 0:
+            return None
+        return process.pid, group
+
+    def _check(self, now: float) -> None:
+        self._last_check = now
+        seen = self._foreground()
+        if seen is None:
             return
+        leader, group = seen
         command = self._command
         if command is not None and group == command.group:
-            if now - command.started < EXEC_WAIT and command.line == self._name(process.pid):
+            if now - command.started < EXEC_WAIT and command.line == self._name(leader):
                 # Seen between the shell's fork and the command's exec: read it again (for a
                 # while: a subshell keeps the shell's command line).
                 self._names.pop(group, None)
@@ -255,7 +263,7 @@ class ActivityWatch:
         if command is not None:
             self._command = None
             self._command_ended(command, now)
-        if group == process.pid:
+        if group == leader:
             self._leader_seen = now
             return
         # A command runs: it began after the program was last seen holding the terminal,
@@ -303,16 +311,13 @@ class ActivityWatch:
         self._monitor.events.publish(kind, self.session_id, **fields)
 
     def _check_waiting(self, now: float) -> None:
-        process = self._process()
-        if process is None:
+        seen = self._foreground()
+        if seen is None:
             return
-        group = process.foreground()
-        if not group or group < 0:
-            return
-        proc = self._monitor.proc
-        if group == process.pid and interactive_shell(self._session.info.command):
+        leader, group = seen
+        if group == leader and interactive_shell(self._session.info.command):
             return  # the session's shell at its prompt
-        if not procfs.reads_terminal(group, proc):
+        if not procfs.reads_terminal(group, self._monitor.proc):
             return
         self._waiting_since = now
         self._monitor.events.publish(
@@ -359,12 +364,8 @@ class ActivityWatch:
     def state(self) -> dict[str, str]:
         """``{state, since, foreground}``: the session's ``activity`` in the API."""
         now = self._monitor.now()
-        foreground = None
-        process = self._process()
-        if process is not None:
-            group = process.foreground()
-            if group and group > 0:
-                foreground = self._name(group)
+        seen = self._foreground()
+        foreground = self._name(seen[1]) if seen is not None else None
         if foreground is None:
             foreground = self._session_command()
         if self._waiting_since is not None:
