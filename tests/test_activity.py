@@ -4,6 +4,7 @@ a real PTY) is in L{tests.test_activity_e2e}."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,15 +41,32 @@ class FakeProc:
 
     def __init__(self, case: SynchronousTestCase) -> None:
         self.root = Path(tempfile.mkdtemp())
-        case.addCleanup(lambda: __import__("shutil").rmtree(self.root, True))
+        case.addCleanup(shutil.rmtree, self.root, True)
 
-    def add(self, pid: int, argv: list[str], wchan: str = "do_wait", syscall: str = "61 0x1 0x2") -> None:
+    def add(
+        self,
+        pid: int,
+        argv: list[str],
+        wchan: str = "do_wait",
+        syscall: str = "61 0x1 0x2",
+        fds: dict[int, str] | None = None,
+        fdinfo: dict[int, str] | None = None,
+    ) -> None:
+        """A process: its command line, where it waits, its fds (fd 0 a terminal unless
+        told) and their fdinfo."""
         folder = self.root / str(pid)
-        folder.mkdir(exist_ok=True)
+        shutil.rmtree(folder, True)
+        folder.mkdir()
         (folder / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
-        (folder / "comm").write_text(Path(argv[0]).name.lstrip("-")[:15] + "\n")
         (folder / "wchan").write_text(wchan)
-        (folder / "syscall").write_text(syscall + " 0x7ffe 0x1\n")
+        if syscall:
+            (folder / "syscall").write_text(syscall + " 0x7ffe 0x1\n")
+        (folder / "fd").mkdir()
+        (folder / "fdinfo").mkdir()
+        for fd, target in ({0: "/dev/pts/9"} if fds is None else fds).items():
+            (folder / "fd" / str(fd)).symlink_to(target)
+        for fd, info in (fdinfo or {}).items():
+            (folder / "fdinfo" / str(fd)).write_text(info)
 
 
 class ActivityTests(SynchronousTestCase):
@@ -63,7 +81,7 @@ class ActivityTests(SynchronousTestCase):
         self.session.watch(self.monitor)
         pump(self.h.clock)
         self.process: FakeTerminalProcess = self.h.launcher.last
-        self.proc.add(self.process.pid, ["-bash"], wchan="n_tty_read", syscall="0 0x0 0x55")
+        self.proc.add(self.process.pid, ["-bash"], wchan="n_tty_read", syscall="0 0x0")
 
     def kinds(self) -> list[str]:
         return [e.type for e in self.h.published if e.type != SESSION_START]
@@ -211,9 +229,10 @@ class ActivityTests(SynchronousTestCase):
     def test_needs_input(self) -> None:
         """A program that printed, went quiet and reads the terminal needs input, once per quiet
         spell; its activity says so until something happens."""
-        self.proc.add(4242, ["python3", "ask.py"], wchan="wait_woken")
+        self.proc.add(4242, ["python3", "ask.py"], wchan="wait_woken", syscall="0 0x0")
         self.process.foreground_group = 4242
         self.session.write(b"python3 ask.py\r")
+        self.wait(0.5)  # it starts
         self.process.say(b"Name? ")
         self.wait(QUIET - TICK)
         self.assertEqual(self.kinds(), [])
@@ -224,17 +243,50 @@ class ActivityTests(SynchronousTestCase):
         self.assertEqual(len(self.of(NEEDS_INPUT)), 1)
         self.session.write(b"x\r")
         self.assertEqual(self.session.activity.state()["state"], "active")  # the command still runs
-        self.process.say(b"x\r\nName? ")
+        self.process.say(b"x\r\n")  # the echo
+        self.wait(0.5)  # some work
+        self.process.say(b"Name? ")
         self.wait(QUIET + TICK)
         self.assertEqual(len(self.of(NEEDS_INPUT)), 2)
 
-    def test_needs_input_by_syscall(self) -> None:
-        """Where wchan is hidden, a read of fd 0 (in /proc/PID/syscall) is reading the terminal."""
-        self.proc.add(4242, ["python3"], wchan="0", syscall="0 0x0 0x7f")
+    def test_pause_in_typing(self) -> None:
+        """A quiet spell after the echo of typing is someone typing, not a program waiting."""
+        self.proc.add(4242, ["python3", "ask.py"], syscall="0 0x0")
         self.process.foreground_group = 4242
-        self.process.say(b">>> ")
-        self.wait(QUIET + TICK)
-        self.assertEqual(self.kinds(), [NEEDS_INPUT])
+        self.session.write(b"ha")
+        self.process.say(b"ha")
+        self.wait(3)
+        self.assertEqual(self.kinds(), [])
+
+    def test_ways_of_waiting(self) -> None:
+        """Waiting for the terminal is a read of a terminal fd, or an epoll wait whose set
+        holds one (a node or asyncio program); without /proc/PID/syscall, wchan in the tty's
+        read. A read of a socket, an epoll set without the terminal, or a poll is not."""
+        epoll = {0: "/dev/pts/9", 5: "anon_inode:[eventpoll]", 7: "socket:[123]"}
+        cases = [
+            ("read", dict(syscall="0 0x3", fds={3: "/dev/tty"}), True),
+            ("read-socket", dict(syscall="0 0x7", fds={7: "socket:[1]"}), False),
+            (
+                "epoll",
+                dict(syscall="232 0x5", fds=epoll, fdinfo={5: "pos: 0\ntfd:        0 events: 19\n"}),
+                True,
+            ),
+            (
+                "epoll-net",
+                dict(syscall="281 0x5", fds=epoll, fdinfo={5: "tfd:        7 events: 19\n"}),
+                False,
+            ),
+            ("poll", dict(syscall="7 0x7ff 0x1"), False),
+            ("wchan", dict(syscall="", wchan="n_tty_read"), True),
+            ("running", dict(syscall="running"), False),
+        ]
+        for n, (name, proc, waits) in enumerate(cases):
+            self.proc.add(5000 + n, [name], **proc)
+            self.assertEqual(procfs.waits_on_terminal(5000 + n, str(self.proc.root), "x86_64"), waits, name)
+        self.assertTrue(procfs.waits_on_terminal(5000, str(self.proc.root), "x86_64"))
+        self.proc.add(6000, ["arm"], syscall="63 0x0")
+        self.assertTrue(procfs.waits_on_terminal(6000, str(self.proc.root), "aarch64"))
+        self.assertFalse(procfs.waits_on_terminal(6000, str(self.proc.root), "x86_64"))
 
     def test_busy_program_does_not_need_input(self) -> None:
         """A quiet program that is not reading the terminal (computing, or waiting on a child)
@@ -260,7 +312,7 @@ class ActivityTests(SynchronousTestCase):
             session.watch(self.monitor)
             pump(self.h.clock)
             process = self.h.launcher.last
-            self.proc.add(process.pid, list(command), wchan="n_tty_read")
+            self.proc.add(process.pid, list(command), syscall="0 0x0")
             process.say(b"? ")
         self.wait(QUIET + TICK)
         self.assertEqual(
@@ -324,10 +376,10 @@ class ProcfsTests(SynchronousTestCase):
         self.assertIsNotNone(line)
         self.assertIn(Path(sys.executable).name.split(".")[0][:6], line or "")
         self.assertIsNone(procfs.command_line(2**22 + 1))
-        self.assertFalse(procfs.reads_terminal(2**22 + 1))
+        self.assertFalse(procfs.waits_on_terminal(2**22 + 1))
 
     def test_running_process_does_not_read(self) -> None:
         """This process, running, is not sleeping in a read of a terminal."""
         import os
 
-        self.assertFalse(procfs.reads_terminal(os.getpid()))
+        self.assertFalse(procfs.waits_on_terminal(os.getpid()))

@@ -108,11 +108,13 @@ class ShellEventsTests(EventsTestCase):
 
     async def test_needs_input(self) -> None:
         """A program that prints a prompt and reads its terminal is needs-input, and its
-        activity says so with the program in the foreground; an answer ends the wait."""
+        activity says so with the program in the foreground; an answer ends the wait, and
+        the next prompt, after some work, is needs-input again."""
         stream = await self.stream()
-        sid = await self.create([sys.executable, "-c", "input('Name? '); input('Again? ')"])
+        program = "import time; input('Name? '); time.sleep(0.5); input('Again? ')"
+        sid = await self.create([sys.executable, "-c", program])
         data = (await self.event(stream, sid, "needs-input"))["data"]
-        self.assertEqual(data["command"], f"{sys.executable} -c input('Name? '); input('Again? ')")
+        self.assertEqual(data["command"], f"{sys.executable} -c {program}")
         activity = (await self.client.session(sid))["activity"]
         self.assertEqual(activity["state"], "needs-input")
         await self.type(sid, "me\r")
@@ -125,6 +127,17 @@ class ShellEventsTests(EventsTestCase):
         await poll(
             reactor, lambda: len(self.of(stream, sid, "needs-input")) == 2, timeout=10, what="a second wait"
         )
+
+    async def test_needs_input_of_an_event_loop(self) -> None:
+        """A program waiting on its terminal in an event loop (epoll, as asyncio and node
+        programs do) needs input too."""
+        stream = await self.stream()
+        program = (
+            "import selectors, sys; s = selectors.EpollSelector(); s.register(0, selectors.EVENT_READ); "
+            "print('ready? ', end='', flush=True); s.select()"
+        )
+        sid = await self.create([sys.executable, "-c", program])
+        await self.event(stream, sid, "needs-input")
 
     async def test_shell_prompt_needs_nothing(self) -> None:
         """An interactive bash at its prompt (reading its terminal) is idle, not needs-input."""

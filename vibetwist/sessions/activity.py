@@ -10,7 +10,7 @@ the session's program a command runs, when it comes back the command has ended
 (``command-finished``/``command-error`` if it ran ``command_min_seconds`` or more, with
 the exit code an ``OSC 133;D`` mark gave); and once the session has been quiet for
 :data:`QUIET` seconds after output, whether its foreground process sleeps reading the
-terminal (``needs-input``).
+terminal (``needs-input``), unless that output was the echo of typing.
 
 It looks when output or input comes (at most every :data:`RECHECK` seconds, but at every
 output while a command runs, so that its end is seen with the shell's prompt), and the
@@ -39,6 +39,9 @@ HOT = 5.0
 QUIET = 1.0
 #: Seconds at least between two looks at the foreground on output or input.
 RECHECK = 0.1
+#: Seconds after a keystroke within which output is its echo: a pause in typing is not a
+#: program waiting for input.
+ECHO = 0.2
 #: Seconds a session stays "active" after output.
 ACTIVE = 2.0
 #: Seconds between two bell events of one session, at least.
@@ -225,7 +228,8 @@ class ActivityWatch:
         last = max(self._last_output or 0.0, self._last_input or 0.0)
         if not self._quiet_checked and self._last_output is not None and now - self._last_output >= QUIET:
             self._quiet_checked = True
-            self._check_waiting(now)
+            if not self._echoed():
+                self._check_waiting(now)
         return now - last < HOT or not self._quiet_checked or self._ending is not None
 
     # -- what the foreground says ------------------------------------------------------
@@ -310,6 +314,11 @@ class ActivityWatch:
         kind = COMMAND_ERROR if code else COMMAND_FINISHED
         self._monitor.events.publish(kind, self.session_id, **fields)
 
+    def _echoed(self) -> bool:
+        """Whether the last output came right after typing (its echo): someone is typing."""
+        typed, printed = self._last_input, self._last_output
+        return typed is not None and printed is not None and 0 <= printed - typed < ECHO
+
     def _check_waiting(self, now: float) -> None:
         seen = self._foreground()
         if seen is None:
@@ -317,7 +326,7 @@ class ActivityWatch:
         leader, group = seen
         if group == leader and interactive_shell(self._session.info.command):
             return  # the session's shell at its prompt
-        if not procfs.reads_terminal(group, self._monitor.proc):
+        if not procfs.waits_on_terminal(group, self._monitor.proc):
             return
         self._waiting_since = now
         self._monitor.events.publish(
