@@ -169,6 +169,7 @@ class ActivityWatch:
         self._ending: tuple[Command, float, Any] | None = None
         self._quiet_checked = True
         self._waiting_since: float | None = None
+        self._since: tuple[float, str] = (-1.0, "")
         #: Command lines of the foreground groups seen lately, by group.
         self._names: dict[int, str | None] = {}
 
@@ -386,4 +387,6 @@ class ActivityWatch:
             since = self._idle_since
             if self._last_output is not None:
                 since = max(since, min(now, self._last_output + ACTIVE))
-        return {"state": state, "since": iso(since), "foreground": foreground}
+        if self._since[0] != since:
+            self._since = (since, iso(since))  # formatted once: lists ask often
+        return {"state": state, "since": self._since[1], "foreground": foreground}
