@@ -374,13 +374,14 @@ class ActivityWatch:
     def state(self) -> dict[str, str]:
         """``{state, since, foreground}``: the session's ``activity`` in the API."""
         now = self._monitor.now()
-        seen = self._foreground()
-        foreground = self._name(seen[1]) if seen is not None else None
+        process = self._process()
+        group = process.foreground() if process is not None else None
+        foreground = self._name(group) if group is not None and group > 0 else None
         if foreground is None:
             foreground = self._session_command()
         if self._waiting_since is not None:
             state, since = "needs-input", self._waiting_since
-        elif self._process() is not None and self._active(now):
+        elif process is not None and self._active(now):
             state, since = "active", self._active_since
         else:
             state = "idle"
