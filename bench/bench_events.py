@@ -10,8 +10,9 @@ sessions write down (wall clock, this machine) the moment each thing happens:
 - ``command-finished``: an interactive bash runs ``sh -c 'sleep 0.6; date +%s.%N >> F'``
   again and again: the time noted is just before the command exits; the event comes once
   bash has taken its terminal back and printed its prompt;
-- ``needs-input``: a program prints a prompt, notes the time and reads its terminal; the
-  daemon waits for 1 s of quiet before it looks, so this one is about 1 s by design.
+- ``needs-input``: a program prints a prompt, notes the time and reads its terminal (and
+  works 0.5 s on each answer); the daemon waits for 1 s of quiet before it looks, so this
+  one is about 1 s by design.
 
 It prints, for each kind, how many events came and the p50, p90 and largest delay
 from the moment noted to the event's arrival; and how long the daemon's own look at
@@ -70,6 +71,7 @@ for i in range(rounds):
     with open(path, "a") as out:
         print("ask", i, 0, time.time(), file=out, flush=True)
     sys.stdin.readline()
+    time.sleep(0.5)  # some work: a prompt right after the answer's echo is not waiting
 """
 
 
