@@ -120,6 +120,11 @@ setup(
         "argon2-cffi>=23.1",
         # GET /metrics: the Prometheus text format, and the standard process metrics.
         "prometheus-client>=0.20",
+        # Web Push: VAPID keys and signatures (py-vapid), and the aes128gcm encryption of
+        # each message for its subscription (http-ece, what pywebpush encrypts with); the
+        # daemon posts the encrypted bodies itself, with treq.
+        "py-vapid>=1.9",
+        "http-ece>=1.2",
     ],
     extras_require={
         "test": [

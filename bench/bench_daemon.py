@@ -89,6 +89,8 @@ LISTENING = re.compile(rb"vibetwist listening on http://127\.0\.0\.1:(\d+)/")
 ACCESS_LINE = re.compile(r'"[A-Z]+ [^ "]* HTTP/1\.[01]" (\d{3}) ')
 REQUEST_TIMEOUT = 10.0
 START_TIMEOUT = 30.0
+#: Seconds an idle kept-alive connection is kept: less than the daemon's --request-timeout.
+IDLE_KEEP = 20.0
 RUNNING_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 JSON_HEADERS = {b"Content-Type": [b"application/json"]}
@@ -820,6 +822,9 @@ async def run(reactor: Any, args: Any) -> dict[str, Any]:
     workdir = tempfile.mkdtemp(prefix="vibetwist-bench-")
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = max(args.concurrency, args.burst) + 2
+    # Let go of idle connections before the daemon closes them (--request-timeout, 30 s):
+    # a request sent on one it is closing just then would fail.
+    pool.cachedConnectionTimeout = IDLE_KEEP
     client = HTTPClient(Agent(reactor, pool=pool))
     daemon = start_daemon(reactor, workdir, args.sessions_outlive_daemon)
     try:

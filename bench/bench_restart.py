@@ -60,6 +60,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_daemon import (  # noqa: E402 (found through the path set just above)
     HOST,
+    IDLE_KEEP,
     START_TIMEOUT,
     Api,
     fmt,
@@ -232,6 +233,7 @@ async def bench_one(reactor: Any, count: int, args: argparse.Namespace) -> dict[
     workdir = tempfile.mkdtemp(prefix="vibetwist-bench-restart-")
     daemon = start_daemon(reactor, workdir, args.sessions_outlive_daemon)
     pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.cachedConnectionTimeout = IDLE_KEEP  # before the daemon closes them
     api: Api | None = None
     watcher = poller = None
     result: dict[str, Any] = {"sessions": count, "rounds": []}

@@ -48,6 +48,9 @@ leaks
 
 ``--profile OUT`` runs the plain daemon under twistd's cProfile (which slows it) and
 saves its statistics to OUT when it stops; read them with ``python -m pstats OUT``.
+``--sessions-outlive-daemon`` runs both daemons so: each session's program is held by
+a holder process of its own, which reads its PTY and writes its recording (the
+daemon's CPU figures then leave the holder's out).
 
 Figures are MB/s (10**6 bytes), microseconds for echoes, milliseconds for staleness.
 """
@@ -83,6 +86,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_daemon as bd  # noqa: E402 (found through the path set just above)
 from bench_daemon import (  # noqa: E402
     HOST,
+    IDLE_KEEP,
     START_TIMEOUT,
     Api,
     DaemonProcess,
@@ -1059,10 +1063,13 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     workdir = tempfile.mkdtemp(prefix="vibetwist-bench-ws-")
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = sizes.concurrency + 4
+    pool.cachedConnectionTimeout = IDLE_KEEP  # before the daemon closes them
     daemons: list[DaemonProcess] = []
     apis: list[Api] = []
     try:
         common = ["--no-metrics"] if args.no_metrics else []
+        if args.sessions_outlive_daemon:
+            common.append("--sessions-outlive-daemon")
         daemon, api, clients = await start(reactor, workdir, "plain", common, pool, args.profile)
         daemons.append(daemon)
         apis.append(api)
@@ -1370,7 +1377,7 @@ def report(results: dict[str, Any], json_path: str | None = None) -> None:
             json.dump(results, out, indent=2, default=str)
     m = results["machine"]
     say("")
-    flags = [flag for flag in ("quick", "no_metrics") if results["args"].get(flag)]
+    flags = [flag for flag in ("quick", "no_metrics", "sessions_outlive_daemon") if results["args"].get(flag)]
     say("vibetwist WebSocket benchmark" + "".join(f" (--{flag.replace('_', '-')})" for flag in flags))
     say(f"machine: {m['nproc']} CPUs, {m['cpu']}, kernel {m['kernel']}, Python {m['python']}")
     say(f"load average (1, 5, 15 min): {m['load_before']} before, {m.get('load_after')} after")
@@ -1418,6 +1425,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="OUT", help="write results as JSON here")
     parser.add_argument("--keep-dir", action="store_true", help="keep the daemons' logs")
     parser.add_argument("--profile", metavar="OUT", help="cProfile the plain daemon into OUT (slows it)")
+    parser.add_argument(
+        "--sessions-outlive-daemon",
+        action="store_true",
+        help="run the daemons so (each session held by a process of its own)",
+    )
     return parser.parse_args(argv)
 
 

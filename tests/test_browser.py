@@ -22,13 +22,10 @@ from twisted.internet.protocol import Protocol
 from twisted.protocols import portforward
 from twisted.trial.unittest import SkipTest
 
-from tests.support.browser import Browser
+from tests.support.browser import BrowserTestCase
 from tests.support.daemon import Client, Daemon, poll, sleep
-from tests.support.e2e import DaemonTestCase
 from tests.support.programs import HEX_ECHO
 
-#: The README's pictures, written only when VIBETWIST_SCREENSHOTS is set (./dev screenshots).
-README_SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 #: A program that prints its terminal's size at the start and on every SIGWINCH.
 SIZE_ECHO = (
     "import os, signal, time\n"
@@ -148,19 +145,8 @@ def no_errors(page: Any) -> list[str]:
     return list(page.errors)
 
 
-class BrowserTests(DaemonTestCase):
+class BrowserTests(BrowserTestCase):
     """The client served at / drives sessions the way a user would."""
-
-    timeout = 180
-
-    async def _set_up(self) -> None:
-        await super()._set_up()
-        self.browser = Browser()
-        self.addCleanup(lambda: defer.ensureDeferred(self.browser.close()))
-        await self.browser.start()
-
-    def url(self, fragment: str = "") -> str:
-        return self.daemon.url("/") + fragment
 
     async def session_page(self, command: list[str], fragment: str = "", **context: Any) -> tuple[str, Any]:
         """A new session running command, open in a new page; its id and the page."""
@@ -168,19 +154,6 @@ class BrowserTests(DaemonTestCase):
         await self.client.wait_status(sid, "running")
         page = await self.browser.page(self.url(f"#session={sid}{fragment}"), **context)
         return sid, page
-
-    async def screenshot(self, page: Any, name: str) -> None:
-        """Save what page shows as name: into the README's pictures if asked, else into a
-        folder of this test's under trial's temporary directory, so a run leaves the
-        checkout as it was."""
-        if os.environ.get("VIBETWIST_SCREENSHOTS"):
-            folder = README_SCREENSHOTS
-        else:
-            if not hasattr(self, "_screenshots"):
-                self._screenshots = Path(self.mktemp())
-            folder = self._screenshots
-        folder.mkdir(parents=True, exist_ok=True)
-        await self.browser.run(lambda: page.screenshot(path=str(folder / name)))
 
     async def test_create_type_and_see(self) -> None:
         """A session started from the page's form opens in the terminal; typing `echo hi`

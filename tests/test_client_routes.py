@@ -1,6 +1,7 @@
 """The other routes VibeTunnel's browser client calls (docs/protocol.md, section 2,
 "VibeTunnel's other routes"): /api/config, /api/server/status, /api/auth/current-user,
-/api/push/vapid-public-key and POST /api/logs/client, in memory and over real sockets
+/api/push/vapid-public-key (the key; the rest of Web Push is in tests.test_push) and POST
+/api/logs/client, in memory and over real sockets
 (/api/events is in tests.test_events)."""
 
 from __future__ import annotations
@@ -129,13 +130,12 @@ class ClientRoutesTests(DaemonTestCase):
         """With login off, the current user is the account the daemon runs as."""
         self.assertEqual(await self.client.get("/api/auth/current-user"), {"userId": ME})
 
-    async def test_push_not_configured(self) -> None:
-        """/api/push/vapid-public-key answers 503 "Push notifications not configured" with a
-        message, as VibeTunnel's does without push."""
+    async def test_push_key(self) -> None:
+        """/api/push/vapid-public-key answers the daemon's VAPID public key and enabled: true
+        (tests.test_push has the rest of Web Push)."""
         code, body, _ = await self.client.request("GET", "/api/push/vapid-public-key")
-        self.assertEqual(code, 503)
-        self.assertEqual(body["error"], "Push notifications not configured")
-        self.assertIsInstance(body["message"], str)
+        self.assertEqual((code, body["enabled"]), (200, True))
+        self.assertEqual(len(body["publicKey"]), 87)
 
     async def test_client_logs(self) -> None:
         """POST /api/logs/client takes a browser's line (200), refuses a malformed one (400)
@@ -160,6 +160,9 @@ class ClientRoutesLoginTests(LoginDaemonTestCase):
             ("GET", "/api/server/status", None),
             ("GET", "/api/auth/current-user", None),
             ("GET", "/api/push/vapid-public-key", None),
+            ("GET", "/api/push/status", None),
+            ("POST", "/api/push/subscribe", {}),
+            ("POST", "/api/push/test", {}),
             ("POST", "/api/logs/client", {"level": "log", "module": "m", "args": []}),
         ]:
             code, answer, _ = await anonymous.request(method, path, body)

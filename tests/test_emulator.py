@@ -1,139 +1,34 @@
-"""Tests for vibetwist.screen.emulator: the same screen as stock pyte, except where pyte is wrong."""
+"""Tests for vibetwist.screen.emulator and vibetwist.screen.parser: fast paths that change nothing
+shown, skipping, what stock pyte gets wrong, and the frozen scrollback.  What the screen shows is
+compared with xterm.js in tests/test_differential.py."""
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
-import pyte
 from hypothesis import given
 from hypothesis import strategies as st
-from pyte import graphics, modes
-from pyte.screens import wcwidth
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support import streams
+from tests.support.xterm import model_state
 from vibetwist.model.snapshot import (
     BLANK,
     BOLD,
     DIM,
-    INVERSE,
     INVISIBLE,
-    ITALIC,
     RGB,
-    STRIKETHROUGH,
     UNDERLINE,
     Cell,
-    Color,
 )
 from vibetwist.screen import parser as emulator_stream
-from vibetwist.screen.emulator import shrink_rows
+from vibetwist.screen.emulator import Emulator
 from vibetwist.screen.scrollback import Scrollback
 from vibetwist.screen.terminal import TerminalScreen
 
 
-class StockWithFixes(pyte.HistoryScreen):
-    """
-    Stock pyte's HistoryScreen with the documented differences applied, one
-    character at a time: a character that takes no cell and combines with
-    nothing (U+200D, U+FE0F, U+200B, a stray control) is skipped instead of
-    ending the text, and a wide character that does not fit in the last
-    column goes to the next line; deleting lines below a row never written
-    blanks that row; fewer rows scroll the top ones into the history
-    (L{shrink_rows}).  Everything else is pyte's own.
-    """
-
-    def resize(self, lines: int | None = None, columns: int | None = None) -> None:
-        shrink_rows(self, lines or self.lines)  # the same rule, through stock pyte's index
-        super().resize(lines, columns)
-
-    def delete_lines(self, count: int | None = None) -> None:
-        for y in range(self.lines):
-            self.buffer[y]  # noqa: B018 - every row written, so pyte moves each one up
-        super().delete_lines(count)
-
-    def draw(self, data: str) -> None:
-        for char in data:
-            width = wcwidth(char)
-            if width < 0 or (width == 0 and not unicodedata.combining(char)):
-                continue
-            if (
-                width == 2
-                and self.cursor.x == self.columns - 1
-                and self.columns > 1
-                and modes.DECAWM in self.mode
-            ):
-                self.cursor.x = self.columns  # pyte wraps before the next character
-            super().draw(char)
-
-
-_NAMES = ["black", "red", "green", "brown", "blue", "magenta", "cyan", "white"]
-_STOCK_PALETTE = {name: i for i, name in enumerate(_NAMES)} | {
-    "bright" + name: i + 8 for i, name in enumerate(_NAMES)
-}
-
-
-def _stock_color(value: str) -> Color:
-    if value == "default":
-        return None
-    if value in _STOCK_PALETTE:
-        return _STOCK_PALETTE[value]
-    if value == "bfightmagenta":
-        return 13  # pyte's misspelling for SGR 105 (which it then cannot show): a pyte error
-    if len(value) == 6:
-        n = int(value, 16)
-        return RGB(n >> 16, (n >> 8) & 0xFF, n & 0xFF)
-    return None  # pyte's string for an out-of-range component
-
-
-def _same_colour(color: Color) -> Color:
-    """Masks palette vs RGB, which stock pyte merges: a palette index as the RGB it shows."""
-    if isinstance(color, int):
-        n = int(graphics.FG_BG_256[color], 16)
-        return RGB(n >> 16, (n >> 8) & 0xFF, n & 0xFF)
-    return color
-
-
-def _masked(cell: Cell) -> Cell:
-    """Masks what stock pyte cannot show: dim, invisible, palette vs RGB."""
-    return Cell(cell.char, _same_colour(cell.fg), _same_colour(cell.bg), cell.attrs & ~(DIM | INVISIBLE))
-
-
-def _stock_cell(char: Any) -> Cell:
-    attrs = (
-        (BOLD if char.bold else 0)
-        | (ITALIC if char.italics else 0)
-        | (UNDERLINE if char.underscore else 0)
-        | (INVERSE if char.reverse else 0)
-        | (STRIKETHROUGH if char.strikethrough else 0)
-    )
-    return _masked(Cell(char.data, _stock_color(char.fg), _stock_color(char.bg), attrs))
-
-
-def _stock_row(line: Any, columns: int) -> tuple[Cell, ...]:
-    return tuple(_stock_cell(line[x]) for x in range(columns) if line[x].data != "")
-
-
-def stock_state(screen: pyte.HistoryScreen) -> dict[str, Any]:
-    columns = screen.columns
-    return {
-        "size": (columns, screen.lines),
-        "rows": [_stock_row(screen.buffer[y], columns) for y in range(screen.lines)],
-        "history": [_stock_row(line, columns) for line in screen.history.top],
-        "cursor": (min(screen.cursor.x, columns - 1), screen.cursor.y),
-        "modes": frozenset(screen.mode),
-    }
-
-
 def fast_state(screen: TerminalScreen) -> dict[str, Any]:
-    snap = screen.snapshot()
-    return {
-        "size": (screen.cols, screen.rows),
-        "rows": [tuple(map(_masked, row)) for row in snap.rows],
-        "history": [tuple(map(_masked, row)) for row in screen.history_rows()],
-        "cursor": (snap.cursor_x, snap.cursor_y),
-        "modes": frozenset(screen._screen.mode),
-    }
+    return {**model_state(screen), "modes": screen.private_modes()}
 
 
 def _chunks(text: str, cuts: list[int]) -> list[str]:
@@ -141,43 +36,22 @@ def _chunks(text: str, cuts: list[int]) -> list[str]:
     return [text[a:b] for a, b in zip(points, points[1:])]
 
 
-class StockEquivalenceTests(SynchronousTestCase):
-    """For any input, the screen shows what stock pyte shows, but for pyte's documented errors."""
+class ChunkingTests(SynchronousTestCase):
+    """The fast paths (whole lines scrolled in at once, text runs, held-back lines) change nothing shown."""
 
     @given(
-        st.integers(1, 30),
-        st.integers(1, 10),
-        st.lists(streams.segment, min_size=1, max_size=8),
-        st.lists(st.integers(0, 10_000), max_size=12),
+        st.text(st.sampled_from("ab \r\n\x1b[31;1m中\u200d(0q"), max_size=300),
+        st.lists(st.integers(0, 300)),
     )
-    def test_same_as_stock_pyte(self, cols: int, rows: int, segments: list[Any], cuts: list[int]) -> None:
-        """Cells, colours, cursor, scrollback and modes are stock pyte's for the same input."""
-        stock = StockWithFixes(cols, rows, history=20)
-        stock_stream = pyte.Stream(stock)
-        fast = TerminalScreen(cols, rows, scrollback=20)
-        fast.snapshot()  # made now, as stock is: tab stops come from the size a screen is made at
-        for segment in segments:
-            if isinstance(segment, tuple):
-                _, new_cols, new_rows = segment
-                stock.resize(lines=new_rows, columns=new_cols)
-                fast.resize(new_cols, new_rows)
-                continue
-            stock_stream.feed(segment)
-            for chunk in _chunks(segment, cuts):
-                fast.feed(chunk)
-        self.assertEqual(fast_state(fast), stock_state(stock))
-
-    @given(st.text(st.sampled_from("ab \r\n\x1b[31;1m中\u200d"), max_size=300), st.lists(st.integers(0, 300)))
     def test_chunking_does_not_matter(self, text: str, cuts: list[int]) -> None:
         """Feeding the same text in any chunks gives the same screen (also with colon-form SGR)."""
-        text = text.replace("\x1b[31;1m", "\x1b[38:2::1:2:3m")
+        text = text.replace("\x1b[31;1m", "\x1b[38:2::1:2:3m").replace("(0", "\x1b(0").replace("(", "\x1b(B")
         whole = TerminalScreen(12, 4, scrollback=10)
         whole.feed(text)
         pieces = TerminalScreen(12, 4, scrollback=10)
         for chunk in _chunks(text, cuts):
             pieces.feed(chunk)
-        self.assertEqual(pieces.snapshot(), whole.snapshot())
-        self.assertEqual(pieces.history_rows(), whole.history_rows())
+        self.assertEqual(fast_state(pieces), fast_state(whole))
 
     @given(
         st.lists(
@@ -199,18 +73,22 @@ class StockEquivalenceTests(SynchronousTestCase):
             self.assertEqual(fast_state(fast), fast_state(whole))
 
     @given(
-        st.lists(st.one_of(streams.printed, streams.sgr, st.just("\r\n")), min_size=1, max_size=200).map(
-            "".join
-        )
+        st.lists(
+            st.one_of(streams.printed, streams.sgr, st.just("\r\n"), streams.escapes),
+            min_size=1,
+            max_size=200,
+        ).map("".join)
     )
-    def test_scrolled_lines_same_as_stock_pyte(self, text: str) -> None:
-        """Many lines scrolled in at once, past the scrollback's size, give stock pyte's screen."""
+    def test_scrolled_lines_same_as_drawn_ones(self, text: str) -> None:
+        """Many lines scrolled in at once, past the scrollback's size, give the screen that
+        drawing them one by one gives."""
         self.patch(emulator_stream, "LINE_BATCH", 64)
-        stock = StockWithFixes(10, 3, history=5)
-        pyte.Stream(stock).feed(text)
         fast = TerminalScreen(10, 3, scrollback=5)
         fast.feed(text)
-        self.assertEqual(fast_state(fast), stock_state(stock))
+        self.patch(Emulator, "can_scroll_in", lambda self: False)
+        slow = TerminalScreen(10, 3, scrollback=5)
+        slow.feed(text)
+        self.assertEqual(fast_state(fast), fast_state(slow))
 
 
 class SkipTests(SynchronousTestCase):
@@ -274,8 +152,11 @@ class FixTests(SynchronousTestCase):
 
     def test_text_after_zero_width_and_controls(self) -> None:
         """Text after U+200D, U+FE0F, U+200B or a stray control character is drawn."""
-        for breaker in ["\u200d", "\ufe0f", "\u200b", "\x01", "\x85"]:
+        for breaker in ["\u200d", "\ufe0f", "\u200b"]:
+            self.assertEqual(screen(f"a{breaker}b c").lines()[0], f"a{breaker}b c")
+        for breaker in ["\x01", "\x7f", "\x9a"]:
             self.assertEqual(screen(f"a{breaker}b c").lines()[0], "ab c")
+        self.assertEqual(screen("a\x85b c").lines()[:2], ["a", "b c"])  # NEL, as xterm.js reads it
 
     def test_wide_character_in_last_column_wraps(self) -> None:
         """A wide character that does not fit in the last column starts the next line."""
@@ -315,6 +196,22 @@ class FixTests(SynchronousTestCase):
             s.feed(piece)
         row = s.snapshot().rows[0]
         self.assertEqual((s.lines()[0], row[1].fg), ("ab", RGB(9, 8, 7)))
+
+    def test_cut_sequence_waits_for_its_end(self) -> None:
+        """A CSI sequence cut by the end of a feed leaves the screen part way through a sequence
+        and changes nothing, even when the screen is read in between, until its end comes; REP
+        cut from the text before it still repeats that text's last character."""
+        s = TerminalScreen(10, 3)
+        s.feed("ab\x1b[2")
+        self.assertTrue(s.mid_sequence())
+        self.assertEqual((s.lines(), s.cursor), (["ab", "", ""], (2, 0)))
+        s.feed(";4Hc")
+        self.assertFalse(s.mid_sequence())
+        self.assertEqual(s.lines(), ["ab", "   c", ""])
+        s.feed("x\x1b")
+        s.feed("[")
+        s.feed("3b")
+        self.assertEqual(s.lines()[1], "   cxxxx")
 
 
 class ScrollbackTests(SynchronousTestCase):

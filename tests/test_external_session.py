@@ -12,9 +12,11 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from vibetwist.interfaces import IInfoStore, ISession, ISessionSource, ITerminalProcess
@@ -191,6 +193,23 @@ class TailTests(SynchronousTestCase):
         os.utime(path.parent / "session.json", ns=(1, 1))
         session.files_changed("session.json")
         self.assertEqual((session.status, session.info.exit_code), (Status.EXITED, 4))
+
+    def test_output_then_exited_in_one_turn(self) -> None:
+        """A program that prints and ends at once: when the recording's change and session.json
+        saying exited are noticed in the same turn, the output still reaches listeners before
+        the session ends (a short program's whole output)."""
+        session, path, clock = make_session(self.root)
+        listener = Listener()
+        session.listen(listener)
+        append(path, encode_event(0.1, "o", "ready"))
+        session.files_changed("stdout")  # its tail is due on the next turn
+        info = json.loads((path.parent / "session.json").read_bytes())
+        (path.parent / "session.json").write_text(json.dumps(dict(info, status="exited", exitCode=0)))
+        os.utime(path.parent / "session.json", ns=(1, 1))
+        session.files_changed("session.json")
+        clock.advance(0)
+        self.assertEqual((session.status, session.info.exit_code), (Status.EXITED, 0))
+        self.assertEqual([r for _, r in listener.lines][:1], [Event(0.1, "o", "ready")])
 
     def test_resize_goes_to_process(self) -> None:
         """A resize asks the other process (nothing is recorded by the daemon)."""
@@ -422,3 +441,31 @@ class InterfaceTests(SynchronousTestCase):
         session, _, _ = make_session(Path(self.mktemp()))
         self.assertIsNone(session.daemon_stopping())
         self.assertIs(session.status, Status.RUNNING)
+
+
+class InotifyTests(TestCase):
+    """The control dir watched with inotify on the real reactor."""
+
+    async def test_session_file_named_as_text(self) -> None:
+        """A write to a watched session folder's recording is reported at once, by inotify
+        rather than the next rescan, with the file's name as text ("stdout"), which is what
+        the sessions compare it with."""
+        root = Path(self.mktemp())
+        (root / SID).mkdir(parents=True)
+        changes: list[tuple[str, Any]] = []
+        seen: Deferred[None] = Deferred()
+
+        def changed(session_id: str, name: Any) -> None:
+            changes.append((session_id, name))
+            if name == "stdout" and not seen.called:
+                seen.callback(None)
+
+        watching = watcher.ControlDirWatcher(root, reactor, lambda: None, changed)
+        watching.start()
+        self.addCleanup(watching.stop)
+        self.assertTrue(watching.inotify)
+        watching.watch(SID)
+        (root / SID / "stdout").write_bytes(HEADER)
+        await seen.addTimeout(watcher.SLOW_SCAN * 10, reactor)
+        self.assertIn((SID, "stdout"), changes)
+        self.assertTrue(all(isinstance(name, str) for _, name in changes), changes)

@@ -20,7 +20,18 @@ from tests.support.daemon import Client, Daemon
 from tests.support.packaging import built, fresh_env, run, sdist_names, wheel_names
 
 #: The built browser client, as vibetwist/web/dist holds it.
-CLIENT = ("vibetwist/web/dist/index.html", "vibetwist/web/dist/app.js", "vibetwist/web/dist/app.css")
+CLIENT = tuple(
+    f"vibetwist/web/dist/{name}"
+    for name in (
+        "index.html",
+        "app.js",
+        "app.css",
+        "sw.js",
+        "manifest.webmanifest",
+        "icon-192.png",
+        "icon.svg",
+    )
+)
 PLUGIN = "twisted/plugins/vibetunnel_plugin.py"
 
 
@@ -35,7 +46,14 @@ class PackageTests(unittest.TestCase):
         names = sdist_names((await built()).sdist)
         for name in [*CLIENT, "vibetwist/web/src/main.js", "vibetwist/web/src/snapshot.js"]:
             self.assertIn(name, names)
-        for name in ["package.json", "package-lock.json", "build.mjs", "index.html"]:
+        for name in [
+            "package.json",
+            "package-lock.json",
+            "build.mjs",
+            "icons.mjs",
+            "manifest.webmanifest",
+            "index.html",
+        ]:
             self.assertIn(f"vibetwist/web/{name}", names)
         self.assertIn(PLUGIN, names)
         self.assertEqual([n for n in names if "node_modules" in n or n.startswith("tests/")], [])

@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 from wcwidth import wcswidth
 
+from tests.support.xterm import Xterm, feed_model, model_state
 from vibetwist.model.snapshot import BLANK, BOLD, DIM, RGB, Cell
-from vibetwist.screen.replay import ROWS_PER_CHUNK, draw_row, replay, sgr
+from vibetwist.screen.replay import ROWS_PER_CHUNK, draw_row, replay, replay_screen, sgr
 from vibetwist.screen.terminal import TerminalScreen
 
 # Terminal output: text, wide characters, line ends, styles, cursor moves and erases.
@@ -33,13 +34,15 @@ _pieces = st.one_of(
     st.sampled_from(
         ["\x1b[?1h", "\x1b[?1l", "\x1b[?25l", "\x1b[?25h", "\x1b[?2004h", "\x1b[?7l", "\x1b[?7h"]
     ),
+    st.tuples(st.integers(1, 8), st.integers(1, 8)).map(lambda m: f"\x1b[{m[0]};{m[1]}r"),
+    st.sampled_from(["\x1b(0", "\x1b(B", "\x1b)0", "\x1b)B", "\x1b(A", "\x0e", "\x0f", "\x1b[r"]),
 )
 terminal_output = st.lists(_pieces, max_size=120).map("".join)
-# What follows a replay: text drawn with the pen, where the cursor is (no erases:
-# pyte erases only the cells it has stored, which is not a terminal's behaviour).
+# What follows a replay: text drawn with the pen where the cursor is (in the character set in
+# use), line feeds and reverse line feeds (in the scroll region), shifts between G0 and G1.
 _drawing = st.one_of(
     st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=30),
-    st.sampled_from(["中", "é", "🙂", "\r\n", "\r", "\b"]),
+    st.sampled_from(["中", "é", "🙂", "\r\n", "\r", "\b", "\n\n\n", "\x1bM\x1bM", "\x0e", "\x0f"]),
     st.lists(_sgr_params, min_size=1, max_size=3).map(lambda ps: "\x1b[" + ";".join(ps) + "m"),
 )
 following_output = st.lists(_drawing, max_size=30).map("".join)
@@ -70,15 +73,7 @@ def trim(row: tuple[Cell, ...], cols: int = 1000) -> tuple[Cell, ...]:
 def redraw(screen: TerminalScreen) -> TerminalScreen:
     """A fresh screen of the same size fed the replay of ``screen``."""
     copy = TerminalScreen(screen.cols, screen.rows, scrollback=1000)
-    data = b"".join(
-        replay(
-            screen.history_rows(),
-            screen.snapshot(),
-            screen.private_modes(),
-            pen=screen.pen(),
-            wrap_pending=screen.wrap_pending(),
-        )
-    )
+    data = b"".join(replay_screen(screen))
     copy.feed(data.decode("utf-8"))
     return copy
 
@@ -162,3 +157,70 @@ class DrawRowTests(SynchronousTestCase):
     def test_styled_blank_kept(self) -> None:
         """Trailing spaces with a background are part of the row."""
         self.assertEqual(draw_row([Cell("a"), Cell(" ", bg=2)], 5), "a\x1b[0;42m \x1b[m")
+
+
+class AlternateScreenReplayTests(SynchronousTestCase):
+    """A session on the alternate screen is redrawn on it, with the main screen under it."""
+
+    def test_alternate_screen_and_the_main_one_under_it(self) -> None:
+        """The copy shows the full-screen program's screen and cursor; when the program leaves
+        it, the copy shows the shell's screen and the cursor where the program found it."""
+        screen = TerminalScreen(20, 4, scrollback=100)
+        screen.feed("".join(f"line {i}\r\n" for i in range(6)) + "$ vim")
+        screen.feed("\x1b[?1049h\x1b[H\x1b[2J~\r\n~\x1b[4;1H\x1b[7m-- INSERT --\x1b[m\x1b[1;1Hhello")
+        copy = redraw(screen)
+        self.assertTrue(copy.alternate)
+        self.assertEqual(copy.lines(), screen.lines())
+        self.assertEqual(copy.snapshot(), screen.snapshot())
+        more = "\x1b[?1049l\r\n$ "
+        screen.feed(more)
+        copy.feed(more)
+        self.assertFalse(copy.alternate)
+        self.assertEqual(copy.lines(), ["line 4", "line 5", "$ vim", "$"])
+        self.assertEqual(copy.lines(), screen.lines())
+        self.assertEqual(rows_text(copy.history_rows()), rows_text(screen.history_rows()))
+        self.assertEqual(copy.cursor, screen.cursor)
+
+
+class ReplayInXtermTests(SynchronousTestCase):
+    """xterm.js fed a session's replay, then more output, shows what the session's screen shows
+    after that output, and what xterm.js fed the session's own output shows: the scroll region
+    and the character sets come with the replay."""
+
+    COLS, ROWS = 20, 6
+
+    def setUp(self) -> None:
+        self.xterm = Xterm()
+        self.addCleanup(self.xterm.close)
+
+    def assertReplayed(self, output: str, more: str) -> None:
+        screen = feed_model(self.COLS, self.ROWS, [output.encode()])
+        data = b"".join(replay_screen(screen))
+        replayed, original = self.xterm.screens(
+            [
+                (self.COLS, self.ROWS, [data + more.encode()]),
+                (self.COLS, self.ROWS, [(output + more).encode()]),
+            ]
+        )
+        self.assertEqual(replayed, original)
+        self.assertEqual(model_state(feed_model(self.COLS, self.ROWS, [(output + more).encode()])), replayed)
+
+    def test_scroll_region(self) -> None:
+        """Line feeds and reverse line feeds after the replay scroll only the region."""
+        lines = "".join(f"line {i}\r\n" for i in range(8))
+        self.assertReplayed(lines + "\x1b[2;4r\x1b[4;1Hin region", "\r\n\r\nafter\x1b[2;1H\x1bMup")
+
+    def test_line_drawing_in_g0(self) -> None:
+        """Text after the replay is drawn in line drawing while G0 is DEC special graphics."""
+        self.assertReplayed("\x1b(0lqk\r\n", "mqqj\x1b(Bx")
+
+    def test_line_drawing_shifted_to_g1(self) -> None:
+        """G1 stays designated, and in use after SO, until SI shifts back to G0."""
+        self.assertReplayed("\x1b)0\x0elq", "k\x0fk\x0eq")
+
+    def test_scroll_regions_of_both_screens(self) -> None:
+        """On the alternate screen its own region scrolls; leaving it, the main screen's
+        region does."""
+        self.assertReplayed(
+            "a\r\nb\r\n\x1b[2;5r\x1b[5;1H\x1b[?1049h\x1b[1;3r\x1b[3;1Hx", "\n\ny\x1b[?1049l\n\n\nz"
+        )

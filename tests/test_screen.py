@@ -17,9 +17,12 @@ class ScreenTests(SynchronousTestCase):
         return screen
 
     def test_zero_width_characters_keep_following_text(self) -> None:
-        """Text after U+200D, U+FE0F and U+200B is not dropped (stock pyte stops there)."""
+        """U+200D, U+FE0F and U+200B join the cell before them, and the text after them is
+        not dropped (stock pyte stops there)."""
         for joiner in ["\u200d", "\ufe0f", "\u200b"]:
-            self.assertEqual(self.screen(f"a{joiner}b c").lines()[0], "ab c")
+            screen = self.screen(f"a{joiner}b c")
+            self.assertEqual(screen.lines()[0], f"a{joiner}b c")
+            self.assertEqual([cell.char for cell in screen.snapshot().rows[0][:3]], [f"a{joiner}", "b", " "])
 
     def test_combining_marks_kept(self) -> None:
         """Combining marks still combine with the character before them."""
@@ -69,12 +72,24 @@ class ScreenTests(SynchronousTestCase):
         self.assertEqual(history, ["l0", "l1", "l2"])
         self.assertEqual((screen.snapshot().cursor_x, screen.snapshot().cursor_y), (2, 2))
 
-    def test_fewer_rows_keep_text_below_the_cursor(self) -> None:
-        """Text under the cursor (a status line) stays; the top scrolls off instead."""
+    def test_fewer_rows_drop_text_below_the_cursor(self) -> None:
+        """Rows under the cursor go first even with text (a status line), as in xterm.js and
+        tmux: the program redraws it."""
         screen = self.screen("top\r\nmid\x1b[4;1Hstatus\x1b[2;1H", rows=4)
         screen.resize(20, 3)
-        self.assertEqual(screen.lines(), ["mid", "", "status"])
-        self.assertEqual(screen.snapshot().cursor_y, 0)
+        self.assertEqual(screen.lines(), ["top", "mid", ""])
+        self.assertEqual(screen.snapshot().cursor_y, 1)
+
+    def test_more_rows_bring_back_the_scrollback(self) -> None:
+        """With the cursor on the bottom row, more rows pull lines back from the scrollback;
+        with it higher up, blank rows come at the bottom."""
+        screen = self.screen("".join(f"l{i}\r\n" for i in range(6)) + "$ ", rows=3)
+        screen.resize(20, 5)
+        self.assertEqual(screen.lines(), ["l2", "l3", "l4", "l5", "$"])
+        self.assertEqual((screen.scrollback_lines, screen.cursor), (2, (2, 4)))
+        screen.feed("\x1b[1;1H")
+        screen.resize(20, 7)
+        self.assertEqual(screen.lines(), ["l2", "l3", "l4", "l5", "$", "", ""])
 
 
 class ScreenStateTests(SynchronousTestCase):

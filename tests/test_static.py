@@ -79,6 +79,23 @@ class PageTests(StaticTestCase):
         self.assertEqual(code, 200)
         self.assertEqual(headers.getRawHeaders("content-type"), ["text/css; charset=utf-8"])
 
+    def test_web_app_files(self) -> None:
+        """The manifest is served as a web app manifest, and the service worker with
+        Service-Worker-Allowed: / so it may control the whole origin; the page's CSP lets
+        both come from the daemon itself."""
+        self.build()
+        (self.dist / "manifest.webmanifest").write_text("{}\n")
+        (self.dist / "sw.js").write_text("self;\n")
+        code, headers, _ = self.get("/static/manifest.webmanifest")
+        self.assertEqual(code, 200)
+        self.assertEqual(headers.getRawHeaders("content-type"), ["application/manifest+json"])
+        code, headers, _ = self.get("/static/sw.js")
+        self.assertEqual(code, 200)
+        self.assertEqual(headers.getRawHeaders("service-worker-allowed"), ["/"])
+        self.assertIsNone(self.get("/static/app.js")[1].getRawHeaders("service-worker-allowed"))
+        directives = dict(part.strip().split(" ", 1) for part in CSP.split(";"))
+        self.assertEqual((directives["manifest-src"], directives["worker-src"]), ("'self'", "'self'"))
+
     def test_unchanged_file_not_sent_again(self) -> None:
         """A browser asking again with If-Modified-Since gets 304 and no body while the file
         is unchanged."""

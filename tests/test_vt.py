@@ -272,6 +272,25 @@ class VtSessionTests(VtTestCase):
         local.type(b"\r")
         await local.exit()
 
+    async def test_wait_on_a_vt_session(self) -> None:
+        """A wait on a session vt runs answers for what is typed in the local terminal, and
+        with the exit code once vt's program ends."""
+        known = await self.known()
+        local = self.run_vt(["sh", "-c", "read line; echo got-$line; read more; exit 4"])
+        sid = (await self.session_of(local, known))["id"]
+        path = f"/api/sessions/{sid}/wait"
+        waiting = defer.ensureDeferred(
+            self.client.request("POST", path, {"pattern": r"got-\w+", "on": "output", "after": 0}, timeout=30)
+        )
+        local.type(b"typedhere\r")
+        code, answer, _ = await within(reactor, waiting, 20, "the wait on the vt session")
+        self.assertEqual((code, answer["matched"], answer["text"]), (200, True, "got-typedhere"))
+        ending = defer.ensureDeferred(self.client.request("POST", path, {"pattern": "never"}, timeout=30))
+        local.type(b"bye\r")
+        self.assertEqual(await local.exit(), 4)
+        code, answer, _ = await within(reactor, ending, 20, "the wait's answer at the end")
+        self.assertEqual((code, answer), (200, {"matched": False, "exited": True, "exitCode": 4}))
+
     async def test_title_of_a_daemon_session(self) -> None:
         """In a session the daemon started, vt title asks the daemon to rename it."""
         sid = await self.create(["bash", "--norc", "--noprofile"])

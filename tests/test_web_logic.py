@@ -9,10 +9,7 @@ encoding writes; the command splitter must split as shlex.split does.
 from __future__ import annotations
 
 import base64
-import json
 import shlex
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
@@ -21,9 +18,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.support.node import NodeScript
 from tests.support.snapshots import header, snapshots
 from vibetwist.errors import FormatError
 from vibetwist.model.snapshot import RGB, Color, Snapshot, decode, encode, encode_buffers_frame
+from vibetwist.model.webpush import DEFAULT_KINDS, PICKABLE, TEST, notification
 
 RUNNER = Path(__file__).with_name("web_logic.mjs")
 
@@ -32,29 +31,14 @@ class Node:
     """One Node process running tests/web_logic.mjs, called a line at a time."""
 
     def __init__(self) -> None:
-        node = shutil.which("node")
-        if node is None:
-            raise AssertionError("node is not installed: ./dev test installs nodejs")
-        self._process = subprocess.Popen(
-            [node, str(RUNNER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8"
-        )
+        self._node = NodeScript(RUNNER)
 
     def call(self, fn: str, arg: Any) -> dict[str, Any]:
-        assert self._process.stdin is not None and self._process.stdout is not None
-        self._process.stdin.write(json.dumps({"fn": fn, "arg": arg}) + "\n")
-        self._process.stdin.flush()
-        line = self._process.stdout.readline()
-        if not line:
-            raise AssertionError(f"node ended (code {self._process.wait()})")
-        answer: dict[str, Any] = json.loads(line)
+        answer: dict[str, Any] = self._node.call({"fn": fn, "arg": arg})
         return answer
 
     def close(self) -> None:
-        if self._process.stdin is not None:
-            self._process.stdin.close()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
-        self._process.wait(10)
+        self._node.close()
 
 
 def color_json(color: Color) -> Any:
@@ -275,3 +259,55 @@ class FontFitTests(NodeTestCase):
         self.assertEqual(self.node.call("font", {"font": 12, "width": 870, "room": 371}), {"value": 5})
         self.assertEqual(self.node.call("font", {"font": 12, "width": 100000, "room": 300}), {"value": 4})
         self.assertEqual(self.node.call("font", {"font": 12, "width": 300, "room": 371}), {"value": 12})
+
+
+#: Events as /api/events sends them: every kind, and fields that are there or not.
+EVENTS = st.fixed_dictionaries(
+    {"type": st.sampled_from([*PICKABLE, TEST, "title", "something-new"])},
+    optional={
+        "sessionId": st.text(max_size=20),
+        "sessionName": st.text(max_size=120),
+        "command": st.text(max_size=200),
+        "exitCode": st.none() | st.integers(-1, 255),
+        "duration": st.integers(0, 10**8) | st.floats(0, 10**7),
+        "title": st.text(max_size=100),
+        "body": st.text(max_size=400),
+        "message": st.text(max_size=400),
+    },
+)
+
+
+class NoticeTests(NodeTestCase):
+    """notice.js: what the page's toasts say, the same as the daemon's push notifications."""
+
+    @given(EVENTS)
+    def test_toast_says_what_the_push_says(self, event: dict[str, Any]) -> None:
+        """For any event, the toast's title, text and link are those of the daemon's push
+        notification (vibetwist.model.webpush.notification)."""
+        note = notification(event)
+        self.assertEqual(
+            self.node.call("describe", event),
+            {"value": {"title": note["title"], "body": note["body"], "url": note["url"]}},
+        )
+
+    def test_same_kinds(self) -> None:
+        """The page offers the kinds the daemon takes, with the same defaults."""
+        self.assertEqual(
+            self.node.call("kinds", None),
+            {"value": {"kinds": list(PICKABLE), "defaults": list(DEFAULT_KINDS)}},
+        )
+
+    def test_picked(self) -> None:
+        """What was stored is read back in the daemon's order, unknown kinds left out; nothing
+        (or nonsense) stored gives the default kinds."""
+        self.assertEqual(
+            self.node.call("picked", '["bell","x","session-start"]'), {"value": ["session-start", "bell"]}
+        )
+        for stored in [None, "", "{", '{"a":1}']:
+            self.assertEqual(self.node.call("picked", stored), {"value": list(DEFAULT_KINDS)}, stored)
+
+    @given(st.binary(min_size=1, max_size=80))
+    def test_key_bytes(self, raw: bytes) -> None:
+        """The applicationServerKey is the bytes of the daemon's base64url key."""
+        text = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        self.assertEqual(self.node.call("keyBytes", text), {"value": base64.b64encode(raw).decode()})

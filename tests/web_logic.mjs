@@ -4,6 +4,7 @@
 import { createInterface } from "node:readline";
 import { splitCommand } from "../vibetwist/web/src/command.js";
 import { fittingFont, SMALLEST_FONT } from "../vibetwist/web/src/fontfit.js";
+import { DEFAULT_KINDS, KINDS, describe, keyBytes, pickedKinds } from "../vibetwist/web/src/notice.js";
 import { parseRoute, sessionHash } from "../vibetwist/web/src/route.js";
 import { decodeBuffersFrame, decodeSnapshot } from "../vibetwist/web/src/snapshot.js";
 
@@ -20,6 +21,10 @@ const calls = {
   split: (text) => splitCommand(text),
   font: ({ font, width, room }) => fittingFont(font, width, room),
   smallestFont: () => SMALLEST_FONT,
+  describe: (event) => describe(event),
+  kinds: () => ({ kinds: KINDS.map(([kind]) => kind), defaults: DEFAULT_KINDS }),
+  picked: (stored) => pickedKinds(stored),
+  keyBytes: (text) => Buffer.from(keyBytes(text)).toString("base64"),
 };
 
 for await (const line of createInterface({ input: process.stdin })) {

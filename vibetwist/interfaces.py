@@ -10,6 +10,7 @@
   :class:`IInfoStore` (how its session.json is written).
 - Channels read a session's recording through :class:`IStreamListener` and
   :class:`ILineSink`; a terminal viewer's messages go to an :class:`ITerminalChannel`.
+- Web Push messages leave through an :class:`IPushSender`.
 """
 
 from __future__ import annotations
@@ -254,3 +255,14 @@ class IInfoStore(Interface):
 
     def save(info: Any) -> None:
         """Write info (a SessionInfo); OSError if it cannot be written."""
+
+
+class IPushSender(Interface):
+    """Where Web Push messages go: an HTTP client that posts them to push services."""
+
+    def post(url: str, headers: dict[str, str], body: bytes) -> Any:
+        """POST body to url with these headers: a Deferred firing with the response's status
+        code, or failing if no answer came (the connection failed or timed out)."""
+
+    def close() -> Any:
+        """Let go of the connections kept open; a Deferred, or None."""

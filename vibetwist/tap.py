@@ -27,18 +27,22 @@ from vibetwist.login.sshkeys import SSHKeyLogin
 from vibetwist.login.tokens import SecretError, Tokens, check_secret_file, issuer_for, load_secret
 from vibetwist.model.controldir import default_control_dir
 from vibetwist.model.launch import DAEMON_SECRETS, default_shell
-from vibetwist.model.privatefiles import UnsafePath, check_private_dir
+from vibetwist.model.privatefiles import UnsafePath, check_private_dir, check_private_file
+from vibetwist.model.vapid import VapidKeyError, load_vapid
 from vibetwist.server.api import API
 from vibetwist.server.hostcheck import HostOriginCheck
 from vibetwist.server.limits import ConnectionLimiter, Limits, SessionCreateLimit, connection_peer
 from vibetwist.server.listen import Listener, check_listen, is_unspecified, parse_listen
 from vibetwist.server.metrics import MetricsResource, RequestCounter
+from vibetwist.server.push import PushAPI
 from vibetwist.server.restart import Restarter, close_unclaimed, report_takeover, take_handover
 from vibetwist.sessions.held import HolderLauncher
 from vibetwist.sessions.pty import PTYLauncher, SessionSignaller
+from vibetwist.sessions.push import PushNotifier, PushStoreError, PushSubscriptions, TreqPushSender
 from vibetwist.sessions.service import SessionService
 
 DEFAULT_LISTEN = "tcp:4020:interface=127.0.0.1"
+DEFAULT_PUSH_CONTACT = "mailto:vibetwist@localhost"
 _log = Logger()
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
@@ -94,6 +98,20 @@ class Options(usage.Options):
             "(default: vibetwist.secret beside the control directory).",
         ],
         ["token-lifetime", None, str(LOGIN_LIFETIME), "Seconds a login token stays valid."],
+        [
+            "push-key-file",
+            None,
+            None,
+            "The VAPID key that signs Web Push messages, made (0600) on first start "
+            "(default: vibetwist.vapid.pem beside the secret file); the push subscriptions "
+            "are kept beside it (vibetwist.push.json).",
+        ],
+        [
+            "push-contact",
+            None,
+            DEFAULT_PUSH_CONTACT,
+            "Who push services may contact about this daemon's messages (a mailto: or https: URL).",
+        ],
         ["max-sessions", None, "1000", "Live sessions at most; a create past it answers 503."],
         [
             "command-min-seconds",
@@ -140,6 +158,7 @@ class Options(usage.Options):
             "Measure reactor stalls with a 1 ms timer (reported by GET /api/stats), not a 250 ms one.",
         ],
         ["no-metrics", None, "Serve no /metrics and count nothing for it."],
+        ["no-push", None, "Send no Web Push notifications (/api/push/* answers 503)."],
         ["access-log", None, "Log every HTTP request."],
         [
             "compress",
@@ -263,6 +282,26 @@ class Options(usage.Options):
             check_secret_file(self["secret-file"])
         except SecretError as e:
             raise usage.UsageError(str(e)) from e
+        self._post_push()
+
+    def _post_push(self) -> None:
+        """Where the VAPID key and the push subscriptions are kept, and who to contact."""
+        self["push-key-file"] = (
+            Path(self["push-key-file"]).expanduser()
+            if self["push-key-file"]
+            else self["secret-file"].parent / "vibetwist.vapid.pem"
+        )
+        self["push-subscriptions"] = self["push-key-file"].parent / "vibetwist.push.json"
+        contact = self["push-contact"]
+        if not re.match(r"^(mailto:[^@\s]+@[^@\s]+|https://\S+)$", contact):
+            raise usage.UsageError("--push-contact must be a mailto: or https: URL")
+        if self["no-push"]:
+            return
+        for path in (self["push-key-file"], self["push-subscriptions"]):
+            try:
+                check_private_file(path)
+            except UnsafePath as e:
+                raise usage.UsageError(f"Web Push: {e}") from None
 
 
 def parse_limits(options: Any) -> Limits:
@@ -322,6 +361,33 @@ def freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def make_notifier(options: Options, events: Any, reactor: Any) -> PushNotifier | None:
+    """The Web Push notifier the options describe (None with --no-push); the key is made
+    on first start. UsageError if the key or the subscriptions cannot be read."""
+    if options["no-push"]:
+        return None
+    try:
+        key = load_vapid(options["push-key-file"])
+        subscriptions = PushSubscriptions(options["push-subscriptions"])
+        subscriptions.load()
+    except (VapidKeyError, PushStoreError) as e:
+        raise usage.UsageError(f"Web Push: {e}") from None
+    return PushNotifier(key, subscriptions, TreqPushSender(reactor), events, options["push-contact"], reactor)
+
+
+class _PushService(Service):
+    def __init__(self, notifier: PushNotifier) -> None:
+        self._notifier = notifier
+
+    def startService(self) -> None:
+        super().startService()
+        self._notifier.start()
+
+    def stopService(self) -> Any:
+        super().stopService()
+        return self._notifier.stop()
 
 
 class _APIService(Service):
@@ -394,11 +460,17 @@ def makeService(options: Options, reactor: Any = None, restart_signal: bool = Tr
         metrics=not options["no-metrics"],
     )
     api.gate = SessionCreateLimit(limits, reactor)
+    notifier = make_notifier(options, sessions.events, reactor)
+    if notifier is not None:
+        api.push = PushAPI(notifier, reactor.seconds)
     if api.metrics is not None:
         lag.observe = api.metrics.reactor_lag.observe
     # Services stop in the reverse order: listeners, then sessions (their viewers
     # get the exit lines), then the API (which lets those lines flush).
     _APIService(api, lag, reactor).setServiceParent(top)
+    if notifier is not None:
+        # Stopped after the sessions, so that their exit events are still sent.
+        _PushService(notifier).setServiceParent(top)
     sessions.setServiceParent(top)
     guarded: Resource = HostOriginCheck(
         LoginGate(api.resource(), authority, connection_peer), allowed_hosts=options["allowed-hosts"]

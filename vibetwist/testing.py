@@ -1,14 +1,16 @@
 # -*- test-case-name: tests.test_session -*-
-"""Test doubles for code that uses vibetwist: a launcher that starts nothing."""
+"""Test doubles for code that uses vibetwist: a launcher that starts nothing, and a push
+sender that sends nothing."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import attrs
+from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
-from vibetwist.interfaces import ILauncher, ITerminalEvents, ITerminalProcess
+from vibetwist.interfaces import ILauncher, IPushSender, ITerminalEvents, ITerminalProcess
 from vibetwist.model.handover import HandedTerminal
 
 
@@ -115,6 +117,38 @@ class FakeLauncher:
     @property
     def last(self) -> FakeTerminalProcess:
         return self.processes[-1]
+
+
+@attrs.frozen
+class Post:
+    """One message given to a MemoryPushSender."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    #: Fire it with a status code (or errback it) to answer the post.
+    answer: Deferred[int]
+
+
+@implementer(IPushSender)
+class MemoryPushSender:
+    """An IPushSender that keeps every post; it answers each with ``status`` at once, or,
+    with ``status=None``, leaves the answer to the test (``posts[i].answer``)."""
+
+    def __init__(self, status: int | None = 201) -> None:
+        self.status = status
+        self.posts: list[Post] = []
+        self.closed = False
+
+    def post(self, url: str, headers: dict[str, str], body: bytes) -> Deferred[int]:
+        answer: Deferred[int] = Deferred()
+        self.posts.append(Post(url, dict(headers), body, answer))
+        if self.status is not None:
+            answer.callback(self.status)
+        return answer
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def pump(clock: Any, turns: int = 50) -> None:

@@ -14,7 +14,10 @@ checks it): one module per idea.
 - L{tests.support.keys}: the named keys and the bytes each must type, written out.
 - L{tests.support.programs}: small programs the tests run in sessions.
 - L{tests.support.snapshots}: a snapshot header and hypothesis strategies for snapshots.
-- L{tests.support.streams}: hypothesis strategies for terminal output.
+- L{tests.support.streams}: hypothesis strategies for terminal output, and a grammar of what
+  programs send.
+- L{tests.support.xterm}: xterm.js's headless build in Node as a reference terminal
+  (``tests/xterm_screen.mjs``), and the model's screen in the same form.
 - L{tests.support.fuzz}: hostile-input generators and a blocking wire client
   (also used by ``bench/fuzz_daemon.py``).
 - L{tests.support.asciinema}: a real asciinema playing a recording.

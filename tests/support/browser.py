@@ -1,4 +1,5 @@
-"""Debian's Chromium driven by Playwright for Python, without any browser download.
+"""Debian's Chromium driven by Playwright for Python, without any browser download, and
+L{BrowserTestCase}, the base of the tests that drive it against the real daemon.
 
 Playwright's API blocks, so every call to it runs in one thread of its own
 (L{Browser.run}) while the reactor goes on serving the test's own clients.
@@ -6,6 +7,7 @@ Playwright's API blocks, so every call to it runs in one thread of its own
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -14,9 +16,13 @@ from typing import Any, TypeVar
 from twisted.internet import defer, reactor, threads
 from twisted.python.threadpool import ThreadPool
 
+from tests.support.e2e import DaemonTestCase
+
 T = TypeVar("T")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+#: The README's pictures, written only when VIBETWIST_SCREENSHOTS is set (./dev screenshots).
+README_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 #: Playwright's own waits, in milliseconds.
 WAIT_MS = 15000
 
@@ -72,3 +78,32 @@ class Browser:
             await self.run(stop)
         finally:
             self._pool.stop()
+
+
+class BrowserTestCase(DaemonTestCase):
+    """Tests against the class's daemon with a Chromium of each test's own (C{self.browser})."""
+
+    timeout = 180
+
+    async def _set_up(self) -> None:
+        await super()._set_up()
+        self.browser = Browser()
+        self.addCleanup(lambda: defer.ensureDeferred(self.browser.close()))
+        await self.browser.start()
+
+    def url(self, fragment: str = "") -> str:
+        """The daemon's page, with this fragment."""
+        return self.daemon.url("/") + fragment
+
+    async def screenshot(self, page: Any, name: str) -> None:
+        """Save what page shows as name: into the README's pictures if asked, else into a
+        folder of this test's under trial's temporary directory, so a run leaves the
+        checkout as it was."""
+        if os.environ.get("VIBETWIST_SCREENSHOTS"):
+            folder = README_SCREENSHOTS
+        else:
+            if not hasattr(self, "_screenshots"):
+                self._screenshots = Path(self.mktemp())
+            folder = self._screenshots
+        folder.mkdir(parents=True, exist_ok=True)
+        await self.browser.run(lambda: page.screenshot(path=str(folder / name)))

@@ -1,15 +1,28 @@
 # -*- test-case-name: tests.test_emulator -*-
-"""pyte, made fast enough to keep up with a PTY, and corrected where it is wrong.
+"""A terminal screen that behaves as xterm, fast enough to keep up with a PTY.
 
-pyte's :class:`pyte.Screen` stays the model: its buffer, cursor, modes and
-every escape-sequence handler are used as they are.  What changes:
+pyte's :class:`pyte.Screen` gives the storage (rows of cells, the cursor, the
+mode set); the behaviour is xterm's, as xterm.js (the browser client's
+terminal) shows it, and ``tests/test_differential.py`` compares the two cell
+by cell.  Besides what pyte does, the screen has the alternate screen
+(``CSI ?1049 h/l``, ``?47``, ``?1047``), the DEC line-drawing character set
+with SO/SI, SU/SD, REP, CHT/CBT, HPA, SCOSC/SCORC, DECSTR, one saved cursor
+per screen, the background colour in erased and scrolled-in cells, wide
+characters blanked whole when half of one is written over, every character
+of no width joined to the cell before (combining marks, Hangul jamo, ZWJ),
+the cursor stopping at a margin only when it would cross it, origin mode
+clamping to the region, and xterm.js's rules for a change of rows.
+``docs/screen.md`` lists where it still differs, and why.
+
+What makes it fast:
 
 - :class:`Emulator` draws a run of printable ASCII with one dict update per
   screen line, from cells built once per style and shared, instead of a
   ``namedtuple._replace`` per character; it keeps its scrollback frozen
   small (:mod:`vibetwist.screen.scrollback`) instead of HistoryScreen's dict per
   line behind a wrapper on every attribute access; and it caches what
-  ``select_graphic_rendition`` computes.
+  ``select_graphic_rendition`` computes.  Checks for halves of wide
+  characters are made only once a wide character was drawn.
 - :class:`vibetwist.screen.parser.EmulatorStream` reads its input.
 - Output that only scrolls (lines of text and SGR at the bottom of the
   screen, as ``ls`` or ``cat`` print) is held back a batch at a time and
@@ -18,17 +31,14 @@ every escape-sequence handler are used as they are.  What changes:
   being made into cells, and one that would leave the scrollback within the
   batch is not kept at all.  :meth:`Emulator.skip_scrolled` drops such
   output outright when enough of it follows to push out all it could leave.
-- Fixes: text after a zero-width character (U+200D, U+FE0F, U+200B) or a
-  stray control character is drawn (pyte drops the rest of the run); a
-  wide character that does not fit in the last column wraps to the next
-  line; colon-form SGR (``38:2::R:G:B``, ``4:3``) is understood; dim (2)
-  and invisible (8) are kept; and a palette colour stays a palette index
-  while an RGB colour stays RGB (pyte turns both into the same hex string);
-  SGR 105 (misspelt in pyte's table) is a bright magenta background; and a
-  sequence whose parameters make a pyte handler raise is ignored, as a
-  terminal ignores it, instead of breaking the feed; and deleting lines
-  (``CSI M``, or a resize to fewer rows) below a row never written leaves
-  that row blank (pyte leaves the old line where it was).
+- The alternate screen costs nothing until a program enters it: it is a
+  new set of rows then, and the main screen's rows wait aside.
+
+pyte's own errors are fixed too: colon-form SGR (``38:2::R:G:B``, ``4:3``)
+is understood; dim (2) and invisible (8) are kept; a palette colour stays a
+palette index while an RGB colour stays RGB; SGR 105 is a bright magenta
+background; and a sequence whose parameters make a handler raise is ignored,
+as a terminal ignores it.
 
 Cells are :class:`Glyph` tuples: pyte's ``Char`` fields with colours as
 :data:`vibetwist.model.snapshot.Color` values, plus ``dim`` and ``hidden``.
@@ -40,6 +50,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -48,9 +59,9 @@ from pyte import charsets, modes
 from pyte.screens import Margins, StaticDefaultDict, wcwidth
 
 from vibetwist.model.snapshot import RGB, Color
-from vibetwist.screen.scrollback import Scrollback
+from vibetwist.screen.scrollback import FrozenLine, Scrollback, stretches
 
-__all__ = ["SCROLLING", "Emulator", "Glyph", "colon_sgr", "split_sgr"]
+__all__ = ["CHARSETS", "SCROLLING", "Emulator", "Glyph", "change_rows", "colon_sgr", "split_sgr"]
 
 
 class Glyph(NamedTuple):
@@ -166,11 +177,6 @@ def _rendition(style: Glyph, params: tuple[int, ...], blank: Glyph) -> Glyph:
     return style._replace(**replace)
 
 
-def _is_drawn(char: str, width: int) -> bool:
-    """Whether a character of this width takes or joins a cell (a combining mark joins)."""
-    return width > 0 or (width == 0 and bool(unicodedata.combining(char)))
-
-
 _PRINTABLE_ASCII = re.compile(r"[ -~]+").fullmatch
 #: Text and the parameters of its SGR sequences, in turns: ``["", "1;31", "abc", ...]``.
 split_sgr = re.compile(r"\x1b\[([0-9;]*)m").split
@@ -181,14 +187,67 @@ SCROLLING = re.compile(r"(?:[^\x00-\x07\x0b-\x0c\x0e-\x1f\x7f-\x9f]++|\x1b\[[0-9
 _IDENTITY = charsets.LAT1_MAP
 
 
+# The DEC special graphics set (``ESC ( 0``): line drawing and a few symbols for 0x60-0x7e.
+_DEC_GRAPHICS = _IDENTITY.translate(
+    str.maketrans("`abcdefghijklmnopqrstuvwxyz{|}~", "◆▒␉␌␍␊°±␤␋┘┐┌└┼⎺⎻─⎼⎽├┤┴┬│≤≥π≠£·")
+)
+#: The character sets ``ESC ( F`` and ``ESC ) F`` designate, by ``F``; any other is ASCII.
+CHARSETS = {"B": _IDENTITY, "0": _DEC_GRAPHICS, "A": _IDENTITY.replace("#", "£")}
+#: The DEC private modes that switch to the alternate screen.
+ALTERNATE_MODES = (47, 1047, 1049)
+_DEFAULT_MODES = frozenset([modes.DECAWM, modes.DECTCEM])
+# Modes DECSTR turns off: insert, origin, application cursor keys and keypad, bracketed paste.
+_SOFT_RESET_OFF = frozenset([modes.IRM, modes.DECOM, 1 << 5, 66 << 5, 2004 << 5])
+
+
+class Saved(NamedTuple):
+    """What DECSC (``ESC 7``, ``CSI s``) keeps and DECRC (``ESC 8``, ``CSI u``) brings back."""
+
+    x: int
+    y: int
+    attrs: Glyph
+    translation: str
+
+
+_NOTHING_SAVED = Saved(0, 0, _BLANK, _IDENTITY)
+
+
+class _Stashed(NamedTuple):
+    """The main screen while the alternate one shows."""
+
+    buffer: Any
+    margins: Margins | None
+    tabstops: set[int]
+    saved: Saved | None
+    y: int  # the cursor's row when the alternate screen came
+
+
+def _erase_glyph(style: Glyph) -> Glyph:
+    """An erased cell: blank in the current background colour only, as in xterm."""
+    return (
+        _BLANK
+        if style.bg is None
+        else _ERASED.get(style.bg) or _ERASED.setdefault(style.bg, Glyph(" ", bg=style.bg))
+    )
+
+
+_ERASED: dict[Color, Glyph] = {}
+
+
 class Emulator(pyte.Screen):
-    """A pyte screen with fast drawing, a compact scrollback of ``history`` lines and pyte's bugs fixed."""
+    """A pyte screen made to behave as xterm, fast, with a compact scrollback of ``history`` lines."""
 
     buffer: Any  # pyte's lines (row -> column -> cell), holding Glyphs
 
     def __init__(self, columns: int, lines: int, history: int) -> None:
         self.scrollback = Scrollback(history)
         self._glyphs = _glyphs(_BLANK)
+        self._stashed: _Stashed | None = None
+        self._alternate_saved: Saved | None = None
+        self.saved: Saved | None = None
+        self.translation = _IDENTITY
+        #: Whether a wide character may be on screen (so writes check for halves of one).
+        self.wide = False
         super().__init__(columns, lines)
 
     @property
@@ -196,79 +255,585 @@ class Emulator(pyte.Screen):
         """A blank cell; reverse video while DECSCNM is set, as in pyte."""
         return _REVERSE_BLANK if modes.DECSCNM in self.mode else _BLANK
 
+    @property
+    def alternate(self) -> bool:
+        """Whether the alternate screen shows (a full-screen program runs)."""
+        return self._stashed is not None
+
+    @property
+    def main_buffer(self) -> Any:
+        """The main screen's rows, also while the alternate screen shows."""
+        return self.buffer if self._stashed is None else self._stashed.buffer
+
+    @property
+    def main_saved(self) -> Saved | None:
+        """What DECSC saved on the main screen."""
+        return self.saved if self._stashed is None else self._stashed.saved
+
+    def _new_buffer(self) -> Any:
+        return defaultdict(lambda: StaticDefaultDict(self.default_char))
+
+    def _default_tabstops(self, start: int = 0) -> set[int]:
+        return set(range(max(8, start + 7 - (start + 7) % 8), self.columns, 8))
+
     def reset(self) -> None:
-        """Reset as pyte does, with Glyph cells, and forget the scrollback."""
-        super().reset()
-        self.cursor.attrs = self.default_char  # type: ignore[assignment]
+        """RIS: everything as when the terminal started, the scrollback forgotten."""
+        stashed = getattr(self, "_stashed", None)
+        if stashed is not None:
+            self.buffer = stashed.buffer
+            self._stashed = None
+        self.buffer.clear()
+        self.dirty = set()
+        self.margins = None
+        self.mode = set(_DEFAULT_MODES)
+        self.title = ""
+        self.icon_name = ""
+        self.charset = 0
+        self.g0_charset = self.g1_charset = self.translation = _IDENTITY
+        self.tabstops = self._default_tabstops()
+        self.cursor = pyte.screens.Cursor(0, 0, self.default_char)  # type: ignore[arg-type]
+        self.saved = self._alternate_saved = None
+        self.saved_columns = None
+        self.wide = False
         self.scrollback.clear()
 
-    def erase_in_display(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
-        """Erase as pyte does; ``3`` also forgets the scrollback (as xterm's ``ED 3``)."""
-        super().erase_in_display(how, *args, **kwargs)
-        if how == 3:
-            self.scrollback.clear()
+    def soft_reset(self) -> None:
+        """DECSTR (``CSI ! p``): modes, margins, style, character sets and the saved cursor
+        reset; the screen stays."""
+        self.mode -= _SOFT_RESET_OFF
+        self.mode |= _DEFAULT_MODES
+        self.cursor.hidden = False
+        self.margins = None
+        self.cursor.attrs = self.default_char  # type: ignore[assignment]
+        self.charset = 0
+        self.g0_charset = self.g1_charset = self.translation = _IDENTITY
+        self.saved = _NOTHING_SAVED
 
-    def delete_lines(self, count: int | None = None) -> None:
-        """pyte's ``delete_lines``, but a row never written moving up blanks the row it lands on."""
-        count = count or 1
-        top, bottom = self.margins or Margins(0, self.lines - 1)
-        if top <= self.cursor.y <= bottom:
-            self.dirty.update(range(self.cursor.y, self.lines))
-            buffer = self.buffer
-            for y in range(self.cursor.y, bottom + 1):
-                if y + count <= bottom and y + count in buffer:
-                    buffer[y] = buffer.pop(y + count)
-                else:
-                    buffer.pop(y, None)
-            self.carriage_return()
+    # Modes
 
-    def resize(self, lines: int | None = None, columns: int | None = None) -> None:
-        """pyte's resize, except that losing rows loses no text (see :func:`shrink_rows`)."""
-        shrink_rows(self, lines or self.lines)
-        super().resize(lines, columns)
+    def set_mode(self, *modes_: int, **kwargs: Any) -> None:
+        """SM and DECSET: the alternate screen, origin mode (homes the cursor) and the rest.
+        DECCOLM (132 columns) is ignored: the size is the PTY's."""
+        if not kwargs.get("private"):
+            self.mode.update(m for m in modes_ if m in (4, 20))
+            return
+        for mode in modes_:
+            if mode in ALTERNATE_MODES:
+                if mode == 1049:
+                    self.save_cursor()
+                self._enter_alternate()
+            elif mode == 6:
+                self.mode.add(modes.DECOM)
+                self.cursor_position()
+            elif mode == 5:
+                super().set_mode(mode, private=True)
+            elif mode == 25:
+                self.mode.add(modes.DECTCEM)
+                self.cursor.hidden = False
+            elif mode != 3:
+                self.mode.add(mode << 5)
+
+    def reset_mode(self, *modes_: int, **kwargs: Any) -> None:
+        """RM and DECRST, as :meth:`set_mode`."""
+        if not kwargs.get("private"):
+            self.mode.difference_update(modes_)
+            return
+        for mode in modes_:
+            if mode in ALTERNATE_MODES:
+                self._leave_alternate()
+                if mode == 1049:
+                    self.restore_cursor()
+            elif mode == 6:
+                self.mode.discard(modes.DECOM)
+                self.cursor_position()
+            elif mode == 5:
+                super().reset_mode(mode, private=True)
+            elif mode == 25:
+                self.mode.discard(modes.DECTCEM)
+                self.cursor.hidden = True
+            elif mode != 3:
+                self.mode.discard(mode << 5)
+
+    def _enter_alternate(self) -> None:
+        """Show a new blank alternate screen (in the erase colour), with its own margins, tab stops
+        and saved cursor; the cursor stays where it is.  The main screen is kept aside as it is."""
+        if self._stashed is not None:
+            return
+        self._stashed = _Stashed(self.buffer, self.margins, self.tabstops, self.saved, self.cursor.y)
+        self.buffer = self._new_buffer()
+        fill = _erase_glyph(self.cursor.attrs)  # type: ignore[arg-type]
+        if fill is not _BLANK:
+            for y in range(self.lines):
+                self.buffer[y] = self._filled_row(fill)
+        self.margins = None
+        self.tabstops = self._default_tabstops()
+        self.saved = self._alternate_saved
+
+    @property
+    def main_margins(self) -> Margins | None:
+        """The main screen's scroll region, also while the alternate screen shows."""
+        return self.margins if self._stashed is None else self._stashed.margins
+
+    def _leave_alternate(self) -> None:
+        """Show the main screen again, as it was; the cursor stays where it is."""
+        stashed = self._stashed
+        if stashed is None:
+            return
+        self._alternate_saved = self.saved
+        self.buffer, self.margins, self.tabstops, self.saved = stashed[:4]
+        self._stashed = None
+
+    # Character sets
+
+    def define_charset(self, code: str, mode: str) -> None:
+        """SCS: ``ESC ( F`` designates G0, ``ESC ) F`` G1 (``0`` line drawing, ``A`` UK, else ASCII)."""
+        table = CHARSETS.get(code, _IDENTITY)
+        if mode == "(":
+            self.g0_charset = table
+            if self.charset == 0:
+                self.translation = table
+        elif mode == ")":
+            self.g1_charset = table
+            if self.charset == 1:
+                self.translation = table
+
+    def shift_in(self) -> None:
+        """SI: draw with G0."""
+        self.charset = 0
+        self.translation = self.g0_charset
+
+    def shift_out(self) -> None:
+        """SO: draw with G1."""
+        self.charset = 1
+        self.translation = self.g1_charset
+
+    # Saving the cursor
+
+    def save_cursor(self, *params: int) -> None:
+        """DECSC and SCOSC: one saved position, style and character set for the screen shown."""
+        cursor = self.cursor
+        self.saved = Saved(cursor.x, cursor.y, cursor.attrs, self.translation)  # type: ignore[arg-type]
+
+    def restore_cursor(self, *params: int) -> None:
+        """DECRC and SCORC: back to what was saved, as often as asked; home and plain when nothing was."""
+        saved = self.saved or _NOTHING_SAVED
+        cursor = self.cursor
+        cursor.x, cursor.y = saved.x, saved.y
+        cursor.attrs = saved.attrs  # type: ignore[assignment]
+        self.translation = saved.translation
+        self._restrict()
+
+    # The cursor
+
+    def _restrict(self) -> None:
+        """Keep the cursor on the screen (in the scrolling region in origin mode); a pending wrap ends."""
+        cursor = self.cursor
+        cursor.x = max(0, min(cursor.x, self.columns - 1))
+        if modes.DECOM in self.mode and self.margins is not None:
+            top, bottom = self.margins
+        else:
+            top, bottom = 0, self.lines - 1
+        cursor.y = max(top, min(cursor.y, bottom))
+
+    def cursor_position(self, line: int | None = None, column: int | None = None) -> None:
+        """CUP and HVP; in origin mode relative to the region and kept in it."""
+        y = (line or 1) - 1
+        cursor = self.cursor
+        cursor.x = min((column or 1) - 1, self.columns - 1)
+        if modes.DECOM in self.mode and self.margins is not None:
+            top, bottom = self.margins
+            cursor.y = min(top + y, bottom)
+        else:
+            cursor.y = min(y, self.lines - 1)
+
+    def cursor_to_column(self, column: int | None = None) -> None:
+        """CHA and HPA."""
+        self.cursor.x = min((column or 1) - 1, self.columns - 1)
+        self._restrict()
+
+    def cursor_to_line(self, line: int | None = None) -> None:
+        """VPA; in origin mode relative to the region and kept in it."""
+        self.cursor_position(line, self.cursor.x + 1)
+
+    def cursor_up(self, count: int | None = None) -> None:
+        """CUU: up, stopping at the top margin unless the cursor starts above it."""
+        self._restrict()
+        cursor = self.cursor
+        top = self.margins.top if self.margins else 0
+        cursor.y = max(top if cursor.y >= top else 0, cursor.y - (count or 1))
+
+    def cursor_down(self, count: int | None = None) -> None:
+        """CUD: down, stopping at the bottom margin unless the cursor starts below it."""
+        self._restrict()
+        cursor = self.cursor
+        bottom = self.margins.bottom if self.margins else self.lines - 1
+        cursor.y = min(bottom if cursor.y <= bottom else self.lines - 1, cursor.y + (count or 1))
+
+    def cursor_up1(self, count: int | None = None) -> None:
+        """CPL."""
+        self.cursor_up(count)
+        self.cursor.x = 0
+
+    def cursor_down1(self, count: int | None = None) -> None:
+        """CNL."""
+        self.cursor_down(count)
+        self.cursor.x = 0
+
+    def cursor_forward(self, count: int | None = None) -> None:
+        """CUF and HPR."""
+        self._restrict()
+        self.cursor.x = min(self.cursor.x + (count or 1), self.columns - 1)
+
+    def cursor_back(self, count: int | None = None) -> None:
+        """CUB."""
+        self._restrict()
+        self.cursor.x = max(self.cursor.x - (count or 1), 0)
+
+    def line_forward(self, count: int | None = None) -> None:
+        """VPR: down, past the margins."""
+        self._restrict()
+        self.cursor.y += count or 1
+        self._restrict()
+
+    def backspace(self) -> None:
+        """BS: a pending wrap ends, then one column left."""
+        self._restrict()
+        if self.cursor.x:
+            self.cursor.x -= 1
+
+    def carriage_return(self) -> None:
+        self.cursor.x = 0
+
+    # Tabs
+
+    def tab(self) -> None:
+        """HT: to the next tab stop, or the last column; nothing at a pending wrap."""
+        self.tab_forward(1)
+
+    def tab_forward(self, count: int | None = None) -> None:
+        """CHT."""
+        cursor = self.cursor
+        last = self.columns - 1
+        if cursor.x >= self.columns:
+            return
+        for _ in range(count or 1):
+            cursor.x = min([stop for stop in self.tabstops if cursor.x < stop <= last] or [last])
+
+    def tab_backward(self, count: int | None = None) -> None:
+        """CBT."""
+        cursor = self.cursor
+        if cursor.x >= self.columns:
+            return
+        for _ in range(count or 1):
+            cursor.x = max([stop for stop in self.tabstops if 0 < stop < cursor.x] or [0])
+
+    def clear_tab_stop(self, how: int = 0) -> None:
+        """TBC: 0 the stop at the cursor, 3 all."""
+        if how == 0:
+            self.tabstops.discard(self.cursor.x)
+        elif how == 3:
+            self.tabstops = set()
+
+    # Scrolling
+
+    def _filled_row(self, fill: Glyph) -> StaticDefaultDict[int, Any]:
+        row: StaticDefaultDict[int, Any] = StaticDefaultDict(self.default_char)
+        row.update(dict.fromkeys(range(self.columns), fill))
+        return row
+
+    def _blank_rows(self, rows: range) -> None:
+        """Erase whole rows, in the erase colour."""
+        fill = _erase_glyph(self.cursor.attrs)  # type: ignore[arg-type]
+        buffer = self.buffer
+        if fill is _BLANK:
+            for y in rows:
+                buffer.pop(y, None)
+        else:
+            for y in rows:
+                buffer[y] = self._filled_row(fill)
 
     def index(self) -> None:
-        """Move down a line; at the bottom margin, scroll, keeping the top line in the scrollback."""
-        top, bottom = self.margins or Margins(0, self.lines - 1)
-        if self.cursor.y != bottom:
-            self.cursor_down()
-            return
+        """IND: down a line; at the bottom margin, scroll the region up.  A line leaving the
+        top of the main screen goes to the scrollback."""
+        cursor = self.cursor
+        top, bottom = self.margins or (0, self.lines - 1)
+        y = cursor.y
+        if y != bottom:
+            if y < self.lines - 1:
+                cursor.y = y + 1
+        else:
+            buffer = self.buffer
+            if top == 0 and self._stashed is None:
+                self.scrollback.push(buffer.get(0, {}), self.default_char)  # type: ignore[arg-type]
+            # Renumber the lines in one pass: those below the top margin move up
+            # one, the top one leaves, the rest stay.  A line never drawn on stays
+            # missing, which pyte's defaultdict would make blank with the same default.
+            shifted = {(y - 1 if top < y <= bottom else y): line for y, line in buffer.items() if y != top}
+            buffer.clear()
+            buffer.update(shifted)
+            if cursor.attrs.bg is not None:  # type: ignore[attr-defined]
+                self._blank_rows(range(bottom, bottom + 1))
+        if cursor.x >= self.columns:
+            cursor.x = self.columns - 1
+
+    def linefeed(self) -> None:
+        """LF, VT, FF: :meth:`index` (and a carriage return in LNM mode)."""
+        self.index()
+        if modes.LNM in self.mode:
+            self.cursor.x = 0
+
+    def next_line(self) -> None:
+        """NEL: a carriage return and a line feed."""
+        self.cursor.x = 0
+        self.index()
+
+    def reverse_index(self) -> None:
+        """RI: up a line; at the top margin, scroll the region down."""
+        self._restrict()
+        top, bottom = self.margins or (0, self.lines - 1)
+        if self.cursor.y == top:
+            self._move_rows(top, bottom, 1)
+        elif self.cursor.y:
+            self.cursor.y -= 1
+
+    def _move_rows(self, top: int, bottom: int, by: int, erase: bool = True) -> None:
+        """Rows ``top``..``bottom`` move down ``by`` (up when negative); rows moving past either end
+        are lost, the rows left are erased in the erase colour (``erase``) or blank."""
         buffer = self.buffer
-        default = self.default_char
-        self.scrollback.push(buffer.get(top, {}), default)  # type: ignore[arg-type]
-        # Renumber the lines in one pass: those below the top margin move up
-        # one, the top one leaves, the rest stay.  A line never drawn on stays
-        # missing, which pyte's defaultdict would make blank with the same default.
-        shifted = {(y - 1 if top < y <= bottom else y): line for y, line in buffer.items() if y != top}
-        buffer.clear()
-        buffer.update(shifted)
+        by = max(-(bottom - top + 1), min(by, bottom - top + 1))
+        moved = {y + by: line for y, line in buffer.items() if top <= y <= bottom and top <= y + by <= bottom}
+        for y in range(top, bottom + 1):
+            buffer.pop(y, None)
+        buffer.update(moved)
+        if erase:
+            self._blank_rows(range(top, top + by) if by > 0 else range(bottom + 1 + by, bottom + 1))
+
+    def scroll_up(self, count: int | None = None) -> None:
+        """SU (``CSI S``): the region's rows move up; none goes to the scrollback."""
+        top, bottom = self.margins or (0, self.lines - 1)
+        self._move_rows(top, bottom, -(count or 1))
+
+    def scroll_down(self, count: int | None = None, *rest: int) -> None:
+        """SD (``CSI T``): the region's rows move down; the new rows are blank (xterm.js does not
+        fill them with the background colour)."""
+        top, bottom = self.margins or (0, self.lines - 1)
+        self._move_rows(top, bottom, count or 1, erase=False)
+
+    def insert_lines(self, count: int | None = None) -> None:
+        """IL: blank lines at the cursor's, in the region; the cursor goes to column 0."""
+        self._restrict()
+        top, bottom = self.margins or (0, self.lines - 1)
+        if top <= self.cursor.y <= bottom:
+            self._move_rows(self.cursor.y, bottom, count or 1)
+            self.cursor.x = 0
+
+    def delete_lines(self, count: int | None = None) -> None:
+        """DL: lines at the cursor's go, the region's rows below move up; the cursor goes to column 0."""
+        self._restrict()
+        top, bottom = self.margins or (0, self.lines - 1)
+        if top <= self.cursor.y <= bottom:
+            self._move_rows(self.cursor.y, bottom, -(count or 1))
+            self.cursor.x = 0
+
+    def set_margins(self, top: int | None = None, bottom: int | None = None) -> None:
+        """DECSTBM: a region of at least two lines (a bottom past the screen is its last line);
+        the cursor goes home."""
+        top = top or 1
+        if bottom is None or bottom == 0 or bottom > self.lines:
+            bottom = self.lines
+        if bottom > top:
+            self.margins = None if (top, bottom) == (1, self.lines) else Margins(top - 1, bottom - 1)
+            self.cursor_position()
+
+    # Erasing
+
+    @staticmethod
+    def _is_stub(line: Any, x: int) -> bool:
+        """Whether cell ``x`` is empty: the second half of a wide character (or what is left of one)."""
+        cell = line.get(x)
+        return cell is not None and not cell.data
+
+    @staticmethod
+    def _is_wide(line: Any, x: int) -> bool:
+        """Whether cell ``x`` holds a wide character."""
+        cell = line.get(x)
+        return cell is not None and bool(cell.data) and wcwidth(cell.data[0]) == 2
+
+    def _replace(self, line: Any, start: int, end: int, fill: Glyph) -> None:
+        """Cells ``start``..``end`` become ``fill``; a wide character cut in half is blanked whole."""
+        if self.wide:
+            if start and self._is_wide(line, start - 1):
+                line[start - 1] = fill
+            if end < self.columns and self._is_wide(line, end - 1):
+                line[end] = fill
+        if fill is _BLANK:
+            if start == 0 and end >= self.columns:
+                line.clear()
+            else:
+                for x in range(start, end):
+                    line.pop(x, None)
+        else:
+            line.update(dict.fromkeys(range(start, end), fill))
+
+    def erase_in_line(self, how: int = 0, private: bool = False) -> None:
+        """EL (and DECSEL): to the end of the line, from its start, or all, in the erase colour."""
+        cursor = self.cursor
+        end = {0: self.columns, 1: min(cursor.x + 1, self.columns), 2: self.columns}.get(how)
+        if end is None:
+            return
+        line = self.buffer[cursor.y]
+        self._replace(line, cursor.x if how == 0 else 0, end, _erase_glyph(cursor.attrs))  # type: ignore[arg-type]
+
+    def erase_in_display(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
+        """ED (and DECSED): below, above or all of the screen in the erase colour; ``3`` the
+        scrollback only."""
+        cursor = self.cursor
+        if how == 0:
+            self.erase_in_line(0)
+            self._blank_rows(range(cursor.y + 1, self.lines))
+        elif how == 1:
+            self.erase_in_line(1)
+            self._blank_rows(range(cursor.y))
+        elif how == 2:
+            if cursor.attrs.bg is None:  # type: ignore[attr-defined]
+                self.buffer.clear()
+            else:
+                self._blank_rows(range(self.lines))
+            self.wide = False
+        elif how == 3 and self._stashed is None:
+            self.scrollback.clear()
+
+    def erase_characters(self, count: int | None = None) -> None:
+        """ECH: ``count`` cells from the cursor, in the erase colour."""
+        self._restrict()
+        cursor = self.cursor
+        end = min(cursor.x + (count or 1), self.columns)
+        self._replace(self.buffer[cursor.y], cursor.x, end, _erase_glyph(cursor.attrs))  # type: ignore[arg-type]
+
+    def _shift_cells(self, line: Any, x: int, by: int, fill: Glyph) -> None:
+        """Cells from ``x`` move right ``by`` (left when negative); cells past the right edge are lost,
+        the cells left empty are ``fill``."""
+        columns = self.columns
+        kept = {k: v for k, v in line.items() if k < x}
+        moved = {k + by: v for k, v in line.items() if x <= k < columns and x <= k + by < columns}
+        line.clear()
+        line.update(kept)
+        line.update(moved)
+        if fill is not _BLANK:
+            empty = range(x, min(x + by, columns)) if by > 0 else range(max(x, columns + by), columns)
+            line.update(dict.fromkeys(empty, fill))
+
+    def insert_characters(self, count: int | None = None) -> None:
+        """ICH: blank cells at the cursor, the rest of the line moving right."""
+        self._restrict()
+        cursor = self.cursor
+        x, columns = cursor.x, self.columns
+        fill = _erase_glyph(cursor.attrs)  # type: ignore[arg-type]
+        line = self.buffer[cursor.y]
+        if self.wide and x and self._is_wide(line, x - 1):
+            line[x - 1] = fill
+        self._shift_cells(line, x, min(count or 1, columns - x), fill)
+        if self.wide and self._is_wide(line, columns - 1):
+            line[columns - 1] = fill
+
+    def delete_characters(self, count: int | None = None) -> None:
+        """DCH: cells at the cursor go, the rest of the line moving left."""
+        self._restrict()
+        cursor = self.cursor
+        x, columns = cursor.x, self.columns
+        fill = _erase_glyph(cursor.attrs)  # type: ignore[arg-type]
+        line = self.buffer[cursor.y]
+        self._shift_cells(line, x, -min(count or 1, columns - x), fill)
+        if self.wide and x and self._is_wide(line, x - 1):
+            line[x - 1] = fill
+        if self.wide and self._is_stub(line, x):
+            line[x] = fill
+
+    def alignment_display(self) -> None:
+        """DECALN: every cell an E in the current style, the cursor home."""
+        glyph = self._current_glyphs()["E"]
+        for y in range(self.lines):
+            self.buffer[y] = self._filled_row(glyph)
+        self.cursor_position()
+
+    # Resizing
+
+    def resize(self, lines: int | None = None, columns: int | None = None) -> None:
+        """A new size, taken as xterm.js takes it (see :func:`change_rows`); fewer columns cut
+        the lines, and the margins reset."""
+        lines = lines or self.lines
+        columns = columns or self.columns
+        if (lines, columns) == (self.lines, self.columns):
+            return
+        cursor = self.cursor
+        if columns < self.columns:
+            for buffer in (self.buffer, self.main_buffer):
+                for line in buffer.values():
+                    for x in [x for x in line if x >= columns]:
+                        del line[x]
+        elif columns > self.columns:
+            self.tabstops |= self._default_tabstops(self.columns)
+        self.columns = columns
+        stashed = self._stashed
+        if stashed is None:
+            change_rows(self, lines)
+        else:
+            # The main screen with its own cursor row, then the alternate one, which keeps no scrollback.
+            alternate, y, old_lines = self.buffer, cursor.y, self.lines
+            self.buffer, cursor.y = stashed.buffer, stashed.y
+            change_rows(self, lines)
+            self._stashed = stashed._replace(buffer=self.buffer, y=cursor.y, margins=None)
+            self.buffer, cursor.y, self.lines = alternate, y, old_lines
+            change_rows(self, lines, keep=False)
+        self.margins = None
+        cursor.x = min(cursor.x, columns - 1)
+        cursor.y = min(cursor.y, lines - 1)
+        if self.saved is not None:
+            self.saved = self.saved._replace(x=min(self.saved.x, columns - 1), y=min(self.saved.y, lines - 1))
+
+    def unfreeze(self, line: FrozenLine) -> StaticDefaultDict[int, Any]:
+        """A scrollback line as a row of cells again."""
+        row: StaticDefaultDict[int, Any] = StaticDefaultDict(self.default_char)
+        x = 0
+        for style, chars in stretches(line, len(line[0])):
+            glyphs = _glyphs(Glyph(" ", *style))
+            for char in chars:
+                if x >= self.columns:
+                    return row
+                row[x] = glyphs[char] if char else Glyph("", *style)
+                x += 1
+        return row
+
+    # Drawing
 
     def can_scroll_in(self) -> bool:
         """Whether :meth:`scroll_in` applies: the cursor at the start of the bottom line of a
-        whole-screen scrolling region that is blank, autowrap on, insert off, no charset."""
+        whole-screen scrolling region of the main screen, that line blank, autowrap on, insert
+        off, no character set."""
         cursor = self.cursor
         bottom = self.lines - 1
         mode = self.mode
         return (
             cursor.x == 0
             and cursor.y == bottom
-            and (self.margins is None or self.margins == (0, bottom))
+            and self.margins is None
+            and self._stashed is None
             and not self.buffer.get(bottom)
             and modes.DECAWM in mode
             and modes.IRM not in mode
-            and not self.charset
-            and self.g0_charset is _IDENTITY
+            and self.translation is _IDENTITY
         )
 
     def scroll_in(self, lines: Sequence[str]) -> int:
         """Write lines as ``line + CR LF`` would when :meth:`can_scroll_in`, all at once.
 
         Each line is printable ASCII and SGR sequences; the lines are taken up
-        to the first that is wider than the screen.  The screen's rows and the
-        new lines form one column of rows that moves up by the number of
-        lines taken: what passes the top goes to the scrollback (only the
-        last lines it can hold are frozen at all), and only the rows left on
-        screen are made into cells.
+        to the first that is wider than the screen or ends in a background
+        colour (whose line feed would fill the next row with it).  The screen's
+        rows and the new lines form one column of rows that moves up by the
+        number of lines taken: what passes the top goes to the scrollback (only
+        the last lines it can hold are frozen at all), and only the rows left
+        on screen are made into cells.
 
         :return: how many lines were taken.
         """
@@ -277,14 +842,24 @@ class Emulator(pyte.Screen):
         cursor = self.cursor
         default = self.default_char
         new_rows: list[list[tuple[Glyph, str]]] = []
+        # Whether the style has the default background: a line without SGR keeps it so.
+        plain = cursor.attrs.bg is None  # type: ignore[attr-defined]
         for line in lines:
             parts = split_sgr(line)
             if sum(map(len, parts[::2])) > columns:
                 break
+            if plain and len(parts) == 1:
+                new_rows.append([(cursor.attrs, line)])  # type: ignore[list-item]
+                continue
+            before = cursor.attrs, self._glyphs
             segments = [(cursor.attrs, parts[0])]
             for i in range(1, len(parts), 2):
                 self.style(parts[i])
                 segments.append((cursor.attrs, parts[i + 1]))
+            if cursor.attrs.bg is not None:  # type: ignore[attr-defined]
+                cursor.attrs, self._glyphs = before  # type: ignore[assignment]
+                break
+            plain = True
             new_rows.append(segments)  # type: ignore[arg-type]
         taken = len(new_rows)
         if not taken:
@@ -330,11 +905,10 @@ class Emulator(pyte.Screen):
         bottom = self.lines - 1
         mode = self.mode
         if not (
-            (self.margins is None or self.margins == (0, bottom))
+            self.margins is None
             and modes.DECAWM in mode
             and modes.IRM not in mode
-            and not self.charset
-            and self.g0_charset is _IDENTITY
+            and self.translation is _IDENTITY
         ):
             return 0
         if scrolling is None:
@@ -409,10 +983,7 @@ class Emulator(pyte.Screen):
         mode = self.mode
         reverse_video = modes.DECSCNM in mode
         plain_modes = (
-            modes.DECAWM in mode
-            and modes.IRM not in mode
-            and not self.charset
-            and self.g0_charset is _IDENTITY
+            modes.DECAWM in mode and modes.IRM not in mode and self.translation is _IDENTITY and not self.wide
         )
         columns = self.columns
         buffer = self.buffer
@@ -457,8 +1028,8 @@ class Emulator(pyte.Screen):
                 end <= self.columns
                 and modes.DECAWM in mode
                 and modes.IRM not in mode
-                and not self.charset
-                and self.g0_charset is _IDENTITY
+                and self.translation is _IDENTITY
+                and not self.wide
             ):
                 # The common case: printable ASCII that fits on the cursor's line.
                 glyphs = self._glyphs
@@ -471,13 +1042,22 @@ class Emulator(pyte.Screen):
                 cursor.x = end
                 return
             plain = modes.DECAWM in mode and modes.IRM not in mode
-        if self.charset or self.g0_charset is not _IDENTITY:
-            data = data.translate(self.g1_charset if self.charset else self.g0_charset)
+        if self.translation is not _IDENTITY:
+            data = data.translate(self.translation)
             plain = False  # the character set may map ASCII to anything
+        glyphs = self._current_glyphs()
+        line = self.buffer[self.cursor.y]
+        if self.wide and 0 < self.cursor.x < self.columns and self._is_wide(line, self.cursor.x - 1):
+            line[self.cursor.x - 1] = glyphs[" "]  # the first half of a wide character written over
         if plain:
-            self._draw_ascii(data, self._current_glyphs())
+            self._draw_ascii(data, glyphs)
         else:
-            self._draw_each(data, self._current_glyphs())
+            self._draw_each(data, glyphs)
+        cursor = self.cursor
+        if self.wide and cursor.x < self.columns:
+            line = self.buffer[cursor.y]
+            if self._is_stub(line, cursor.x):
+                line[cursor.x] = glyphs[" "]  # the second half of a wide character written over
 
     def _draw_ascii(self, data: str, glyphs: _Glyphs) -> None:
         """Printable ASCII with autowrap: one dict update per screen line."""
@@ -490,66 +1070,122 @@ class Emulator(pyte.Screen):
         while pos < length:
             x = cursor.x
             if x >= columns:
-                if x > columns:  # left past the edge by a resize: pyte writes there once
-                    buffer[cursor.y][x] = glyph(data[pos])
-                    cursor.x = columns
-                    pos += 1
-                    continue
-                self.carriage_return()
-                self.linefeed()
-                x = cursor.x
+                cursor.x = 0
+                self.index()
+                x = 0
             take = min(columns - x, length - pos)
             buffer[cursor.y].update(zip(range(x, x + take), map(glyph, data[pos : pos + take])))
             cursor.x = x + take
             pos += take
 
     def _draw_each(self, data: str, glyphs: _Glyphs) -> None:
-        """Any text, a character at a time: pyte's ``draw`` with its errors fixed."""
+        """Any text, a character at a time, as xterm.js prints it."""
         cursor = self.cursor
         columns = self.columns
         mode = self.mode
+        wrap = modes.DECAWM in mode
+        insert = modes.IRM in mode
         for char in data:
             width = wcwidth(char)
-            if not _is_drawn(char, width):
-                continue  # pyte stops here and drops the rest of the text
-            if cursor.x == columns:
-                if modes.DECAWM in mode:
-                    self.carriage_return()
-                    self.linefeed()
-                elif width > 0:
-                    cursor.x -= width
-            elif width == 2 and cursor.x == columns - 1 and columns > 1 and modes.DECAWM in mode:
-                # A wide character that does not fit wraps whole (pyte splits it).
-                self.carriage_return()
-                self.linefeed()
-            if width > 0 and modes.IRM in mode:
+            if width < 0:
+                continue
+            if width == 0:
+                self._combine(char, glyphs)
+                continue
+            if cursor.x + width > columns:
+                if wrap:
+                    line = self.buffer[cursor.y]
+                    for x in range(cursor.x, columns):
+                        line[x] = glyphs[" "]  # a wide character that does not fit leaves a blank
+                    cursor.x = 0
+                    self.index()
+                else:
+                    cursor.x = columns - 1
+                    if width == 2:
+                        continue  # a wide character cannot go in the last column
+            if insert:
                 self.insert_characters(width)
             line = self.buffer[cursor.y]
             x = cursor.x
-            if width == 1:
-                line[x] = glyphs[char]
-            elif width == 2:
-                line[x] = glyphs[char]
-                if x + 1 < columns:
-                    line[x + 1] = glyphs[""]
-            else:
-                self._combine(char)
-            if width > 0:
-                cursor.x = min(x + width, columns)
+            line[x] = glyphs[char]
+            if width == 2:
+                line[x + 1] = glyphs[""]
+                self.wide = True
+            cursor.x = x + width
 
-    def _combine(self, mark: str) -> None:
-        """Join a combining mark to the cell before the cursor, as pyte does."""
+    def _combine(self, mark: str, glyphs: _Glyphs) -> None:
+        """Join a character of no width to the cell before the cursor (the whole wide character
+        if that cell is the second half of one); at the start of a line it takes a cell of its own."""
         cursor = self.cursor
-        if cursor.x:
-            line = self.buffer[cursor.y]
-            x = cursor.x - 1
-        elif cursor.y:
-            line = self.buffer[cursor.y - 1]
-            x = self.columns - 1
-        else:
+        line = self.buffer[cursor.y]
+        x = min(cursor.x, self.columns)
+        if not x:
+            line[0] = glyphs[mark]
+            cursor.x = 1
             return
+        x -= 1
+        if x and self._is_stub(line, x):
+            x -= 1
         last = line[x]
         line[x] = last._replace(data=unicodedata.normalize("NFC", last.data + mark))
+
+    def repeat(self, count: int | None = None) -> None:
+        """REP (``CSI b``): the character just drawn, ``count`` more times (the stream calls this
+        only right after text)."""
+        cursor = self.cursor
+        x = min(cursor.x, self.columns) - 1
+        line = self.buffer.get(cursor.y)
+        if x < 0 or line is None:
+            return
+        if x and self._is_stub(line, x):
+            x -= 1
+        char = line[x].data
+        if char:
+            translation, self.translation = self.translation, _IDENTITY
+            self.draw(char * (count or 1))
+            self.translation = translation
+
+
+def change_rows(screen: Emulator, lines: int, keep: bool = True) -> None:
+    """Take a screen to ``lines`` rows the way xterm.js does.
+
+    Fewer rows: the rows below the cursor go first, from the bottom; if that
+    is not enough, the top rows scroll off (into the scrollback with
+    ``keep``) and the cursor moves up with the text.  More rows: with the
+    cursor on the bottom row, lines come back from the scrollback above the
+    screen (the cursor moves down with the text); otherwise, and once the
+    scrollback runs out, blank rows come at the bottom.  pyte instead deletes
+    the top rows outright and adds blank rows, so a phone that shrinks the
+    terminal would wipe the first lines of every viewer's screen.
+    """
+    old = screen.lines
+    cursor, buffer = screen.cursor, screen.buffer
+    if lines < old:
+        excess = old - lines
+        below = max(0, min(excess, old - 1 - cursor.y))
+        for y in range(old - below, old):
+            buffer.pop(y, None)
+        excess -= below
+        if excess:
+            if keep:
+                for y in range(excess):
+                    screen.scrollback.push(buffer.get(y, {}), screen.default_char)  # type: ignore[arg-type]
+            shifted = {y - excess: line for y, line in buffer.items() if y >= excess}
+            buffer.clear()
+            buffer.update(shifted)
+            cursor.y = max(0, cursor.y - excess)
+    elif lines > old and keep and cursor.y == old - 1:
+        back = screen.scrollback.pop(lines - old)
+        if back:
+            shifted = {y + len(back): line for y, line in buffer.items()}
+            buffer.clear()
+            buffer.update(shifted)
+            for y, frozen in enumerate(back):
+                buffer[y] = screen.unfreeze(frozen)
+            cursor.y += len(back)
+    for y in [y for y in buffer if y >= lines]:
+        del buffer[y]
+    screen.lines = lines
 
 
 def colon_sgr(params: str) -> list[int]:
@@ -574,35 +1210,3 @@ def colon_sgr(params: str) -> list[int]:
             flat.append(24 if values and values[0] == 0 else 4)  # 4:0 no underline, 4:1..5 a style of one
         # Anything else (58:... underline colour) changes nothing shown.
     return flat
-
-
-def shrink_rows(screen: pyte.Screen, lines: int) -> None:
-    """Take a screen down to ``lines`` rows the way tmux and xterm.js do.
-
-    Blank rows below the cursor go first, from the bottom; if that is not
-    enough, the top rows scroll into the scrollback (through the screen's own
-    ``index``) and the cursor moves up with the text.  pyte instead deletes
-    the top rows outright, so a phone that shrinks the terminal would wipe the
-    first lines of every viewer's screen.  A screen already ``lines`` rows or
-    fewer is left alone; the caller then resizes as usual.
-    """
-    excess = screen.lines - lines
-    if excess <= 0:
-        return
-    cursor, buffer = screen.cursor, screen.buffer
-    blank = screen.default_char
-    bottom = screen.lines - 1
-    while excess and bottom > cursor.y and all(cell == blank for cell in buffer.get(bottom, {}).values()):
-        buffer.pop(bottom, None)
-        bottom -= 1
-        excess -= 1
-    x, y = cursor.x, cursor.y
-    screen.margins = None
-    for _ in range(excess):
-        cursor.y = screen.lines - 1
-        screen.index()
-    cursor.x, cursor.y = x, max(0, y - excess)
-    for row in [row for row in buffer if row >= lines]:
-        del buffer[row]
-    screen.dirty.update(range(lines))
-    screen.lines = lines

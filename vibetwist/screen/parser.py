@@ -1,13 +1,17 @@
 # -*- test-case-name: tests.test_emulator -*-
 """Reading a program's output into an :class:`vibetwist.screen.emulator.Emulator`, fast.
 
-:class:`EmulatorStream` is pyte's stream that reads the common cases itself:
-text runs, line ends and complete CSI sequences, one regular expression
-each, and runs of SGR-then-text as one token; anything else goes to pyte's
-own parser, one character at a time, as pyte does.  Output that only
-scrolls is held back a batch at a time and scrolled in at once
+:class:`EmulatorStream` reads the common cases with one regular expression
+each: text runs, line ends and complete CSI sequences of numeric parameters,
+and runs of SGR-then-text as one token.  Everything else goes through a
+state machine of the kind DEC terminals and xterm use (VT500's): escape
+sequences with intermediate bytes, CSI sequences with private markers or
+intermediates, control strings (DCS, OSC, APC, PM, SOS, whose contents are
+skipped, not shown), C0 and C1 controls, and any sequence cut by the end of a
+feed, whose state waits for the next one.  Output that only scrolls is held
+back a batch at a time and scrolled in at once
 (:meth:`vibetwist.screen.emulator.Emulator.scroll_in`).  A sequence whose
-parameters make a pyte handler raise is ignored, as a terminal ignores it.
+parameters make a handler raise is ignored, as a terminal ignores it.
 
 Sans-IO: text goes in, the emulator changes.
 """
@@ -15,9 +19,7 @@ Sans-IO: text goes in, the emulator changes.
 from __future__ import annotations
 
 import re
-from typing import Any
-
-import pyte
+from collections.abc import Callable
 
 from vibetwist.screen.emulator import Emulator, colon_sgr, split_sgr
 
@@ -39,38 +41,118 @@ _LINE = re.compile(r"((?:[ -~]++|\x1b\[[0-9;]*+m)*+)\r\n").match  # possessive: 
 # The start of such a line, cut off by the end of the data, and how much of it is held back.
 _PARTIAL_LINE = re.compile(r"(?:[ -~]++|\x1b\[[0-9;]*+m)*+(?:\x1b(?:\[[0-9;]*+)?)?\r?").fullmatch
 _TAIL_LIMIT = 4096
+# A CSI sequence of the kind _TOKEN reads, cut off by the end of the data: held back whole and read
+# again with the next data, so a sequence split between two reads costs no more than a whole one.
+_PARTIAL_CSI = re.compile(r"\x1b(?:\[\??[0-9;:]{0,32})?").fullmatch
 #: The most lines held back to be scrolled in at once.
 LINE_BATCH = 256
 #: The most characters held back to be scrolled in at once: long lines wrap into many
 #: rows each, and a batch must stay a few milliseconds of work.
 LINE_BATCH_CHARS = 16384
-# The start of such a CSI sequence, cut off by the end of the data.
-_PARTIAL_CSI = re.compile(r"\x1b(?:\[\??[0-9;:]*)?").fullmatch
+
+#: CSI sequences without a private marker or intermediate, by final byte.
+CSI = {
+    "@": "insert_characters",
+    "A": "cursor_up",
+    "B": "cursor_down",
+    "C": "cursor_forward",
+    "D": "cursor_back",
+    "E": "cursor_down1",
+    "F": "cursor_up1",
+    "G": "cursor_to_column",
+    "H": "cursor_position",
+    "I": "tab_forward",
+    "J": "erase_in_display",
+    "K": "erase_in_line",
+    "L": "insert_lines",
+    "M": "delete_lines",
+    "P": "delete_characters",
+    "S": "scroll_up",
+    "T": "scroll_down",
+    "X": "erase_characters",
+    "Z": "tab_backward",
+    "`": "cursor_to_column",
+    "a": "cursor_forward",
+    "b": "repeat",
+    "d": "cursor_to_line",
+    "e": "line_forward",
+    "f": "cursor_position",
+    "g": "clear_tab_stop",
+    "h": "set_mode",
+    "l": "reset_mode",
+    "m": "select_graphic_rendition",
+    "r": "set_margins",
+    "s": "save_cursor",
+    "u": "restore_cursor",
+}
+#: CSI sequences with the private marker ``?``: DECSET, DECRST, DECSED and DECSEL.
+PRIVATE_CSI = {"h": "set_mode", "l": "reset_mode", "J": "erase_in_display", "K": "erase_in_line"}
+#: CSI sequences with intermediate bytes, by intermediates and final byte.
+INTERMEDIATE_CSI = {("!", "p"): "soft_reset"}
+#: Escape sequences without intermediates, by final byte.
+ESCAPE = {
+    "7": "save_cursor",
+    "8": "restore_cursor",
+    "D": "index",
+    "E": "next_line",
+    "H": "set_tab_stop",
+    "M": "reverse_index",
+    "c": "reset",
+}
+#: C0 controls (and the C1 controls xterm.js acts on) by character.
+CONTROLS = {
+    "\x08": "backspace",
+    "\x09": "tab",
+    "\x0a": "linefeed",
+    "\x0b": "linefeed",
+    "\x0c": "linefeed",
+    "\x0d": "carriage_return",
+    "\x0e": "shift_out",
+    "\x0f": "shift_in",
+    "\x84": "index",
+    "\x85": "next_line",
+    "\x88": "set_tab_stop",
+}
+
+# The parser's states.
+_GROUND, _ESCAPE, _ESCAPE_INTERMEDIATE, _CSI, _CSI_INTERMEDIATE, _CSI_IGNORE, _STRING, _OSC = range(8)
+# Where a control string may end: CAN, SUB, ESC (ESC \ is ST), the C1 ST; and BEL for OSC.
+_STRING_END = re.compile(r"[\x18\x1a\x1b\x9c]").search
+_OSC_END = re.compile(r"[\x07\x18\x1a\x1b\x9c]").search
 
 
-class EmulatorStream(pyte.Stream):
-    """pyte's stream, reading the common cases itself and never raising on bad input."""
+class EmulatorStream:
+    """Reads output into an :class:`Emulator`: the common cases by regular expression, the rest
+    through a VT500-style state machine; it never raises on bad input."""
 
     def __init__(self, screen: Emulator) -> None:
         self._pending = ""
         self._lines: list[str] = []
         self._held_chars = 0
         self._in_lines = False
-        self._csi_handlers: dict[str, Any] = {}
         self._emulator = screen
-        super().__init__(screen)
-
-    def attach(self, screen: pyte.Screen) -> None:
-        super().attach(screen)
-        self._csi_handlers = {final: getattr(screen, name) for final, name in self.csi.items()}
+        self._csi: dict[str, Callable[..., None]] = {
+            final: getattr(screen, name) for final, name in CSI.items()
+        }
+        self._private_csi = {final: getattr(screen, name) for final, name in PRIVATE_CSI.items()}
+        self._controls = {char: getattr(screen, name) for char, name in CONTROLS.items()}
+        self._escape = {final: getattr(screen, name) for final, name in ESCAPE.items()}
+        # The state machine: its state, and the sequence read so far.
+        self._state = _GROUND
+        self._params = ""
+        self._prefix = ""
+        self._intermediates = ""
+        #: Whether the last thing read was text (REP repeats its last character).
+        self._after_text = False
 
     def feed(self, data: str) -> None:
         """Interpret ``data``.
 
-        Some of it may be held back, never longer than until :meth:`flush`: a CSI
-        sequence cut off at the end (until it is complete), and, while the screen
-        can scroll lines in (:meth:`Emulator.can_scroll_in`), whole lines, so that
-        up to ``LINE_BATCH`` of them scroll in at once, and the line after them.
+        Some of it may be held back: a CSI sequence cut off at the end, until
+        the rest of it comes; and, never longer than until :meth:`flush`, while
+        the screen can scroll lines in (:meth:`Emulator.can_scroll_in`), whole
+        lines, so that up to ``LINE_BATCH`` of them scroll in at once, and the
+        line after them.
         """
         if self._pending:
             data = self._pending + data
@@ -79,8 +161,8 @@ class EmulatorStream(pyte.Stream):
 
     @property
     def idle(self) -> bool:
-        """Whether nothing is held back and pyte's parser waits for a new character."""
-        return not self._pending and not self._lines and bool(self._taking_plain_text)
+        """Whether nothing is held back and no sequence is part way read."""
+        return not self._pending and not self._lines and self._state == _GROUND
 
     def flush(self) -> None:
         """Apply all held-back lines and text (a cut-off CSI sequence stays held: it means nothing yet)."""
@@ -102,24 +184,34 @@ class EmulatorStream(pyte.Stream):
             offset = at
         else:
             offset = 0
-        if not self._taking_plain_text:
-            offset = self._through_parser(data, offset)
+        if self._state != _GROUND:
+            offset = self._sequence(data, offset)
+            if self._state != _GROUND:
+                return  # the data ended inside the sequence
+        # Where the last text read ended: REP right there repeats its last character.
+        text_end = offset if self._after_text else -1
+        self._after_text = False
         draw = screen.draw
         draw_styled = screen.draw_styled
-        handlers = self._csi_handlers
+        handlers = self._csi
         while offset < length:
             token = _TOKEN(data, offset)
             if token is None:
+                self._after_text = text_end == offset
                 if _PARTIAL_CSI(data, offset):
                     self._pending = data[offset:]
                     return
-                offset = self._through_parser(data, offset)
+                offset = self._sequence(data, offset)
                 continue
             kind = token.lastgroup
             if kind == "styled":
-                draw_styled(split_sgr(token.group()))
+                parts = split_sgr(token.group())
+                draw_styled(parts)
+                if parts[-1]:
+                    text_end = token.end()
             elif kind == "text":
                 draw(token.group())
+                text_end = token.end()
             elif kind == "crlf":
                 screen.carriage_return()
                 screen.linefeed()
@@ -140,17 +232,21 @@ class EmulatorStream(pyte.Stream):
             else:
                 params = token.group("params")
                 final = token.group("final")
-                private = bool(token.group("private"))
-                if ":" in params:
-                    if final != "m" or private:
-                        offset = self._through_parser(data, offset)  # pyte's reading, as it is
-                        continue
-                    self._dispatch(screen.select_graphic_rendition, colon_sgr(params), False)
+                if token.group("private"):
+                    self._dispatch_csi("?", params, "", final)
+                elif ":" in params:
+                    if final == "m":
+                        self._call(screen.select_graphic_rendition, colon_sgr(params))
+                elif final == "b":
+                    if text_end == token.start():
+                        self._call(screen.repeat, _numbers(params))
                 else:
                     handler = handlers.get(final)
                     if handler is not None:
-                        self._dispatch(handler, [min(int(p or 0), 9999) for p in params.split(";")], private)
+                        self._call(handler, _numbers(params))
             offset = token.end()
+        if self._state == _GROUND:
+            self._after_text = text_end == length
 
     def _take_lines(self, data: str, offset: int) -> int | None:
         """Hold the whole lines at ``offset`` (the screen can scroll them in) for one batch.
@@ -199,30 +295,162 @@ class EmulatorStream(pyte.Stream):
             index += 1
 
     @staticmethod
-    def _dispatch(handler: Any, params: list[int], private: bool) -> None:
+    def _call(handler: Callable[..., None], params: list[int], private: bool = False) -> None:
         try:
             if private:
                 handler(*params, private=True)
             else:
                 handler(*params)
         except Exception:  # noqa: BLE001
-            # pyte's handlers raise on parameters they do not take (a third
-            # CUP parameter, ``ESC [ 5 K``); a terminal ignores such a sequence.
+            # A handler raises on parameters it does not take (a third CUP
+            # parameter, ``ESC [ 5 K``); a terminal ignores such a sequence.
             pass
 
-    def _through_parser(self, data: str, offset: int) -> int:
-        """Give pyte's parser characters from ``offset`` until it is back in its ground state."""
-        taking = False
+    def _dispatch_csi(self, prefix: str, params: str, intermediates: str, final: str) -> None:
+        screen = self._emulator
+        if intermediates:
+            name = INTERMEDIATE_CSI.get((intermediates, final))
+            if name is not None and not prefix:
+                self._call(getattr(screen, name), [])
+            return
+        if prefix == "?":
+            handler = self._private_csi.get(final)
+            if handler is not None and ":" not in params:
+                self._call(handler, _numbers(params), private=True)
+            return
+        if prefix:
+            return  # ``>``, ``=`` and ``<`` sequences (reports, key modes) change nothing shown
+        if final == "m":
+            self._call(
+                screen.select_graphic_rendition, colon_sgr(params) if ":" in params else _numbers(params)
+            )
+        elif final == "b":
+            if self._after_text:
+                self._call(screen.repeat, _numbers(params))
+        elif ":" not in params:
+            handler = self._csi.get(final)
+            if handler is not None:
+                self._call(handler, _numbers(params))
+
+    def _dispatch_escape(self, intermediates: str, final: str) -> None:
+        screen = self._emulator
+        if not intermediates:
+            handler = self._escape.get(final)
+            if handler is not None:
+                self._call(handler, [])
+        elif intermediates == "#":
+            if final == "8":
+                screen.alignment_display()
+        elif intermediates in ("(", ")"):
+            screen.define_charset(final, intermediates)
+
+    def _sequence(self, data: str, offset: int) -> int:
+        """Read characters from ``offset`` through the state machine until it is back in its
+        ground state (or the data ends); return where ordinary reading goes on."""
         length = len(data)
+        state = self._state
+        controls = self._controls
         while offset < length:
             char = data[offset]
             offset += 1
-            try:
-                taking = bool(self._parser.send(char))  # type: ignore[union-attr]
-            except Exception:  # noqa: BLE001 - as in _dispatch; pyte's parser must start over
-                self._initialize_parser()
-                taking = True
-            if taking:
+            if state == _STRING or state == _OSC:
+                end = (_OSC_END if state == _OSC else _STRING_END)(data, offset - 1)
+                if end is None:
+                    offset = length  # the whole rest is in the string
+                    break
+                char = end.group()
+                offset = end.end()
+                self._params = self._prefix = self._intermediates = ""
+                if char != "\x1b":
+                    state = _GROUND
+                    break
+                state = _ESCAPE
+                continue
+            code = ord(char)
+            if char == "\x1b":
+                state = _ESCAPE
+                self._params = self._prefix = self._intermediates = ""
+                continue
+            if char in "\x18\x1a":
+                state = _GROUND  # CAN and SUB cancel a sequence
                 break
-        self._taking_plain_text = taking
+            if code < 0x20:
+                handler = controls.get(char)
+                if handler is not None:
+                    handler()
+                if state == _GROUND:
+                    break
+                continue
+            if state == _GROUND:
+                if char == "\x9b":
+                    state = _CSI
+                elif char == "\x9d":
+                    state = _OSC
+                elif char in "\x90\x98\x9e\x9f":
+                    state = _STRING
+                else:
+                    handler = controls.get(char)
+                    if handler is not None:
+                        handler()  # C1 controls: IND, NEL, HTS; the others are ignored, as DEL is
+                    break
+                self._params = self._prefix = self._intermediates = ""
+            elif state == _ESCAPE:
+                if 0x20 <= code <= 0x2F:
+                    self._intermediates = char
+                    state = _ESCAPE_INTERMEDIATE
+                elif char == "[":
+                    state = _CSI
+                elif char == "]":
+                    state = _OSC
+                elif char in "PX^_":
+                    state = _STRING
+                elif 0x30 <= code <= 0x7E:
+                    state = _GROUND
+                    self._dispatch_escape("", char)
+                    break
+            elif state == _ESCAPE_INTERMEDIATE:
+                if 0x20 <= code <= 0x2F:
+                    self._intermediates += char
+                elif 0x30 <= code <= 0x7E:
+                    state = _GROUND
+                    self._dispatch_escape(self._intermediates, char)
+                    break
+            elif state == _CSI:
+                if "0" <= char <= ";":
+                    self._params += char
+                elif "<" <= char <= "?":
+                    if self._params or self._prefix:
+                        state = _CSI_IGNORE
+                    else:
+                        self._prefix = char
+                elif 0x20 <= code <= 0x2F:
+                    self._intermediates = char
+                    state = _CSI_INTERMEDIATE
+                elif 0x40 <= code <= 0x7E:
+                    state = _GROUND
+                    self._dispatch_csi(self._prefix, self._params, "", char)
+                    break
+                elif code >= 0x80:
+                    state = _CSI_IGNORE
+            elif state == _CSI_INTERMEDIATE:
+                if 0x20 <= code <= 0x2F:
+                    self._intermediates += char
+                elif 0x40 <= code <= 0x7E:
+                    state = _GROUND
+                    self._dispatch_csi(self._prefix, self._params, self._intermediates, char)
+                    break
+                elif code != 0x7F:
+                    state = _CSI_IGNORE
+            elif state == _CSI_IGNORE:
+                if 0x40 <= code <= 0x7E:
+                    state = _GROUND
+                    break
+        self._state = state
+        if state == _GROUND:
+            self._after_text = False
         return offset
+
+
+def _numbers(params: str) -> list[int]:
+    """CSI parameters as numbers: an empty one is 0, and none is above 9999."""
+    return [min(int(p or 0), 9999) for p in params.split(";")]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from wcwidth import wcswidth
 
@@ -30,6 +31,9 @@ from vibetwist.model.snapshot import (
     Color,
     Snapshot,
 )
+
+if TYPE_CHECKING:
+    from vibetwist.screen.terminal import TerminalScreen
 
 #: Rows drawn per chunk the generator yields (a few milliseconds of work).
 ROWS_PER_CHUNK = 200
@@ -132,12 +136,29 @@ def _cursor(screen: Snapshot, wrap_pending: bool) -> str:
     return f"\x1b[{y + 1};{x + 1}H"
 
 
+def _margins(margins: tuple[int, int] | None) -> str:
+    """DECSTBM for a scroll region (it moves the cursor home: place the cursor after it)."""
+    return "" if margins is None else f"\x1b[{margins[0] + 1};{margins[1] + 1}r"
+
+
+def _charsets(g0: str, g1: str, shifted: int) -> str:
+    """Designate G0 and G1 (ASCII after the reset needs nothing) and shift to G1 if it is in use."""
+    out = "" if g0 == "B" else f"\x1b({g0}"
+    if g1 != "B":
+        out += f"\x1b){g1}"
+    return (out + "\x0e") if shifted else out
+
+
 def replay(
     history: Sequence[Sequence[Cell]],
     screen: Snapshot,
     modes: frozenset[int],
     pen: tuple[Color, Color, int] = (None, None, 0),
     wrap_pending: bool = False,
+    main: Snapshot | None = None,
+    margins: tuple[int, int] | None = None,
+    main_margins: tuple[int, int] | None = None,
+    charsets: tuple[str, str, int] = ("B", "B", 0),
 ) -> Iterator[bytes]:
     """The bytes that make an emulator of screen.cols x len(screen.rows) show this screen.
 
@@ -146,6 +167,18 @@ def replay(
     placed (past the last column if ``wrap_pending``) and the pen, the
     style of what is drawn next, set. Yields chunks of ROWS_PER_CHUNK rows;
     ``history`` is read only as each chunk is made.
+
+    ``main`` is the main screen when ``screen`` is the alternate one: it is
+    drawn after the scrollback instead, the cursor put where ``main`` has it
+    (where leaving the alternate screen brings it back), then
+    ``CSI ?1049 h`` saves that and switches, and ``screen`` is drawn on the
+    alternate screen, a row at a time.  Leaving it later shows ``main``.
+
+    ``margins`` is the scroll region (top and bottom row, from 0) of
+    ``screen``, ``main_margins`` that of ``main``; ``charsets`` the
+    character sets designated as G0 and G1 and the one in use (see
+    :meth:`vibetwist.screen.terminal.TerminalScreen.charsets`): they are set
+    last, so that what follows scrolls and is drawn as on the session's screen.
     """
     cols = screen.cols
     parts = [RESET]
@@ -158,13 +191,36 @@ def replay(
             parts.append(draw_row(row, cols))
         yield "".join(parts).encode("utf-8", "surrogateescape")
         parts = []
-    for row in screen.rows:
+    for row in (main or screen).rows:
         if not first:
             parts.append("\r\n")
         first = False
         parts.append(draw_row(row, cols, overhang=True))
+    if main is not None:
+        parts.append(_margins(main_margins) + _cursor(main, False) + "\x1b[?1049h")
+        for y, row in enumerate(screen.rows):
+            parts.append(f"\x1b[{y + 1};1H" + draw_row(row, cols, overhang=True))
     parts.append(_modes(modes))
+    parts.append(_margins(margins))
     parts.append(_cursor(screen, wrap_pending))
     if pen != (None, None, 0):
         parts.append(sgr(*pen))
+    parts.append(_charsets(*charsets))
     yield "".join(parts).encode("utf-8", "surrogateescape")
+
+
+def replay_screen(screen: TerminalScreen) -> Iterator[bytes]:
+    """:func:`replay` of everything ``screen`` shows and keeps now (taken at this call, not
+    as the chunks are read): scrollback, both screens, modes, pen, scroll regions and
+    character sets."""
+    return replay(
+        screen.history_rows(),
+        screen.snapshot(),
+        screen.private_modes(),
+        pen=screen.pen(),
+        wrap_pending=screen.wrap_pending(),
+        main=screen.main_snapshot(),
+        margins=screen.margins(),
+        main_margins=screen.margins(main=True),
+        charsets=screen.charsets(),
+    )

@@ -152,5 +152,11 @@ class Scrollback:
             self._last_blank = (default[0], self._intern(default[1:]))
         return self._last_blank
 
+    def pop(self, count: int) -> list[FrozenLine]:
+        """Take out the newest ``count`` lines (fewer if there are fewer), oldest first."""
+        taken = [self.lines.pop() for _ in range(min(count, len(self.lines)))]
+        taken.reverse()
+        return taken
+
     def __iter__(self) -> Iterator[FrozenLine]:
         return iter(self.lines)

@@ -26,9 +26,12 @@ from vibetwist.model.snapshot import (
     Color,
     Snapshot,
 )
-from vibetwist.screen.emulator import Emulator, Glyph
+from vibetwist.screen.emulator import CHARSETS, Emulator, Glyph
 from vibetwist.screen.parser import EmulatorStream
 from vibetwist.screen.scrollback import FrozenLine, stretches
+
+#: The designation of each character set table (by identity: the tables are shared).
+_DESIGNATION = {id(table): code for code, table in reversed(CHARSETS.items())}
 
 DEFAULT_SCROLLBACK = 10_000
 
@@ -196,16 +199,54 @@ class TerminalScreen:
         else:
             self._screen.resize(lines=rows, columns=cols)
 
-    def _glyph_rows(self) -> list[list[Glyph]]:
+    @property
+    def alternate(self) -> bool:
+        """Whether the alternate screen shows (a full-screen program such as vim or less runs)."""
+        return self._emulator is not None and self._screen.alternate
+
+    @property
+    def cursor(self) -> tuple[int, int]:
+        """Where the cursor is: column (the width itself while a wrap is pending) and row."""
+        if self._emulator is None:
+            return (0, 0)
+        cursor = self._screen.cursor
+        return (cursor.x, cursor.y)
+
+    def _glyph_rows(self, main: bool = False) -> list[list[Glyph]]:
         screen = self._screen
         columns = range(screen.columns)
         blank_row = [screen.default_char] * screen.columns
-        buffer: Mapping[int, Any] = screen.buffer
+        buffer: Mapping[int, Any] = screen.main_buffer if main else screen.buffer
         rows = []
         for y in range(screen.lines):
             line = buffer.get(y)
             rows.append(blank_row if line is None else list(map(line.__getitem__, columns)))
         return rows
+
+    def _cell_rows(self, main: bool = False) -> tuple[tuple[Cell, ...], ...]:
+        return tuple(
+            tuple(_glyph_cell(glyph) for glyph in row if glyph.data) for row in self._glyph_rows(main)
+        )
+
+    def main_rows(self) -> tuple[tuple[Cell, ...], ...]:
+        """The main screen's rows as cells (as in snapshot rows), also under the alternate screen."""
+        return self._cell_rows(main=True)
+
+    def main_snapshot(self) -> Snapshot | None:
+        """While the alternate screen shows, the main screen under it, with the cursor where
+        leaving it with ``CSI ?1049 l`` puts it back (home when nothing was saved); else None."""
+        if not self.alternate:
+            return None
+        screen = self._screen
+        saved = screen.main_saved
+        x, y = (saved.x, saved.y) if saved is not None else (0, 0)
+        return Snapshot(
+            cols=screen.columns,
+            rows=self.main_rows(),
+            viewport_y=self.scrollback_lines,
+            cursor_x=min(x, screen.columns - 1),
+            cursor_y=min(y, screen.lines - 1),
+        )
 
     def lines(self) -> list[str]:
         """The visible rows as text, trailing blanks removed."""
@@ -239,6 +280,19 @@ class TerminalScreen:
         """The DEC private modes set now (25 cursor shown, 1 application cursor keys, ...)."""
         return frozenset(mode >> 5 for mode in self._screen.mode if mode & 31 == 0 and mode >> 5)
 
+    def margins(self, main: bool = False) -> tuple[int, int] | None:
+        """The scroll region (top and bottom row, from 0) of the visible screen, or with ``main``
+        of the main screen (also under the alternate one); None when it is the whole screen."""
+        screen = self._screen
+        margins = screen.main_margins if main else screen.margins
+        return None if margins is None else (margins.top, margins.bottom)
+
+    def charsets(self) -> tuple[str, str, int]:
+        """The character sets designated as G0 and G1 (``B`` ASCII, ``0`` DEC line drawing,
+        ``A`` UK), and which of the two is in use (0 after SI, 1 after SO)."""
+        screen = self._screen
+        return (_DESIGNATION[id(screen.g0_charset)], _DESIGNATION[id(screen.g1_charset)], screen.charset)
+
     def pen(self) -> tuple[Color, Color, int]:
         """The style new text is drawn in: (foreground, background, attribute bits)."""
         cell = _glyph_cell(self._screen.cursor.attrs._replace(data=" "))
@@ -252,7 +306,7 @@ class TerminalScreen:
         """The visible rows, the cursor and where the view starts in the whole buffer."""
         screen = self._screen
         cols = screen.columns
-        rows = tuple(tuple(_glyph_cell(glyph) for glyph in row if glyph.data) for row in self._glyph_rows())
+        rows = self._cell_rows()
         cursor = screen.cursor
         return Snapshot(
             cols=cols,

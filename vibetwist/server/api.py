@@ -42,14 +42,17 @@ from vibetwist.model.info import Status
 from vibetwist.model.keys import key_sequence
 from vibetwist.model.peercred import Peer, client_key
 from vibetwist.model.snapshot import encode
+from vibetwist.model.wait import WaitRequest
 from vibetwist.server.eventstream import EventStreamResource
 from vibetwist.server.limits import SessionCreateLimit, connection_peer
 from vibetwist.server.metrics import Metrics
+from vibetwist.server.push import PushAPI
 from vibetwist.server.sse import StreamResource
 from vibetwist.server.static import WebClient
 from vibetwist.server.websocket import WebSocketFactory, WebSockets
 from vibetwist.sessions.recording import RecordingReader
 from vibetwist.sessions.service import SessionService
+from vibetwist.sessions.waiters import WaitService
 
 #: How long /text and /buffer wait for the screen to catch up before answering anyway.
 SCREEN_WAIT = 2.0
@@ -61,7 +64,8 @@ MAX_CLIENT_LOG_TEXT = 4000
 CLIENT_LOG_LEVELS = frozenset({"log", "info", "warn", "error", "debug"})
 #: What GET /api/config suggests for new sessions (VibeTunnel's client shows them as buttons).
 QUICK_START = ("python3", "htop", "top")
-#: VibeTunnel's notification preferences, all off: this daemon sends no notifications yet.
+#: VibeTunnel's notification preferences, all off: each browser picks the kinds of event it
+#: hears of when it subscribes (POST /api/push/subscribe).
 NOTIFICATION_PREFERENCES = {
     key: False
     for key in (
@@ -76,7 +80,6 @@ NOTIFICATION_PREFERENCES = {
         "vibrationEnabled",
     )
 }
-PUSH_NOT_CONFIGURED = "Push notifications not configured"
 
 
 def _session_json(session: ISession) -> dict[str, Any]:
@@ -236,6 +239,10 @@ class API:
         self.metrics = Metrics(self, reactor) if metrics else None
         #: Restarts the daemon in place (POST /api/server/restart); None where it cannot.
         self.restarter: Any = None
+        #: /api/push/*: Web Push is off until a notifier is given (tap.makeService does).
+        self.push = PushAPI(None, reactor.seconds)
+        #: The pending waits of POST /api/sessions/:id/wait.
+        self.waiters = WaitService(reactor)
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
 
@@ -246,6 +253,7 @@ class API:
         """Stop the heartbeat and give viewers that got their exit line a moment to flush it."""
         if self._heartbeat.running:
             self._heartbeat.stop()
+        self.waiters.interrupt()
         for stream in list(self.event_streams):
             stream.close()
         for connection in self.websockets.connections():
@@ -255,6 +263,7 @@ class API:
     def restarting(self) -> None:
         """The daemon restarts in place: close every WebSocket with 1012 and end every SSE
         stream (without an exit line); their clients come back to the new daemon."""
+        self.waiters.interrupt()
         for connection in self.websockets.connections():
             connection.restarting()
         for viewer in list(self.viewers):
@@ -398,11 +407,23 @@ class API:
 
     @app.route("/api/push/vapid-public-key", methods=["GET"])
     def push_key(self, request: Any) -> bytes:
-        return _json(
-            request,
-            {"error": PUSH_NOT_CONFIGURED, "message": "This daemon does not send push notifications."},
-            503,
-        )
+        return _json(request, *self.push.public_key())
+
+    @app.route("/api/push/subscribe", methods=["POST"])
+    def push_subscribe(self, request: Any) -> bytes:
+        return _json(request, self.push.subscribe(_body(request)))
+
+    @app.route("/api/push/unsubscribe", methods=["POST"])
+    def push_unsubscribe(self, request: Any) -> bytes:
+        return _json(request, self.push.unsubscribe(_body(request)))
+
+    @app.route("/api/push/test", methods=["POST"])
+    async def push_test(self, request: Any) -> bytes:
+        return _json(request, await self.push.test(_body(request)))
+
+    @app.route("/api/push/status", methods=["GET"])
+    def push_status(self, request: Any) -> bytes:
+        return _json(request, self.push.status())
 
     @app.route("/api/logs/client", methods=["POST"])
     def client_logs(self, request: Any) -> bytes:
@@ -569,6 +590,16 @@ class API:
         await self._fresh_screen(session)
         request.setHeader(b"content-type", b"application/octet-stream")
         return encode(session.screen.snapshot())
+
+    @app.route("/api/sessions/<session_id>/wait", methods=["POST"])
+    async def wait(self, request: Any, session_id: str) -> bytes:
+        """Answer once a pattern shows on the screen or in the output, or the program goes quiet
+        (see vibetwist.sessions.waiters); 408 at the timeout."""
+        session = self.service.get(session_id)
+        code, body = await self.waiters.wait(session, WaitRequest.from_json(_body(request)))
+        if code == 503:
+            request.setHeader(b"retry-after", b"1")
+        return _json(request, body, code)
 
     @app.route("/api/sessions/<session_id>/stream", methods=["GET"])
     def stream(self, request: Any, session_id: str) -> Resource:

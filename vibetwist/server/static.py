@@ -4,8 +4,9 @@
 Only regular files directly in the folder are served, by exact name, so there
 is no directory listing and no way out of the folder. The page gets a strict
 Content-Security-Policy: scripts and connections from the daemon's own origin
-only, no inline script. When the client has not been built, ``/`` says how to
-build it.
+only, no inline script. The service worker (``sw.js``) is served with
+``Service-Worker-Allowed: /``, so that it may take the whole origin as its scope.
+When the client has not been built, ``/`` says how to build it.
 """
 
 from __future__ import annotations
@@ -22,12 +23,17 @@ from vibetwist.errors import NotFound
 WEB_DIST = Path(__file__).resolve().parent.parent / "web" / "dist"
 
 #: Scripts, styles and connections from this origin only. Styles may be inline:
-#: xterm.js sizes its rows with generated style elements; no script ever is.
+#: xterm.js sizes its rows with generated style elements; no script ever is. The web
+#: app manifest and the service worker come from this origin too.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "connect-src 'self'; img-src 'self' data: blob:; font-src 'self'; "
+    "manifest-src 'self'; worker-src 'self'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+#: The service worker, served from /static/ but for the whole origin (scope "/"), which
+#: its Service-Worker-Allowed header permits.
+SERVICE_WORKER = "sw.js"
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -35,6 +41,7 @@ CONTENT_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".txt": "text/plain; charset=utf-8",
     ".json": "application/json",
+    ".webmanifest": "application/manifest+json",
     ".png": "image/png",
     ".svg": "image/svg+xml",
     ".ico": "image/x-icon",
@@ -86,6 +93,8 @@ class WebClient:
             return None
         _secure(request)
         request.setHeader(b"content-type", CONTENT_TYPES[suffix].encode())
+        if name == SERVICE_WORKER:
+            request.setHeader(b"service-worker-allowed", b"/")
         if request.setLastModified(modified) == http.CACHED:
             return b""
         return content

@@ -21,7 +21,7 @@ from vibetwist.errors import BadRequest
 from vibetwist.interfaces import ILineSink, ISession, ITerminalChannel
 from vibetwist.model.asciicast import Event, Exit, FormatError, parse_dimensions, parse_line
 from vibetwist.model.info import Status
-from vibetwist.screen.replay import replay
+from vibetwist.screen.replay import replay_screen
 from vibetwist.sessions.follow import Follower
 
 #: A viewer further behind the recording than this skips ahead to a fresh screen.
@@ -78,13 +78,7 @@ class TerminalViewer:
                 "readOnly": self.read_only,
             }
         )
-        chunks = replay(
-            screen.history_rows(),
-            screen.snapshot(),
-            screen.private_modes(),
-            pen=screen.pen(),
-            wrap_pending=screen.wrap_pending(),
-        )
+        chunks = replay_screen(screen)
         self._replaying = self._cooperator.cooperate(self._send_replay(chunks, offset))
         if self._paused:
             self._replaying.pause()

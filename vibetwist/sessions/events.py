@@ -33,7 +33,18 @@ TITLE = "title"
 COMMAND_FINISHED = "command-finished"
 COMMAND_ERROR = "command-error"
 NEEDS_INPUT = "needs-input"
-KINDS = (SESSION_START, SESSION_EXIT, BELL, TITLE, COMMAND_FINISHED, COMMAND_ERROR, NEEDS_INPUT)
+#: What POST /api/push/test publishes.
+TEST_NOTIFICATION = "test-notification"
+KINDS = (
+    SESSION_START,
+    SESSION_EXIT,
+    BELL,
+    TITLE,
+    COMMAND_FINISHED,
+    COMMAND_ERROR,
+    NEEDS_INPUT,
+    TEST_NOTIFICATION,
+)
 #: How many of the last events are kept for clients that reconnect.
 KEEP = 1000
 

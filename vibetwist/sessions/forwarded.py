@@ -258,6 +258,17 @@ class ForwardedSource:
         if len(data) == TAIL_STEP:
             self._tail_call = self._reactor.callLater(0, self._tail_more)
 
+    def _catch_up(self) -> None:
+        """Take in the whole recording now, a tail already due included: the session is about
+        to end, and what it printed last must reach its viewers first."""
+        while self._session.live:
+            if self._tail_call is not None and self._tail_call.active():
+                self._tail_call.cancel()
+            self._tail_call = None
+            self.tail()
+            if self._tail_call is None:
+                return
+
     def _recorded_to(self, offset: int) -> None:
         self.end = offset
         self._session.feed.recorded(offset)
@@ -316,7 +327,7 @@ class ForwardedSource:
             session.spawned(self._link)
         if fresh.status is Status.EXITED and session.live:
             # The forwarder says it has ended: its exit line, if it wrote one, is in by now.
-            self.tail()
+            self._catch_up()
             if session.live:
                 session.end(fresh.exit_code)
 
@@ -349,7 +360,7 @@ class ForwardedSource:
         if self._gone_since is None:
             self._gone_since = now
         if now - self._gone_since >= EXIT_GRACE:
-            self.tail()
+            self._catch_up()
             self._reread_info()
             if session.live:
                 session.end(session.info.exit_code)

@@ -10,6 +10,7 @@ process is gone.
 from __future__ import annotations
 
 from collections.abc import Callable
+from os import fsdecode
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,8 @@ class ControlDirWatcher:
             self._notifier.watch(
                 FilePath(str(self._root / session_id)),
                 mask,
-                callbacks=[lambda _, path, __: self._session_event(session_id, path.basename())],
+                # Twisted names the file in bytes (a child made from the event's raw name).
+                callbacks=[lambda _, path, __: self._session_event(session_id, fsdecode(path.basename()))],
             )
         except Exception as e:
             self.log.warn("cannot watch {id}: {error}", id=session_id, error=e)

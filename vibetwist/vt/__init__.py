@@ -8,8 +8,12 @@ Usage::
     vt title NAME             inside a session (vt's or the daemon's): rename it
     vt ls                     list the daemon's sessions
     vt attach ID              attach this terminal to a session (Ctrl-] detaches)
+    vt wait ID REGEX [--timeout S] [--on screen|output]
+                              wait until REGEX shows in a session: exit status 0 when it
+                              does (the match is printed), 1 at the timeout (30 s by
+                              default), 2 when the program ends first, 3 on an error
 
-``vt ls``, ``vt attach`` and ``vt title`` in a session the daemon started talk to
+``vt ls``, ``vt attach``, ``vt wait`` and ``vt title`` in a session the daemon started talk to
 ``--server URL`` (default $VIBETWIST_URL, else http://127.0.0.1:4020) and send
 $VIBETWIST_TOKEN if it is set.
 """
@@ -20,7 +24,7 @@ import os
 import sys
 import uuid
 
-SUBCOMMANDS = frozenset({"title", "ls", "attach", "help"})
+SUBCOMMANDS = frozenset({"title", "ls", "attach", "wait", "help"})
 DEFAULT_URL = "http://127.0.0.1:4020"
 
 
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
         url, rest = _server(args[1:], environ)
         return set_title(" ".join(rest), url, environ)
-    if first in ("ls", "attach") or (first or "").startswith("--server"):
+    if first in ("ls", "attach", "wait") or (first or "").startswith("--server"):
         url, rest = _server(args, environ)
         from vibetwist.vt import _remote
 
@@ -72,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stderr.write("vt: attaching from inside a session would feed it its own output\n")
                 return 1
             return _remote.run_attach(url, rest[1], environ)
+        if rest[:1] == ["wait"]:
+            return _remote.run_wait(url, rest[1:], environ)
         sys.stderr.write(_usage())
         return 2
     if first == "--":

@@ -1,5 +1,5 @@
 # -*- test-case-name: tests.test_vt -*-
-"""``vt ls``, ``vt attach ID`` and ``vt title NAME``: talking to a running daemon.
+"""``vt ls``, ``vt attach ID``, ``vt wait ID REGEX`` and ``vt title NAME``: talking to a running daemon.
 
 ``vt attach`` is a terminal client of the daemon's ``/ws/sessions/ID`` byte
 stream, much as ``tmux attach`` is of a tmux server: the local terminal goes
@@ -97,6 +97,54 @@ def run_ls(url: str, environ: dict[str, str]) -> int:
         return 1
     sys.stdout.write(format_sessions(json.loads(body)))
     return 0
+
+
+#: vt wait's exit statuses.
+WAIT_MATCHED, WAIT_TIMED_OUT, WAIT_EXITED, WAIT_ERROR = 0, 1, 2, 3
+
+
+def run_wait(url: str, args: list[str], environ: dict[str, str]) -> int:
+    """``vt wait ID REGEX [--timeout S] [--on screen|output]``: 0 matched (the match on
+    stdout), 1 timed out, 2 the program ended first, 3 an error."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="vt wait", add_help=False)
+    parser.add_argument("session")
+    parser.add_argument("pattern")
+    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--on", choices=("screen", "output"), default="screen")
+    try:
+        options = parser.parse_args(args)
+    except SystemExit:
+        return WAIT_ERROR  # argparse said why on stderr
+    from twisted.internet.task import react
+
+    async def wait(reactor: Any) -> int:
+        from vibetwist.client import Client, ClientError
+
+        client = Client(url, environ.get("VIBETWIST_TOKEN"), reactor)
+        try:
+            result = await client.wait(
+                options.session, options.pattern, timeout=options.timeout, on=options.on
+            )
+        except ClientError as e:
+            sys.stderr.write(f"vt: the daemon answered {e.status}: {e.message}\n")
+            return WAIT_ERROR
+        except Exception as e:
+            sys.stderr.write(f"vt: cannot reach the daemon at {url}: {e}\n")
+            return WAIT_ERROR
+        finally:
+            await client.close()
+        if result.matched:
+            sys.stdout.write(result.text + "\n")
+            return WAIT_MATCHED
+        if result.timed_out:
+            sys.stderr.write(f"vt: {options.pattern!r} did not show within {options.timeout:g} s\n")
+            return WAIT_TIMED_OUT
+        sys.stderr.write(f"vt: the program ended first (exit code {result.exit_code})\n")
+        return WAIT_EXITED
+
+    return _react(react, wait)
 
 
 def _react(react: Any, main: Any) -> int:

@@ -2,10 +2,12 @@
 // screen, and the form that starts a new one.
 import { ApiError } from "./api.js";
 import { h } from "./dom.js";
+import { badgeKind, badgeOf, watchBadges } from "./events.js";
 import { drawSnapshot } from "./preview.js";
 import { Previews } from "./previews.js";
 import { splitCommand } from "./command.js";
 import { sessionHash } from "./route.js";
+import { showSettings } from "./settings.js";
 
 const POLL_MS = 2000;
 
@@ -59,6 +61,8 @@ export function showList(root, api, notice) {
       "header",
       { className: "bar" },
       h("h1", {}, "vibetwist"),
+      h("button", { type: "button", className: "notifications", onclick: () => showSettings(api, notice),
+        title: "Which events to hear of, here and with the page closed" }, "Notifications"),
       h("button", { type: "button", onclick: () => cleanup(), title: "Remove every exited session" }, "Clean up exited"),
     ),
     h("main", { className: "list-view" }, form, status, list, empty),
@@ -141,7 +145,8 @@ export function showList(root, api, notice) {
   }
 
   function fill(entry, session) {
-    const key = JSON.stringify([session.name, session.status, session.exitCode, session.workingDir, shareAvailable]);
+    const badge = badgeOf(session.id);
+    const key = JSON.stringify([session.name, session.status, session.exitCode, session.workingDir, shareAvailable, badge]);
     if (entry.key === key) return;
     entry.key = key;
     const exited = session.status === "exited";
@@ -152,6 +157,7 @@ export function showList(root, api, notice) {
         exited ? `exited${session.exitCode !== undefined ? ` (${session.exitCode})` : ""}` : session.status),
       h("code", { className: "command" }, commandLine(session.command)),
       h("span", { className: "cwd", title: session.workingDir }, session.workingDir),
+      badge ? h("span", { className: "event-badge", dataset: { kind: badgeKind(session.id) } }, badge) : null,
     );
     const id = encodeURIComponent(session.id);
     entry.actions.replaceChildren(
@@ -214,9 +220,11 @@ export function showList(root, api, notice) {
     if (!stopped) timer = setTimeout(poll, POLL_MS);
   }
 
+  const unwatch = watchBadges(() => render(lastSessions));
   poll();
   return () => {
     stopped = true;
+    unwatch();
     clearTimeout(timer);
     previews.close();
   };

@@ -3,9 +3,11 @@ import "@xterm/xterm/css/xterm.css";
 import "./app.css";
 import { Api } from "./api.js";
 import { h } from "./dom.js";
+import { followEvents, seen } from "./events.js";
 import { showList } from "./list.js";
 import { checkLogin, showLogin } from "./login.js";
 import { parseRoute } from "./route.js";
+import { registerWorker } from "./settings.js";
 import { showSession } from "./terminal.js";
 
 const root = document.getElementById("app");
@@ -52,8 +54,11 @@ async function show() {
     }
   }
   if (mine !== generation) return;
+  followEvents(api);
+  if (route.view === "session") seen(route.session);
   cleanup = route.view === "session" ? showSession(root, api, route, notice) : showList(root, api, notice);
 }
 
 window.addEventListener("hashchange", show);
+registerWorker();
 show();
