@@ -77,12 +77,13 @@ def cpu_and_switches(pid: int) -> tuple[float, int]:
     return cpu, switches
 
 
-def run_one(
-    label: str, checkout: Path, args: list[str], sessions: int, seconds: float, prelude: str = ""
-) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="bench-idle-"))
-    (work / "home").mkdir()
-    log = open(work / "daemon.log", "wb")
+def start_daemon(
+    label: str, checkout: Path, args: list[str], work: Path, prelude: str = ""
+) -> tuple[Any, int]:
+    """A daemon of checkout with options args, its files in work (a clean HOME there): the
+    process and its port. Its log is work/daemon.log."""
+    (work / "home").mkdir(exist_ok=True)
+    log = open(work / "daemon.log", "wb")  # noqa: SIM115 (the child holds it; closed here)
     env = {
         "HOME": str(work / "home"),
         "PATH": os.environ.get("PATH", os.defpath),
@@ -94,21 +95,49 @@ def run_one(
         sys.executable, "-c", prelude + "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
         "vibetunnel", "--listen", "tcp:0:interface=127.0.0.1", "--control-dir", str(work / "control"), *args,
     ]  # fmt: skip
-    daemon = subprocess.Popen(argv, cwd=work, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        port = None
-        while port is None:
-            match = LISTENING.search((work / "daemon.log").read_bytes())
-            if match:
-                port = int(match.group(1))
-            elif daemon.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{label}: the daemon did not start:\n{(work / 'daemon.log').read_text()}")
-            else:
-                time.sleep(0.05)
+        daemon = subprocess.Popen(argv, cwd=work, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    finally:
+        log.close()
+    deadline = time.monotonic() + 30
+    while True:
+        match = LISTENING.search((work / "daemon.log").read_bytes())
+        if match:
+            return daemon, int(match.group(1))
+        if daemon.poll() is not None or time.monotonic() > deadline:
+            stop_daemon(daemon)
+            raise RuntimeError(f"{label}: the daemon did not start:\n{(work / 'daemon.log').read_text()}")
+        time.sleep(0.05)
+
+
+def stop_daemon(daemon: Any) -> None:
+    """SIGTERM, then SIGKILL after 15 s."""
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(15)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()
+
+
+def run_one(
+    label: str,
+    checkout: Path,
+    args: list[str],
+    sessions: int,
+    seconds: float,
+    prelude: str = "",
+    command: str = "cat",
+    settle: float = 3.0,
+) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="bench-idle-"))
+    daemon, port = start_daemon(label, checkout, args, work, prelude)
+    try:
         ids = []
         for _ in range(sessions):
-            code, body = request(port, "POST", "/api/sessions", {"command": ["cat"], "workingDir": str(work)})
+            code, body = request(
+                port, "POST", "/api/sessions", {"command": [command], "workingDir": str(work)}
+            )
             if code != 200:
                 raise RuntimeError(f"{label}: create answered {code}: {body!r}")
             ids.append(body["sessionId"])
@@ -120,7 +149,7 @@ def run_one(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{label}: sessions did not all start")
             time.sleep(0.2)
-        time.sleep(3.0)  # let start-up work (screens, session.json saves) finish
+        time.sleep(settle)  # let start-up work (screens, session.json saves, prompts) finish
         cpu0, switches0 = cpu_and_switches(daemon.pid)
         wall0 = time.monotonic()
         time.sleep(seconds)
@@ -135,13 +164,7 @@ def run_one(
             "switches_per_s": round((switches1 - switches0) / wall, 1),
         }
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(15)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-        log.close()
+        stop_daemon(daemon)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -159,12 +182,19 @@ def main() -> None:
         help="also this checkout with the always-on lag monitor ticking every SECONDS (repeatable)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--command", default="cat", help="the program of each idle session (cat; bash: a shell at its prompt)"
+    )
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds after all run before measuring")
+    parser.add_argument(
+        "--default-only", action="store_true", help="leave out the measure-lag and no-metrics configurations"
+    )
     args = parser.parse_args()
     configs: list[tuple[str, Path, list[str], str]] = [
         ("default", HERE, [], ""),
-        ("measure-lag", HERE, ["--measure-lag"], ""),
-        ("no-metrics", HERE, ["--no-metrics"], ""),
     ]
+    if not args.default_only:
+        configs += [("measure-lag", HERE, ["--measure-lag"], ""), ("no-metrics", HERE, ["--no-metrics"], "")]
     for interval in args.lag_interval:
         # The daemon's interval is a constant the options do not change: set it before tap loads.
         prelude = f"import vibetwist._reactor.lag as lag; lag.COARSE_INTERVAL = {interval!r}; "
@@ -172,7 +202,8 @@ def main() -> None:
     if args.checkout:
         configs.append(("checkout", args.checkout.resolve(), [], ""))
     print(
-        f"vibetwist idle benchmark: {args.sessions} idle sessions, {args.seconds:g} s windows, "
+        f"vibetwist idle benchmark: {args.sessions} idle sessions of {args.command}, "
+        f"{args.seconds:g} s windows, "
         f"{len(os.sched_getaffinity(0))} CPUs, Python {platform.python_version()}, "
         f"load {os.getloadavg()[0]:.2f}",
         flush=True,
@@ -180,7 +211,9 @@ def main() -> None:
     results = []
     for round_ in range(args.rounds):
         for label, checkout, extra, prelude in configs:
-            result = run_one(label, checkout, extra, args.sessions, args.seconds, prelude)
+            result = run_one(
+                label, checkout, extra, args.sessions, args.seconds, prelude, args.command, args.settle
+            )
             result["round"] = round_ + 1
             results.append(result)
             print(

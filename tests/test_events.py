@@ -15,7 +15,7 @@ from tests.support.e2e import DaemonTestCase
 from tests.support.login import LoginDaemonTestCase
 from tests.support.sessions import Harness
 from vibetwist.model.info import SessionInfo, Status
-from vibetwist.server.eventstream import CONNECTED, HEARTBEAT, MAX_HELD, EventStream, sse_event
+from vibetwist.server.eventstream import CONNECTED, HEARTBEAT, MAX_HELD, EventStream, last_event_id, sse_event
 from vibetwist.sessions.events import SESSION_EXIT, SESSION_START, SessionEvent, SessionEvents
 from vibetwist.testing import FakeLauncher, pump
 
@@ -56,6 +56,20 @@ class SessionEventsTests(SynchronousTestCase):
         events.publish("second only")
         self.assertEqual([e.type for e in first], ["both"])
         self.assertEqual([e.type for e in second], ["both", "second only"])
+
+    def test_kept_for_reconnecting_clients(self) -> None:
+        """since(N) is the kept events after id N, oldest first; when some of them are no
+        longer kept, those still kept; for an id this stream never gave (an earlier
+        daemon's), every kept one."""
+        events = SessionEvents(clock=lambda: 0.0, keep=5)
+        for _ in range(8):
+            events.publish("test")
+        self.assertEqual([e.id for e in events.since(6)], [7, 8])
+        self.assertEqual(events.since(8), [])
+        self.assertEqual([e.id for e in events.since(1)], [4, 5, 6, 7, 8])
+        self.assertEqual([e.id for e in events.since(0)], [4, 5, 6, 7, 8])
+        self.assertEqual([e.id for e in events.since(99)], [4, 5, 6, 7, 8])
+        self.assertEqual(SessionEvents().since(0), [])
 
     def test_broken_subscriber_dropped(self) -> None:
         """A subscriber that raises is dropped and logged; the others still get the event."""
@@ -207,6 +221,38 @@ class EventStreamTests(SynchronousTestCase):
             self.assertLess(len(written(self.request)), MAX_HELD + 2 * len(big) + 200)
         self.assertGreater(len(written(self.request)), MAX_HELD - 2 * len(big) - 200)
         self.assertEqual(self.streams, set())
+
+    def test_replay_after_last_event_id(self) -> None:
+        """A stream started with the id a client saw last sends connected, the kept events
+        after it, then live ones."""
+        events = SessionEvents(clock=lambda: 0.0)
+        old = [events.publish(SESSION_START, f"s{n}") for n in range(3)]
+        request = StreamRequest([b"api", b"events"])
+        EventStream(events, request, set()).start(last_id=1)
+        live = events.publish(SESSION_EXIT, "s0")
+        self.assertEqual(
+            written(request), CONNECTED + sse_event(old[1]) + sse_event(old[2]) + sse_event(live)
+        )
+
+    def test_last_event_id(self) -> None:
+        """The id comes from the Last-Event-ID header, else ?lastEventId=; one that is not a
+        whole number is no id."""
+        cases = [
+            ({b"last-event-id": b"42"}, {}, 42),
+            ({b"last-event-id": b" 7 "}, {b"lastEventId": [b"9"]}, 7),
+            ({}, {b"lastEventId": [b"9"]}, 9),
+            ({}, {}, None),
+            ({b"last-event-id": b"-1"}, {}, None),
+            ({b"last-event-id": b"x"}, {}, None),
+            ({b"last-event-id": "٣".encode()}, {}, None),
+            ({}, {b"lastEventId": [b"1" * 40]}, None),
+        ]
+        for headers, args, expected in cases:
+            request = DummyRequest([b"api", b"events"])
+            for name, value in headers.items():
+                request.requestHeaders.setRawHeaders(name, [value])
+            request.args = args
+            self.assertEqual(last_event_id(request), expected, (headers, args))
 
     def test_close(self) -> None:
         """close() ends the response (the daemon is stopping)."""

@@ -178,6 +178,18 @@ class MetricsTests(APITestCase):
         self.assertEqual(value(ended, "vibetwist_sessions", status="exited"), 1)
         self.assertEqual(value(ended, "vibetwist_session_creates_total", outcome="ok"), 1)
 
+    def test_events_by_type(self) -> None:
+        """Each event of /api/events counts under its type; every type shows from the start."""
+        before = self.scrape()
+        self.assertEqual(value(before, "vibetwist_session_events_total", type="bell"), 0)
+        self.create()
+        self.launcher.last.say(b"\x07\x1b]2;t\x07")
+        pump(self.clock)
+        samples = self.scrape()
+        for kind in ("session-start", "bell", "title"):
+            self.assertEqual(value(samples, "vibetwist_session_events_total", type=kind), 1, kind)
+        self.assertEqual(value(samples, "vibetwist_session_events_total", type="needs-input"), 0)
+
     def test_refused_and_failed_creates(self) -> None:
         """A create answered with an error counts as refused; one whose program cannot start,
         as failed."""

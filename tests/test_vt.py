@@ -246,6 +246,32 @@ class VtSessionTests(VtTestCase):
         missing = self.run_vt(["/nonexistent/program"])
         self.assertEqual(await missing.exit(), 127)
 
+    async def test_bell_and_title_events(self) -> None:
+        """A vt session's bell and title, read from the recording vt writes, are events of
+        /api/events; its activity is told from its output alone."""
+        stream = await self.client.events()
+        await poll(reactor, lambda: stream.named, what="the connected event")
+        known = await self.known()
+        local = self.run_vt(["sh", "-c", "read go; printf '\\033]2;from vt\\007\\a'; read end"])
+        sid = (await self.session_of(local, known))["id"]
+        await self.post(sid, "input", {"text": "go\r"})
+
+        def kinds() -> list[str] | None:
+            found = [m["event"] for m in stream.named if m["data"].get("sessionId") == sid]
+            return found if "bell" in found and "title" in found else None
+
+        found = await poll(reactor, kinds, timeout=10, what="the bell and title of the vt session")
+        self.assertEqual([k for k in found if k in ("title", "bell")], ["title", "bell"])
+        title = next(
+            m["data"] for m in stream.named if m["event"] == "title" and m["data"]["sessionId"] == sid
+        )
+        self.assertEqual(title["title"], "from vt")
+        activity = (await self.client.get(f"/api/sessions/{sid}"))["activity"]
+        self.assertEqual(activity["state"], "active")
+        self.assertIn("read go", activity["foreground"])
+        local.type(b"\r")
+        await local.exit()
+
     async def test_wait_on_a_vt_session(self) -> None:
         """A wait on a session vt runs answers for what is typed in the local terminal, and
         with the exit code once vt's program ends."""

@@ -37,6 +37,10 @@ class ITerminalProcess(Interface):
     def hang_up() -> None:
         """Close the terminal's master side."""
 
+    def foreground() -> int | None:
+        """The terminal's foreground process group (``tcgetpgrp`` on its master), or None
+        where it cannot be known (another process holds the master, or it has closed)."""
+
     def hand_over() -> Any:
         """Let go of the program for the next daemon of this process (a restart in place): a
         :class:`vibetwist.model.handover.HandedTerminal`, or None if this kind cannot be handed
@@ -139,7 +143,15 @@ class ISession(Interface):
     screen = Attribute("The :class:`vibetwist.screen.terminal.TerminalScreen` of the session.")
     feed = Attribute("The :class:`vibetwist.sessions.screenfeed.ScreenFeed` keeping the screen current.")
     listeners = Attribute("The listeners handed every new line, as a frozenset.")
+    activity = Attribute(
+        "The :class:`vibetwist.sessions.activity.ActivityWatch` telling what the session is doing, "
+        "or None when nobody watches it."
+    )
     tally = Attribute("The :class:`vibetwist.sessions.tally.Tally` the session counts into.")
+
+    def watch(monitor: Any) -> None:
+        """Have monitor (a :class:`vibetwist.sessions.activity.ActivityMonitor`) watch what
+        the session does."""
 
     def listen(listener: IStreamListener) -> None:
         """Hand every new recording line to listener until :meth:`unlisten`."""

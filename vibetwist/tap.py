@@ -115,6 +115,13 @@ class Options(usage.Options):
             "Who push services may contact about this daemon's messages (a mailto: or https: URL).",
         ],
         ["max-sessions", None, "1000", "Live sessions at most; a create past it answers 503."],
+        [
+            "command-min-seconds",
+            None,
+            "3",
+            "Seconds a command typed into a session's shell must run for its end to be an event "
+            "(command-finished, command-error on /api/events).",
+        ],
         ["max-create-rate", None, "200", "Session creates per second over time; faster ones answer 429."],
         ["create-burst", None, "200", "Session creates allowed at once before the rate applies."],
         ["max-connections", None, "2000", "HTTP and WebSocket connections at most; more get a 503."],
@@ -259,6 +266,14 @@ class Options(usage.Options):
         except ValueError:
             raise usage.UsageError(
                 "--token-lifetime must be a number of seconds from 60 to 31536000"
+            ) from None
+        try:
+            self["command-min-seconds"] = float(self["command-min-seconds"])
+            if not 0 <= self["command-min-seconds"] <= 86400:
+                raise ValueError
+        except ValueError:
+            raise usage.UsageError(
+                "--command-min-seconds must be a number of seconds from 0 to 86400"
             ) from None
         self["secret-file"] = (
             Path(self["secret-file"]).expanduser()
@@ -439,6 +454,7 @@ def makeService(options: Options, reactor: Any = None, restart_signal: bool = Tr
         environ=dict(os.environ),
         background=background,
         holders=HolderLauncher(reactor) if options["sessions-outlive-daemon"] else None,
+        command_min_seconds=options["command-min-seconds"],
     )
     if handover is not None:
         sessions.handed = handover.sessions

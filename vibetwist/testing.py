@@ -29,6 +29,9 @@ class FakeTerminalProcess:
         self.running = True
         #: Whether it is handed over to the next daemon (a restart in place).
         self.handed_over = False
+        #: The terminal's foreground process group: the program's own, until a test runs
+        #: a command in it (None: unknown).
+        self.foreground_group: int | None = pid
 
     # ITerminalProcess
     def write(self, data: bytes) -> None:
@@ -42,6 +45,9 @@ class FakeTerminalProcess:
 
     def hang_up(self) -> None:
         self.hung_up = True
+
+    def foreground(self) -> int | None:
+        return self.foreground_group
 
     def hand_over(self) -> HandedTerminal:
         self.handed_over = True

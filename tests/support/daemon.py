@@ -525,17 +525,31 @@ class Client:
         """Open the SSE stream of a session; messages arrive in the returned object."""
         return await self.open_stream(f"/api/sessions/{session_id}/stream", timeout)
 
-    async def events(self, timeout: float = 10.0) -> SSEStream:
-        """Open the daemon's stream of session events, /api/events."""
-        return await self.open_stream("/api/events", timeout)
+    async def events(
+        self, timeout: float = 10.0, last_event_id: str | None = None, params: dict[str, str] | None = None
+    ) -> SSEStream:
+        """Open the daemon's stream of session events, /api/events (as a client reconnecting
+        with a ``Last-Event-ID`` header, if given one)."""
+        headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else None
+        return await self.open_stream("/api/events", timeout, headers=headers, params=params)
 
-    async def open_stream(self, path: str, timeout: float = 10.0) -> SSEStream:
+    async def open_stream(
+        self,
+        path: str,
+        timeout: float = 10.0,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> SSEStream:
         """Open an SSE stream (its token as ?token=); messages arrive in the returned object."""
+        query = dict(params or {})
+        if self.token is not None:
+            query["token"] = self.token
         response = await within(
             self._reactor,
             self._stream_http.get(
                 self.daemon.url(path),
-                params={"token": self.token} if self.token is not None else None,
+                params=query or None,
+                headers=headers,
                 unbuffered=True,
             ),
             timeout,

@@ -41,6 +41,8 @@ class DaemonTestCase(unittest.TestCase):
 
     timeout = 60
     shared = True
+    #: More options for the daemons the class starts.
+    daemon_args: tuple[str, ...] = ()
 
     def setUp(self) -> defer.Deferred[None]:  # type: ignore[override]
         return defer.ensureDeferred(self._set_up())
@@ -65,7 +67,7 @@ class DaemonTestCase(unittest.TestCase):
         """A new running daemon; one not shared is stopped when the test ends."""
         if base is None:
             base = Path(tempfile.mkdtemp(prefix="e2e-", dir=os.getcwd()))
-        daemon = Daemon(reactor, base, control_dir)
+        daemon = Daemon(reactor, base, control_dir, args=self.daemon_args)
         await daemon.start()
         if not shared:
             self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))

@@ -45,12 +45,12 @@ class Harness:
         self.events.subscribe(self.published.append)
         self.tally = Tally()
 
-    def create(self, cols: int = 80, rows: int = 24) -> Session:
+    def create(self, cols: int = 80, rows: int = 24, command: tuple[str, ...] = ("cat",)) -> Session:
         self.count += 1
         info = SessionInfo(
             id=f"session-{self.count}",
             name=f"s{self.count}",
-            command=("cat",),
+            command=command,
             working_dir="/",
             status=Status.STARTING,
             started_at="2026-01-01T00:00:00.000Z",

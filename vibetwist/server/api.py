@@ -82,6 +82,23 @@ NOTIFICATION_PREFERENCES = {
 }
 
 
+def _session_json(session: ISession) -> dict[str, Any]:
+    """A Session as the API answers it: session.json's fields, ``source`` and ``activity``."""
+    body = session.info.to_json()
+    body["source"] = "local"
+    activity = session.activity
+    if activity is not None:
+        body["activity"] = activity.state()
+    else:
+        # Nobody watches it (an ended session found on disk): idle since its last change.
+        body["activity"] = {
+            "state": "idle",
+            "since": session.info.last_modified or session.info.started_at,
+            "foreground": " ".join(session.info.command),
+        }
+    return body
+
+
 def _json(request: Any, value: Any, code: int = 200) -> bytes:
     request.setResponseCode(code)
     request.setHeader(b"content-type", b"application/json")
@@ -469,7 +486,7 @@ class API:
 
     @app.route("/api/sessions", methods=["GET"])
     def list_sessions(self, request: Any) -> bytes:
-        return _json(request, [dict(s.info.to_json(), source="local") for s in self.service.list()])
+        return _json(request, [_session_json(s) for s in self.service.list()])
 
     @app.route("/api/sessions", methods=["POST"])
     def create_session(self, request: Any) -> bytes:
@@ -503,7 +520,7 @@ class API:
 
     @app.route("/api/sessions/<session_id>", methods=["GET"])
     def get_session(self, request: Any, session_id: str) -> bytes:
-        return _json(request, dict(self.service.get(session_id).info.to_json(), source="local"))
+        return _json(request, _session_json(self.service.get(session_id)))
 
     @app.route("/api/sessions/<session_id>", methods=["PATCH"])
     def rename_session(self, request: Any, session_id: str) -> bytes:

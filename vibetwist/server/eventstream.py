@@ -5,9 +5,11 @@ browser client reads them.
 A stream opens with ``event: connected`` (``data: {"type":"connected"}``); then each
 event of :class:`vibetwist.sessions.events.SessionEvents` comes as ``id: N``,
 ``event: TYPE`` and ``data: JSON``, and a ``:heartbeat`` comment every 30 s (the API's
-heartbeat) keeps proxies from closing it. Events are few and small, so they are
-written as they happen even to a client that reads slowly; one that has let
-:data:`MAX_HELD` bytes pile up is cut off (it may reconnect).
+heartbeat) keeps proxies from closing it. A client that reconnects with
+``Last-Event-ID: N`` (or ``?lastEventId=N``) first gets the kept events after ``N``.
+Events are few and small, so they are written as they happen even to a client that
+reads slowly; one that has let :data:`MAX_HELD` bytes pile up is cut off (it may
+reconnect).
 """
 
 from __future__ import annotations
@@ -47,11 +49,16 @@ class EventStream:
         self._held = 0
         self._done = False
 
-    def start(self) -> None:
+    def start(self, last_id: int | None = None) -> None:
+        """Open the stream: ``connected``, the kept events after last_id if it is given, then
+        every event as it happens."""
         start_event_stream(self._request, self, self._gone)
         self._streams.add(self)
         self._events.subscribe(self.send)
         self._request.write(CONNECTED)
+        if last_id is not None:
+            for event in self._events.since(last_id):
+                self.send(event)
 
     def send(self, event: SessionEvent) -> None:
         self._write(sse_event(event))
@@ -106,5 +113,20 @@ class EventStreamResource(Resource):
         self._streams = streams
 
     def render_GET(self, request: Any) -> Any:
-        EventStream(self._events, request, self._streams).start()
+        EventStream(self._events, request, self._streams).start(last_event_id(request))
         return NOT_DONE_YET
+
+
+def last_event_id(request: Any) -> int | None:
+    """The id a reconnecting client saw last: its ``Last-Event-ID`` header, else its
+    ``?lastEventId=``; None when it gives none, or none that is a whole number."""
+    header = request.getHeader(b"last-event-id")
+    values = [header] if header is not None else request.args.get(b"lastEventId", [])
+    if not values:
+        return None
+    raw = values[0]
+    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    text = text.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        return None
+    return int(text)

@@ -32,7 +32,7 @@ from werkzeug.routing import Map, RequestRedirect
 
 from vibetwist import __version__
 from vibetwist.model.info import Status
-from vibetwist.sessions.events import SESSION_EXIT, SESSION_START, SessionEvent
+from vibetwist.sessions.events import KINDS, SESSION_EXIT, SESSION_START, SessionEvent
 from vibetwist.sessions.tally import RECORDING_ERRORS
 
 if TYPE_CHECKING:
@@ -103,6 +103,14 @@ class Metrics:
             ["route", "method", "status"],
             registry=self.registry,
         )
+        self.session_events = Counter(
+            "vibetwist_session_events",
+            "Events of GET /api/events, by type",
+            ["type"],
+            registry=self.registry,
+        )
+        for kind in KINDS:
+            self.session_events.labels(kind)  # each type shows, at 0 until it happens
         self.creates = dict.fromkeys(CREATE_OUTCOMES, 0)
         #: Sessions created through the API that have not run yet: when they were posted.
         self._starting: dict[str, float] = {}
@@ -120,6 +128,7 @@ class Metrics:
         self._starting[session_id] = self._clock.seconds()
 
     def _event(self, event: SessionEvent) -> None:
+        self.session_events.labels(event.type).inc()
         if event.type not in (SESSION_START, SESSION_EXIT) or event.session_id is None:
             return
         posted = self._starting.pop(event.session_id, None)

@@ -3,19 +3,20 @@
 
 Sessions tell :class:`SessionEvents` when their lifecycle moves (a program runs, a
 session exits); the service tells it of a session another process runs that turns up
-already running. Each event gets the next number of the stream, its ``id``, and goes
-to every subscriber at once: the SSE streams of /api/events and the metrics.
+already running; each session's :class:`vibetwist.sessions.activity.ActivityWatch`
+tells it of bells, titles, commands and programs waiting for input. Each event gets the
+next number of the stream, its ``id``, and goes to every subscriber at once: the SSE
+streams of /api/events, the metrics, Web Push.
 
-Only what is happening now is sent. Kinds of event are strings (``KINDS``), so more of
-them (VibeTunnel also has ``command-finished``, ``bell``, ...) are more calls to
-:meth:`SessionEvents.publish`; the ids make a bounded replay from a client's
-``Last-Event-ID`` a queue of recent events kept here.
+The last :data:`KEEP` events are kept, so that a client that reconnects with
+``Last-Event-ID`` gets what it missed (:meth:`SessionEvents.since`).
 """
 
 from __future__ import annotations
 
 import datetime
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,10 +25,28 @@ from twisted.logger import Logger
 
 from vibetwist.model.info import SessionInfo
 
-#: The kinds of event published so far.
+#: The kinds of event.
 SESSION_START = "session-start"
 SESSION_EXIT = "session-exit"
-KINDS = (SESSION_START, SESSION_EXIT)
+BELL = "bell"
+TITLE = "title"
+COMMAND_FINISHED = "command-finished"
+COMMAND_ERROR = "command-error"
+NEEDS_INPUT = "needs-input"
+#: What POST /api/push/test publishes.
+TEST_NOTIFICATION = "test-notification"
+KINDS = (
+    SESSION_START,
+    SESSION_EXIT,
+    BELL,
+    TITLE,
+    COMMAND_FINISHED,
+    COMMAND_ERROR,
+    NEEDS_INPUT,
+    TEST_NOTIFICATION,
+)
+#: How many of the last events are kept for clients that reconnect.
+KEEP = 1000
 
 
 def _iso(seconds: float) -> str:
@@ -71,10 +90,11 @@ class SessionEvents:
 
     log = Logger()
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, keep: int = KEEP) -> None:
         self._clock = clock
         self._next = 1
         self._subscribers: list[Callable[[SessionEvent], None]] = []
+        self._kept: deque[SessionEvent] = deque(maxlen=keep)
 
     @property
     def last_id(self) -> int:
@@ -85,6 +105,18 @@ class SessionEvents:
         """Call subscriber with every event from now on."""
         self._subscribers.append(subscriber)
 
+    def since(self, last_id: int) -> list[SessionEvent]:
+        """The kept events after last_id, oldest first: every kept one for an id this stream
+        never gave (one of an earlier daemon, whose ids started at 1 too)."""
+        if last_id > self.last_id:
+            return list(self._kept)
+        # Ids are consecutive: the events after last_id are the last (last_id - newest) kept.
+        count = self.last_id - last_id
+        if count <= 0:
+            return []
+        kept = list(self._kept)
+        return kept[-count:] if count < len(kept) else kept
+
     def unsubscribe(self, subscriber: Callable[[SessionEvent], None]) -> None:
         if subscriber in self._subscribers:
             self._subscribers.remove(subscriber)
@@ -93,6 +125,7 @@ class SessionEvents:
         """Make the next event and hand it to every subscriber."""
         event = SessionEvent(self._next, kind, self._clock(), session_id, fields)
         self._next += 1
+        self._kept.append(event)
         for subscriber in list(self._subscribers):
             try:
                 subscriber(event)

@@ -150,6 +150,10 @@ class IPCLink:
     def take_back(self) -> None:
         """Nothing was handed over."""
 
+    def foreground(self) -> None:
+        """Unknown: the other process holds the terminal's master."""
+        return None
+
     def hang_up(self) -> None:
         self._closed = True
         self._queue, self._queued = [], 0

@@ -164,6 +164,12 @@ class PTYProcess:
     def hang_up(self) -> None:
         self._transport.loseConnection()
 
+    def foreground(self) -> int | None:
+        try:
+            return os.tcgetpgrp(self._transport.fileno())
+        except (OSError, ValueError):
+            return None  # closed, or not yet the program's controlling terminal
+
     def hand_over(self) -> HandedTerminal | None:
         """Let go of the program for the next daemon of this process: Twisted no longer reaps it,
         and its PTY's master survives an exec. None once its terminal has closed."""

@@ -25,6 +25,7 @@ from vibetwist.model.info import SessionInfo, Status, check_size, now_iso
 from vibetwist.model.launch import default_name, plan_launch, resolve_directory
 from vibetwist.screen.terminal import DEFAULT_SCROLLBACK
 from vibetwist.sessions import kinds
+from vibetwist.sessions.activity import ActivityMonitor
 from vibetwist.sessions.events import SessionEvents
 from vibetwist.sessions.held import HolderLauncher
 from vibetwist.sessions.procfs import pid_runs_session
@@ -58,10 +59,13 @@ class SessionService(Service):
         events: SessionEvents | None = None,
         tally: Tally | None = None,
         holders: HolderLauncher | None = None,
+        command_min_seconds: float = 3.0,
     ) -> None:
         """
         :param holders: with them, each new session's program is run by a holder process of
             its own and outlives the daemon (``--sessions-outlive-daemon``).
+        :param command_min_seconds: how long a command typed into a session's shell must
+            run for its end to be an event (``--command-min-seconds``).
         """
         self.files = ControlDir(control_dir)
         self._reactor = reactor
@@ -79,6 +83,8 @@ class SessionService(Service):
         self.sessions: dict[str, ISession] = {}
         #: What happens to the sessions, as it happens (GET /api/events).
         self.events = events if events is not None else SessionEvents()
+        #: What running sessions do (bells, titles, commands, waiting for input).
+        self.activity = ActivityMonitor(reactor, self.events, command_min_seconds)
         #: What the sessions count (GET /metrics).
         self.tally = tally if tally is not None else Tally()
         self._skipped: dict[str, str] = {}
@@ -110,6 +116,7 @@ class SessionService(Service):
         another process runs keep running."""
         super().stopService()
         self.watcher.stop()
+        self.activity.stop()
         self.stop_helpers()
         waits = []
         for session in self.sessions.values():
@@ -167,6 +174,7 @@ class SessionService(Service):
                 pass
             return
         self.sessions[handed.id] = session
+        session.watch(self.activity)
 
     def hand_over(self) -> list[HandedSession]:
         """Let go of every session the next daemon of this process is to take over."""
@@ -219,6 +227,7 @@ class SessionService(Service):
                 return  # its files are still being made: seen again on the next change
             forwarded = kinds.forwarded_session(info, self.files, **options)
             self.sessions[session_id] = forwarded
+            forwarded.watch(self.activity)
             self.watcher.watch(session_id)
             forwarded.check()
             if appeared and forwarded.status is Status.RUNNING:
@@ -356,6 +365,7 @@ class SessionService(Service):
                 tally=self.tally,
             )
         self.sessions[session_id] = session
+        session.watch(self.activity)
         return session
 
     def stop_helpers(self) -> Deferred[None]:

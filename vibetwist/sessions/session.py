@@ -46,6 +46,7 @@ from vibetwist.model.asciicast import Event, Exit
 from vibetwist.model.handover import HandedSession
 from vibetwist.model.info import SessionInfo, Status, check_size, now_iso
 from vibetwist.screen.terminal import TerminalScreen
+from vibetwist.sessions.activity import ActivityMonitor, ActivityWatch
 from vibetwist.sessions.events import SessionEvents
 from vibetwist.sessions.lifecycle import Lifecycle
 from vibetwist.sessions.screenfeed import ScreenFeed
@@ -113,6 +114,8 @@ class Session:
         self.saving = True
         #: Whether the program is handed over to the next daemon of this process.
         self._handed = False
+        #: What the session is doing (bells, titles, commands), once watched.
+        self.activity: ActivityWatch | None = None
         source.bind(self)
 
     # -- what the world sees -------------------------------------------------------
@@ -151,6 +154,13 @@ class Session:
         """Who listens now."""
         return frozenset(self._listeners)
 
+    def watch(self, monitor: ActivityMonitor) -> None:
+        """Have monitor watch what the session does (its output and input)."""
+        if self.activity is None:
+            self.activity = monitor.watch(self)
+            if not self._lifecycle.live:
+                self.activity.ended()
+
     def listen(self, listener: IStreamListener) -> None:
         self._listeners.add(listener)
 
@@ -168,6 +178,14 @@ class Session:
                 # One broken viewer must not stop the output reaching the others.
                 self.log.failure("a viewer of {id} failed; dropping it", id=self.id)
                 self._listeners.discard(listener)
+        activity = self.activity
+        if activity is not None and isinstance(record, Event) and record.kind == "o":
+            try:
+                activity.output(record.data)
+            except Exception:
+                # Watching must never stop the output.
+                self.log.failure("watching the output of {id} failed", id=self.id)
+                self.activity = None
 
     def cleared(self, offset: int, save: bool = True) -> None:
         """The screen's scrollback was cleared by the line at offset."""
@@ -204,6 +222,8 @@ class Session:
 
     def _status_changed(self, status: Status) -> None:
         if status is Status.EXITED:
+            if self.activity is not None:
+                self.activity.ended()
             self._finish()
             if self._events is not None:
                 self._events.exited(self._info)
@@ -284,6 +304,8 @@ class Session:
         if not self._lifecycle.live:
             raise BadRequest("Session is not running")
         self.tally.input_bytes += len(data)
+        if self.activity is not None:
+            self.activity.typed()
         if self.process is None:
             self._pending_input.append(data)
         else:
