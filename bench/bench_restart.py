@@ -56,9 +56,11 @@ from treq.client import HTTPClient
 from twisted.internet import defer, endpoints, task
 from twisted.web.client import Agent, HTTPConnectionPool
 
+# bench/ for bench_daemon's helpers, and the checkout for the tests' programs.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench_daemon import (  # noqa: E402 (found through the path set just above)
+from bench_daemon import (  # noqa: E402 (found through the paths set just above)
     HOST,
     IDLE_KEEP,
     START_TIMEOUT,
@@ -73,17 +75,9 @@ from bench_daemon import (  # noqa: E402 (found through the path set just above)
     wait_running,
 )
 
-COUNTER = [
-    sys.executable,
-    "-c",
-    "import sys, time\n"
-    "i = 0\n"
-    "while True:\n"
-    "    i += 1\n"
-    "    sys.stdout.write(f'n{i}\\n')\n"
-    "    sys.stdout.flush()\n"
-    "    time.sleep(0.005)\n",
-]
+from tests.support.programs import counter  # noqa: E402
+
+COUNTER = counter(0.005, sys.executable)
 CHECKED = re.compile(r"restart: the daemon as installed now starts \(checked in (\d+) ms\)")
 DRAINED = re.compile(r"restart: handing over (\d+) sessions .*\((\d+) ms after serving stopped\)")
 TOOK_OVER = re.compile(r"restart: took over (\d+) sessions .* serving again (\d+) ms after")

@@ -19,18 +19,24 @@ HEX_ECHO = (
 #: A program that reads its terminal raw and throws the input away.
 SINK = ["sh", "-c", "stty raw -echo; cat > /dev/null"]
 
-#: A program that counts, one number a line ("n1", "n2", ...), a few hundred lines a second.
-COUNTER = [
-    "python3",
-    "-c",
-    "import sys, time\n"
-    "i = 0\n"
-    "while True:\n"
-    "    i += 1\n"
-    "    sys.stdout.write(f'n{i}\\n')\n"
-    "    sys.stdout.flush()\n"
-    "    time.sleep(0.003)\n",
-]
+
+def counter(interval: float = 0.003, python: str = "python3") -> list[str]:
+    """A program that counts, one number a line ("n1", "n2", ...), a line every interval seconds."""
+    return [
+        python,
+        "-c",
+        "import sys, time\n"
+        "i = 0\n"
+        "while True:\n"
+        "    i += 1\n"
+        "    sys.stdout.write(f'n{i}\\n')\n"
+        "    sys.stdout.flush()\n"
+        f"    time.sleep({interval})\n",
+    ]
+
+
+#: A program that counts, one number a line, a few hundred lines a second.
+COUNTER = counter()
 
 
 def counted(text: str) -> list[int]:
