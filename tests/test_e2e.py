@@ -17,7 +17,6 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
 
 from twisted.internet import defer, reactor, utils
 from twisted.trial import unittest
@@ -33,7 +32,7 @@ from tests.support.daemon import (
     sleep,
     within,
 )
-from tests.support.e2e import DaemonTestCase, read_cast
+from tests.support.e2e import DaemonTestCase, output_of, read_cast
 from tests.support.keys import EXPECTED
 from tests.support.programs import HEX_ECHO
 from vibetwist.model.snapshot import decode
@@ -42,10 +41,6 @@ from vibetwist.model.snapshot import decode
 KEYS = EXPECTED
 
 SLOW_LINES = "for i in $(seq 1 400); do echo line$i; sleep 0.005; done"
-
-
-def output_of(events: list[list[Any]]) -> str:
-    return "".join(e[2] for e in events if len(e) == 3 and e[1] == "o")
 
 
 def mode(path: Path) -> int:

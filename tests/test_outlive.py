@@ -19,7 +19,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support.daemon import Client, Daemon, kill_sessions, pid_alive, pids_of_session_id, poll
-from tests.support.e2e import DaemonTestCase, read_cast
+from tests.support.e2e import DaemonTestCase, recorded_output
 from tests.support.programs import COUNTER, count_past, counted
 from vibetwist.errors import FormatError
 from vibetwist.model.asciicast import Event, Exit, parse_line
@@ -171,11 +171,6 @@ class HeldStartTests(SynchronousTestCase):
         self.assertEqual(program.wait(10), -signal.SIGKILL)
 
 
-def output(path: Path) -> str:
-    _, events = read_cast(path)
-    return "".join(e[2] for e in events if len(e) == 3 and e[1] == "o")
-
-
 class OutliveTests(DaemonTestCase):
     """Real daemons started with --sessions-outlive-daemon, and real holders."""
 
@@ -234,7 +229,7 @@ class OutliveTests(DaemonTestCase):
             await client.request("DELETE", f"/api/sessions/{sid}")
         for sid in counters:
             self.assertEqual((await client.wait_status(sid, "exited", 10))["exitCode"], 143)
-            numbers = counted(output(second.control_dir / sid / "stdout"))
+            numbers = counted(recorded_output(second.control_dir / sid / "stdout"))
             self.assertEqual(numbers, list(range(1, len(numbers) + 1)))
         await poll(reactor, lambda: not pids_of_session_id(set(self.sessions)), 10, what="holders gone")
 
@@ -259,5 +254,5 @@ class OutliveTests(DaemonTestCase):
         await count_past(client, sid, last)
         await client.request("DELETE", f"/api/sessions/{sid}")
         await client.wait_status(sid, "exited", 10)
-        numbers = counted(output(daemon.control_dir / sid / "stdout"))
+        numbers = counted(recorded_output(daemon.control_dir / sid / "stdout"))
         self.assertEqual(numbers, list(range(1, len(numbers) + 1)))

@@ -26,16 +26,10 @@ from tests.support.daemon import (
     raw_request,
     sleep,
 )
-from tests.support.e2e import DaemonTestCase, read_cast
+from tests.support.e2e import DaemonTestCase, recorded_output
 from tests.support.programs import COUNTER, FLOOD_LINES, count_past, counted, flood, flooded
 
 HEALTH = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-
-
-def output(path: Path) -> str:
-    """The text of every output event of a recording file."""
-    _, events = read_cast(path)
-    return "".join(e[2] for e in events if len(e) == 3 and e[1] == "o")
 
 
 class RestartTests(DaemonTestCase):
@@ -133,7 +127,7 @@ class RestartTests(DaemonTestCase):
         self.assertEqual(code, 200)
         info = await client.wait_status(counter, "exited", 10)
         self.assertEqual(info["exitCode"], 128 + signal.SIGTERM)
-        numbers = counted(output(self.recording(counter)))
+        numbers = counted(recorded_output(self.recording(counter)))
         self.assertGreater(len(numbers), 200)
         self.assertEqual(numbers, list(range(1, len(numbers) + 1)))
         # What the first stream got before the switch was the recording's beginning.
@@ -152,7 +146,7 @@ class RestartTests(DaemonTestCase):
         self.assertEqual(still, "running", "the flood ended before the switch")
         info = await client.wait_status(sid, "exited", 60)
         self.assertEqual(info["exitCode"], 0)
-        self.assertEqual(flooded(output(path)), list(range(FLOOD_LINES)))
+        self.assertEqual(flooded(recorded_output(path)), list(range(FLOOD_LINES)))
         await client.wait_text(sid, f"{FLOOD_LINES - 1:08d} x")
 
     async def test_a_hundred_sessions(self) -> None:
@@ -185,7 +179,7 @@ class RestartTests(DaemonTestCase):
         self.assertEqual((await client.session(sid))["status"], "running")
         await client.request("DELETE", f"/api/sessions/{sid}")
         await client.wait_status(sid, "exited", 10)
-        numbers = counted(output(self.recording(sid)))
+        numbers = counted(recorded_output(self.recording(sid)))
         self.assertEqual(numbers, list(range(1, len(numbers) + 1)))
 
     async def test_health_every_10ms_sees_no_error(self) -> None:
@@ -317,5 +311,5 @@ class RestartTests(DaemonTestCase):
         self.assertEqual((await client.session(sid))["status"], "running")
         await client.request("DELETE", f"/api/sessions/{sid}")
         await client.wait_status(sid, "exited", 10)
-        numbers = counted(output(self.recording(sid)))
+        numbers = counted(recorded_output(self.recording(sid)))
         self.assertEqual(numbers, list(range(1, len(numbers) + 1)))

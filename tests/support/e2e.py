@@ -25,6 +25,16 @@ def read_cast(path: Path) -> tuple[dict[str, Any], list[list[Any]]]:
     return json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
 
 
+def output_of(events: list[list[Any]]) -> str:
+    """The text of every output event among a recording's events."""
+    return "".join(e[2] for e in events if len(e) == 3 and e[1] == "o")
+
+
+def recorded_output(path: Path) -> str:
+    """The text of every output event of a recording file."""
+    return output_of(read_cast(path)[1])
+
+
 #: The daemon each class shares between its tests, while its tests run.
 _shared: dict[type, Daemon] = {}
 
