@@ -109,7 +109,7 @@ class HandOverTests(SynchronousTestCase):
         self.assertEqual(self.h.launcher.last.written, [b"x"])
         folder = self.h.files.session_dir(running.id)
         forwarded = kinds.forwarded_session(
-            running.info, self.h.files, reactor=self.h.clock, screens=self.h.screens, scrollback=10
+            running.info, self.h.files, kinds.Shared(self.h.clock, self.h.screens, 10)
         )
         self.assertTrue(folder.exists())
         self.assertIsNone(forwarded.hand_over())

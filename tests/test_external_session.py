@@ -62,9 +62,7 @@ def make_session(root: Path, recording: bytes = b"") -> tuple[Session, Path, Clo
     files.save_info(SID, info.to_json())
     (folder / "stdout").write_bytes(HEADER + recording)
     clock = MemoryReactorClock()
-    session = kinds.forwarded_session(
-        info, files, reactor=clock, screens=ScreenScheduler(clock), scrollback=100
-    )
+    session = kinds.forwarded_session(info, files, kinds.Shared(clock, ScreenScheduler(clock), 100))
     return session, folder / "stdout", clock
 
 
@@ -237,7 +235,7 @@ class AttachTests(SynchronousTestCase):
         session, _, clock = make_session(root, encode_event(0.1, "o", "bye") + encode_exit(7, SID))
         session.close()
         found = kinds.forwarded_session(
-            session.info, ControlDir(root), reactor=clock, screens=ScreenScheduler(clock), scrollback=100
+            session.info, ControlDir(root), kinds.Shared(clock, ScreenScheduler(clock), 100)
         )
         self.assertEqual((found.status, found.info.exit_code), (Status.EXITED, 7))
 

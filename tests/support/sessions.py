@@ -62,15 +62,11 @@ class Harness:
             info,
             plan,
             self.files,
-            reactor=self.clock,
-            screens=self.screens,
+            kinds.Shared(self.clock, self.screens, 100, self.events, self.tally),
             launcher=self.launcher,
             spawns=self.spawns,
-            scrollback=100,
             max_recording=self.max_recording,
             shell="/bin/sh",
-            events=self.events,
-            tally=self.tally,
         )
 
     def adopt(self, handed: HandedSession) -> Session:
@@ -80,10 +76,8 @@ class Harness:
             info,
             handed,
             self.files,
-            reactor=self.clock,
-            screens=self.screens,
+            kinds.Shared(self.clock, self.screens, 100),
             launcher=self.launcher,
-            scrollback=100,
             max_recording=self.max_recording,
         )
 

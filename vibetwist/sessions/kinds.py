@@ -65,36 +65,47 @@ def is_forwarded(info: SessionInfo, folder: Path, appeared: bool = False) -> boo
     return appeared or info.attached_via_vt or (folder / "ipc.sock").exists()
 
 
+@attrs.frozen
+class Shared:
+    """What the sessions of one daemon share, whatever their kind."""
+
+    reactor: Any
+    #: Feeds every screen its output, a slice per turn.
+    screens: ScreenScheduler
+    #: Lines of scrollback each screen keeps.
+    scrollback: int
+    #: Where lifecycles and activity report (GET /api/events).
+    events: SessionEvents | None = None
+    #: What the sessions count (GET /metrics).
+    tally: Tally | None = None
+
+
 def _assemble(
     info: SessionInfo,
     files: ControlDir,
+    shared: Shared,
     *,
-    reactor: Any,
-    screens: ScreenScheduler,
-    scrollback: int,
     source: ISessionSource,
     store: IInfoStore,
     end: int,
     size: tuple[int, int] | None = None,
-    events: SessionEvents | None = None,
-    tally: Tally | None = None,
     started: float | None = None,
 ) -> Session:
     path = files.recording_path(info.id)
-    screen = TerminalScreen(info.initial_cols, info.initial_rows, scrollback)
-    feed = ScreenFeed(screen, RecordingReader(path, len(source.header_line)), screens)
+    screen = TerminalScreen(info.initial_cols, info.initial_rows, shared.scrollback)
+    feed = ScreenFeed(screen, RecordingReader(path, len(source.header_line)), shared.screens)
     feed.recorded(end)
     return Session(
         info,
-        reactor=reactor,
+        reactor=shared.reactor,
         recording_path=path,
         screen=screen,
         feed=feed,
         source=source,
         store=store,
         size=size,
-        events=events,
-        tally=tally,
+        events=shared.events,
+        tally=shared.tally,
         started=started,
     )
 
@@ -116,16 +127,12 @@ def new_session(
     info: SessionInfo,
     plan: LaunchPlan,
     files: ControlDir,
+    shared: Shared,
     *,
-    reactor: Any,
-    screens: ScreenScheduler,
     launcher: ILauncher,
     spawns: SpawnQueue,
-    scrollback: int,
     max_recording: int | None,
     shell: str,
-    events: SessionEvents | None = None,
-    tally: Tally | None = None,
 ) -> Session:
     """A new session, its program queued to start.
 
@@ -138,14 +145,10 @@ def new_session(
     session = _assemble(
         info,
         files,
-        reactor=reactor,
-        screens=screens,
-        scrollback=scrollback,
+        shared,
         source=source,
         store=OwnInfoStore(files),
         end=len(header_line),
-        events=events,
-        tally=tally,
     )
     PTYStart(session, source, launcher, plan, spawns).queue()
     return session
@@ -155,16 +158,12 @@ def held_session(
     info: SessionInfo,
     plan: LaunchPlan,
     files: ControlDir,
+    shared: Shared,
     *,
-    reactor: Any,
-    screens: ScreenScheduler,
     holders: HolderLauncher,
     spawns: SpawnQueue,
-    scrollback: int,
     shell: str,
     watch: Callable[[str], None],
-    events: SessionEvents | None = None,
-    tally: Tally | None = None,
 ) -> Session:
     """A new session whose program a holder process runs (``--sessions-outlive-daemon``).
 
@@ -176,21 +175,17 @@ def held_session(
     """
     info = attrs.evolve(info, attached_via_vt=True)
     header_line = _header_line(info, plan, shell)
-    link = IPCLink(reactor, files.session_dir(info.id) / "ipc.sock", None, info.id)
+    link = IPCLink(shared.reactor, files.session_dir(info.id) / "ipc.sock", None, info.id)
     store = SharedInfoStore(files, info.id)
-    source = ForwardedSource(files, info.id, header_line, len(header_line), link, store, reactor)
+    source = ForwardedSource(files, info.id, header_line, len(header_line), link, store, shared.reactor)
     source.awaiting_folder = True
     session = _assemble(
         info,
         files,
-        reactor=reactor,
-        screens=screens,
-        scrollback=scrollback,
+        shared,
         source=source,
         store=store,
         end=len(header_line),
-        events=events,
-        tally=tally,
     )
     session.saving = False  # until its folder is made
     HolderStart(session, source, link, files, holders, plan, spawns, watch).queue()
@@ -201,14 +196,10 @@ def adopted_session(
     info: SessionInfo,
     handed: HandedSession,
     files: ControlDir,
+    shared: Shared,
     *,
-    reactor: Any,
-    screens: ScreenScheduler,
     launcher: ILauncher,
-    scrollback: int,
     max_recording: int | None,
-    events: SessionEvents | None = None,
-    tally: Tally | None = None,
 ) -> Session:
     """A program an earlier daemon of this process ran, taken over after a restart in place.
 
@@ -223,16 +214,12 @@ def adopted_session(
     session = _assemble(
         info,
         files,
-        reactor=reactor,
-        screens=screens,
-        scrollback=scrollback,
+        shared,
         source=source,
         store=OwnInfoStore(files),
         end=file_size(path),
         size=handed.size,
         started=handed.started,
-        events=events,
-        tally=tally,
     )
     process = launcher.adopt(handed.terminal, session)
     session.spawned(process)
@@ -246,12 +233,7 @@ def adopted_session(
 def found_session(
     info: SessionInfo,
     files: ControlDir,
-    *,
-    reactor: Any,
-    screens: ScreenScheduler,
-    scrollback: int,
-    events: SessionEvents | None = None,
-    tally: Tally | None = None,
+    shared: Shared,
 ) -> Session:
     """A session found on disk whose program is gone: its recording can be read, and it has exited."""
     path = files.recording_path(info.id)
@@ -260,14 +242,10 @@ def found_session(
     session = _assemble(
         info,
         files,
-        reactor=reactor,
-        screens=screens,
-        scrollback=scrollback,
+        shared,
         source=source,
         store=OwnInfoStore(files),
         end=end,
-        events=events,
-        tally=tally,
     )
     session.end(info.exit_code)
     return session
@@ -276,32 +254,25 @@ def found_session(
 def forwarded_session(
     info: SessionInfo,
     files: ControlDir,
-    *,
-    reactor: Any,
-    screens: ScreenScheduler,
-    scrollback: int,
-    events: SessionEvents | None = None,
-    tally: Tally | None = None,
+    shared: Shared,
 ) -> Session:
     """A running session of another process found on disk, with its history so far."""
     path = files.recording_path(info.id)
     header_line = read_header(path)
     end = whole_lines_end(path)
-    link = IPCLink(reactor, files.session_dir(info.id) / "ipc.sock", info.pid, info.id)
-    source = ForwardedSource(files, info.id, header_line, end, link, SharedInfoStore(files, info.id), reactor)
+    link = IPCLink(shared.reactor, files.session_dir(info.id) / "ipc.sock", info.pid, info.id)
+    source = ForwardedSource(
+        files, info.id, header_line, end, link, SharedInfoStore(files, info.id), shared.reactor
+    )
     size = last_size(path, header_line, end, (info.initial_cols, info.initial_rows))
     session = _assemble(
         info,
         files,
-        reactor=reactor,
-        screens=screens,
-        scrollback=scrollback,
+        shared,
         source=source,
         store=source.store,
         end=end,
         size=size,
-        events=events,
-        tally=tally,
     )
     session.process = link
     ended = history_exit(path, len(header_line), end)

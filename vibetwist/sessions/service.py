@@ -98,6 +98,10 @@ class SessionService(Service):
             self.files.root, reactor, self.rescan, self._folder_changed, use_inotify=watch_files
         )
 
+    def _shared(self) -> kinds.Shared:
+        """What every session of this daemon is made with."""
+        return kinds.Shared(self._reactor, self.screens, self.scrollback, self.events, self.tally)
+
     # -- service ---------------------------------------------------------------
 
     def startService(self) -> None:
@@ -156,13 +160,9 @@ class SessionService(Service):
                 info,
                 handed,
                 self.files,
-                reactor=self._reactor,
-                screens=self.screens,
+                self._shared(),
                 launcher=self._launcher,
-                scrollback=self.scrollback,
                 max_recording=self.max_recording,
-                events=self.events,
-                tally=self.tally,
             )
         except (OSError, FormatError) as e:
             self.log.error("cannot take over session {id}: {error}; ending it", id=handed.id, error=e)
@@ -214,18 +214,11 @@ class SessionService(Service):
                 self.log.warn("skipping {id}: its session.json names another id", id=session_id)
             return
         self._skipped.pop(session_id, None)
-        options: dict[str, Any] = dict(
-            reactor=self._reactor,
-            screens=self.screens,
-            scrollback=self.scrollback,
-            events=self.events,
-            tally=self.tally,
-        )
         folder = self.files.session_dir(session_id)
         if kinds.is_forwarded(info, folder, appeared):
             if not self._external_ready(info):
                 return  # its files are still being made: seen again on the next change
-            forwarded = kinds.forwarded_session(info, self.files, **options)
+            forwarded = kinds.forwarded_session(info, self.files, self._shared())
             self.sessions[session_id] = forwarded
             forwarded.watch(self.activity)
             self.watcher.watch(session_id)
@@ -238,7 +231,7 @@ class SessionService(Service):
             if pid_runs_session(info.pid, session_id) and not info.attached_via_vt:
                 # Left behind by a daemon that died: nobody can reach its terminal now.
                 orphans[info.pid] = SIGKILL
-        self.sessions[session_id] = kinds.found_session(info, self.files, **options)
+        self.sessions[session_id] = kinds.found_session(info, self.files, self._shared())
 
     def _external_ready(self, info: SessionInfo) -> bool:
         """Whether an external session's recording has its header line yet."""
@@ -339,30 +332,22 @@ class SessionService(Service):
                 info,
                 plan,
                 self.files,
-                reactor=self._reactor,
-                screens=self.screens,
+                self._shared(),
                 holders=self.holders,
                 spawns=self.spawns,
-                scrollback=self.scrollback,
                 shell=self.shell,
                 watch=self.watcher.watch,
-                events=self.events,
-                tally=self.tally,
             )
         else:
             session = kinds.new_session(
                 info,
                 plan,
                 self.files,
-                reactor=self._reactor,
-                screens=self.screens,
+                self._shared(),
                 launcher=self._launcher,
                 spawns=self.spawns,
-                scrollback=self.scrollback,
                 max_recording=self.max_recording,
                 shell=self.shell,
-                events=self.events,
-                tally=self.tally,
             )
         self.sessions[session_id] = session
         session.watch(self.activity)
