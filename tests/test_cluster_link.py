@@ -2,37 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet import defer, reactor
-from twisted.trial.unittest import TestCase
 
 from tests.support.daemon import poll, sleep, within
-from tests.support.nats import NATSServer
-from vibetwist.cluster.link import LinkDown, Message, NATSLink, RequestTimeout, Unreachable
-from vibetwist.cluster.options import NATSConfig
-
-
-class LinkCase(TestCase):
-    """A nats-server per test, and links to it that are stopped at the end."""
-
-    timeout = 60
-
-    async def start_server(self, **options: Any) -> NATSServer:
-        server = NATSServer(reactor, **options)
-        self.addCleanup(lambda: defer.ensureDeferred(server.cleanup()))
-        await server.start()
-        return server
-
-    def make_link(self, server: NATSServer, name: str = "test", **config: Any) -> NATSLink:
-        link = NATSLink(reactor, NATSConfig(servers=(server.url,), **config), name)
-        self.addCleanup(link.stop)
-        return link
-
-    async def connected_link(self, server: NATSServer, name: str = "test") -> NATSLink:
-        link = self.make_link(server, name)
-        await within(reactor, link.start(), 10, "connecting")
-        return link
+from tests.support.nats import LinkCase, NATSServer
+from vibetwist.cluster.link import LinkDown, Message, RequestTimeout, Unreachable
 
 
 class MessageTests(LinkCase):

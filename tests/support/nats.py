@@ -5,7 +5,8 @@
 process on a free port, with optional token or user/password authentication and TLS,
 waits until it accepts connections, and can be stopped (SIGTERM), killed (SIGKILL) and
 restarted on the same port with the same store. Everything waits on the reactor with
-bounded timeouts.
+bounded timeouts. :class:`LinkCase` is a test case that starts servers and links to
+them, and ends them all after the test.
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ import socket
 import tempfile
 from typing import Any
 
-from twisted.internet import defer, task
+from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from vibetwist.cluster.link import NATSLink
+from vibetwist.cluster.options import NATSConfig
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
 
@@ -158,3 +163,25 @@ class NATSServer:
     @property
     def output(self) -> str:
         return self._protocol.output.decode(errors="replace") if self._protocol else ""
+
+
+class LinkCase(TestCase):
+    """A test case with nats-servers and links to them, all ended after the test."""
+
+    timeout = 60
+
+    async def start_server(self, **options: Any) -> NATSServer:
+        server = NATSServer(reactor, **options)
+        self.addCleanup(lambda: defer.ensureDeferred(server.cleanup()))
+        await server.start()
+        return server
+
+    def make_link(self, server: NATSServer, name: str = "test", **config: Any) -> NATSLink:
+        link = NATSLink(reactor, NATSConfig(servers=(server.url,), **config), name)
+        self.addCleanup(link.stop)
+        return link
+
+    async def connected_link(self, server: NATSServer, name: str = "test", **config: Any) -> NATSLink:
+        link = self.make_link(server, name, **config)
+        await link.start().addTimeout(10, reactor)
+        return link

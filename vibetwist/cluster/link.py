@@ -258,6 +258,8 @@ class NATSLink:
     """One nats-py connection in an asyncio loop on its own thread; used from the reactor."""
 
     def __init__(self, reactor: Any, config: NATSConfig, name: str) -> None:
+        #: The reactor everything of the link is called and calls back on.
+        self.reactor = reactor
         self._reactor = reactor
         self._config = config
         self._name = name
