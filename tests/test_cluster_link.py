@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.internet import defer, reactor
 
 from tests.support.daemon import poll, sleep, within
-from tests.support.nats import LinkCase, NATSServer
+from tests.support.nats import LinkCase, MemoryServers, NATSServer
 from vibetwist.cluster.link import LinkDown, Message, NATSLink, RequestTimeout, Unreachable
 from vibetwist.cluster.options import NATSConfig
 
@@ -225,3 +225,11 @@ class AuthTests(LinkCase):
         await within(reactor, link.start(), 10, "user and password")
         kv = await link.key_value("t_auth", ttl=60)
         self.assertEqual(await kv.put("a", b"b"), 1)
+
+
+class MemoryMessageTests(MemoryServers, MessageTests):
+    """MessageTests against vibetwist.testing.MemoryNATS."""
+
+
+class MemoryKeyValueTests(MemoryServers, KeyValueTests):
+    """KeyValueTests against vibetwist.testing.MemoryNATS."""

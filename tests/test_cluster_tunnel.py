@@ -28,7 +28,7 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from tests.support.daemon import poll, within
-from tests.support.nats import LinkCase, NATSServer
+from tests.support.nats import LinkCase, MemoryServers, NATSServer
 from vibetwist.cluster.link import NATSLink
 from vibetwist.cluster.tunnel import (
     ACK,
@@ -490,3 +490,15 @@ class FrameTests(SynchronousTestCase):
 
         self.assertEqual(ClusterAddress("gw"), ClusterAddress("gw"))
         self.assertTrue(IAddress.providedBy(ClusterAddress("gw")))
+
+
+class MemoryHTTPTests(MemoryServers, HTTPTests):
+    """HTTPTests over vibetwist.testing.MemoryNATS."""
+
+
+class MemoryWebSocketTests(MemoryServers, WebSocketTests):
+    """WebSocketTests over vibetwist.testing.MemoryNATS."""
+
+
+class MemoryFlowTests(MemoryServers, FlowTests):
+    """FlowTests over vibetwist.testing.MemoryNATS."""
