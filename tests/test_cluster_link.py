@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet import defer, reactor
+
+from twisted.trial.unittest import SkipTest
 
 from tests.support.daemon import poll, sleep, within
 from tests.support.nats import LinkCase, MemoryServers, NATSServer
 from vibetwist.cluster.link import LinkDown, Message, NATSLink, RequestTimeout, Unreachable
 from vibetwist.cluster.options import NATSConfig
+
+
+class CountingReactor:
+    """The reactor, counting the calls of callFromThread."""
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self.calls = 0
+
+    def callFromThread(self, function: Any, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+        self._reactor.callFromThread(function, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
 
 
 class MessageTests(LinkCase):
@@ -24,6 +43,25 @@ class MessageTests(LinkCase):
         await poll(reactor, lambda: len(got) >= 2000, timeout=10, what="all messages")
         self.assertEqual([m.data for m in got], [b"%d" % n for n in range(2000)])
         self.assertEqual({m.subject for m in got}, {"t.order"})
+
+    async def test_a_flood_wakes_the_reactor_in_batches(self) -> None:
+        """Messages reach the reactor in batches: a flood of 20000 wakes it (one
+        callFromThread each time) far fewer times than there are messages."""
+        server = await self.start_server()
+        if not isinstance(server, NATSServer):
+            raise SkipTest("the memory fake has no thread to hand messages over from")
+        sender = await self.connected_link(server, "sender")
+        counting = CountingReactor(reactor)
+        link = NATSLink(counting, NATSConfig(servers=(server.url,)), "receiver")
+        self.addCleanup(link.stop)
+        await within(reactor, link.start(), 10, "connecting")
+        got: list[Message] = []
+        await link.subscribe("t.flood", got.append)
+        before = counting.calls
+        for _ in range(20000):
+            sender.publish("t.flood", b"x" * 100)
+        await poll(reactor, lambda: len(got) >= 20000, timeout=20, what="the flood")
+        self.assertLess(counting.calls - before, 20000 // 4)
 
     async def test_unsubscribe_stops_delivery(self) -> None:
         """After unsubscribe, a subscription's callback is not called again."""
