@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer, reactor
-
 from twisted.trial.unittest import SkipTest
 
 from tests.support.daemon import poll, sleep, within
