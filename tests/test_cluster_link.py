@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer, reactor
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SkipTest
 
 from tests.support.daemon import poll, sleep, within
@@ -191,9 +192,18 @@ class KeyValueTests(LinkCase):
 
 class ReconnectTests(LinkCase):
     async def test_start_before_server_is_up_keeps_trying(self) -> None:
-        """start() before any server listens keeps trying and fires once one does."""
+        """start() before any server listens keeps trying (saying so once) and fires once
+        one does."""
         server = NATSServer(reactor)
         self.addCleanup(lambda: defer.ensureDeferred(server.cleanup()))
+        said: list[dict[str, Any]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_format", "").startswith("nats: {error}"):
+                said.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
         link = self.make_link(server)
         started = link.start()
         states: list[str] = []
@@ -201,6 +211,8 @@ class ReconnectTests(LinkCase):
         # Several reconnect periods pass without a server: nothing to poll for.
         await sleep(reactor, 1.5)
         self.assertFalse(started.called)
+        # The same refusal is logged once, not once per attempt.
+        self.assertEqual(len(said), 1)
         await server.start()
         await within(reactor, started, 10, "connecting once the server is up")
         self.assertTrue(link.connected)
