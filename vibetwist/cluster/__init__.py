@@ -1,0 +1,1 @@
+"""Many hosts, one dashboard: daemons joined through NATS (see docs/architecture.md)."""
