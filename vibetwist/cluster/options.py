@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -98,7 +98,7 @@ def parse_servers(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(servers)
 
 
-def _existing(path: str | Path | None, option: str, secret: bool) -> Path | None:
+def _existing(path: str | Path | None, option: str, secret: bool) -> str | None:
     if path is None:
         return None
     path = Path(path).expanduser()
@@ -108,37 +108,33 @@ def _existing(path: str | Path | None, option: str, secret: bool) -> Path | None
         raise NATSOptionError(f"{option}: {e}") from None
     if not exists:
         raise NATSOptionError(f"{option}: {path} does not exist")
-    return path
-
-
-def tls_context(ca: Path | None, cert: Path | None, key: Path | None) -> ssl.SSLContext:
-    """The TLS context of NATS connections: the system's CAs or ca, and the client certificate
-    if one is given. NATSOptionError if the files cannot be read."""
-    try:
-        context = ssl.create_default_context(cafile=str(ca) if ca is not None else None)
-        if cert is not None and key is not None:
-            context.load_cert_chain(str(cert), str(key))
-    except (ssl.SSLError, OSError) as e:
-        raise NATSOptionError(f"the NATS TLS files cannot be used: {e}") from None
-    return context
+    return str(path)
 
 
 @dataclass(frozen=True)
 class NATSConfig:
-    """Where the NATS servers are and how to authenticate to them.
+    """The NATS servers a daemon connects to, and how it proves who it is.
 
-    Built by :meth:`from_options`, which checks everything; :meth:`connect_options`
-    gives the keyword arguments of ``nats.connect`` for it.
+    Built from the command line by :meth:`from_options`, which checks everything;
+    :meth:`connect_options` gives the keyword arguments of nats-py's ``connect``.
     """
 
     servers: tuple[str, ...]
-    creds: Path | None = None
-    nkey: Path | None = None
-    tls_ca: Path | None = None
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    #: The TLS context made from the files (None: no TLS, or the client's default for tls://).
-    tls: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
+    token: str | None = None
+    user: str | None = None
+    password: str | None = None
+    #: A JWT + NKey ``.creds`` file.
+    creds_file: str | None = None
+    #: A file holding an NKey seed.
+    nkey_file: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: Seconds between reconnect attempts to the same server.
+    reconnect_wait: float = 0.5
+    #: Seconds between pings; two unanswered pings mark the server as gone.
+    ping_interval: float = 2.0
+    connect_timeout: float = 2.0
 
     @classmethod
     def from_options(
@@ -151,7 +147,8 @@ class NATSConfig:
         tls_cert: str | Path | None = None,
         tls_key: str | Path | None = None,
     ) -> NATSConfig:
-        """The configuration the options describe; NATSOptionError for one that cannot work."""
+        """The configuration the options describe; NATSOptionError for one that cannot work
+        (credentials in the URLs are read by the client from the URLs themselves)."""
         urls = parse_servers(servers)
         if creds is not None and nkey is not None:
             raise NATSOptionError("--nats-creds and --nats-nkey contradict each other: give one")
@@ -161,28 +158,58 @@ class NATSConfig:
             )
         if (tls_cert is None) != (tls_key is None):
             raise NATSOptionError("--nats-tls-cert and --nats-tls-key go together: give both or neither")
-        files = {
-            "creds": _existing(creds, "--nats-creds", secret=True),
-            "nkey": _existing(nkey, "--nats-nkey", secret=True),
-            "tls_ca": _existing(tls_ca, "--nats-tls-ca", secret=False),
-            "tls_cert": _existing(tls_cert, "--nats-tls-cert", secret=False),
-            "tls_key": _existing(tls_key, "--nats-tls-key", secret=True),
-        }
-        tls = None
-        if any(u.startswith("tls://") for u in urls) or files["tls_ca"] or files["tls_cert"]:
-            tls = tls_context(files["tls_ca"], files["tls_cert"], files["tls_key"])
-        return cls(urls, tls=tls, **files)
+        config = cls(
+            urls,
+            creds_file=_existing(creds, "--nats-creds", secret=True),
+            nkey_file=_existing(nkey, "--nats-nkey", secret=True),
+            tls_ca=_existing(tls_ca, "--nats-tls-ca", secret=False),
+            tls_cert=_existing(tls_cert, "--nats-tls-cert", secret=False),
+            tls_key=_existing(tls_key, "--nats-tls-key", secret=True),
+        )
+        try:
+            config.tls_context()  # read the TLS files now: one that cannot be used stops the start
+        except (ssl.SSLError, OSError) as e:
+            raise NATSOptionError(f"the NATS TLS files cannot be used: {e}") from None
+        return config
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context for the connection, or None when none of the TLS files is given
+        (a ``tls://`` URL then uses nats-py's default context)."""
+        if not (self.tls_ca or self.tls_cert):
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca)
+        if self.tls_cert:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
 
     def connect_options(self) -> dict[str, Any]:
-        """Keyword arguments of ``nats.connect`` for these servers, credentials and TLS
-        (credentials in the URLs are read by the client from the URLs themselves)."""
-        options: dict[str, Any] = {"servers": list(self.servers)}
-        if self.creds is not None:
-            options["user_credentials"] = str(self.creds)
-        if self.nkey is not None:
-            options["nkeys_seed"] = str(self.nkey)
-        if self.tls is not None:
-            options["tls"] = self.tls
+        """The keyword arguments of ``nats.aio.client.Client.connect`` for this config.
+
+        Reconnects never give up: a daemon keeps trying every ``reconnect_wait`` seconds
+        for as long as it runs.
+        """
+        options: dict[str, Any] = {
+            "servers": list(self.servers),
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": self.reconnect_wait,
+            "ping_interval": self.ping_interval,
+            "max_outstanding_pings": 2,
+            "connect_timeout": self.connect_timeout,
+        }
+        if self.token is not None:
+            options["token"] = self.token
+        if self.user is not None:
+            options["user"] = self.user
+        if self.password is not None:
+            options["password"] = self.password
+        if self.creds_file is not None:
+            options["user_credentials"] = self.creds_file
+        if self.nkey_file is not None:
+            options["nkeys_seed"] = self.nkey_file
+        context = self.tls_context()
+        if context is not None:
+            options["tls"] = context
         return options
 
     def describe(self) -> str:
