@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
@@ -209,6 +209,8 @@ class HostBeacon:
         self._kv: KeyValue | None = None
         self._loop: LoopingCall | None = None
         self._stopped = False
+        self._claimed = False
+        self._failing = False
 
     def record(self, status: str = "up") -> HostRecord:
         """The host's record now."""
@@ -224,28 +226,46 @@ class HostBeacon:
             status=status,
         )
 
-    async def start(self) -> None:
-        """Claim the host id (HostIdInUse if a live host holds it), put the record, and keep
-        putting it every heartbeat."""
-        kv: KeyValue = await self._link.key_value(BUCKET, RECORD_TTL, 1)
-        self._kv = kv
-        await self._claim(kv)
+    def claim(self) -> Deferred[None]:
+        """Fire once the host id is this daemon's; HostIdInUse if a live host holds it."""
+        return ensureDeferred(self._claim())
+
+    def start(self) -> Deferred[None]:
+        """Claim the host id (unless claimed already), put the record, and put it again every
+        heartbeat."""
+        return ensureDeferred(self._start())
+
+    def stop(self) -> Deferred[None]:
+        """Stop the heartbeat and put the record with status "stopped"."""
+        return ensureDeferred(self._stop())
+
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            self._kv = await self._link.key_value(BUCKET, RECORD_TTL, 1)
+        return self._kv
+
+    async def _claim(self) -> None:
+        if self._claimed:
+            return
+        kv = await self._bucket()
+        first = _read(await kv.get(self.host))
+        if first is not None and first.boot != self.boot and first.status != "stopped":
+            # Another boot's record: its host is alive if the record changes within a heartbeat.
+            await deferLater(self._reactor, self._interval * 1.5, lambda: None)
+            second = _read(await kv.get(self.host))
+            if second is not None and second.boot != self.boot and second.status == "up" and second != first:
+                raise HostIdInUse(self.host)
+        self._claimed = True
+
+    async def _start(self) -> None:
+        await self._claim()
         if self._stopped:
             return
+        kv = await self._bucket()
         await kv.put(self.host, self.record().to_json())
         self._loop = LoopingCall(self._beat)
         self._loop.clock = self._reactor
         self._loop.start(self._interval, now=False)
-
-    async def _claim(self, kv: KeyValue) -> None:
-        first = _read(await kv.get(self.host))
-        if first is None or first.boot == self.boot or first.status == "stopped":
-            return
-        # Another boot's record: its host is alive if the record changes within a heartbeat.
-        await deferLater(self._reactor, self._interval * 1.5, lambda: None)
-        second = _read(await kv.get(self.host))
-        if second is not None and second.boot != self.boot and second.status == "up" and second != first:
-            raise HostIdInUse(self.host)
 
     def _beat(self) -> None:
         if self._kv is None or self._stopped:
@@ -255,12 +275,11 @@ class HostBeacon:
             lambda f: _log.warn("registry: heartbeat of {host} not put: {f.value}", host=self.host, f=f)
         )
 
-    async def stop(self) -> None:
-        """Stop the heartbeat and put the record with status "stopped"."""
+    async def _stop(self) -> None:
         self._stopped = True
         if self._loop is not None and self._loop.running:
             self._loop.stop()
-        if self._kv is not None:
+        if self._kv is not None and self._claimed:
             await self._kv.put(self.host, self.record("stopped").to_json())
 
 
