@@ -532,8 +532,18 @@ def makeService(options: Options, reactor: Any = None, restart_signal: bool = Tr
         # Stopped after the sessions, so that their exit events are still sent.
         _PushService(notifier).setServiceParent(top)
     sessions.setServiceParent(top)
+    cluster: Any = None
+    if options.get("nats-config") is not None:
+        # Only with --nats: the NATS client and its thread are not loaded otherwise.
+        from vibetwist.cluster import host
+
+        cluster = host
     guarded: Resource = HostOriginCheck(
-        LoginGate(api.resource(), authority, connection_peer), allowed_hosts=options["allowed-hosts"]
+        LoginGate(
+            api.resource(), authority, connection_peer, vouched=cluster.cluster_grant if cluster else None
+        ),
+        allowed_hosts=options["allowed-hosts"],
+        exempt=cluster.is_tunnel_request if cluster else None,
     )
     if api.metrics is not None:
         guarded = RequestCounter(guarded, api.metrics)
@@ -574,6 +584,10 @@ def makeService(options: Options, reactor: Any = None, restart_signal: bool = Tr
     if handover is not None:
         close_unclaimed(handover, {h.fd for h in handover.listeners if h.description not in handed})
         report_takeover(reactor, handover, len(handover.sessions))
+    if cluster is not None:
+        cluster.ClusterHost(
+            reactor, options["nats-config"], options["host-id"], cluster.tunnel_site(guarded), sessions.counts
+        ).setServiceParent(top)
     restarter = Restarter(
         reactor, sessions=sessions, api=api, connections=limited, listeners=listeners, signals=restart_signal
     )
