@@ -188,7 +188,7 @@ class ClusterHost(Service):
 
     async def _leave(self) -> None:
         if self.listener is not None:
-            await self.listener.stop()
+            self.listener.stop()
         if self.beacon is not None and self.link is not None and self.link.connected:
             try:
                 await self.beacon.stop().addTimeout(2.0, self._reactor)
