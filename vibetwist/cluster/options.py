@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cluster_options -*-
+# -*- test-case-name: tests.test_cluster_options,tests.test_cluster_link -*-
 """How a daemon reaches NATS: its servers, its credentials and its TLS files.
 
 ``--nats`` names the servers (repeatable, and each value may be a comma-separated
