@@ -93,9 +93,7 @@ class ClusterHostTests(unittest.TestCase):
         pool = HTTPConnectionPool(reactor, persistent=False)
         return HTTPClient(Agent.usingEndpointFactory(reactor, _Through(endpoint), pool=pool))
 
-    async def call(
-        self, http: HTTPClient, method: str, path: str, body: Any = None
-    ) -> tuple[int, Any]:
+    async def call(self, http: HTTPClient, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": ["application/json"]} if body is not None else None
         response = await within(
@@ -174,7 +172,8 @@ class ClusterHostTests(unittest.TestCase):
         code, listed = await self.call(http, "GET", "/api/sessions")
         self.assertEqual([s["id"] for s in listed], [session_id])
         self.assertEqual(
-            (await self.call(http, "POST", f"/api/sessions/{session_id}/input", {"text": "through\n"}))[0], 200
+            (await self.call(http, "POST", f"/api/sessions/{session_id}/input", {"text": "through\n"}))[0],
+            200,
         )
 
         async def screen() -> bool:
@@ -234,5 +233,7 @@ class WithoutNATSTests(unittest.TestCase):
             " or m.startswith('vibetwist.cluster.link')), threading.active_count())\n"
         )
         env = dict(os.environ, PYTHONPATH=CHECKOUT, HOME=str(base))
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+        )
         self.assertEqual(out.stdout.strip(), "[] 1", out.stderr)
