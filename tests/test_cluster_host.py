@@ -252,6 +252,24 @@ class ClusterHostTests(unittest.TestCase):
         await poll(reactor, lambda: kv.get("zeta"), 15, 0.1, "the record of zeta")
         self.assertTrue(daemon.running)
 
+    async def test_restart_in_place_keeps_the_host(self) -> None:
+        """A host restarted in place keeps its boot id and serves its tunnels again at once."""
+        daemon = await self.daemon("eta")
+        record = await self.record("eta")
+        await daemon.restart()
+        http = self.http("eta", FULL)
+
+        async def served() -> bool:
+            try:
+                return (await self.call(http, "GET", "/api/sessions"))[0] == 200
+            except Exception:
+                return False
+
+        await poll(reactor, served, 10, 0.1, "a tunnel to the restarted host")
+        after = await self.record("eta", lambda r: r.heartbeat != record.heartbeat)
+        self.assertEqual((after.boot, after.status), (record.boot, "up"))
+        self.assertNotIn("is in use", daemon.log())
+
     async def _connected(self) -> None:
         await poll(reactor, lambda: self.link.connected, 15, 0.1, "connected")
 
