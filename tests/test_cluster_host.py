@@ -44,6 +44,13 @@ class _Through:
         return self._endpoint
 
 
+class _WithoutJetStream(NATSServer):
+    """A nats-server without JetStream: no KV bucket can be made on it."""
+
+    def arguments(self) -> list[str]:
+        return [a for a in super().arguments() if a != "-js"]
+
+
 class ClusterHostTests(unittest.TestCase):
     """twistd vibetunnel --nats URL --host-id NAME."""
 
@@ -269,6 +276,30 @@ class ClusterHostTests(unittest.TestCase):
         after = await self.record("eta", lambda r: r.heartbeat != record.heartbeat)
         self.assertEqual((after.boot, after.status), (record.boot, "up"))
         self.assertNotIn("is in use", daemon.log())
+
+    async def test_joins_once_jetstream_is_there(self) -> None:
+        """A host whose NATS server has no JetStream (no registry) keeps trying, and joins once
+        a server with JetStream answers at the same address."""
+        plain = _WithoutJetStream(reactor)
+        self.addCleanup(lambda: defer.ensureDeferred(plain.cleanup()))
+        await plain.start()
+        base = self.base / "theta"
+        base.mkdir(mode=0o700)
+        daemon = Daemon(reactor, base, args=("--nats", plain.url, "--host-id", "theta"))
+        self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
+        await daemon.start()
+        await poll(reactor, lambda: "could not join yet" in daemon.log(), 20, 0.1, "a failed attempt")
+        await plain.stop()
+        full = NATSServer(reactor)
+        full.port = plain.port
+        self.addCleanup(lambda: defer.ensureDeferred(full.cleanup()))
+        await full.start()
+        link = NATSLink(reactor, NATSConfig(servers=(full.url,)), "test gateway 3")
+        self.addCleanup(link.stop)
+        await within(reactor, link.start(), 10, "the third link")
+        kv = await link.key_value(BUCKET, RECORD_TTL)
+        await poll(reactor, lambda: kv.get("theta"), 20, 0.1, "the record of theta")
+        self.assertTrue(daemon.running)
 
     async def _connected(self) -> None:
         await poll(reactor, lambda: self.link.connected, 15, 0.1, "connected")
