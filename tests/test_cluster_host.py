@@ -301,6 +301,25 @@ class ClusterHostTests(unittest.TestCase):
         await poll(reactor, lambda: kv.get("theta"), 20, 0.1, "the record of theta")
         self.assertTrue(daemon.running)
 
+    async def test_token_in_the_url(self) -> None:
+        """A host authenticates with the token in its --nats URL, which its log never shows."""
+        secured = NATSServer(reactor, token="s3cret-token")
+        self.addCleanup(lambda: defer.ensureDeferred(secured.cleanup()))
+        await secured.start()
+        url = secured.url.replace("nats://", "nats://s3cret-token@")
+        base = self.base / "iota"
+        base.mkdir(mode=0o700)
+        daemon = Daemon(reactor, base, args=("--nats", url, "--host-id", "iota"))
+        self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
+        await daemon.start()
+        link = NATSLink(reactor, NATSConfig(servers=(secured.url,), token="s3cret-token"), "test gateway 4")
+        self.addCleanup(link.stop)
+        await within(reactor, link.start(), 10, "the token link")
+        kv = await link.key_value(BUCKET, RECORD_TTL)
+        await poll(reactor, lambda: kv.get("iota"), 15, 0.1, "the record of iota")
+        self.assertIn("nats://[redacted]@127.0.0.1", daemon.log())
+        self.assertNotIn("s3cret-token", daemon.log())
+
     async def _connected(self) -> None:
         await poll(reactor, lambda: self.link.connected, 15, 0.1, "connected")
 
