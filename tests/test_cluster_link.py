@@ -6,7 +6,8 @@ from twisted.internet import defer, reactor
 
 from tests.support.daemon import poll, sleep, within
 from tests.support.nats import LinkCase, NATSServer
-from vibetwist.cluster.link import LinkDown, Message, RequestTimeout, Unreachable
+from vibetwist.cluster.link import LinkDown, Message, NATSLink, RequestTimeout, Unreachable
+from vibetwist.cluster.options import NATSConfig
 
 
 class MessageTests(LinkCase):
@@ -195,3 +196,32 @@ class ReconnectTests(LinkCase):
         with self.assertRaises(LinkDown):
             await started
         self.assertFalse(link._thread is not None and link._thread.is_alive())
+
+
+class AuthTests(LinkCase):
+    async def test_token_in_url_or_config(self) -> None:
+        """A server that wants a token accepts a link that gives it in the URL or in the
+        config, and a link with a wrong token does not get connected."""
+        server = await self.start_server(token="s3cret")
+        in_url = NATSLink(reactor, NATSConfig(servers=(f"nats://s3cret@127.0.0.1:{server.port}",)), "url")
+        self.addCleanup(in_url.stop)
+        await within(reactor, in_url.start(), 10, "token in the URL")
+        in_config = self.make_link(server, "config", token="s3cret")
+        await within(reactor, in_config.start(), 10, "token in the config")
+        wrong = self.make_link(server, "wrong", token="guess")
+        started = wrong.start()
+        # Refused attempts go on; two reconnect periods are enough to have tried.
+        await sleep(reactor, 1.2)
+        self.assertFalse(started.called)
+        self.assertFalse(wrong.connected)
+        # It fails once the link stops (at the end of the test).
+        started.addErrback(lambda failure: failure.trap(LinkDown))
+
+    async def test_user_and_password(self) -> None:
+        """A server with a user and password accepts a link that gives them."""
+        server = await self.start_server(user="vt", password="pw")
+        link = NATSLink(reactor, NATSConfig(servers=(f"nats://vt:pw@127.0.0.1:{server.port}",)), "user")
+        self.addCleanup(link.stop)
+        await within(reactor, link.start(), 10, "user and password")
+        kv = await link.key_value("t_auth", ttl=60)
+        self.assertEqual(await kv.put("a", b"b"), 1)
