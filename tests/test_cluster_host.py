@@ -24,6 +24,7 @@ from zope.interface import implementer
 
 from tests.support.daemon import CHECKOUT, Client, Daemon, SSEStream, kill_sessions, poll, within
 from tests.support.nats import NATSServer
+from tests.support.tls import make_certificate
 from vibetwist.cluster.host import EXIT_HOST_ID_IN_USE
 from vibetwist.cluster.link import NATSLink
 from vibetwist.cluster.options import NATSConfig
@@ -96,7 +97,10 @@ class ClusterHostTests(unittest.TestCase):
 
     def http(self, host_id: str, grant: dict[str, Any]) -> HTTPClient:
         """A treq client whose every request goes through a new tunnel to the host."""
-        endpoint = TunnelEndpoint(self.link, f"vt.h.{host_id}", grant, "gw-test")
+        return self.http_over(self.link, host_id, grant)
+
+    def http_over(self, link: NATSLink, host_id: str, grant: dict[str, Any]) -> HTTPClient:
+        endpoint = TunnelEndpoint(link, f"vt.h.{host_id}", grant, "gw-test")
         pool = HTTPConnectionPool(reactor, persistent=False)
         return HTTPClient(Agent.usingEndpointFactory(reactor, _Through(endpoint), pool=pool))
 
@@ -319,6 +323,31 @@ class ClusterHostTests(unittest.TestCase):
         await poll(reactor, lambda: kv.get("iota"), 15, 0.1, "the record of iota")
         self.assertIn("nats://[redacted]@127.0.0.1", daemon.log())
         self.assertNotIn("s3cret-token", daemon.log())
+
+    async def test_tls(self) -> None:
+        """A host reaches a TLS-only NATS server through a tls:// URL, checking its certificate
+        against --nats-tls-ca."""
+        folder = self.base / "tls"
+        folder.mkdir(mode=0o700)
+        key, cert, _ = make_certificate(folder)
+        secured = NATSServer(reactor, tls=(str(cert), str(key), str(cert)))
+        self.addCleanup(lambda: defer.ensureDeferred(secured.cleanup()))
+        await secured.start()
+        self.assertTrue(secured.url.startswith("tls://"))
+        base = self.base / "kappa"
+        base.mkdir(mode=0o700)
+        daemon = Daemon(
+            reactor, base, args=("--nats", secured.url, "--host-id", "kappa", "--nats-tls-ca", str(cert))
+        )
+        self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
+        await daemon.start()
+        link = NATSLink(reactor, NATSConfig(servers=(secured.url,), tls_ca=str(cert)), "test gateway 5")
+        self.addCleanup(link.stop)
+        await within(reactor, link.start(), 10, "the TLS link")
+        kv = await link.key_value(BUCKET, RECORD_TTL)
+        await poll(reactor, lambda: kv.get("kappa"), 15, 0.1, "the record of kappa")
+        http = self.http_over(link, "kappa", FULL)
+        self.assertEqual((await self.call(http, "GET", "/api/sessions"))[0], 200)
 
     async def _connected(self) -> None:
         await poll(reactor, lambda: self.link.connected, 15, 0.1, "connected")
