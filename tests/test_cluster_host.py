@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import nkeys
 from treq.client import HTTPClient
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
@@ -50,6 +51,18 @@ class _WithoutJetStream(NATSServer):
 
     def arguments(self) -> list[str]:
         return [a for a in super().arguments() if a != "-js"]
+
+
+class _WithConfig(NATSServer):
+    """A nats-server with a configuration file (its authorization block)."""
+
+    def __init__(self, reactor: Any, config: str) -> None:
+        super().__init__(reactor)
+        self.config = Path(self.store) / "server.conf"
+        self.config.write_text(config)
+
+    def arguments(self) -> list[str]:
+        return [*super().arguments(), "-c", str(self.config)]
 
 
 class ClusterHostTests(unittest.TestCase):
@@ -348,6 +361,32 @@ class ClusterHostTests(unittest.TestCase):
         await poll(reactor, lambda: kv.get("kappa"), 15, 0.1, "the record of kappa")
         http = self.http_over(link, "kappa", FULL)
         self.assertEqual((await self.call(http, "GET", "/api/sessions"))[0], 200)
+
+    async def test_nkey_seed(self) -> None:
+        """A host authenticates with --nats-nkey to a server that knows only that NKey user."""
+        seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+        public = nkeys.from_seed(bytearray(seed)).public_key.decode()
+        folder = self.base / "nkey"
+        folder.mkdir(mode=0o700)
+        seed_file = folder / "host.nk"
+        seed_file.write_bytes(seed + b"\n")
+        seed_file.chmod(0o600)
+        secured = _WithConfig(reactor, f"authorization {{ users = [ {{ nkey: {public} }} ] }}\n")
+        self.addCleanup(lambda: defer.ensureDeferred(secured.cleanup()))
+        await secured.start()
+        base = self.base / "lambda"
+        base.mkdir(mode=0o700)
+        args = ("--nats", secured.url, "--host-id", "lambda", "--nats-nkey", str(seed_file))
+        daemon = Daemon(reactor, base, args=args)
+        self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
+        await daemon.start()
+        link = NATSLink(
+            reactor, NATSConfig(servers=(secured.url,), nkey_file=str(seed_file)), "test gateway 6"
+        )
+        self.addCleanup(link.stop)
+        await within(reactor, link.start(), 10, "the NKey link")
+        kv = await link.key_value(BUCKET, RECORD_TTL)
+        await poll(reactor, lambda: kv.get("lambda"), 15, 0.1, "the record of lambda")
 
     async def _connected(self) -> None:
         await poll(reactor, lambda: self.link.connected, 15, 0.1, "connected")
