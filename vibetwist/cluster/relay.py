@@ -26,6 +26,7 @@ closes the browser's socket with the host's code.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -56,6 +57,8 @@ ConnectHost = Callable[[str, dict[str, Any]], IStreamClientEndpoint]
 
 #: Largest message a browser may send, in bytes (as a host takes).
 MAX_MESSAGE = 1 << 20
+#: The kernel's send buffer per browser connection, as a host sets it for its viewers.
+SEND_BUFFER = 256 * 1024
 #: How many times a lost leg is opened again before the browser is told the host is gone,
 #: and the pause before the first of them (doubled each time).
 REOPEN_TRIES = 5
@@ -132,6 +135,18 @@ class _LegProtocol(WebSocketClientProtocol):
 
     leg: HostLeg
 
+    def connectionMade(self) -> None:
+        self.gone: defer.Deferred[None] = defer.Deferred()
+        self.leg.live.add(self)
+        super().connectionMade()
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        try:
+            super().connectionLost(reason)
+        finally:
+            self.leg.live.discard(self)
+            self.gone.callback(None)
+
     def onOpen(self) -> None:
         self.leg.opened(self)
 
@@ -175,6 +190,7 @@ class HostLeg:
         path: str,
         owner: Any,
         reopen_closed: bool = False,
+        live: set[Any] | None = None,
     ) -> None:
         self._reactor = reactor
         self._connect_host = connect_host
@@ -183,6 +199,8 @@ class HostLeg:
         self._url = "ws://localhost" + path
         self.owner = owner
         self._reopen_closed = reopen_closed
+        #: The connections of legs still up, shared by every leg of a gateway.
+        self.live: set[Any] = live if live is not None else set()
         self.protocol: _LegProtocol | None = None
         self.reading = _Reading()
         self._pending: list[tuple[bytes, bool]] = []
@@ -335,6 +353,10 @@ class _Relay(WebSocketServerProtocol):
         if transport.producer is not None:
             # twisted.web's channel is still registered on the connection it handed over.
             transport.unregisterProducer()
+        try:
+            transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        except (AttributeError, OSError):
+            pass  # not a socket of ours: its buffer is what it is
         self.registerProducer(_Flow(self._browser_backed_up, self._browser_drained), True)
         self.factory.relays.connections.add(self)
         self.opened()
@@ -359,7 +381,16 @@ class _Relay(WebSocketServerProtocol):
 
     def leg(self, host: str, path: str, reopen_closed: bool = False) -> HostLeg:
         relays = self.factory.relays
-        leg = HostLeg(relays.reactor, relays.connect_host, host, self.context[1], path, self, reopen_closed)
+        leg = HostLeg(
+            relays.reactor,
+            relays.connect_host,
+            host,
+            self.context[1],
+            path,
+            self,
+            reopen_closed,
+            relays.live_legs,
+        )
         self.legs[host] = leg
         if self._backed_up:
             leg.reading.hold("browser")
@@ -628,6 +659,8 @@ class WebSocketRelays:
         self.connect_host = connect_host
         self.locate = locate
         self.connections: set[_Relay] = set()
+        #: The host legs' connections still up.
+        self.live_legs: set[Any] = set()
         self._streams = _RelayFactory(self, _StreamRelay)
         self._inputs = _RelayFactory(self, _InputRelay)
         self._buffers = _RelayFactory(self, _BuffersRelay)
@@ -645,10 +678,14 @@ class WebSocketRelays:
         return _Upgrade(self._buffers, (None, grant, []))
 
     def stop(self) -> defer.Deferred[None]:
-        """Close every socket with 1001 (going away); fires once all are closed."""
+        """Close every socket with 1001 (going away); fires once they and their legs are closed."""
+        return defer.ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
         waiting = []
         for relay in list(self.connections):
             waiting.append(relay.closed)
             relay.going_away()
-        d = defer.gatherResults(waiting, consumeErrors=True)
-        return d.addCallback(lambda _: None)
+        await defer.gatherResults(waiting, consumeErrors=True)
+        # Closing a browser's socket closes its legs; wait for the hosts' side of that too.
+        await defer.gatherResults([leg.gone for leg in list(self.live_legs)], consumeErrors=True)
