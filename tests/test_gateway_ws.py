@@ -12,7 +12,8 @@ import socket
 from typing import Any
 from urllib.parse import unquote
 
-from autobahn.twisted.websocket import create_client_agent
+from autobahn.twisted.websocket import WebSocketClientFactory, create_client_agent
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateResponseAccept
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -23,6 +24,7 @@ from zope.interface import implementer
 from tests.support.daemon import Daemon, WSClient, open_ws, poll, within
 from tests.support.e2e import DaemonTestCase
 from tests.test_e2e_websocket import all_rows, screen_of
+from vibetwist._reactor.internals import compressing
 from vibetwist.cluster.errors import HostUnreachable
 from vibetwist.cluster.relay import WebSocketRelays
 from vibetwist.errors import NotFound
@@ -69,6 +71,14 @@ class _Recorded:
         return protocol
 
 
+class _Opening(WSClient):
+    """A client that tells its factory when its handshake is done."""
+
+    def onOpen(self) -> None:
+        super().onOpen()
+        self.factory.opened.callback(self)
+
+
 def _closed_port() -> int:
     """A loopback port nothing listens on."""
     with socket.socket() as s:
@@ -100,7 +110,7 @@ class GatewayWebSocketTests(DaemonTestCase):
         self.owners: dict[str, str] = {}
         self.legs: list[Any] = []
         self.grants: list[dict[str, Any]] = []
-        self.relays = WebSocketRelays(reactor, self.connect_host, self.locate)
+        self.relays = WebSocketRelays(reactor, self.connect_host, self.locate, compress=True)
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(_Routes(self.relays)))
         self.gateway_port = port.getHost().port
         self.addCleanup(port.stopListening)
@@ -126,9 +136,23 @@ class GatewayWebSocketTests(DaemonTestCase):
         self.owners[sid] = host
         return sid
 
-    async def gateway_ws(self, path: str, protocol: type[WSClient] = WSClient) -> Any:
-        agent = create_client_agent(reactor)
-        client = await agent.open(f"ws://127.0.0.1:{self.gateway_port}{path}", {}, protocol)
+    async def gateway_ws(self, path: str, deflate: bool = False) -> Any:
+        """A client of the gateway's path, its handshake done; with deflate it offers
+        permessage-deflate, as browsers do."""
+        url = f"ws://127.0.0.1:{self.gateway_port}{path}"
+        if not deflate:
+            client = await create_client_agent(reactor).open(url, {}, WSClient)
+        else:
+            factory = WebSocketClientFactory(url)
+            factory.protocol = _Opening
+            factory.opened = defer.Deferred()
+            factory.setProtocolOptions(
+                perMessageCompressionOffers=[PerMessageDeflateOffer()],
+                perMessageCompressionAccept=lambda r: PerMessageDeflateResponseAccept(r),
+            )
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.gateway_port)
+            await endpoint.connect(factory)
+            client = await within(reactor, factory.opened, 5, "the handshake")
         self.addCleanup(self.drop, client)
         return client
 
@@ -149,9 +173,9 @@ class GatewayWebSocketTests(DaemonTestCase):
     # -- /ws/sessions/ID ----------------------------------------------------------------
 
     async def test_stream_through_the_gateway_is_the_hosts_stream_byte_for_byte(self) -> None:
-        """A viewer through the gateway gets the very messages, text and binary, that a
-        viewer of the host gets: the replay, and then what input through the gateway's
-        /ws/input makes the program print."""
+        """A viewer through the gateway (compressed) gets the very messages, text and binary,
+        that a viewer of the host gets: the replay, and then what input through the
+        gateway's /ws/input makes the program print."""
         sid = await self.session_on(
             self.daemon,
             "alpha",
@@ -161,7 +185,8 @@ class GatewayWebSocketTests(DaemonTestCase):
         )
         await self.client.wait_text(sid, "50")
         direct = await self.host_ws(self.daemon, f"/ws/sessions/{sid}")
-        relayed = await self.gateway_ws(f"/ws/sessions/{sid}")
+        relayed = await self.gateway_ws(f"/ws/sessions/{sid}", deflate=True)
+        self.assertTrue(compressing(relayed), "the gateway took permessage-deflate")
         typing = await self.gateway_ws(f"/ws/input?sessionId={sid}")
         typing.sendMessage("h\u00e9llo\r".encode())
         for viewer in (direct, relayed):
@@ -206,6 +231,15 @@ class GatewayWebSocketTests(DaemonTestCase):
         code = await within(reactor, viewer.closed, 5, "the close")
         self.assertEqual(code, 4404)
         self.assertEqual(self.legs, [])
+
+    async def test_session_the_host_does_not_know_closes_4404(self) -> None:
+        """A session the gateway placed on a host that answers 404 for it (deleted meanwhile)
+        closes with 4404, as on the host, and is not taken for an unreachable host."""
+        self.owners["gone-from-alpha"] = "alpha"
+        for path in ("/ws/sessions/gone-from-alpha", "/ws/input?sessionId=gone-from-alpha"):
+            viewer = await self.gateway_ws(path)
+            self.assertEqual(await within(reactor, viewer.closed, 5, "the close"), 4404, path)
+            self.assertEqual(viewer.texts(), [], path)
 
     async def test_unreachable_host_gets_an_error_frame_and_1011(self) -> None:
         """An owner nobody answers for: an error frame naming the host, then close 1011;

@@ -67,6 +67,13 @@ REOPEN_PAUSE = 0.25
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL = 1011
 CLOSE_NOT_FOUND = 4404
+CLOSE_FORBIDDEN = 4403
+#: Handshake answers of a host that end a leg for good, as the close the browser gets.
+_REFUSED = {
+    401: (CLOSE_FORBIDDEN, "Not allowed"),
+    403: (CLOSE_FORBIDDEN, "Not allowed"),
+    404: (CLOSE_NOT_FOUND, "Session not found"),
+}
 #: The codes a close frame cannot carry: the host's close is relayed as 1000 instead.
 _UNSENDABLE = (None, 1005, 1006, 1015)
 
@@ -134,6 +141,14 @@ class _LegProtocol(WebSocketClientProtocol):
     """The gateway's WebSocket client to a host: it hands everything to its HostLeg."""
 
     leg: HostLeg
+    #: The HTTP status the host answered the handshake with, if it was not 101.
+    refused: int | None = None
+
+    def failHandshake(self, reason: str) -> None:
+        status = self.http_status_line.split() if getattr(self, "http_status_line", None) else []
+        if len(status) > 1 and status[1].isdigit():
+            self.refused = int(status[1])
+        super().failHandshake(reason)
 
     def connectionMade(self) -> None:
         self.gone: defer.Deferred[None] = defer.Deferred()
@@ -176,8 +191,10 @@ class _LegFactory(WebSocketClientFactory):
 class HostLeg:
     """One WebSocket to a host at one path, opened again when it is lost.
 
-    owner is told ``leg_opened(leg, first)``, ``from_host(leg, payload, binary)``,
-    ``leg_ended(leg, code, reason)`` (the host closed it and it is not reopened) and
+    owner is told ``leg_opening(leg)`` (each attempt) and ``leg_ready(leg)`` (open, what
+    waited sent), ``leg_opened(leg, first)``, ``from_host(leg, payload, binary)``,
+    ``leg_backed_up(leg)`` and ``leg_drained(leg)`` (its writes), ``leg_ended(leg, code,
+    reason)`` (the host closed it or refused it, and it is not reopened) and
     ``leg_failed(leg)`` (the host cannot be reached).
     """
 
@@ -220,6 +237,7 @@ class HostLeg:
         if self._done:
             return
         self._timer = None
+        self.owner.leg_opening(self)
         try:
             endpoint = self._connect_host(self.host, self._grant)
             d = self._connecting = endpoint.connect(_LegFactory(self._url, self))
@@ -258,17 +276,24 @@ class HostLeg:
         pending, self._pending = self._pending, []
         for payload, binary in pending:
             protocol.sendMessage(payload, isBinary=binary)
-        if not pending:
-            self.owner.leg_drained(self)
+        self.owner.leg_ready(self)
 
     def lost(self, protocol: _LegProtocol, code: int | None, reason: str | None) -> None:
         if protocol is not self.protocol:
-            # Its handshake never finished: the host was not reached.
-            if not self._done:
-                self._retry()
+            if self._done:
+                return
+            refused = _REFUSED.get(protocol.refused or 0)
+            if refused is not None:
+                # The host answered the handshake with an error: the session is not there,
+                # or the grant does not reach it. Trying again would not change that.
+                self._done = True
+                self.owner.leg_ended(self, *refused)
+            else:
+                self._retry()  # the handshake never finished: the host was not reached
             return
         self.protocol = None
         self.reading.transport = None
+        self.owner.leg_drained(self)  # a reopened leg starts with nothing unsent
         if self._done:
             return
         if code is not None and not self._reopen_closed:
@@ -409,6 +434,13 @@ class _Relay(WebSocketServerProtocol):
         for leg in self.legs.values():
             leg.reading.release("browser")
 
+    def leg_opening(self, leg: HostLeg) -> None:
+        # What the browser sends meanwhile waits in the leg: stop reading more of it.
+        self.reading.hold(f"opening {leg.host}")
+
+    def leg_ready(self, leg: HostLeg) -> None:
+        self.reading.release(f"opening {leg.host}")
+
     def leg_backed_up(self, leg: HostLeg) -> None:
         self.reading.hold(f"leg {leg.host}")
 
@@ -432,6 +464,7 @@ class _Relay(WebSocketServerProtocol):
         self.close_with(code, reason)
 
     def leg_failed(self, leg: HostLeg) -> None:
+        self.leg_ready(leg)
         self.send_error(f"host {leg.host} is unreachable")
         if self.sendable:
             send_close(self, CLOSE_INTERNAL, f"host {leg.host} is unreachable")
@@ -597,6 +630,7 @@ class _BuffersRelay(_Relay):
         if self.legs.get(leg.host) is leg:
             del self.legs[leg.host]
         self.reading.release(f"leg {leg.host}")
+        self.reading.release(f"opening {leg.host}")
         lost = [s for s, h in self.subscriptions.items() if h == leg.host]
         for session_id in lost:
             del self.subscriptions[session_id]
@@ -605,7 +639,7 @@ class _BuffersRelay(_Relay):
 
 
 class _RelayFactory(WebSocketServerFactory):
-    def __init__(self, relays: WebSocketRelays, protocol: type[_Relay]) -> None:
+    def __init__(self, relays: WebSocketRelays, protocol: type[_Relay], compress: bool) -> None:
         super().__init__(reactor=relays.reactor)
         self.protocol = protocol
         self.relays = relays
@@ -618,8 +652,9 @@ class _RelayFactory(WebSocketServerFactory):
             closeHandshakeTimeout=2,
             autoPingInterval=30,
             autoPingTimeout=20,
-            perMessageCompressionAccept=_accept_deflate,
         )
+        if compress:
+            self.setProtocolOptions(perMessageCompressionAccept=_accept_deflate)
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol: Any = super().buildProtocol(addr)
@@ -649,11 +684,16 @@ class WebSocketRelays:
 
     connect_host reaches a host (over a tunnel in production, over TCP in tests);
     locate(session_id) fires with the owner's name, or fails with NotFound or
-    HostUnreachable.
+    HostUnreachable. compress accepts permessage-deflate from browsers (as a host's
+    ``--compress`` does).
     """
 
     def __init__(
-        self, reactor: Any, connect_host: ConnectHost, locate: Callable[[str], defer.Deferred[str]]
+        self,
+        reactor: Any,
+        connect_host: ConnectHost,
+        locate: Callable[[str], defer.Deferred[str]],
+        compress: bool = False,
     ) -> None:
         self.reactor = reactor
         self.connect_host = connect_host
@@ -661,9 +701,9 @@ class WebSocketRelays:
         self.connections: set[_Relay] = set()
         #: The host legs' connections still up.
         self.live_legs: set[Any] = set()
-        self._streams = _RelayFactory(self, _StreamRelay)
-        self._inputs = _RelayFactory(self, _InputRelay)
-        self._buffers = _RelayFactory(self, _BuffersRelay)
+        self._streams = _RelayFactory(self, _StreamRelay, compress)
+        self._inputs = _RelayFactory(self, _InputRelay, compress)
+        self._buffers = _RelayFactory(self, _BuffersRelay, compress)
 
     def sessions_resource(self, request: Any, session_id: str, grant: dict[str, Any]) -> IResource:
         """``/ws/sessions/ID``, relayed to the session's owner."""
