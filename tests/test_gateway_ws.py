@@ -279,6 +279,20 @@ class GatewayWebSocketTests(DaemonTestCase):
         # The screen after the second replay holds what was typed before it, drawn again.
         self.assertIn("before", screen_of(viewer).text())
 
+    async def test_host_gone_for_good_gets_an_error_frame_after_the_retries(self) -> None:
+        """When the leg is lost and the host does not come back, the reopening gives up after a
+        few tries: the viewer gets the error frame and close 1011."""
+        gamma = await self.start_daemon()
+        self.hosts["gamma"] = gamma.port
+        sid = await self.session_on(gamma, "gamma", ["cat"])
+        viewer = await self.gateway_ws(f"/ws/sessions/{sid}")
+        await viewer.wait_for(lambda: viewer.texts())
+        await gamma.crash()
+        code = await within(reactor, viewer.closed, 15, "the close")
+        self.assertEqual(code, 1011)
+        self.assertEqual(viewer.texts()[-1], {"type": "error", "message": "host gamma is unreachable"})
+        self.assertEqual(self.relays.live_legs, set())
+
     async def test_browser_closing_closes_its_host_leg(self) -> None:
         """When the browser goes, the gateway closes its leg to the host."""
         sid = await self.session_on(self.daemon, "alpha", ["cat"])
