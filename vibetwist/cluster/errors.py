@@ -1,5 +1,5 @@
-# -*- test-case-name: tests.test_gateway_ws -*-
-"""The errors a gateway answers with when a host cannot be reached."""
+# -*- test-case-name: tests.test_gateway -*-
+"""What a gateway answers when the host a request belongs to cannot be reached."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from vibetwist.errors import RetryLater
 
 
 class HostUnreachable(RetryLater):
-    """The host that owns a session does not answer (HTTP 503, ``Retry-After: 2``)."""
+    """The host that owns a session (or was named) does not answer: HTTP 503."""
+
+    status = 503
 
     def __init__(self, host: str) -> None:
         super().__init__(f"host {host} is unreachable", retry_after=2)
