@@ -1,8 +1,10 @@
 """A gateway's WebSockets relayed to real host daemons (vibetwist.cluster.relay).
 
 The hosts are real ``twistd -n vibetunnel`` processes; the gateway's relays run in
-the test's reactor behind a plain twisted.web site, and reach a host through a
-``ConnectHost`` that hands out TCP endpoints to the host's port.
+the test's reactor behind a plain twisted.web site. GatewayWebSocketTests reach a host
+through a ``ConnectHost`` that hands out TCP endpoints to its port; TunnelRelayTests
+through real tunnels over a real nats-server, forwarded to the host's port;
+ClusterHostRelayTests through tunnels to a host started with ``--nats``.
 """
 
 from __future__ import annotations
