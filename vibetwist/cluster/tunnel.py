@@ -248,6 +248,12 @@ class TunnelTransport:
 
     # -- IConsumer
 
+    @property
+    def producer(self) -> Any:
+        """The registered producer, or None (``producer``, as Twisted's own transports have it:
+        a host's WebSocket takes twisted.web's channel off the transport by it)."""
+        return self._producer
+
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         if self._producer is not None:
             raise RuntimeError(f"cannot register producer {producer}: {self._producer} is registered")
