@@ -170,16 +170,17 @@ export function showList(root, api, notice) {
     const exited = session.status === "exited";
     entry.el.dataset.status = session.status;
     entry.open.textContent = session.name || commandLine(session.command);
-    entry.meta.replaceChildren(
+    // replaceChildren would show a null as the text "null": what is not there is left out.
+    entry.meta.replaceChildren(...[
       h("span", { className: `badge ${session.status}` },
         exited ? `exited${session.exitCode !== undefined ? ` (${session.exitCode})` : ""}` : session.status),
       h("code", { className: "command" }, commandLine(session.command)),
       h("span", { className: "cwd", title: session.workingDir }, session.workingDir),
       typeof session.host === "string" ? h("span", { className: "host-tag", title: "Host" }, session.host) : null,
       badge ? h("span", { className: "event-badge", dataset: { kind: badgeKind(session.id) } }, badge) : null,
-    );
+    ].filter(Boolean));
     const id = encodeURIComponent(session.id);
-    entry.actions.replaceChildren(
+    entry.actions.replaceChildren(...[
       h("button", { type: "button", onclick: () => {
         const next = prompt("New name", session.name);
         if (next !== null) act(() => api.request("PATCH", `/api/sessions/${id}`, { name: next }));
@@ -190,7 +191,7 @@ export function showList(root, api, notice) {
             onclick: () => act(() => api.request("DELETE", `/api/sessions/${id}`)) }, "Kill"),
       h("button", { type: "button", onclick: () => act(() => download(api, session)) }, "Recording"),
       shareAvailable ? h("button", { type: "button", onclick: () => share(session, entry.shareOutput) }, "Share") : null,
-    );
+    ].filter(Boolean));
   }
 
   // Put exactly these elements into box, in this order, moving those already there.
