@@ -98,7 +98,10 @@ class GatewayBrowserTests(BrowserTestCase):
         self.assertEqual(cards[on_alpha], ["alpha", "alpha"])
         self.assertEqual(cards[on_bravo], ["bravo", "bravo"])
         self.assertLessEqual(width, 360)
+        # The picture shows every group: the phone's width, as tall as the list.
+        await self.browser.run(page.set_viewport_size, {"width": 360, "height": 1560})
         await self.screenshot(page, "phone-hosts.png")
+        await self.browser.run(page.set_viewport_size, {"width": 360, "height": 740})
 
         def filtered() -> tuple[Any, Any, Any, Any]:
             page.select_option("select[name=hostFilter]", "bravo")

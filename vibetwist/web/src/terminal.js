@@ -320,6 +320,8 @@ export function showSession(root, api, route, notice) {
     (info) => {
       title.textContent = info.name || id;
       document.title = `${info.name || id} · vibetwist`;
+      // Served by a gateway: which host the session runs on.
+      if (typeof info.host === "string") title.after(h("span", { className: "host-tag", title: "Host" }, info.host));
     },
     (error) => {
       if (error.status === 404) gone();
