@@ -183,6 +183,9 @@ class GatewayBrowserTests(BrowserTestCase):
         terminal = await self.browser.page(gateway.url(f"/#session={sid}"))
         listing = await self.browser.page(gateway.url("/"))
         await self.browser.run(wait_live, terminal)
+        # The bar names the session's host.
+        host = await self.browser.run(lambda: terminal.locator(".session-view .bar .host-tag").inner_text())
+        self.assertEqual(host, "alpha")
         await self.browser.run(run_line, terminal, "echo before-$((6*7))", r"^before-42\s*$")
         await self.browser.run(shows, listing, sid, "before-42")
 

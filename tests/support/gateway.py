@@ -2,13 +2,14 @@
 real host daemon, for the browser tests of the client's gateway views.
 
 It answers ``GET /api/config`` (the daemon's, with ``"gateway": true`` and the host
-names), ``GET /api/hosts`` (the hosts the test says there are) and ``GET`` and
-``POST /api/sessions`` (the daemon's sessions, each with the host the test put it on)
-itself. Every other request (the page, per-session REST, SSE, ``/ws/sessions/ID``,
-``/buffers``) goes to the daemon byte for byte over a connection of its own, Host and
-Origin unchanged, so the daemon sees the browser's own request. A session whose host
-the test marks unreachable gets what a gateway answers then: 503 on its REST routes,
-an error frame and a close on ``/ws/sessions/ID``.
+names), ``GET /api/hosts`` (the hosts the test says there are), ``GET`` and ``POST
+/api/sessions`` and ``GET /api/sessions/ID`` (the daemon's sessions, each with the host
+the test put it on) itself. Every other request (the page, the other per-session
+routes, SSE, ``/ws/sessions/ID``, ``/buffers``) goes to the daemon byte for byte over
+a connection of its own, Host and Origin unchanged, so the daemon sees the browser's
+own request. A session whose host the test marks unreachable gets what a gateway
+answers then: 503 on its REST routes, an error frame and a close on
+``/ws/sessions/ID``.
 
 L{FakeGateway.stop} drops every connection and stops listening, as a gateway that dies
 would; L{FakeGateway.start} listens again on the same port.
@@ -234,6 +235,20 @@ class FakeGateway:
             self.owners[answer["sessionId"]] = host
         return self._json(request, answer, code)
 
+    @app.route("/api/sessions/<string:session_id>", methods=["GET"])
+    async def one_session(self, request: Any, session_id: str) -> bytes:
+        host = self.owner(session_id)
+        if host in self.unreachable:
+            return self._unreachable(request, host)
+        code, answer, _ = await self.client.request("GET", request.uri.decode())
+        if code == 200:
+            answer = dict(answer, host=host)
+        return self._json(request, answer, code)
+
+    def _unreachable(self, request: Any, host: str) -> bytes:
+        request.setHeader(b"retry-after", b"2")
+        return self._json(request, {"error": f"host {host} is unreachable"}, 503)
+
     @app.route("/", branch=True)
     def elsewhere(self, request: Any) -> Any:
         if request.path == b"/api/events" and self.refuse_events:
@@ -246,8 +261,7 @@ class FakeGateway:
                 factory = WebSocketServerFactory()
                 factory.protocol = type("Unreachable", (_Unreachable,), {"host": host})
                 return WebSocketResource(factory)
-            request.setHeader(b"retry-after", b"2")
-            return self._json(request, {"error": f"host {host} is unreachable"}, 503)
+            return self._unreachable(request, host)
         return _Forward(self)
 
 
