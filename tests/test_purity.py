@@ -25,6 +25,7 @@ ALLOWED = {
     "login": {"errors", "model"},
     "server": {"errors", "interfaces", "model", "screen", "_reactor", "sessions", "login"},
     "vt": {"errors", "model", "sessions", "client"},
+    "cluster": {"errors", "interfaces", "model", "screen", "_reactor", "sessions", "login", "server"},
 }
 #: What no pure layer may import, however indirectly it is named.
 REACTOR_CODE = ("twisted.internet", "twisted.web", "twisted.application", "autobahn", "klein", "treq")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import os
-import pwd
 import re
 from pathlib import Path
 from typing import Any
@@ -14,17 +13,13 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.web.resource import Resource
-from twisted.web.server import Site
 
 from vibetwist import __version__
 from vibetwist._reactor.cooperate import budget_cooperator
 from vibetwist._reactor.fairness import cap_events_per_turn
 from vibetwist._reactor.lag import COARSE_INTERVAL, FINE_INTERVAL, LagMonitor
-from vibetwist.login.authority import LOGIN_LIFETIME, Authority
-from vibetwist.login.gate import LoginGate, redacted_log_formatter
-from vibetwist.login.passwords import PasswordCheck, PasswordFile, PasswordFileError, read_password_file
-from vibetwist.login.sshkeys import SSHKeyLogin
+from vibetwist.login.authority import LOGIN_LIFETIME, Authority, authority_from_options
+from vibetwist.login.passwords import PasswordFileError, read_password_file
 from vibetwist.login.tokens import SecretError, Tokens, check_secret_file, issuer_for, load_secret
 from vibetwist.model.controldir import default_control_dir
 from vibetwist.model.launch import DAEMON_SECRETS, default_shell
@@ -32,12 +27,12 @@ from vibetwist.model.privatefiles import UnsafePath, check_private_dir, check_pr
 from vibetwist.model.vapid import VapidKeyError, load_vapid
 from vibetwist.model.webpush import load_encoder
 from vibetwist.server.api import API
-from vibetwist.server.hostcheck import HostOriginCheck
-from vibetwist.server.limits import ConnectionLimiter, Limits, SessionCreateLimit, connection_peer
+from vibetwist.server.limits import ConnectionLimiter, Limits, SessionCreateLimit
 from vibetwist.server.listen import Listener, check_listen, is_unspecified, parse_listen
-from vibetwist.server.metrics import MetricsResource, RequestCounter
+from vibetwist.server.metrics import MetricsResource
 from vibetwist.server.push import PushAPI
 from vibetwist.server.restart import Restarter, close_unclaimed, report_takeover, take_handover
+from vibetwist.server.site import guarded_site, make_site
 from vibetwist.sessions.held import HolderLauncher
 from vibetwist.sessions.pty import PTYLauncher, SessionSignaller
 from vibetwist.sessions.push import PushNotifier, PushStoreError, PushSubscriptions, TreqPushSender
@@ -327,31 +322,9 @@ def parse_limits(options: Any) -> Limits:
 
 
 def make_authority(options: Options, reactor: Any) -> Authority:
-    """The login methods and token signer the options describe."""
-    env = options["env-credentials"] or (None, None)
-    ssh = None
-    if options["ssh-keys"]:
-        # The account the daemon runs as, whatever $USER says.
-        ssh = SSHKeyLogin(options["authorized-keys"], pwd.getpwuid(os.getuid()).pw_name, reactor)
-    users: dict[str, str] | PasswordFile = options["passwords"]
-    if options["password-file"]:
-        # Read again when it changes: a user taken out of it loses access, tokens included.
-        users = PasswordFile(options["password-file"], options["passwords"])
-    return Authority(
-        Tokens(load_secret(options["secret-file"]), issuer=issuer_for(options["control-dir"])),
-        reactor,
-        required=options["login"],
-        passwords=PasswordCheck(users, env[0], env[1]),
-        ssh=ssh,
-        login_lifetime=options["token-lifetime"],
-    )
-
-
-class _QuietSite(Site):
-    """A Site that writes no access log."""
-
-    def log(self, request: Any) -> None:
-        pass
+    """The login methods and token signer the options describe (the secret from its file)."""
+    tokens = Tokens(load_secret(options["secret-file"]), issuer=issuer_for(options["control-dir"]))
+    return authority_from_options(options, reactor, tokens)
 
 
 def freeze_startup_objects() -> None:
@@ -483,17 +456,15 @@ def makeService(options: Options, reactor: Any = None, restart_signal: bool = Tr
         # Stopped after the sessions, so that their exit events are still sent.
         _PushService(notifier).setServiceParent(top)
     sessions.setServiceParent(top)
-    guarded: Resource = HostOriginCheck(
-        LoginGate(api.resource(), authority, connection_peer), allowed_hosts=options["allowed-hosts"]
+    limited = guarded_site(
+        api.resource(),
+        authority,
+        reactor,
+        allowed_hosts=options["allowed-hosts"],
+        limits=limits,
+        metrics=api.metrics,
+        access_log=bool(options["access-log"]),
     )
-    if api.metrics is not None:
-        guarded = RequestCounter(guarded, api.metrics)
-    if options["access-log"]:
-        site = Site(guarded, logFormatter=redacted_log_formatter)
-    else:
-        site = _QuietSite(guarded)
-    site.noisy = False
-    limited = ConnectionLimiter(site, limits, reactor)
     handed = {h.description: h for h in handover.listeners} if handover is not None else {}
     listeners = []
     for description in options["listen"]:
@@ -508,8 +479,7 @@ def makeService(options: Options, reactor: Any = None, restart_signal: bool = Tr
         listener.setServiceParent(top)
         listeners.append(listener)
     if options["metrics-listen"] and api.metrics is not None:
-        metrics_site = _QuietSite(MetricsResource(api.metrics))
-        metrics_site.noisy = False
+        metrics_site = make_site(MetricsResource(api.metrics))
         spec = parse_listen(options["metrics-listen"])
         limited_metrics = ConnectionLimiter(metrics_site, limits, reactor)
         listener = Listener(

@@ -1,0 +1,16 @@
+# -*- test-case-name: tests.test_gateway -*-
+"""What a gateway answers when the host a request belongs to cannot be reached."""
+
+from __future__ import annotations
+
+from vibetwist.errors import RetryLater
+
+
+class HostUnreachable(RetryLater):
+    """The host that owns a session (or was named) does not answer: HTTP 503."""
+
+    status = 503
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"host {host} is unreachable", retry_after=2)
+        self.host = host
