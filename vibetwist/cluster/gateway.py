@@ -402,6 +402,18 @@ class MergedEvents:
             self._request.finish()
 
 
+class _MergedEventsResource(Resource):
+    isLeaf = True
+
+    def __init__(self, stream: MergedEvents) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def render(self, request: Any) -> Any:
+        self._stream.start()
+        return NOT_DONE_YET
+
+
 class Gateway:
     """The routes of a gateway, answered from the hosts of a directory."""
 
@@ -819,9 +831,8 @@ class Gateway:
         return await self._to_owner(request, session_id)
 
     @app.route("/api/events", methods=["GET"])
-    def events(self, request: Any) -> Any:
-        MergedEvents(self, request, tunnel_grant(request_grant(request))).start()
-        return NOT_DONE_YET
+    def events(self, request: Any) -> Resource:
+        return _MergedEventsResource(MergedEvents(self, request, tunnel_grant(request_grant(request))))
 
     # -- WebSockets -----------------------------------------------------------------------
 

@@ -1,0 +1,402 @@
+"""The gateway's HTTP side (vibetwist.cluster.gateway) against real host daemons.
+
+The hosts are real ``twistd vibetunnel`` processes with login off, reached over TCP
+through the gateway's ConnectHost; the gateway runs in the test's process behind the
+same Host/Origin check and login gate as a daemon, with a directory of hosts the test
+sets (tests.support.cluster).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import treq
+from twisted.internet import defer, endpoints, reactor
+from twisted.trial import unittest
+
+from tests.support.cluster import FakeDirectory
+from tests.support.daemon import Client, Daemon, poll, within
+from vibetwist.cluster.gateway import Gateway, format_vector, parse_vector, tunnel_grant
+from vibetwist.login.authority import Authority
+from vibetwist.login.passwords import PasswordCheck
+from vibetwist.login.tokens import SECRET_BYTES, Grant, Tokens
+from vibetwist.server.site import guarded_site
+
+#: The host daemons the tests share, by name (stopped when the test process exits).
+_hosts: dict[str, Daemon] = {}
+USER, PASSWORD = "alice", "correct horse"
+
+
+async def host_daemon(name: str) -> Daemon:
+    """A running host daemon of that name, started on first use."""
+    daemon = _hosts.get(name)
+    if daemon is None or not daemon.running:
+        base = Path(tempfile.mkdtemp(prefix=f"gw-{name}-", dir=os.getcwd()))
+        daemon = Daemon(reactor, base)
+        await daemon.start()
+        _hosts[name] = daemon
+    return daemon
+
+
+class _Served:
+    """Where a gateway of the test listens (what tests.support.daemon.Client needs)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.origin = f"http://127.0.0.1:{port}"
+
+    def url(self, path: str) -> str:
+        return self.origin + path
+
+
+class GatewayTestCase(unittest.TestCase):
+    timeout = 60
+    hosts = ("alpha", "beta")
+
+    def setUp(self) -> defer.Deferred[None]:  # type: ignore[override]
+        return defer.ensureDeferred(self._set_up())
+
+    async def _set_up(self) -> None:
+        self.daemons = {name: await host_daemon(name) for name in self.hosts}
+        self.directory = FakeDirectory()
+        for name in self.hosts:
+            self.directory.set(name)
+        #: (host, grant) of every connection the gateways opened.
+        self.grants: list[tuple[str, dict[str, Any]]] = []
+        self.secret = secrets.token_bytes(SECRET_BYTES)
+        self.gateway, self.client = await self.start_gateway()
+        self.sessions: list[tuple[str, str]] = []
+        self.addCleanup(lambda: defer.ensureDeferred(self._end_sessions()))
+
+    def connect_host(self, host: str, grant: dict[str, Any]) -> Any:
+        self.grants.append((host, grant))
+        port = self.daemons[host].port if host in self.daemons else 1
+        return endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=5)
+
+    async def start_gateway(self, login: bool = False) -> tuple[Gateway, Client]:
+        authority = Authority(
+            Tokens(self.secret, issuer="vibetwist:cluster"),
+            reactor,
+            required=login,
+            passwords=PasswordCheck(None, USER, PASSWORD) if login else None,
+        )
+        gateway = Gateway(reactor, self.directory, self.connect_host, authority)
+        gateway.start()
+        factory = guarded_site(gateway.resource(), authority, reactor, metrics=gateway.metrics)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.addCleanup(gateway.stop)
+        client = Client(reactor, _Served(port.getHost().port))  # type: ignore[arg-type]
+        self.addCleanup(lambda: defer.ensureDeferred(client.close()))
+        return gateway, client
+
+    def host_client(self, name: str) -> Client:
+        client = Client(reactor, self.daemons[name])
+        self.addCleanup(lambda: defer.ensureDeferred(client.close()))
+        return client
+
+    async def _end_sessions(self) -> None:
+        for host, sid in self.sessions:
+            daemon = self.daemons.get(host)
+            if daemon is not None and daemon.running:
+                await self.host_client(host).request("DELETE", f"/api/sessions/{sid}")
+
+    async def create(self, command: list[str], **fields: Any) -> tuple[str, str]:
+        """A session made through the gateway: (its id, its host)."""
+        code, body, _ = await self.client.request("POST", "/api/sessions", dict(fields, command=command))
+        self.assertEqual(code, 200, body)
+        self.sessions.append((body["host"], body["sessionId"]))
+        return body["sessionId"], body["host"]
+
+
+class ListAndCreateTests(GatewayTestCase):
+    async def test_list_has_every_host_with_host_fields(self) -> None:
+        """GET /api/sessions holds the sessions of every up host, each with its host."""
+        a, _ = await self.create(["cat"], host="alpha")
+        b, _ = await self.create(["cat"], host="beta")
+        listed = {s["id"]: s for s in await self.client.get("/api/sessions")}
+        self.assertEqual(listed[a]["host"], "alpha")
+        self.assertEqual(listed[b]["host"], "beta")
+        self.assertEqual(listed[a]["command"], ["cat"])
+        own = {s["id"] for s in await self.host_client("beta").get("/api/sessions")}
+        self.assertIn(b, own)
+        self.assertNotIn(a, own)
+
+    async def test_down_host_is_left_out_of_the_list(self) -> None:
+        """A host that is not up is not asked, and the listing answers without it."""
+        a, _ = await self.create(["cat"], host="alpha")
+        b, _ = await self.create(["cat"], host="beta")
+        self.directory.set("beta", status="down")
+        listed = {s["id"] for s in await self.client.get("/api/sessions")}
+        self.assertIn(a, listed)
+        self.assertNotIn(b, listed)
+
+    async def test_create_on_the_chosen_host(self) -> None:
+        sid, host = await self.create(["cat"], host="beta")
+        self.assertEqual(host, "beta")
+        info = await self.host_client("beta").session(sid)
+        self.assertEqual(info["command"], ["cat"])
+
+    async def test_create_on_the_least_loaded_host(self) -> None:
+        """Without a host, the up host with the fewest running sessions, counting those this
+        gateway created since that host's last heartbeat."""
+        self.directory.set("alpha", running=5)
+        self.directory.set("beta", running=4)
+        _, first = await self.create(["cat"])
+        self.assertEqual(first, "beta")
+        _, second = await self.create(["cat"])
+        self.assertEqual(second, "alpha")  # beta counts 5 now, and alpha sorts first
+        _, third = await self.create(["cat"])
+        self.assertEqual(third, "beta")  # alpha 6, beta 5
+        self.directory.set("beta", running=9)  # a new heartbeat: the gateway's counts start over
+        _, fourth = await self.create(["cat"])
+        self.assertEqual(fourth, "alpha")
+
+    async def test_unknown_host_is_400(self) -> None:
+        code, body, _ = await self.client.request(
+            "POST", "/api/sessions", {"command": ["cat"], "host": "nope"}
+        )
+        self.assertEqual(code, 400)
+        self.assertIn("nope", body["error"])
+
+    async def test_down_host_is_503(self) -> None:
+        self.directory.set("beta", status="down")
+        code, body, response = await self.client.request(
+            "POST", "/api/sessions", {"command": ["cat"], "host": "beta"}
+        )
+        self.assertEqual(code, 503)
+        self.assertEqual(body, {"error": "host beta is unreachable"})
+        self.assertEqual(response.headers.getRawHeaders(b"retry-after"), [b"2"])
+
+    async def test_unknown_session_is_404(self) -> None:
+        code, body, _ = await self.client.request("GET", "/api/sessions/no-such-session/text")
+        self.assertEqual(code, 404)
+        self.assertEqual(body, {"error": "Session not found"})
+
+    async def test_session_found_by_listing_on_a_miss(self) -> None:
+        """A session the gateway has not seen (made on the host directly) is found by one listing."""
+        code, body, _ = await self.host_client("beta").request("POST", "/api/sessions", {"command": ["cat"]})
+        self.assertEqual(code, 200)
+        self.sessions.append(("beta", body["sessionId"]))
+        info = await self.client.session(body["sessionId"])
+        self.assertEqual(info["id"], body["sessionId"])
+
+
+class SessionRouteTests(GatewayTestCase):
+    async def test_input_resize_rename_text_buffer_kill(self) -> None:
+        """Every /api/sessions/ID route reaches the owner and answers as the owner does."""
+        sid, host = await self.create(["cat"], host="beta", cols=80, rows=24)
+        direct = self.host_client(host)
+        code, body, _ = await self.client.request("POST", f"/api/sessions/{sid}/input", {"text": "through\r"})
+        self.assertEqual((code, body), (200, {"success": True}))
+        await self.client.wait_text(sid, "through")
+        code, body, _ = await self.client.request(
+            "POST", f"/api/sessions/{sid}/resize", {"cols": 100, "rows": 30}
+        )
+        self.assertEqual(code, 200, body)
+        code, body, _ = await self.client.request("PATCH", f"/api/sessions/{sid}", {"name": "renamed"})
+        self.assertEqual((code, body), (200, {"success": True, "name": "renamed"}))
+        self.assertEqual((await direct.session(sid))["name"], "renamed")
+        code, buffer, response = await self.client.request("GET", f"/api/sessions/{sid}/buffer")
+        self.assertEqual(code, 200)
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"application/octet-stream"])
+        self.assertEqual(buffer, (await direct.request("GET", f"/api/sessions/{sid}/buffer"))[1])
+        code, body, _ = await self.client.request("POST", f"/api/sessions/{sid}/input", {"bad": 1})
+        self.assertEqual(code, 400)
+        self.assertEqual(body["error"], "Exactly one of text or key is required")
+        code, body, _ = await self.client.request("DELETE", f"/api/sessions/{sid}")
+        self.assertEqual((code, body["message"]), (200, "Session killed"))
+        await direct.wait_status(sid, "exited")
+
+    async def test_stream_is_byte_exact(self) -> None:
+        """The SSE stream of a session through the gateway is the host's own, byte for byte."""
+        sid, host = await self.create(["printf", "one\\ntwo\\n"], host="alpha")
+        direct = self.host_client(host)
+        await direct.wait_status(sid, "exited")
+
+        async def whole(client: Client) -> bytes:
+            response = await client.http.get(
+                client.daemon.url(f"/api/sessions/{sid}/stream"), unbuffered=True
+            )
+            self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"text/event-stream"])
+            return await within(reactor, treq.content(response), 10, "the stream")  # type: ignore[no-any-return]
+
+        through = await whole(self.client)
+        own = await whole(direct)
+        self.assertIn(b"one", through)
+        self.assertEqual(through, own)
+
+    async def test_recording_download(self) -> None:
+        sid, host = await self.create(["printf", "recorded"], host="alpha")
+        await self.host_client(host).wait_status(sid, "exited")
+        code, body, response = await self.client.request("GET", f"/api/sessions/{sid}/recording")
+        self.assertEqual(code, 200)
+        self.assertEqual(
+            response.headers.getRawHeaders(b"content-disposition"),
+            [f'attachment; filename="{sid}.cast"'.encode()],
+        )
+        self.assertIn(b"recorded", body)
+
+    async def test_live_stream_follows_output(self) -> None:
+        """A live SSE stream through the gateway carries output as it is made."""
+        sid, _ = await self.create(["cat"], host="alpha")
+        stream = await self.client.stream(sid)
+        await self.client.request("POST", f"/api/sessions/{sid}/input", {"text": "live-output\r"})
+        await poll(reactor, lambda: "live-output" in stream.output(), 10, what="output on the stream")
+
+    async def test_crashed_host_is_503_at_once(self) -> None:
+        """A session whose host was killed with kill -9: 503 naming the host, within 100 ms."""
+        base = Path(tempfile.mkdtemp(prefix="gw-gamma-", dir=os.getcwd()))
+        gamma = Daemon(reactor, base)
+        await gamma.start()
+        self.addCleanup(lambda: defer.ensureDeferred(gamma.stop()))
+        self.daemons["gamma"] = gamma
+        self.directory.set("gamma")
+        sid, _ = await self.create(["cat"], host="gamma")
+        await gamma.crash()
+        started = time.monotonic()
+        code, body, _ = await self.client.request("GET", f"/api/sessions/{sid}/text")
+        elapsed = time.monotonic() - started
+        self.assertEqual((code, body), (503, {"error": "host gamma is unreachable"}))
+        self.assertLess(elapsed, 0.1)
+
+
+class TrustTests(GatewayTestCase):
+    async def test_login_is_required_at_the_gateway(self) -> None:
+        """With login on, the gateway answers 401 without a token; with one, the host gets
+        the grant of the user."""
+        _, client = await self.start_gateway(login=True)
+        code, body, _ = await client.request("GET", "/api/sessions")
+        self.assertEqual((code, body["error"]), (401, "Authentication required"))
+        code, body, _ = await client.request(
+            "POST", "/api/auth/password", {"userId": USER, "password": PASSWORD}
+        )
+        self.assertEqual(code, 200, body)
+        client.token = body["token"]
+        self.grants.clear()
+        code, body, _ = await client.request("GET", "/api/sessions")
+        self.assertEqual(code, 200)
+        self.assertIn(("alpha", {"kind": "full", "user": USER}), self.grants)
+
+    async def test_share_link_of_one_gateway_works_through_another(self) -> None:
+        """Gateways share the token secret: a share made through A reads through B, as a
+        read grant of that one session."""
+        sid, _ = await self.create(["cat"], host="alpha")
+        await self.client.request("POST", f"/api/sessions/{sid}/input", {"text": "shared\r"})
+        code, share, _ = await self.client.request("POST", f"/api/sessions/{sid}/share", {})
+        self.assertEqual(code, 200, share)
+        self.assertEqual(share["url"], f"/#session={sid}&share={share['token']}")
+        _, other = await self.start_gateway(login=True)
+        other.token = share["token"]
+        self.grants.clear()
+        await other.wait_text(sid, "shared")
+        self.assertIn(("alpha", {"kind": "read", "session": sid}), self.grants)
+        code, body, _ = await other.request("POST", f"/api/sessions/{sid}/input", {"text": "x"})
+        self.assertEqual((code, body["error"]), (403, "This link is read-only"))
+        code, _, _ = await other.request("GET", "/api/sessions")
+        self.assertEqual(code, 403)
+
+    async def test_share_of_an_unknown_session_is_404(self) -> None:
+        code, body, _ = await self.client.request("POST", "/api/sessions/nothing-here/share", {})
+        self.assertEqual((code, body), (404, {"error": "Session not found"}))
+
+    async def test_host_and_origin_checks(self) -> None:
+        code, body, _ = await self.client.request(
+            "GET", "/api/sessions", headers={"Origin": "http://evil.example"}
+        )
+        self.assertEqual((code, body["error"]), (403, "Forbidden: cross-origin request"))
+        code, body, _ = await self.client.request("GET", "/api/sessions", headers={"Host": "evil.example"})
+        self.assertEqual(code, 403)
+        self.assertEqual(self.grants, [])  # neither reached a host
+
+
+class GatewayRouteTests(GatewayTestCase):
+    async def test_hosts(self) -> None:
+        self.directory.set("beta", status="down", running=3)
+        hosts = await self.client.get("/api/hosts")
+        self.assertEqual([h["host"] for h in hosts], ["alpha", "beta"])
+        self.assertEqual(hosts[1]["status"], "down")
+        self.assertEqual(hosts[1]["sessions"], {"running": 3, "exited": 0})
+
+    async def test_config_and_health(self) -> None:
+        config = await self.client.get("/api/config")
+        self.assertIs(config["gateway"], True)
+        self.assertEqual(config["hosts"], ["alpha", "beta"])
+        health = await self.client.get("/api/health")
+        self.assertEqual(health["status"], "ok")
+        self.assertEqual(self.grants, [])
+
+    async def test_metrics(self) -> None:
+        self.directory.set("beta", status="down")
+        await self.client.get("/api/hosts")
+        text = (await self.client.get("/metrics")).decode()
+        self.assertIn('vibetwist_gateway_hosts{status="up"} 1.0', text)
+        self.assertIn('vibetwist_gateway_hosts{status="down"} 1.0', text)
+        self.assertIn('vibetwist_http_requests_total{method="GET",route="/api/hosts",status="200"} 1.0', text)
+
+    async def test_websocket_routes_need_an_upgrade(self) -> None:
+        code, body, _ = await self.client.request("GET", "/ws/sessions/x")
+        self.assertEqual(code, 426)
+        self.assertIn("error", body)
+
+    async def test_cleanup_exited_on_every_host(self) -> None:
+        for host in ("alpha", "beta"):
+            sid, _ = await self.create(["true"], host=host)
+            await self.host_client(host).wait_status(sid, "exited")
+        code, body, _ = await self.client.request("POST", "/api/cleanup-exited", {})
+        self.assertEqual(code, 200)
+        self.assertGreaterEqual(body["localCleaned"], 2)
+
+
+class EventsTests(GatewayTestCase):
+    async def test_events_merged_with_a_vector_id(self) -> None:
+        """/api/events carries every host's events, each with its host, under a vector id
+        that resumes every host's stream."""
+        stream = await self.client.events()
+        await poll(reactor, lambda: len(self.grants) >= 2, 5, what="both legs open")
+        await self.gateway_legs_ready(stream)
+        a, _ = await self.create(["true"], host="alpha")
+        b, _ = await self.create(["true"], host="beta")
+
+        def started(sid: str) -> dict[str, Any] | None:
+            for named in stream.named:
+                data = named["data"]
+                if data.get("type") == "session-start" and data.get("sessionId") == sid:
+                    return named
+            return None
+
+        first = await poll(reactor, lambda: started(a), 10, what="alpha's start")
+        second = await poll(reactor, lambda: started(b), 10, what="beta's start")
+        self.assertEqual(first["data"]["host"], "alpha")
+        self.assertEqual(second["data"]["host"], "beta")
+        vector = parse_vector(stream.named[-1]["id"])
+        self.assertEqual(set(vector), {"alpha", "beta"})
+        stream.abort()
+        c, _ = await self.create(["true"], host="beta")
+        resumed = await self.client.events(last_event_id=format_vector(vector))
+        await poll(reactor, lambda: any(n["data"].get("sessionId") == c for n in resumed.named), 10, what="c")
+        self.assertFalse(any(n["data"].get("sessionId") in (a, b) for n in resumed.named))
+
+    async def gateway_legs_ready(self, stream: Any) -> None:
+        """Wait until the gateway follows both hosts (their streams have begun)."""
+        await poll(reactor, lambda: self.gateway.tunnels_open >= 2, 5, what="both legs answering")
+
+
+class VectorTests(unittest.SynchronousTestCase):
+    def test_round_trip(self) -> None:
+        self.assertEqual(parse_vector(format_vector({"b": 2, "a:x": 10})), {"b": 2, "a:x": 10})
+        self.assertEqual(format_vector({"b": 2, "a": 1}), "a:1,b:2")
+
+    def test_bad_parts_left_out(self) -> None:
+        self.assertEqual(parse_vector("a:1,junk,:3,b:x,c:4"), {"a": 1, "c": 4})
+        self.assertEqual(parse_vector(None), {})
+
+    def test_tunnel_grant(self) -> None:
+        self.assertEqual(tunnel_grant(Grant("bob", method="password")), {"kind": "full", "user": "bob"})
+        self.assertEqual(tunnel_grant(Grant(None, "s1")), {"kind": "read", "session": "s1"})
+        self.assertEqual(tunnel_grant(None), {"kind": "full", "user": None})
