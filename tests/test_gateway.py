@@ -20,7 +20,8 @@ from twisted.internet import defer, endpoints, reactor
 from twisted.trial import unittest
 
 from tests.support.cluster import FakeDirectory
-from tests.support.daemon import Client, Daemon, poll, within
+from tests.support.daemon import Client, Daemon, open_ws, poll, within
+from tests.test_e2e_websocket import screen_of
 from vibetwist.cluster.gateway import Gateway, format_vector, parse_vector, tunnel_grant
 from vibetwist.login.authority import Authority
 from vibetwist.login.passwords import PasswordCheck
@@ -351,6 +352,29 @@ class GatewayRouteTests(GatewayTestCase):
         code, body, _ = await self.client.request("POST", "/api/cleanup-exited", {})
         self.assertEqual(code, 200)
         self.assertGreaterEqual(body["localCleaned"], 2)
+
+
+class WebSocketTests(GatewayTestCase):
+    async def test_session_socket_and_input_through_the_gateway(self) -> None:
+        """/ws/sessions/ID and /ws/input pass the gate and reach the owner with the request's grant."""
+        sid, _ = await self.create(["cat"], host="beta")
+        self.grants.clear()
+        term = await open_ws(reactor, self.client.daemon, f"/ws/sessions/{sid}")
+        typing = await open_ws(reactor, self.client.daemon, f"/ws/input?sessionId={sid}")
+        typing.sendMessage(b"over-the-socket\r")
+        await term.wait_for(lambda: term.texts() and "over-the-socket" in screen_of(term).text())
+        self.assertEqual(self.grants, [("beta", {"kind": "full", "user": None})] * 2)
+
+    async def test_socket_of_an_unknown_session_closes_4404(self) -> None:
+        term = await open_ws(reactor, self.client.daemon, "/ws/sessions/not-a-session")
+        self.assertEqual(await within(reactor, term.closed, 10, "the close"), 4404)
+
+    async def test_socket_needs_a_login_when_login_is_on(self) -> None:
+        _, client = await self.start_gateway(login=True)
+        # Without login this path answers 426 (no upgrade); the gate answers first.
+        code, body, _ = await client.request("GET", "/ws/sessions/x", headers={"Upgrade": "websocket"})
+        self.assertEqual((code, body), (401, {"error": "Authentication required"}))
+        self.assertEqual(self.grants, [])
 
 
 class EventsTests(GatewayTestCase):

@@ -17,7 +17,8 @@ and login gate, and answers each request from the hosts it reaches through
   cannot be reached gets ``503 {"error": "host NAME is unreachable"}``.
 - ``/api/events`` merges the streams of every up host, each event with
   ``"host"``, its SSE id the vector ``HOST:N,HOST:N`` of every host's last id.
-- The WebSocket routes are handed to :class:`vibetwist.cluster.relay.WebSocketRelays`.
+- The WebSocket routes are handed to :class:`vibetwist.cluster.relay.WebSocketRelays`,
+  which finds a session's owner with :meth:`Gateway.locate`.
 
 The grant the gateway's gate gave a request is the grant of its tunnel: a host
 trusts what arrives over the cluster's credentials and acts within that grant.
@@ -48,7 +49,7 @@ from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
-from twisted.web.resource import Resource
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
@@ -56,6 +57,7 @@ from werkzeug.routing import RequestRedirect
 
 from vibetwist import __version__
 from vibetwist.cluster.errors import HostUnreachable
+from vibetwist.cluster.relay import WebSocketRelays
 from vibetwist.errors import BadRequest, NotFound, RequestError, UpgradeRequired
 from vibetwist.login.authority import Authority
 from vibetwist.login.gate import AUTH_REQUIRED, READ_ONLY, redact, request_grant, request_token
@@ -427,17 +429,20 @@ class Gateway:
         connect_host: ConnectHost,
         authority: Authority,
         *,
-        relays: Any = None,
+        relays: WebSocketRelays | None = None,
         web: WebClient | None = None,
         peer_of: Callable[[Any], Peer] = connection_peer,
         metrics: bool = True,
+        compress: bool = False,
     ) -> None:
         self.reactor = reactor
         self.directory = directory
         self.connect_host = connect_host
         self.authority = authority
-        #: The WebSocket routes (:class:`vibetwist.cluster.relay.WebSocketRelays`), once given.
-        self.relays = relays
+        #: The WebSocket routes, relayed to the hosts.
+        self.relays = (
+            relays if relays is not None else WebSocketRelays(reactor, connect_host, self.locate, compress)
+        )
         self.web = web if web is not None else WebClient()
         self.peer_of = peer_of
         #: Session id -> the name of the host that owns it, from every answer seen.
@@ -458,14 +463,12 @@ class Gateway:
         self._heartbeat.clock = self.reactor
         self._heartbeat.start(HEARTBEAT_INTERVAL, now=False)
 
-    def stop(self) -> Deferred[None] | None:
+    def stop(self) -> Deferred[None]:
         if self._heartbeat is not None and self._heartbeat.running:
             self._heartbeat.stop()
         for stream in list(self.event_streams):
             stream.close()
-        if self.relays is not None:
-            return self.relays.stop()  # type: ignore[no-any-return]
-        return None
+        return self.relays.stop()
 
     def _beat(self) -> None:
         for stream in list(self.event_streams):
@@ -520,7 +523,7 @@ class Gateway:
             )
             raise HostUnreachable(host) from None
         self.tunnels_open += 1
-        return response  # type: ignore[no-any-return]
+        return response
 
     async def _json_from(
         self,
@@ -836,24 +839,22 @@ class Gateway:
 
     # -- WebSockets -----------------------------------------------------------------------
 
-    def _relays(self, request: Any) -> Any:
+    def _relays(self, request: Any) -> WebSocketRelays:
         if (request.getHeader(b"upgrade") or b"").lower() != b"websocket":
             raise UpgradeRequired("This is a WebSocket endpoint")
-        if self.relays is None:
-            raise NotFound("WebSockets are not served by this gateway")
         return self.relays
 
     @app.route("/buffers", methods=["GET"])
-    def buffers(self, request: Any) -> Resource:
-        return self._relays(request).buffers_resource(request, tunnel_grant(request_grant(request)))  # type: ignore[no-any-return]
+    def buffers(self, request: Any) -> IResource:
+        return self._relays(request).buffers_resource(request, tunnel_grant(request_grant(request)))
 
     @app.route("/ws/input", methods=["GET"])
-    def input_socket(self, request: Any) -> Resource:
+    def input_socket(self, request: Any) -> IResource:
         relays = self._relays(request)
         session_id = (request.args.get(b"sessionId") or [b""])[0].decode("utf-8", "replace")
-        return relays.input_resource(request, session_id, tunnel_grant(request_grant(request)))  # type: ignore[no-any-return]
+        return relays.input_resource(request, session_id, tunnel_grant(request_grant(request)))
 
     @app.route("/ws/sessions/<session_id>", methods=["GET"])
-    def stream_socket(self, request: Any, session_id: str) -> Resource:
+    def stream_socket(self, request: Any, session_id: str) -> IResource:
         relays = self._relays(request)
-        return relays.sessions_resource(request, session_id, tunnel_grant(request_grant(request)))  # type: ignore[no-any-return]
+        return relays.sessions_resource(request, session_id, tunnel_grant(request_grant(request)))
