@@ -129,6 +129,11 @@ setup(
         # imports pywebpush in a thread once it runs, as it takes 0.2-0.3 s.
         "py-vapid>=1.9",
         "pywebpush>=2.0",
+        # A cluster over NATS (--nats): the official client, run in an asyncio loop on a
+        # thread of its own; 2.16 is what is tested against nats-server 2.9 (JetStream KV).
+        "nats-py>=2.16",
+        # NKey seeds and JWT credentials for nats-py.
+        "nkeys>=0.2",
     ],
     extras_require={
         "test": [
