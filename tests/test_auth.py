@@ -830,3 +830,43 @@ class RedactionTests(SynchronousTestCase):
         line = redacted_log_formatter("01/Jan/2026:00:00:00 +0000", request)
         self.assertNotIn("SECRETVALUE", line)
         self.assertIn("x=1", line)
+
+
+class VouchedTests(AuthTestCase):
+    """A grant vouched for by the request's channel (a cluster tunnel) stands in for a token."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.vouched: Grant | None = None
+        self.treq = StubTreq(
+            HostOriginCheck(
+                LoginGate(
+                    self.api.resource(),
+                    self.authority,
+                    lambda request: self.peer,
+                    vouched=lambda r: self.vouched,
+                )
+            )
+        )
+
+    def test_full_grant_without_token(self) -> None:
+        """With login on, a vouched full grant lists and creates sessions without a token."""
+        session_id = self.create()
+        self.assertEqual(self.call("GET", "/api/sessions")[0], 401)
+        self.vouched = Grant("alice", method="cluster")
+        code, listed = self.call("GET", "/api/sessions")
+        self.assertEqual((code, [s["id"] for s in listed]), (200, [session_id]))
+        self.assertEqual(self.call("POST", f"/api/sessions/{session_id}/input", {"text": "x"})[0], 200)
+
+    def test_read_grant_reads_only_its_session(self) -> None:
+        """A vouched read grant may do what a share token may, and nothing else."""
+        session_id = self.create()
+        self.vouched = Grant(None, session_id=session_id)
+        self.assertEqual(self.call("GET", f"/api/sessions/{session_id}/text")[0], 200)
+        for method, path, body in [
+            ("POST", f"/api/sessions/{session_id}/input", {"text": "x"}),
+            ("GET", "/api/sessions", None),
+            ("POST", "/api/sessions", {"command": ["sh"]}),
+        ]:
+            self.assertEqual(self.call(method, path, body), (403, READ_ONLY), path)
+        self.assertEqual(self.launcher.last.written, [])

@@ -136,3 +136,35 @@ class GuardTests(SynchronousTestCase):
         self.assertEqual(
             self.status("POST", {"Content-Type": "application/json"}, b"[" + b"1," * 100 + b"1]"), 413
         )
+
+
+class ExemptTests(SynchronousTestCase):
+    """Requests the exempt callable names skip the Host and Origin checks, not the body checks."""
+
+    def setUp(self) -> None:
+        self.treq = StubTreq(
+            HostOriginCheck(
+                Echo(), max_body=100, exempt=lambda request: request.getHeader(b"x-probe") == b"1"
+            )
+        )
+
+    def status(self, headers: dict, method: str = "GET", data: bytes | None = None) -> int:
+        d = self.treq.request(method, "http://127.0.0.1:4020/api/x", headers=headers, data=data)
+        return int(self.successResultOf(d).code)
+
+    def test_exempt_skips_host_and_origin(self) -> None:
+        """An exempt request with a foreign Host and Origin is let through; another is not."""
+        foreign = {"Host": "evil.example", "Origin": "http://evil.example"}
+        self.assertEqual(self.status(dict(foreign, **{"X-Probe": "1"})), 200)
+        self.assertEqual(self.status(foreign), 403)
+
+    def test_exempt_keeps_body_checks(self) -> None:
+        """An exempt request's body must still be JSON and small enough."""
+        exempt = {"X-Probe": "1", "Host": "evil.example"}
+        self.assertEqual(self.status(dict(exempt, **{"Content-Type": "text/plain"}), "POST", b"a"), 415)
+        self.assertEqual(
+            self.status(
+                dict(exempt, **{"Content-Type": "application/json"}), "POST", b"[" + b"1," * 100 + b"1]"
+            ),
+            413,
+        )

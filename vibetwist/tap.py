@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from vibetwist.server.listen import Listener, check_listen, is_unspecified, pars
 from vibetwist.server.metrics import MetricsResource
 from vibetwist.server.push import PushAPI
 from vibetwist.server.restart import Restarter, close_unclaimed, report_takeover, take_handover
-from vibetwist.server.site import guarded_site, make_site
+from vibetwist.server.site import guarded_resource, make_site
 from vibetwist.sessions.held import HolderLauncher
 from vibetwist.sessions.pty import PTYLauncher, SessionSignaller
 from vibetwist.sessions.push import PushNotifier, PushStoreError, PushSubscriptions, TreqPushSender
@@ -133,6 +134,23 @@ class Options(usage.Options):
             "Also serve GET /metrics alone, without login, on this endpoint "
             "(e.g. tcp:9120:interface=127.0.0.1); bind it where only your Prometheus reaches.",
         ],
+        [
+            "host-id",
+            None,
+            None,
+            "With --nats: this host's name in the cluster, letters, digits, - and _ "
+            "(default: the hostname up to its first dot).",
+        ],
+        ["nats-creds", None, None, "With --nats: a JWT and NKey credentials file to authenticate with."],
+        ["nats-nkey", None, None, "With --nats: an NKey seed file to authenticate with."],
+        [
+            "nats-tls-ca",
+            None,
+            None,
+            "With --nats: the CA certificates the NATS servers' are checked against.",
+        ],
+        ["nats-tls-cert", None, None, "With --nats: a client certificate for NATS (with --nats-tls-key)."],
+        ["nats-tls-key", None, None, "With --nats: the private key of --nats-tls-cert."],
     ]
     optFlags = [
         [
@@ -175,12 +193,18 @@ class Options(usage.Options):
         self.environ = dict(os.environ) if environ is None else environ
         self["listen"] = []
         self["allow-host"] = []
+        self["nats"] = []
 
     def opt_listen(self, description: str) -> None:
         """Where to listen (repeatable), e.g. ssl:4443:privateKey=key.pem:certKey=cert.pem for HTTPS."""
         self["listen"].append(description)
 
     opt_l = opt_listen
+
+    def opt_nats(self, urls: str) -> None:
+        """Join a cluster through these NATS servers (repeatable, or comma-separated):
+        nats://[user:pass@ or TOKEN@]host:4222, tls://host:4222."""
+        self["nats"].append(urls)
 
     def opt_allow_host(self, name: str) -> None:
         """A Host name (or address) browsers may use to reach the daemon, besides loopback
@@ -225,6 +249,31 @@ class Options(usage.Options):
             if self["no-metrics"]:
                 raise usage.UsageError("--metrics-listen and --no-metrics contradict each other")
             parse_listen(self["metrics-listen"])
+        self._post_cluster()
+
+    def _post_cluster(self) -> None:
+        """The NATS configuration (None without --nats) and the host id."""
+        self["nats-config"] = None
+        cluster_only = ("host-id", "nats-creds", "nats-nkey", "nats-tls-ca", "nats-tls-cert", "nats-tls-key")
+        if not self["nats"]:
+            for name in cluster_only:
+                if self[name] is not None:
+                    raise usage.UsageError(f"--{name} goes with --nats")
+            return
+        from vibetwist.cluster.options import NATSConfig, NATSOptionError, check_host_id, default_host_id
+
+        try:
+            self["nats-config"] = NATSConfig.from_options(
+                self["nats"],
+                creds=self["nats-creds"],
+                nkey=self["nats-nkey"],
+                tls_ca=self["nats-tls-ca"],
+                tls_cert=self["nats-tls-cert"],
+                tls_key=self["nats-tls-key"],
+            )
+            self["host-id"] = check_host_id(self["host-id"] or default_host_id(socket.gethostname()))
+        except NATSOptionError as e:
+            raise usage.UsageError(str(e)) from None
 
     def _post_login(self) -> None:
         """Work out whether login is on, and read the credentials."""
@@ -456,15 +505,21 @@ def makeService(options: Options, reactor: Any = None, restart_signal: bool = Tr
         # Stopped after the sessions, so that their exit events are still sent.
         _PushService(notifier).setServiceParent(top)
     sessions.setServiceParent(top)
-    limited = guarded_site(
+    cluster: Any = None
+    if options.get("nats-config") is not None:
+        # Only with --nats: the NATS client and its thread are not loaded otherwise.
+        from vibetwist.cluster import host
+
+        cluster = host
+    guarded = guarded_resource(
         api.resource(),
         authority,
-        reactor,
         allowed_hosts=options["allowed-hosts"],
-        limits=limits,
         metrics=api.metrics,
-        access_log=bool(options["access-log"]),
+        vouched=cluster.cluster_grant if cluster else None,
+        exempt=cluster.is_tunnel_request if cluster else None,
     )
+    limited = ConnectionLimiter(make_site(guarded, bool(options["access-log"])), limits, reactor)
     handed = {h.description: h for h in handover.listeners} if handover is not None else {}
     listeners = []
     for description in options["listen"]:
@@ -495,6 +550,10 @@ def makeService(options: Options, reactor: Any = None, restart_signal: bool = Tr
     if handover is not None:
         close_unclaimed(handover, {h.fd for h in handover.listeners if h.description not in handed})
         report_takeover(reactor, handover, len(handover.sessions))
+    if cluster is not None:
+        cluster.ClusterHost(
+            reactor, options["nats-config"], options["host-id"], cluster.tunnel_site(guarded), sessions.counts
+        ).setServiceParent(top)
     restarter = Restarter(
         reactor, sessions=sessions, api=api, connections=limited, listeners=listeners, signals=restart_signal
     )

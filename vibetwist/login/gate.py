@@ -12,6 +12,12 @@ whatever token it carries, and a request of another user of the machine is a
 else it tries is a 403.
 
 Tokens come as ``Authorization: Bearer T`` or, for SSE and WebSockets, ``?token=T``.
+
+A request that came through a channel the daemon trusts by construction (a
+tunnel from a cluster's gateway, which checked the login itself) carries its
+grant on its connection: the gate's ``vouched`` callable finds it, and the gate
+takes it instead of a token and a peer. A read-only grant found that way may do
+only what a share token may.
 """
 
 from __future__ import annotations
@@ -146,23 +152,34 @@ class LoginGate(Resource):
     """Lets a request through to the site only if it may make it (see the module's text).
 
     peer_of tells who made a request (:func:`vibetwist.server.limits.connection_peer`
-    in the daemon). The grant given goes with the request (:func:`request_grant`).
+    in the daemon); vouched, if given, the grant of a request that came through a
+    trusted channel (None for any other request). The grant given goes with the
+    request (:func:`request_grant`).
     """
 
     isLeaf = True
 
-    def __init__(self, inner: Resource, authority: Authority, peer_of: Callable[[Any], Peer]) -> None:
+    def __init__(
+        self,
+        inner: Resource,
+        authority: Authority,
+        peer_of: Callable[[Any], Peer],
+        vouched: Callable[[Any], Grant | None] | None = None,
+    ) -> None:
         super().__init__()
         self._inner = inner
         self._authority = authority
         self._peer_of = peer_of
+        self._vouched = vouched
 
     def render(self, request: Any) -> Any:
         path = request_path(request)
         if path is None:
             return _answer(request, 404, "Not found")  # no route has such a path
         if not is_open(path):
-            grant = self._authority.grant_for(request_token(request), self._peer_of(request))
+            grant = self._vouched(request) if self._vouched is not None else None
+            if grant is None:
+                grant = self._authority.grant_for(request_token(request), self._peer_of(request))
             if grant is None:
                 if self._authority.required:
                     return _answer(request, 401, AUTH_REQUIRED)

@@ -7,6 +7,7 @@ Hosts and gateways both serve their routes through :func:`guarded_site`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.web.resource import Resource
@@ -14,6 +15,7 @@ from twisted.web.server import Site
 
 from vibetwist.login.authority import Authority
 from vibetwist.login.gate import LoginGate, redacted_log_formatter
+from vibetwist.login.tokens import Grant
 from vibetwist.server.hostcheck import HostOriginCheck
 from vibetwist.server.limits import ConnectionLimiter, Limits, connection_peer
 from vibetwist.server.metrics import RequestCounter
@@ -33,6 +35,28 @@ def make_site(resource: Resource, access_log: bool = False) -> Site:
     return site
 
 
+def guarded_resource(
+    routes: Resource,
+    authority: Authority,
+    *,
+    allowed_hosts: frozenset[str] = frozenset(),
+    metrics: Any = None,
+    vouched: Callable[[Any], Grant | None] | None = None,
+    exempt: Callable[[Any], bool] | None = None,
+) -> Resource:
+    """routes behind HostOriginCheck and LoginGate, each request counted by metrics (anything
+    with ``count_request``) if given. vouched and exempt are the gate's and the check's hooks
+    for requests a cluster tunnel carries."""
+    guarded: Resource = HostOriginCheck(
+        LoginGate(routes, authority, connection_peer, vouched=vouched),
+        allowed_hosts=allowed_hosts,
+        exempt=exempt,
+    )
+    if metrics is not None:
+        guarded = RequestCounter(guarded, metrics)
+    return guarded
+
+
 def guarded_site(
     routes: Resource,
     authority: Authority,
@@ -43,11 +67,6 @@ def guarded_site(
     metrics: Any = None,
     access_log: bool = False,
 ) -> ConnectionLimiter:
-    """The factory to listen with: routes behind HostOriginCheck and LoginGate, each request
-    counted by metrics (anything with ``count_request``) if given."""
-    guarded: Resource = HostOriginCheck(
-        LoginGate(routes, authority, connection_peer), allowed_hosts=allowed_hosts
-    )
-    if metrics is not None:
-        guarded = RequestCounter(guarded, metrics)
+    """The factory to listen with: :func:`guarded_resource` in a Site, its connections capped."""
+    guarded = guarded_resource(routes, authority, allowed_hosts=allowed_hosts, metrics=metrics)
     return ConnectionLimiter(make_site(guarded, access_log), limits or Limits(), reactor)
