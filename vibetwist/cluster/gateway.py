@@ -520,7 +520,7 @@ class Gateway:
         path: str,
         headers: Headers | None = None,
         data: bytes | None = None,
-        timeout: float = RESPONSE_TIMEOUT,
+        timeout: float | None = RESPONSE_TIMEOUT,
     ) -> IResponse:
         """The response of host to one request, its body still to come (the caller reads it
         and then calls :meth:`tunnel_closed`); HostUnreachable if the host cannot be reached."""
