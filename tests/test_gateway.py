@@ -25,6 +25,7 @@ from tests.support.cluster import FakeDirectory
 from tests.support.daemon import Client, Daemon, kill_sessions, open_ws, poll, within
 from tests.support.nats import NATSServer
 from tests.test_e2e_websocket import screen_of
+from vibetwist._reactor.internals import unwritten
 from vibetwist.cluster.gateway import Gateway, format_vector, parse_vector, tunnel_grant
 from vibetwist.login.authority import Authority
 from vibetwist.login.passwords import PasswordCheck
@@ -253,6 +254,29 @@ class SessionRouteTests(GatewayTestCase):
         stream = await self.client.stream(sid)
         await self.client.request("POST", f"/api/sessions/{sid}/input", {"text": "live-output\r"})
         await poll(reactor, lambda: "live-output" in stream.output(), 10, what="output on the stream")
+
+    async def test_slow_reader_pauses_the_host(self) -> None:
+        """A browser that does not read its stream pauses the host's response: the gateway
+        keeps little of it in its own buffers, and the whole stream arrives once it reads."""
+        flood = "head -c 16000000 /dev/zero | tr '\\0' x | fold -w 99; echo flood-done"
+        sid, host = await self.create(["sh", "-c", flood], host="alpha")
+        await self.host_client(host).wait_status(sid, "exited", timeout=30)
+        stream = await self.client.stream(sid)
+        stream.pause()
+        request = await poll(reactor, lambda: next(iter(self.gateway.relaying), None), 5, what="the relay")
+        transport = request.channel.transport
+        held: list[int] = []
+
+        def settled() -> bool:
+            held.append(len(unwritten(transport)))
+            return len(held) > 20 and held[-1] == held[-20]  # nothing more came for a second
+
+        await poll(reactor, settled, 20, what="the relay to settle")
+        self.assertLess(max(held), 1 << 20)
+        self.assertLess(self.gateway.relayed_bytes, 12_000_000)
+        stream.resume()
+        await within(reactor, stream.ended, 30, "the rest of the stream")
+        self.assertIn("flood-done", stream.output()[-200:])
 
     async def test_crashed_host_is_503_at_once(self) -> None:
         """A session whose host was killed with kill -9: 503 naming the host, within 100 ms."""
