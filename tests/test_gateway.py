@@ -179,6 +179,14 @@ class ListAndCreateTests(GatewayTestCase):
         self.assertEqual(body, {"error": "host beta is unreachable"})
         self.assertEqual(response.headers.getRawHeaders(b"retry-after"), [b"2"])
 
+    async def test_no_host_up_is_503(self) -> None:
+        for name in self.hosts:
+            self.directory.set(name, status="stopped")
+        code, body, _ = await self.client.request("POST", "/api/sessions", {"command": ["cat"]})
+        self.assertEqual((code, body), (503, {"error": "No host is up"}))
+        self.assertEqual(await self.client.get("/api/sessions"), [])
+        self.assertEqual(self.grants, [])
+
     async def test_unknown_session_is_404(self) -> None:
         code, body, _ = await self.client.request("GET", "/api/sessions/no-such-session/text")
         self.assertEqual(code, 404)
@@ -623,16 +631,21 @@ class ClusterTests(unittest.TestCase):
         self.assertEqual(code, 403, body)
 
     async def test_websockets_through_the_tunnels(self) -> None:
+        """/ws/sessions, /ws/input and /buffers of a gateway, relayed over tunnels to the owner."""
         sid, _ = await self.create(self.a, ["cat"], host="beta")
-        term = await open_ws(reactor, self.cluster["gw-b"], f"/ws/sessions/{sid}?token={self.b.token}")
-        typing = await open_ws(
-            reactor, self.cluster["gw-b"], f"/ws/input?sessionId={sid}&token={self.b.token}"
-        )
+        gateway, token = self.cluster["gw-b"], self.b.token
+        term = await open_ws(reactor, gateway, f"/ws/sessions/{sid}?token={token}")
+        typing = await open_ws(reactor, gateway, f"/ws/input?sessionId={sid}&token={token}")
         typing.sendMessage(b"socket-over-nats\r")
         await term.wait_for(lambda: term.texts() and "socket-over-nats" in screen_of(term).text())
-        term.sendClose()
-        typing.sendClose()
-        await within(reactor, defer.gatherResults([term.closed, typing.closed]), 10, "the sockets' close")
+        buffers = await open_ws(reactor, gateway, f"/buffers?token={token}")
+        buffers.send_json({"type": "subscribe", "sessionId": sid})
+        await buffers.wait_for(lambda: {"type": "subscribed", "sessionId": sid} in buffers.texts())
+        await buffers.wait_for(lambda: buffers.binaries())
+        for socket in (term, typing, buffers):
+            socket.sendClose()
+        closed = [term.closed, typing.closed, buffers.closed]
+        await within(reactor, defer.gatherResults(closed), 10, "the sockets' close")
 
     async def test_events_from_both_hosts(self) -> None:
         stream = await self.a.events()

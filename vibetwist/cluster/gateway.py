@@ -59,7 +59,7 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import RequestRedirect
 
 from vibetwist import __version__
-from vibetwist.cluster.errors import HostUnreachable
+from vibetwist.cluster.errors import HostUnreachable, NoHostUp
 from vibetwist.cluster.host import host_subject
 from vibetwist.cluster.link import NATSLink
 from vibetwist.cluster.registry import HostDirectory
@@ -790,7 +790,7 @@ class Gateway:
         else:
             up = self.directory.up()
             if not up:
-                raise HostUnreachable("(none up)")
+                raise NoHostUp()
             host = min(up, key=lambda view: (self._load(view), view.name)).name
         code, answer = await self._json_from(
             host, tunnel_grant(request_grant(request)), "POST", "/api/sessions", body, RESPONSE_TIMEOUT
