@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet import defer, reactor
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SkipTest
 
 from tests.support.daemon import poll, sleep, within
-from tests.support.nats import LinkCase, NATSServer
-from vibetwist.cluster.link import LinkDown, Message, RequestTimeout, Unreachable
+from tests.support.nats import LinkCase, MemoryServers, NATSServer
+from vibetwist.cluster.link import LinkDown, Message, NATSLink, RequestTimeout, Unreachable
+from vibetwist.cluster.options import NATSConfig
+
+
+class CountingReactor:
+    """The reactor, counting the calls of callFromThread."""
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self.calls = 0
+
+    def callFromThread(self, function: Any, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+        self._reactor.callFromThread(function, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
 
 
 class MessageTests(LinkCase):
@@ -23,6 +43,25 @@ class MessageTests(LinkCase):
         await poll(reactor, lambda: len(got) >= 2000, timeout=10, what="all messages")
         self.assertEqual([m.data for m in got], [b"%d" % n for n in range(2000)])
         self.assertEqual({m.subject for m in got}, {"t.order"})
+
+    async def test_a_flood_wakes_the_reactor_in_batches(self) -> None:
+        """Messages reach the reactor in batches: a flood of 20000 wakes it (one
+        callFromThread each time) far fewer times than there are messages."""
+        server = await self.start_server()
+        if not isinstance(server, NATSServer):
+            raise SkipTest("the memory fake has no thread to hand messages over from")
+        sender = await self.connected_link(server, "sender")
+        counting = CountingReactor(reactor)
+        link = NATSLink(counting, NATSConfig(servers=(server.url,)), "receiver")
+        self.addCleanup(link.stop)
+        await within(reactor, link.start(), 10, "connecting")
+        got: list[Message] = []
+        await link.subscribe("t.flood", got.append)
+        before = counting.calls
+        for _ in range(20000):
+            sender.publish("t.flood", b"x" * 100)
+        await poll(reactor, lambda: len(got) >= 20000, timeout=20, what="the flood")
+        self.assertLess(counting.calls - before, 20000 // 4)
 
     async def test_unsubscribe_stops_delivery(self) -> None:
         """After unsubscribe, a subscription's callback is not called again."""
@@ -122,6 +161,21 @@ class KeyValueTests(LinkCase):
         self.assertEqual(marker, b"4")
         self.assertNotIn(("a", b"4"), seen)
 
+    async def test_values_expire_after_the_ttl(self) -> None:
+        """A bucket made with a ttl forgets a value once it is older than that."""
+        server = await self.start_server()
+        link = await self.connected_link(server)
+        kv = await link.key_value("t_ttl", ttl=1.0)
+        await kv.put("short", b"lived")
+        self.assertEqual(await kv.get("short"), b"lived")
+        await poll(
+            reactor,
+            lambda: kv.get("short").addCallback(lambda v: v is None),
+            timeout=10,
+            interval=0.2,
+            what="expiry",
+        )
+
     async def test_watch_of_empty_bucket_becomes_ready(self) -> None:
         """A watch of a bucket without values becomes ready, and then sees a put."""
         server = await self.start_server()
@@ -138,9 +192,18 @@ class KeyValueTests(LinkCase):
 
 class ReconnectTests(LinkCase):
     async def test_start_before_server_is_up_keeps_trying(self) -> None:
-        """start() before any server listens keeps trying and fires once one does."""
+        """start() before any server listens keeps trying (saying so once) and fires once
+        one does."""
         server = NATSServer(reactor)
         self.addCleanup(lambda: defer.ensureDeferred(server.cleanup()))
+        said: list[dict[str, Any]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_format", "").startswith("nats: {error}"):
+                said.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
         link = self.make_link(server)
         started = link.start()
         states: list[str] = []
@@ -148,6 +211,8 @@ class ReconnectTests(LinkCase):
         # Several reconnect periods pass without a server: nothing to poll for.
         await sleep(reactor, 1.5)
         self.assertFalse(started.called)
+        # The same refusal is logged once, not once per attempt.
+        self.assertEqual(len(said), 1)
         await server.start()
         await within(reactor, started, 10, "connecting once the server is up")
         self.assertTrue(link.connected)
@@ -186,6 +251,22 @@ class ReconnectTests(LinkCase):
         )
         watch()
 
+    async def test_stop_sends_what_was_published_and_ends_the_thread(self) -> None:
+        """Messages published just before stop() still reach subscribers, and stop fires
+        once the link's thread has ended."""
+        server = await self.start_server()
+        sender = await self.connected_link(server, "sender")
+        receiver = await self.connected_link(server, "receiver")
+        got: list[bytes] = []
+        await receiver.subscribe("t.last", lambda m: got.append(m.data))
+        for n in range(100):
+            sender.publish("t.last", b"%d" % n)
+        await within(reactor, sender.stop(), 10, "stop")
+        self.assertFalse(sender.connected)
+        self.assertFalse(sender._thread is not None and sender._thread.is_alive())
+        await poll(reactor, lambda: len(got) == 100, what="the last messages")
+        self.assertEqual(got, [b"%d" % n for n in range(100)])
+
     async def test_stop_before_connecting_fails_start(self) -> None:
         """stop() while start() still tries ends the thread and fails start with LinkDown."""
         server = NATSServer(reactor)
@@ -195,3 +276,40 @@ class ReconnectTests(LinkCase):
         with self.assertRaises(LinkDown):
             await started
         self.assertFalse(link._thread is not None and link._thread.is_alive())
+
+
+class AuthTests(LinkCase):
+    async def test_token_in_url_or_config(self) -> None:
+        """A server that wants a token accepts a link that gives it in the URL or in the
+        config, and a link with a wrong token does not get connected."""
+        server = await self.start_server(token="s3cret")
+        in_url = NATSLink(reactor, NATSConfig(servers=(f"nats://s3cret@127.0.0.1:{server.port}",)), "url")
+        self.addCleanup(in_url.stop)
+        await within(reactor, in_url.start(), 10, "token in the URL")
+        in_config = self.make_link(server, "config", token="s3cret")
+        await within(reactor, in_config.start(), 10, "token in the config")
+        wrong = self.make_link(server, "wrong", token="guess")
+        started = wrong.start()
+        # Refused attempts go on; two reconnect periods are enough to have tried.
+        await sleep(reactor, 1.2)
+        self.assertFalse(started.called)
+        self.assertFalse(wrong.connected)
+        # It fails once the link stops (at the end of the test).
+        started.addErrback(lambda failure: failure.trap(LinkDown))
+
+    async def test_user_and_password(self) -> None:
+        """A server with a user and password accepts a link that gives them."""
+        server = await self.start_server(user="vt", password="pw")
+        link = NATSLink(reactor, NATSConfig(servers=(f"nats://vt:pw@127.0.0.1:{server.port}",)), "user")
+        self.addCleanup(link.stop)
+        await within(reactor, link.start(), 10, "user and password")
+        kv = await link.key_value("t_auth", ttl=60)
+        self.assertEqual(await kv.put("a", b"b"), 1)
+
+
+class MemoryMessageTests(MemoryServers, MessageTests):
+    """MessageTests against vibetwist.testing.MemoryNATS."""
+
+
+class MemoryKeyValueTests(MemoryServers, KeyValueTests):
+    """KeyValueTests against vibetwist.testing.MemoryNATS."""

@@ -28,7 +28,7 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from tests.support.daemon import poll, within
-from tests.support.nats import LinkCase, NATSServer
+from tests.support.nats import LinkCase, MemoryServers, NATSServer
 from vibetwist.cluster.link import NATSLink
 from vibetwist.cluster.tunnel import (
     ACK,
@@ -159,6 +159,23 @@ class TunnelCase(LinkCase):
         self.host_link = host
         endpoint = TunnelEndpoint(gateway, "vt.h.test", GRANT, "gw-1", **options)
         return server, host, gateway, listener, endpoint
+
+    async def connected_pair(self, **options: Any) -> tuple[Recorder, Recorder, Any, NATSLink]:
+        hosts: list[Recorder] = []
+
+        class HostSide(Recorder):
+            def connectionMade(self) -> None:
+                hosts.append(self)
+
+        server, host, gateway, listener, endpoint = await self.tunnel(
+            Factory.forProtocol(HostSide), **options
+        )
+        client = await endpoint.connect(Factory.forProtocol(Recorder))
+        assert isinstance(client, Recorder)
+        await poll(reactor, lambda: hosts, what="the host's protocol")
+        client.transport.write(b"ping")
+        await poll(reactor, lambda: hosts[0].received == b"ping", what="first bytes")
+        return client, hosts[0], server, gateway
 
     def http(self, endpoint: TunnelEndpoint) -> HTTPClient:
         pool = HTTPConnectionPool(reactor, persistent=False)
@@ -321,6 +338,19 @@ class FlowTests(TunnelCase):
         self.assertEqual(bytes(receiver.received), pattern(total))
         self.assertGreater(flood.pauses, 1)
 
+    async def test_small_writes_of_one_turn_share_frames(self) -> None:
+        """A thousand small writes in one reactor turn travel in a few frames, not a
+        thousand, and arrive whole and in order."""
+        client, host, _, _ = await self.connected_pair()
+        (receiving,) = self.listeners[0].connections
+        frames_before = receiving._seq_in
+        pieces = [b"%05d;" % n for n in range(1000)]
+        for piece in pieces:
+            client.transport.write(piece)
+        await poll(reactor, lambda: len(host.received) >= 4 + 6000, what="every piece")
+        self.assertEqual(bytes(host.received), b"ping" + b"".join(pieces))
+        self.assertLess(receiving._seq_in - frames_before, 5)
+
     async def test_pull_producer_is_asked_again(self) -> None:
         """A non-streaming producer registered with a tunnel transport is asked for more
         each time the transport has sent what it wrote, until it is done."""
@@ -352,23 +382,6 @@ class FlowTests(TunnelCase):
 
 
 class EndingTests(TunnelCase):
-    async def connected_pair(self, **options: Any) -> tuple[Recorder, Recorder, Any, NATSLink]:
-        hosts: list[Recorder] = []
-
-        class HostSide(Recorder):
-            def connectionMade(self) -> None:
-                hosts.append(self)
-
-        server, host, gateway, listener, endpoint = await self.tunnel(
-            Factory.forProtocol(HostSide), **options
-        )
-        client = await endpoint.connect(Factory.forProtocol(Recorder))
-        assert isinstance(client, Recorder)
-        await poll(reactor, lambda: hosts, what="the host's protocol")
-        client.transport.write(b"ping")
-        await poll(reactor, lambda: hosts[0].received == b"ping", what="first bytes")
-        return client, hosts[0], server, gateway
-
     async def test_gap_in_sequence_closes_both_sides(self) -> None:
         """A frame whose sequence number is not the next one closes the host's side with a
         reason naming the gap, and the gateway's side with the host's close."""
@@ -442,6 +455,22 @@ class EndingTests(TunnelCase):
         self.assertTrue(client.reason is not None and client.reason.check(error.ConnectionDone))
         self.assertIn("stopped listening", str(client.reason.value))
 
+    async def test_sending_past_the_window_closes(self) -> None:
+        """A peer that sends more than the window while the receiver holds its data (a
+        sender ignoring acks) gets the tunnel closed, so held data stays bounded."""
+        client, host, _, gateway = await self.connected_pair(window=1000)
+        host.transport.pauseProducing()
+        transport = client.transport
+        # Past the transport's own accounting, as a peer that ignores the window would.
+        for _ in range(3):
+            gateway.publish(transport._send_to, encode_frame(DATA, transport._seq_out, b"x" * 600))
+            transport._seq_out += 1
+        await within(reactor, host.ended, 10, "host side closes")
+        assert host.reason is not None
+        self.assertTrue(host.reason.check(TunnelLost))
+        self.assertIn("past the window", str(host.reason.value))
+        await within(reactor, client.ended, 10, "gateway side closes")
+
     async def test_close_is_clean_on_both_sides(self) -> None:
         """loseConnection on one side ends both with ConnectionDone after every written byte
         arrived."""
@@ -490,3 +519,15 @@ class FrameTests(SynchronousTestCase):
 
         self.assertEqual(ClusterAddress("gw"), ClusterAddress("gw"))
         self.assertTrue(IAddress.providedBy(ClusterAddress("gw")))
+
+
+class MemoryHTTPTests(MemoryServers, HTTPTests):
+    """HTTPTests over vibetwist.testing.MemoryNATS."""
+
+
+class MemoryWebSocketTests(MemoryServers, WebSocketTests):
+    """WebSocketTests over vibetwist.testing.MemoryNATS."""
+
+
+class MemoryFlowTests(MemoryServers, FlowTests):
+    """FlowTests over vibetwist.testing.MemoryNATS."""

@@ -158,6 +158,7 @@ class TunnelTransport:
         host: ClusterAddress,
         grant: dict[str, Any] | None = None,
         *,
+        window: int = DEFAULT_WINDOW,
         keepalive: float = KEEPALIVE,
         silence: float = SILENCE,
         on_closed: Callable[[TunnelTransport], None] | None = None,
@@ -184,10 +185,14 @@ class TunnelTransport:
         self._streaming = False
         self._producer_paused = False
         self._pull_scheduled: Any = None
+        self._flush_call: Any = None
         # Receiving.
         self._seq_in = 0
         self._paused = False
         self._held: deque[bytes] = deque()
+        self._held_size = 0
+        #: What this side told the peer it may have in flight.
+        self._receive_window = window
         self._consumed = 0
         self._ack_sent = 0
         self._ack_call: Any = None
@@ -215,7 +220,11 @@ class TunnelTransport:
             return
         self._pending.append(bytes(data))
         self._pending_size += len(data)
-        self._pump()
+        # Writes of one reactor turn go out together, in as few frames as fit.
+        if self._flush_call is None:
+            self._flush_call = self._reactor.callLater(0, self._flush)
+        if self._sent - self._acked + self._pending_size > self._window:
+            self._pause_producer()
 
     def writeSequence(self, data: Any) -> None:
         self.write(b"".join(data))
@@ -256,7 +265,7 @@ class TunnelTransport:
         self._producer_paused = False
         if not streaming:
             producer.resumeProducing()
-        elif self._pending_size:
+        elif self._sent - self._acked + self._pending_size > self._window:
             self._producer_paused = True
             producer.pauseProducing()
 
@@ -278,7 +287,9 @@ class TunnelTransport:
             return
         self._paused = False
         while self._held and not self._paused and not self.disconnected:
-            self._deliver(self._held.popleft())
+            data = self._held.popleft()
+            self._held_size -= len(data)
+            self._deliver(data)
         if not self._held and self._peer_closed is not None:
             self._end(self._peer_closed)
 
@@ -291,23 +302,37 @@ class TunnelTransport:
         self._link.publish(self._send_to, encode_frame(kind, self._seq_out, body))
         self._seq_out += 1
 
+    def _flush(self) -> None:
+        self._flush_call = None
+        self._pump()
+
+    def _pause_producer(self) -> None:
+        if self._producer is not None and self._streaming and not self._producer_paused:
+            self._producer_paused = True
+            self._producer.pauseProducing()
+
     def _pump(self) -> None:
-        while self._pending and self._sent - self._acked < self._window:
-            room = self._window - (self._sent - self._acked)
-            chunk = self._pending[0]
-            take = min(room, MAX_CHUNK, len(chunk))
-            if take == len(chunk):
-                self._pending.popleft()
-            else:
-                self._pending[0] = chunk[take:]
-                chunk = chunk[:take]
-            self._pending_size -= take
-            self._sent += take
-            self._send(DATA, chunk)
+        """Send what the peer's window has room for, in frames of at most MAX_CHUNK."""
+        pending = self._pending
+        while pending and self._sent - self._acked < self._window:
+            take = min(self._window - (self._sent - self._acked), MAX_CHUNK)
+            parts = []
+            size = 0
+            while pending and size < take:
+                chunk = pending[0]
+                need = take - size
+                if len(chunk) <= need:
+                    parts.append(pending.popleft())
+                    size += len(chunk)
+                else:
+                    parts.append(chunk[:need])
+                    pending[0] = chunk[need:]
+                    size += need
+            self._pending_size -= size
+            self._sent += size
+            self._send(DATA, b"".join(parts))
         if self._pending_size:
-            if self._producer is not None and self._streaming and not self._producer_paused:
-                self._producer_paused = True
-                self._producer.pauseProducing()
+            self._pause_producer()
         else:
             if self._producer is not None:
                 if self._streaming:
@@ -354,6 +379,10 @@ class TunnelTransport:
         if frame.kind == DATA:
             if self._paused or self._held:
                 self._held.append(frame.body)
+                self._held_size += len(frame.body)
+                if self._held_size > self._receive_window:
+                    why = f"the peer sent past the window of {self._receive_window} bytes"
+                    self.close(TunnelLost(why), why)
             else:
                 self._deliver(frame.body)
         elif frame.kind == ACK:
@@ -412,12 +441,13 @@ class TunnelTransport:
         _tunnels_of(self._link).discard(self)
         if self._keepalive.running:
             self._keepalive.stop()
-        for call in (self._silence_call, self._ack_call, self._pull_scheduled):
+        for call in (self._silence_call, self._ack_call, self._pull_scheduled, self._flush_call):
             if call is not None and call.active():
                 call.cancel()
-        self._silence_call = self._ack_call = self._pull_scheduled = None
+        self._silence_call = self._ack_call = self._pull_scheduled = self._flush_call = None
         self._pending.clear()
         self._held.clear()
+        self._held_size = 0
         if self.subscription is not None:
             self._link.unsubscribe(self.subscription)
         producer, self._producer = self._producer, None
@@ -556,6 +586,7 @@ class TunnelEndpoint:
             window,
             peer=ClusterAddress(self._subject),
             host=ClusterAddress(self._gateway_id),
+            window=self._window,
             keepalive=self._keepalive,
             silence=self._silence,
         )
@@ -658,6 +689,7 @@ class TunnelListener:
             peer=peer,
             host=ClusterAddress(self._subject),
             grant=grant,
+            window=self._window,
             keepalive=self._keepalive,
             silence=self._silence,
             on_closed=self._connections.discard,
