@@ -1,14 +1,17 @@
 """A gateway's WebSockets relayed to real host daemons (vibetwist.cluster.relay).
 
 The hosts are real ``twistd -n vibetunnel`` processes; the gateway's relays run in
-the test's reactor behind a plain twisted.web site, and reach a host through a
-``ConnectHost`` that hands out TCP endpoints to the host's port.
+the test's reactor behind a plain twisted.web site. GatewayWebSocketTests reach a host
+through a ``ConnectHost`` that hands out TCP endpoints to its port; TunnelRelayTests
+through real tunnels over a real nats-server, forwarded to the host's port;
+ClusterHostRelayTests through tunnels to a host started with ``--nats``.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -17,16 +20,22 @@ from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflat
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.portforward import ProxyClient, ProxyClientFactory, ProxyFactory, ProxyServer
 from twisted.web.resource import NoResource, Resource
 from twisted.web.server import Site
 from zope.interface import implementer
 
 from tests.support.daemon import Daemon, WSClient, open_ws, poll, within
 from tests.support.e2e import DaemonTestCase
+from tests.support.nats import NATSServer
 from tests.test_e2e_websocket import all_rows, screen_of
 from vibetwist._reactor.internals import compressing
 from vibetwist.cluster.errors import HostUnreachable
+from vibetwist.cluster.link import NATSLink
+from vibetwist.cluster.options import NATSConfig
 from vibetwist.cluster.relay import WebSocketRelays
+from vibetwist.cluster.tunnel import RequestTimeout, TunnelEndpoint, TunnelListener, Unreachable
 from vibetwist.errors import NotFound
 from vibetwist.model.snapshot import decode, decode_buffers_frame
 
@@ -36,21 +45,23 @@ FLOOD = "sleep 0.5; head -c 6000000 /dev/zero | tr '\\0' x | fold -w 99; sleep 0
 
 
 class _Routes(Resource):
-    """The gateway's three WebSocket routes, with a full grant."""
+    """The gateway's three WebSocket routes, with the grant the test gives (full by default)."""
 
-    def __init__(self, relays: WebSocketRelays) -> None:
+    def __init__(self, relays: WebSocketRelays, grant: Callable[[], dict[str, Any]] = lambda: FULL) -> None:
         super().__init__()
         self._relays = relays
+        self._grant = grant
 
     def getChild(self, path: bytes, request: Any) -> Any:
         where = request.path.decode()
+        grant = self._grant()
         if where == "/buffers":
-            return self._relays.buffers_resource(request, FULL)
+            return self._relays.buffers_resource(request, grant)
         if where == "/ws/input":
             session_id = (request.args.get(b"sessionId") or [b""])[0].decode()
-            return self._relays.input_resource(request, session_id, FULL)
+            return self._relays.input_resource(request, session_id, grant)
         if where.startswith("/ws/sessions/"):
-            return self._relays.sessions_resource(request, unquote(where.rsplit("/", 1)[1]), FULL)
+            return self._relays.sessions_resource(request, unquote(where.rsplit("/", 1)[1]), grant)
         return NoResource()
 
 
@@ -77,6 +88,24 @@ class _Opening(WSClient):
     def onOpen(self) -> None:
         super().onOpen()
         self.factory.opened.callback(self)
+
+
+class _ToHost(ProxyClient):
+    """The TCP side of a tunnel forwarded to a host daemon. When it ends it takes itself off
+    the tunnel as the tunnel's producer first: a tunnel closes once nothing is registered."""
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if self.peer is not None:
+            self.peer.transport.unregisterProducer()
+        super().connectionLost(reason)
+
+
+class _ToHostFactory(ProxyClientFactory):
+    protocol = _ToHost
+
+
+class _Forward(ProxyServer):
+    clientProtocolFactory = _ToHostFactory
 
 
 def _closed_port() -> int:
@@ -429,3 +458,259 @@ class GatewayWebSocketTests(DaemonTestCase):
             await client.wait_for(lambda c=client: len(c.texts()) == 5)
         self.assertEqual(buffers.texts(), host.texts())
         self.assertEqual(json.loads(buffers.messages[0][1])["type"], "connected")
+
+
+class TunnelRelayTests(DaemonTestCase):
+    """The relays over real tunnels: a gateway's link and a host's link to a real nats-server,
+    a TunnelListener on ``vt.h.alpha`` forwarding each tunnel to the host daemon's port."""
+
+    timeout = 90
+
+    async def _set_up(self) -> None:
+        await super()._set_up()
+        before = set(reactor.getDelayedCalls())
+
+        def cancel_left_timers() -> None:
+            for call in reactor.getDelayedCalls():
+                batch = getattr(call.func, "__qualname__", "") == "_BatchedTimer._notify_bucket"
+                if batch and call not in before and call.active():
+                    call.cancel()
+
+        self.addCleanup(cancel_left_timers)
+        self.nats = NATSServer(reactor)
+        self.addCleanup(lambda: defer.ensureDeferred(self.nats.cleanup()))
+        await self.nats.start()
+        host_link = await self.link("host-alpha")
+        self.gateway_link = await self.link("gateway")
+        forward = ProxyFactory("127.0.0.1", self.daemon.port)
+        forward.protocol = _Forward
+        forward.noisy = False
+        self.listener = TunnelListener(host_link, "vt.h.alpha", forward)
+        await self.listener.start()
+        self.addCleanup(self.listener.stop)
+        self.owners: dict[str, str] = {}
+        self.relays = WebSocketRelays(reactor, self.connect_host, self.locate)
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(_Routes(self.relays)))
+        self.gateway_port = port.getHost().port
+        self.addCleanup(port.stopListening)
+        self.addCleanup(self.relays.stop)
+
+    async def link(self, name: str) -> NATSLink:
+        link = NATSLink(reactor, NATSConfig(servers=(self.nats.url,)), name)
+        self.addCleanup(link.stop)
+        await link.start().addTimeout(10, reactor)
+        return link
+
+    def connect_host(self, host: str, grant: dict[str, Any]) -> IStreamClientEndpoint:
+        return TunnelEndpoint(self.gateway_link, f"vt.h.{host}", grant, "gateway")
+
+    def locate(self, session_id: str) -> defer.Deferred[str]:
+        host = self.owners.get(session_id)
+        return defer.succeed(host) if host else defer.fail(NotFound("Session not found"))
+
+    async def gateway_ws(self, path: str) -> Any:
+        client = await create_client_agent(reactor).open(
+            f"ws://127.0.0.1:{self.gateway_port}{path}", {}, WSClient
+        )
+        self.addCleanup(
+            lambda: client.dropConnection(abort=True) if client.state != client.STATE_CLOSED else None
+        )
+        return client
+
+    async def test_stream_over_a_tunnel_is_the_hosts_stream(self) -> None:
+        """Through a tunnel too, the relayed viewer gets the host's own messages, and input
+        through the gateway reaches the program."""
+        sid = await self.create(["sh", "-c", "seq 1 30; exec cat"], cols=50, rows=8)
+        self.owners[sid] = "alpha"
+        await self.client.wait_text(sid, "30")
+        direct = await open_ws(reactor, self.daemon, f"/ws/sessions/{sid}")
+        self.addCleanup(
+            lambda: direct.dropConnection(abort=True) if direct.state != direct.STATE_CLOSED else None
+        )
+        relayed = await self.gateway_ws(f"/ws/sessions/{sid}")
+        typing = await self.gateway_ws(f"/ws/input?sessionId={sid}")
+        typing.sendMessage(b"over the tunnel\r")
+        for viewer in (direct, relayed):
+            await viewer.wait_for(lambda v=viewer: v.texts() and "over the tunnel" in screen_of(v).text())
+        await poll(reactor, lambda: len(relayed.messages) >= len(direct.messages), what="all relayed")
+        self.assertEqual(relayed.messages, direct.messages)
+        self.assertEqual(len(self.listener.connections), 2)
+
+    async def test_host_nobody_serves_gets_the_error_frame_at_once(self) -> None:
+        """A host no daemon serves on NATS (no responders): the error frame and 1011 come
+        within a second, not after a timeout."""
+        self.owners["s-nobody"] = "nobody"
+        viewer = await self.gateway_ws("/ws/sessions/s-nobody")
+        code = await within(reactor, viewer.closed, 1.0, "the close")
+        self.assertEqual(code, 1011)
+        self.assertEqual(viewer.texts(), [{"type": "error", "message": "host nobody is unreachable"}])
+
+    async def test_nats_restart_reopens_the_leg_with_a_fresh_replay(self) -> None:
+        """When nats-server restarts, the tunnel ends; the gateway opens a new one once NATS is
+        back, and the same browser socket gets a fresh replay and then live output."""
+        sid = await self.create(["cat"], cols=40, rows=6)
+        self.owners[sid] = "alpha"
+        await self.client.wait_status(sid, "running")
+        viewer = await self.gateway_ws(f"/ws/sessions/{sid}")
+        await viewer.wait_for(lambda: viewer.texts())
+        await self.nats.restart()
+        replays = lambda: [t for t in viewer.texts() if t["type"] == "replay"]  # noqa: E731
+        await viewer.wait_for(lambda: len(replays()) == 2, timeout=15)
+        self.assertEqual(viewer.state, viewer.STATE_OPEN)
+        typing = await self.gateway_ws(f"/ws/input?sessionId={sid}")
+        typing.sendMessage(b"after the restart\r")
+        await viewer.wait_for(lambda: "after the restart" in screen_of(viewer).text())
+
+    async def test_slow_viewer_over_a_tunnel_is_bounded(self) -> None:
+        """Over a tunnel a viewer that never reads makes the gateway stop reading its tunnel:
+        what the gateway holds for it (its socket's unsent bytes and what the tunnel holds
+        undelivered) stays bounded by the window, while another viewer gets the whole flood."""
+        sid = await self.create(["sh", "-c", FLOOD], cols=100, rows=20)
+        self.owners[sid] = "alpha"
+        slow = await self.gateway_ws(f"/ws/sessions/{sid}")
+        slow.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        slow.pause()
+        fast = await self.gateway_ws(f"/ws/sessions/{sid}")
+        port = slow.transport.getHost().port
+        found = await poll(
+            reactor,
+            lambda: [r for r in self.relays.connections if r.transport.getPeer().port == port],
+            what="the slow relay",
+        )
+        relay = found[0]
+        held: list[int] = []
+
+        def sample() -> bool:
+            leg = relay.legs.get("alpha")
+            tunnel = leg.protocol.transport if leg is not None and leg.protocol is not None else None
+            undelivered = sum(len(b) for b in tunnel._held) if tunnel is not None else 0
+            held.append(relay.held() + undelivered)
+            return fast.state == fast.STATE_CLOSED
+
+        await poll(reactor, sample, timeout=60, interval=0.01, what="the fast viewer's end")
+        self.assertEqual(fast.close_code, 1000)
+        rows = [r for r in all_rows(screen_of(fast, scrollback=70_000)) if r]
+        self.assertEqual(sum(len(r) for r in rows), 6_000_000, "every byte of the flood, in order")
+        self.assertLess(max(held), 256 * 1024 + 256 * 1024, "the socket's bytes plus one window")
+        slow.resume()
+        self.assertEqual(await within(reactor, slow.closed, 30, "the slow viewer's end"), 1000)
+
+
+class ClusterHostRelayTests(DaemonTestCase):
+    """The relays to a real cluster host: ``twistd vibetunnel --nats URL --host-id alpha``,
+    reached only through tunnels, which trusts the grant the gateway puts in each."""
+
+    timeout = 90
+    shared = False
+
+    async def _set_up(self) -> None:
+        await super()._set_up()
+        before = set(reactor.getDelayedCalls())
+
+        def cancel_left_timers() -> None:
+            for call in reactor.getDelayedCalls():
+                batch = getattr(call.func, "__qualname__", "") == "_BatchedTimer._notify_bucket"
+                if batch and call not in before and call.active():
+                    call.cancel()
+
+        self.addCleanup(cancel_left_timers)
+        self.nats = NATSServer(reactor)
+        self.addCleanup(lambda: defer.ensureDeferred(self.nats.cleanup()))
+        await self.nats.start()
+        self.daemon_args = ("--nats", self.nats.url, "--host-id", "alpha")
+        self.daemon = await self.start_daemon()
+        self.client = self.client_for(self.daemon)
+        self.addCleanup(self._end_sessions)
+        self.gateway_link = NATSLink(reactor, NATSConfig(servers=(self.nats.url,)), "gateway")
+        self.addCleanup(self.gateway_link.stop)
+        await self.gateway_link.start().addTimeout(10, reactor)
+        self.grant: dict[str, Any] = FULL
+        self.owners: dict[str, str] = {}
+        self.relays = WebSocketRelays(reactor, self.connect_host, self.locate)
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Site(_Routes(self.relays, lambda: self.grant))
+        )
+        self.gateway_port = port.getHost().port
+        self.addCleanup(port.stopListening)
+        self.addCleanup(self.relays.stop)
+        # The host serves tunnels once it has joined: its subject answers.
+        await poll(reactor, self._joined, timeout=15, what="the host joined")
+
+    async def _joined(self) -> bool:
+        endpoint = TunnelEndpoint(self.gateway_link, "vt.h.alpha", FULL, "gateway", timeout=1)
+        try:
+            protocol = await endpoint.connect(Factory.forProtocol(Protocol))
+        except (Unreachable, RequestTimeout):
+            return False
+        protocol.transport.loseConnection()
+        return True
+
+    def connect_host(self, host: str, grant: dict[str, Any]) -> IStreamClientEndpoint:
+        return TunnelEndpoint(self.gateway_link, f"vt.h.{host}", grant, "gateway")
+
+    def locate(self, session_id: str) -> defer.Deferred[str]:
+        host = self.owners.get(session_id)
+        return defer.succeed(host) if host else defer.fail(NotFound("Session not found"))
+
+    async def gateway_ws(self, path: str) -> Any:
+        client = await create_client_agent(reactor).open(
+            f"ws://127.0.0.1:{self.gateway_port}{path}", {}, WSClient
+        )
+        self.addCleanup(
+            lambda: client.dropConnection(abort=True) if client.state != client.STATE_CLOSED else None
+        )
+        return client
+
+    async def test_a_cluster_hosts_stream_through_the_gateway(self) -> None:
+        """The relayed viewer of a real cluster host gets the messages a direct viewer gets, its
+        typing reaches the program, and the program's exit closes the browser with 1000."""
+        sid = await self.create(["sh", "-c", "seq 1 20; read line; echo got $line; exit 3"], cols=40, rows=6)
+        self.owners[sid] = "alpha"
+        await self.client.wait_text(sid, "20")
+        direct = await open_ws(reactor, self.daemon, f"/ws/sessions/{sid}")
+        self.addCleanup(
+            lambda: direct.dropConnection(abort=True) if direct.state != direct.STATE_CLOSED else None
+        )
+        relayed = await self.gateway_ws(f"/ws/sessions/{sid}")
+        typing = await self.gateway_ws(f"/ws/input?sessionId={sid}")
+        typing.sendMessage(b"word\r")
+        self.assertEqual(await within(reactor, relayed.closed, 10, "the relayed close"), 1000)
+        self.assertEqual(await within(reactor, direct.closed, 10, "the direct close"), 1000)
+        self.assertEqual(relayed.messages, direct.messages)
+        self.assertEqual(relayed.texts()[-1], {"type": "exit", "code": 3})
+        self.assertIn("got word", screen_of(relayed).text())
+
+    async def test_a_read_grant_is_what_the_host_enforces(self) -> None:
+        """With a read grant for the session, the host's own read-only rules apply through the
+        gateway: the view is read-only, typing gets the host's error, /ws/input is refused."""
+        sid = await self.create(["cat"])
+        self.owners[sid] = "alpha"
+        await self.client.wait_status(sid, "running")
+        self.grant = {"kind": "read", "session": sid}
+        viewer = await self.gateway_ws(f"/ws/sessions/{sid}")
+        await viewer.wait_for(lambda: viewer.texts())
+        self.assertTrue(viewer.texts()[0]["readOnly"])
+        viewer.sendMessage(b"typed\r", isBinary=True)
+        await viewer.wait_for(lambda: [t for t in viewer.texts() if t["type"] == "error"])
+        typing = await self.gateway_ws(f"/ws/input?sessionId={sid}")
+        self.assertEqual(await within(reactor, typing.closed, 10, "the input's close"), 4403)
+        self.assertEqual((await self.client.text(sid)).strip(), "")
+
+    async def test_buffers_of_a_cluster_host(self) -> None:
+        """/buffers through the gateway gets a cluster host's snapshots."""
+        sid = await self.create(["sh", "-c", "echo snapshot-me; exec cat"])
+        self.owners[sid] = "alpha"
+        await self.client.wait_text(sid, "snapshot-me")
+        buffers = await self.gateway_ws("/buffers")
+        buffers.send_json({"type": "subscribe", "sessionId": sid})
+
+        def shows() -> bool:
+            for payload in buffers.binaries():
+                session_id, snapshot = decode_buffers_frame(payload)
+                rows = ["".join(c.char for c in row) for row in decode(snapshot).rows]
+                if session_id == sid and any("snapshot-me" in r for r in rows):
+                    return True
+            return False
+
+        await buffers.wait_for(shows)
+        await buffers.wait_for(lambda: {"type": "subscribed", "sessionId": sid} in buffers.texts())
