@@ -45,18 +45,19 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
 from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol as BodyProtocol
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IResponse
+from twisted.web.iweb import IAgentEndpointFactory, IResponse
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import RequestRedirect
+from zope.interface import implementer
 
 from vibetwist import __version__
 from vibetwist.cluster.errors import HostUnreachable, NoHostUp
@@ -145,6 +146,7 @@ def format_vector(ids: dict[str, int]) -> str:
     return ",".join(f"{name}:{ids[name]}" for name in sorted(ids))
 
 
+@implementer(IAgentEndpointFactory)
 class _Endpoints:
     """An endpoint factory for Agent.usingEndpointFactory: every URI goes to one endpoint."""
 
@@ -489,12 +491,10 @@ class Gateway:
         self.event_streams: set[MergedEvents] = set()
         self.metrics = GatewayMetrics(self) if metrics else None
         self._started = reactor.seconds()
-        self._heartbeat: Any = None
+        self._heartbeat: LoopingCall | None = None
         directory.when_changed(self._host_changed)
 
     def start(self) -> None:
-        from twisted.internet.task import LoopingCall
-
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = self.reactor
         self._heartbeat.start(HEARTBEAT_INTERVAL, now=False)
