@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import os
-import pwd
 import re
 import socket
 from pathlib import Path
@@ -15,17 +14,13 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.web.resource import Resource
-from twisted.web.server import Site
 
 from vibetwist import __version__
 from vibetwist._reactor.cooperate import budget_cooperator
 from vibetwist._reactor.fairness import cap_events_per_turn
 from vibetwist._reactor.lag import COARSE_INTERVAL, FINE_INTERVAL, LagMonitor
-from vibetwist.login.authority import LOGIN_LIFETIME, Authority
-from vibetwist.login.gate import LoginGate, redacted_log_formatter
-from vibetwist.login.passwords import PasswordCheck, PasswordFile, PasswordFileError, read_password_file
-from vibetwist.login.sshkeys import SSHKeyLogin
+from vibetwist.login.authority import LOGIN_LIFETIME, Authority, authority_from_options
+from vibetwist.login.passwords import PasswordFileError, read_password_file
 from vibetwist.login.tokens import SecretError, Tokens, check_secret_file, issuer_for, load_secret
 from vibetwist.model.controldir import default_control_dir
 from vibetwist.model.launch import DAEMON_SECRETS, default_shell
@@ -33,12 +28,12 @@ from vibetwist.model.privatefiles import UnsafePath, check_private_dir, check_pr
 from vibetwist.model.vapid import VapidKeyError, load_vapid
 from vibetwist.model.webpush import load_encoder
 from vibetwist.server.api import API
-from vibetwist.server.hostcheck import HostOriginCheck
-from vibetwist.server.limits import ConnectionLimiter, Limits, SessionCreateLimit, connection_peer
+from vibetwist.server.limits import ConnectionLimiter, Limits, SessionCreateLimit
 from vibetwist.server.listen import Listener, check_listen, is_unspecified, parse_listen
-from vibetwist.server.metrics import MetricsResource, RequestCounter
+from vibetwist.server.metrics import MetricsResource
 from vibetwist.server.push import PushAPI
 from vibetwist.server.restart import Restarter, close_unclaimed, report_takeover, take_handover
+from vibetwist.server.site import guarded_resource, make_site
 from vibetwist.sessions.held import HolderLauncher
 from vibetwist.sessions.pty import PTYLauncher, SessionSignaller
 from vibetwist.sessions.push import PushNotifier, PushStoreError, PushSubscriptions, TreqPushSender
@@ -186,6 +181,12 @@ class Options(usage.Options):
             "Accept permessage-deflate on WebSockets (costs CPU per viewer; off by default).",
         ],
         [
+            "gateway",
+            None,
+            "Run no programs: serve the sessions of every host of the cluster that --nats "
+            "joins, through their tunnels, with this daemon's login and listeners.",
+        ],
+        [
             "sessions-outlive-daemon",
             None,
             "Run each new session's program in a small holder process of its own, so that it goes "
@@ -222,6 +223,7 @@ class Options(usage.Options):
         raise SystemExit(0)
 
     def postOptions(self) -> None:
+        self._post_gateway()
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
         self["control-dir"] = (
@@ -279,6 +281,16 @@ class Options(usage.Options):
             self["host-id"] = check_host_id(self["host-id"] or default_host_id(socket.gethostname()))
         except NATSOptionError as e:
             raise usage.UsageError(str(e)) from None
+
+    def _post_gateway(self) -> None:
+        """A gateway joins a cluster and runs no sessions: the options of sessions make no sense there."""
+        if not self["gateway"]:
+            return
+        if not self["nats"]:
+            raise usage.UsageError("--gateway needs --nats: the cluster whose hosts it serves")
+        for name in ("sessions-outlive-daemon", "shell", "host-id", "metrics-listen"):
+            if self[name]:
+                raise usage.UsageError(f"--{name} makes no sense with --gateway, which runs no sessions")
 
     def _post_login(self) -> None:
         """Work out whether login is on, and read the credentials."""
@@ -376,31 +388,9 @@ def parse_limits(options: Any) -> Limits:
 
 
 def make_authority(options: Options, reactor: Any) -> Authority:
-    """The login methods and token signer the options describe."""
-    env = options["env-credentials"] or (None, None)
-    ssh = None
-    if options["ssh-keys"]:
-        # The account the daemon runs as, whatever $USER says.
-        ssh = SSHKeyLogin(options["authorized-keys"], pwd.getpwuid(os.getuid()).pw_name, reactor)
-    users: dict[str, str] | PasswordFile = options["passwords"]
-    if options["password-file"]:
-        # Read again when it changes: a user taken out of it loses access, tokens included.
-        users = PasswordFile(options["password-file"], options["passwords"])
-    return Authority(
-        Tokens(load_secret(options["secret-file"]), issuer=issuer_for(options["control-dir"])),
-        reactor,
-        required=options["login"],
-        passwords=PasswordCheck(users, env[0], env[1]),
-        ssh=ssh,
-        login_lifetime=options["token-lifetime"],
-    )
-
-
-class _QuietSite(Site):
-    """A Site that writes no access log."""
-
-    def log(self, request: Any) -> None:
-        pass
+    """The login methods and token signer the options describe (the secret from its file)."""
+    tokens = Tokens(load_secret(options["secret-file"]), issuer=issuer_for(options["control-dir"]))
+    return authority_from_options(options, reactor, tokens)
 
 
 def freeze_startup_objects() -> None:
@@ -484,6 +474,11 @@ def makeService(options: Options, reactor: Any = None, restart_signal: bool = Tr
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
+    if options.get("gateway"):
+        # Only with --gateway: the NATS client and its thread are not loaded otherwise.
+        from vibetwist.cluster.gateway import make_gateway_service
+
+        return make_gateway_service(options, reactor)
     # Before anything copies the environment: the programs started later must not see it.
     handover = take_handover()
     top = MultiService()
@@ -538,21 +533,15 @@ def makeService(options: Options, reactor: Any = None, restart_signal: bool = Tr
         from vibetwist.cluster import host
 
         cluster = host
-    guarded: Resource = HostOriginCheck(
-        LoginGate(
-            api.resource(), authority, connection_peer, vouched=cluster.cluster_grant if cluster else None
-        ),
+    guarded = guarded_resource(
+        api.resource(),
+        authority,
         allowed_hosts=options["allowed-hosts"],
+        metrics=api.metrics,
+        vouched=cluster.cluster_grant if cluster else None,
         exempt=cluster.is_tunnel_request if cluster else None,
     )
-    if api.metrics is not None:
-        guarded = RequestCounter(guarded, api.metrics)
-    if options["access-log"]:
-        site = Site(guarded, logFormatter=redacted_log_formatter)
-    else:
-        site = _QuietSite(guarded)
-    site.noisy = False
-    limited = ConnectionLimiter(site, limits, reactor)
+    limited = ConnectionLimiter(make_site(guarded, bool(options["access-log"])), limits, reactor)
     handed = {h.description: h for h in handover.listeners} if handover is not None else {}
     listeners = []
     for description in options["listen"]:
@@ -567,8 +556,7 @@ def makeService(options: Options, reactor: Any = None, restart_signal: bool = Tr
         listener.setServiceParent(top)
         listeners.append(listener)
     if options["metrics-listen"] and api.metrics is not None:
-        metrics_site = _QuietSite(MetricsResource(api.metrics))
-        metrics_site.noisy = False
+        metrics_site = make_site(MetricsResource(api.metrics))
         spec = parse_listen(options["metrics-listen"])
         limited_metrics = ConnectionLimiter(metrics_site, limits, reactor)
         listener = Listener(

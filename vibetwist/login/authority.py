@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import pwd
 import secrets
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from vibetwist.errors import BadRequest
-from vibetwist.login.passwords import PasswordCheck
+from vibetwist.login.passwords import PasswordCheck, PasswordFile
 from vibetwist.login.sshkeys import SSHKeyLogin
 from vibetwist.login.tokens import ANONYMOUS, SECRET_BYTES, Grant, Tokens
 from vibetwist.model.peercred import Peer
@@ -346,3 +347,24 @@ def _iso(seconds: float) -> str:
 def open_authority(clock: Any) -> Authority:
     """Login off, share links signed by a secret of this process only."""
     return Authority(Tokens(secrets.token_bytes(SECRET_BYTES)), clock)
+
+
+def authority_from_options(options: Any, reactor: Any, tokens: Tokens) -> Authority:
+    """The login methods the daemon's options (``twistd vibetunnel``'s) describe, signing with tokens."""
+    env = options["env-credentials"] or (None, None)
+    ssh = None
+    if options["ssh-keys"]:
+        # The account the daemon runs as, whatever $USER says.
+        ssh = SSHKeyLogin(options["authorized-keys"], pwd.getpwuid(os.getuid()).pw_name, reactor)
+    users: dict[str, str] | PasswordFile = options["passwords"]
+    if options["password-file"]:
+        # Read again when it changes: a user taken out of it loses access, tokens included.
+        users = PasswordFile(options["password-file"], options["passwords"])
+    return Authority(
+        tokens,
+        reactor,
+        required=options["login"],
+        passwords=PasswordCheck(users, env[0], env[1]),
+        ssh=ssh,
+        login_lifetime=options["token-lifetime"],
+    )
