@@ -278,7 +278,7 @@ class GatewayWebSocketTests(DaemonTestCase):
         for sid, host in (("s-gone", "gone"), ("s-down", "down")):
             for path in (f"/ws/sessions/{sid}", f"/ws/input?sessionId={sid}"):
                 viewer = await self.gateway_ws(path)
-                code = await within(reactor, viewer.closed, 2, "the close")
+                code = await within(reactor, viewer.closed, 5, "the close")
                 self.assertEqual(code, 1011, path)
                 self.assertEqual(
                     viewer.texts(), [{"type": "error", "message": f"host {host} is unreachable"}], path
