@@ -6,6 +6,7 @@ Run it from the repository root, with the project installed in the active venv::
     python bench/bench_cluster.py                  # a few minutes
     python bench/bench_cluster.py --quick          # smaller sizes, a smoke test
     python bench/bench_cluster.py --json out.json  # also write machine-readable results
+    python bench/bench_cluster.py --phases listing --hosts 5 --sessions-per-host 200
 
 The script starts, on 127.0.0.1 only, a nats-server of its own (``nats-server -js`` on
 a free port with a temporary store) and daemons as processes of their own
@@ -122,6 +123,7 @@ IDLE_PROGRAM = ["sleep", "3600"]
 #: Seconds between paced echo rounds.
 PACE_S = 0.020
 JOIN_TIMEOUT = 30.0
+PHASES = ("create", "echo", "throughput", "viewers", "listing")
 
 
 @dataclass(frozen=True)
@@ -523,18 +525,25 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
         say(f"nats-server on {nats.url}, daemons up: {', '.join(t.name for t in targets)}")
 
         async def phases() -> None:
-            results["phase"] = "create"
-            await phase_create(reactor, named, sizes, results)
-            results["phase"] = "echo"
-            await phase_echo(reactor, named, sizes, results)
-            results["phase"] = "throughput"
-            await phase_throughput(reactor, named, sizes, results)
-            results["phase"] = "viewers"
-            await phase_viewers(reactor, host, gateways, sizes, results)
-            results["rss_after_viewers"] = {t.name: rss_bytes(t.daemon.pid) for t in targets}
-            results["phase"] = "listing"
-            await phase_listing(reactor, pool, workdir, nats, host, gateway, sizes, results, extra_hosts)
-            results["rss_after_listing"] = {t.name: rss_bytes(t.daemon.pid) for t in targets + extra_hosts}
+            chosen = [
+                ("create", lambda: phase_create(reactor, named, sizes, results)),
+                ("echo", lambda: phase_echo(reactor, named, sizes, results)),
+                ("throughput", lambda: phase_throughput(reactor, named, sizes, results)),
+                ("viewers", lambda: phase_viewers(reactor, host, gateways, sizes, results)),
+                (
+                    "listing",
+                    lambda: phase_listing(
+                        reactor, pool, workdir, nats, host, gateway, sizes, results, extra_hosts
+                    ),
+                ),
+            ]
+            for name, phase in chosen:
+                if name in args.phases:
+                    results["phase"] = name
+                    await phase()
+                    results[f"rss_after_{name}"] = {
+                        t.name: rss_bytes(t.daemon.pid) for t in targets + extra_hosts
+                    }
             results["phase"] = "done"
 
         await bw.run_bounded(reactor, [t.api for t in targets], phases(), args.timeout, results)
@@ -714,7 +723,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-dir", action="store_true", help="keep the daemons' logs and control directories"
     )
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help=f"the phases to run, comma-separated (all: {','.join(PHASES)})",
+    )
     args = parser.parse_args(argv)
+    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = sorted(set(args.phases) - set(PHASES))
+    if unknown:
+        parser.error(f"unknown phases: {', '.join(unknown)}")
     if args.hosts is not None and args.hosts < 1:
         parser.error("--hosts must be at least 1")
     return args
