@@ -425,9 +425,10 @@ async def create_many(reactor: Any, target: Target, count: int, concurrency: int
 
 
 async def timed_listings(target: Target, requests: int) -> tuple[dict[str, Any], int, int]:
-    """requests sequential GET /api/sessions: milliseconds, and the last answer's sessions and bytes."""
+    """requests sequential GET /api/sessions: milliseconds, and the last answer's sessions and
+    bytes; ``fewest`` is the fewest sessions an answer held (a host left out of a listing)."""
     times: list[float] = []
-    failed, count, size = 0, 0, 0
+    failed, count, size, fewest = 0, 0, 0, None
     for _ in range(requests):
         reply = await target.api.call("GET", "/api/sessions")
         listed = reply.json() if reply.ok else None
@@ -436,7 +437,10 @@ async def timed_listings(target: Target, requests: int) -> tuple[dict[str, Any],
             continue
         times.append(reply.ms)
         count, size = len(listed), len(reply.body)
-    return spread(times, failed), count, size
+        fewest = count if fewest is None else min(fewest, count)
+    figures = spread(times, failed)
+    figures["fewest"] = fewest
+    return figures, count, size
 
 
 async def phase_listing(
@@ -615,22 +619,28 @@ def get(results: dict, *path: str) -> Any:
     return results
 
 
-def rows(results: dict, left: str, right: str) -> list[tuple[str, str, str, str]]:
-    """(figure, left, right, right / left) for the figures both of them have."""
+#: (label, path in a target's results, unit) of every figure of the report.
+FIGURES = (
+    ("create p50 (POST to first output)", ("create_ms", "p50"), "ms"),
+    ("echo p50, back to back", ("echo_us", "p50"), "us"),
+    ("echo p99, back to back", ("echo_us", "p99"), "us"),
+    ("echo p50, 20 ms apart", ("echo_paced_us", "p50"), "us"),
+    ("echo p99, 20 ms apart", ("echo_paced_us", "p99"), "us"),
+    ("throughput, base64, 1 viewer", ("base64", "mb_s"), "MB/s"),
+    ("viewers: sum of rates", ("viewers", "sum_mb_s"), "MB/s"),
+    ("viewers: slowest", ("viewers", "min_mb_s"), "MB/s"),
+    ("listing p50", ("listing", "p50"), "ms"),
+    ("listing p99", ("listing", "p99"), "ms"),
+    ("listing bytes per session", ("listing", "bytes_per_session"), "B"),
+)
+#: The figures a host alone has: with --nats against without.
+SINGLE_HOST = FIGURES[:6]
+
+
+def rows(results: dict, left: str, right: str, figures: Any = FIGURES) -> list[tuple[str, str, str, str]]:
+    """(figure, left, right, right / left) for the figures either of them has."""
     out = []
-    for label, path, unit in (
-        ("create p50 (POST to first output)", ("create_ms", "p50"), "ms"),
-        ("echo p50, back to back", ("echo_us", "p50"), "us"),
-        ("echo p99, back to back", ("echo_us", "p99"), "us"),
-        ("echo p50, 20 ms apart", ("echo_paced_us", "p50"), "us"),
-        ("echo p99, 20 ms apart", ("echo_paced_us", "p99"), "us"),
-        ("throughput, base64, 1 viewer", ("base64", "mb_s"), "MB/s"),
-        ("viewers: sum of rates", ("viewers", "sum_mb_s"), "MB/s"),
-        ("viewers: slowest", ("viewers", "min_mb_s"), "MB/s"),
-        ("listing p50", ("listing", "p50"), "ms"),
-        ("listing p99", ("listing", "p99"), "ms"),
-        ("listing bytes per session", ("listing", "bytes_per_session"), "B"),
-    ):
+    for label, path, unit in figures:
         a, b = get(results, left, *path), get(results, right, *path)
         if a is None and b is None:
             continue
@@ -678,11 +688,12 @@ def report(results: dict[str, Any], json_path: str | None) -> None:
         say(
             f"  listing: {sizes['hosts']} hosts (full daemons with --nats) x {sizes['sessions_per_host']}"
             f" sessions of '{' '.join(IDLE_PROGRAM)}' (idle); gateway: {listing['sessions']} sessions,"
-            f" {listing['bytes']} bytes; direct: one host's {get(results, 'direct', 'listing', 'sessions')}"
+            f" {listing['bytes']} bytes, the fewest in one answer {listing.get('fewest')};"
+            f" direct: one host's {get(results, 'direct', 'listing', 'sessions')}"
         )
     say("")
     say("the NATS thread on a host: --nats against without:")
-    table(("figure", "without", "--nats", "--nats/without"), rows(results, "plain", "direct")[:6])
+    table(("figure", "without", "--nats", "--nats/without"), rows(results, "plain", "direct", SINGLE_HOST))
     say("")
     say("memory (RSS):")
     idle = results.get("rss_idle") or {}
