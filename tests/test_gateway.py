@@ -25,6 +25,7 @@ from tests.support.cluster import FakeDirectory
 from tests.support.daemon import Client, Daemon, kill_sessions, open_ws, poll, within
 from tests.support.nats import NATSServer
 from tests.test_e2e_websocket import screen_of
+from vibetwist._reactor.internals import unwritten
 from vibetwist.cluster.gateway import Gateway, format_vector, parse_vector, tunnel_grant
 from vibetwist.login.authority import Authority
 from vibetwist.login.passwords import PasswordCheck
@@ -178,6 +179,14 @@ class ListAndCreateTests(GatewayTestCase):
         self.assertEqual(body, {"error": "host beta is unreachable"})
         self.assertEqual(response.headers.getRawHeaders(b"retry-after"), [b"2"])
 
+    async def test_no_host_up_is_503(self) -> None:
+        for name in self.hosts:
+            self.directory.set(name, status="stopped")
+        code, body, _ = await self.client.request("POST", "/api/sessions", {"command": ["cat"]})
+        self.assertEqual((code, body), (503, {"error": "No host is up"}))
+        self.assertEqual(await self.client.get("/api/sessions"), [])
+        self.assertEqual(self.grants, [])
+
     async def test_unknown_session_is_404(self) -> None:
         code, body, _ = await self.client.request("GET", "/api/sessions/no-such-session/text")
         self.assertEqual(code, 404)
@@ -253,6 +262,29 @@ class SessionRouteTests(GatewayTestCase):
         stream = await self.client.stream(sid)
         await self.client.request("POST", f"/api/sessions/{sid}/input", {"text": "live-output\r"})
         await poll(reactor, lambda: "live-output" in stream.output(), 10, what="output on the stream")
+
+    async def test_slow_reader_pauses_the_host(self) -> None:
+        """A browser that does not read its stream pauses the host's response: the gateway
+        keeps little of it in its own buffers, and the whole stream arrives once it reads."""
+        flood = "head -c 16000000 /dev/zero | tr '\\0' x | fold -w 99; echo flood-done"
+        sid, host = await self.create(["sh", "-c", flood], host="alpha")
+        await self.host_client(host).wait_status(sid, "exited", timeout=30)
+        stream = await self.client.stream(sid)
+        stream.pause()
+        request = await poll(reactor, lambda: next(iter(self.gateway.relaying), None), 5, what="the relay")
+        transport = request.channel.transport
+        held: list[int] = []
+
+        def settled() -> bool:
+            held.append(len(unwritten(transport)))
+            return len(held) > 20 and held[-1] == held[-20]  # nothing more came for a second
+
+        await poll(reactor, settled, 20, what="the relay to settle")
+        self.assertLess(max(held), 1 << 20)
+        self.assertLess(self.gateway.relayed_bytes, 12_000_000)
+        stream.resume()
+        await within(reactor, stream.ended, 30, "the rest of the stream")
+        self.assertIn("flood-done", stream.output()[-200:])
 
     async def test_crashed_host_is_503_at_once(self) -> None:
         """A session whose host was killed with kill -9: 503 naming the host, within 100 ms."""
@@ -599,16 +631,21 @@ class ClusterTests(unittest.TestCase):
         self.assertEqual(code, 403, body)
 
     async def test_websockets_through_the_tunnels(self) -> None:
+        """/ws/sessions, /ws/input and /buffers of a gateway, relayed over tunnels to the owner."""
         sid, _ = await self.create(self.a, ["cat"], host="beta")
-        term = await open_ws(reactor, self.cluster["gw-b"], f"/ws/sessions/{sid}?token={self.b.token}")
-        typing = await open_ws(
-            reactor, self.cluster["gw-b"], f"/ws/input?sessionId={sid}&token={self.b.token}"
-        )
+        gateway, token = self.cluster["gw-b"], self.b.token
+        term = await open_ws(reactor, gateway, f"/ws/sessions/{sid}?token={token}")
+        typing = await open_ws(reactor, gateway, f"/ws/input?sessionId={sid}&token={token}")
         typing.sendMessage(b"socket-over-nats\r")
         await term.wait_for(lambda: term.texts() and "socket-over-nats" in screen_of(term).text())
-        term.sendClose()
-        typing.sendClose()
-        await within(reactor, defer.gatherResults([term.closed, typing.closed]), 10, "the sockets' close")
+        buffers = await open_ws(reactor, gateway, f"/buffers?token={token}")
+        buffers.send_json({"type": "subscribe", "sessionId": sid})
+        await buffers.wait_for(lambda: {"type": "subscribed", "sessionId": sid} in buffers.texts())
+        await buffers.wait_for(lambda: buffers.binaries())
+        for socket in (term, typing, buffers):
+            socket.sendClose()
+        closed = [term.closed, typing.closed, buffers.closed]
+        await within(reactor, defer.gatherResults(closed), 10, "the sockets' close")
 
     async def test_events_from_both_hosts(self) -> None:
         stream = await self.a.events()
@@ -624,6 +661,31 @@ class ClusterTests(unittest.TestCase):
 
         await poll(reactor, lambda: seen("alpha") and seen("beta"), 15, what="events of both hosts")
         self.assertLessEqual({"alpha", "beta"}, set(parse_vector(stream.named[-1]["id"])))
+
+    async def test_nats_restart(self) -> None:
+        """A stream open through a gateway when NATS restarts is cut off (its tunnel is lost,
+        nothing resumes); once the link is back, the gateway serves the session again and
+        share links made before still work."""
+        sid, _ = await self.create(self.a, ["cat"], host="alpha")
+        code, share, _ = await self.a.request("POST", f"/api/sessions/{sid}/share", {})
+        self.assertEqual(code, 200, share)
+        stream = await self.a.stream(sid)
+        await self.nats.restart()
+        await within(reactor, stream.ended, 30, "the stream's end")
+        self.assertFalse(stream.complete)
+        for client in (self.a, self.b):
+            await self.hosts_up(client, {"alpha", "beta"})
+
+        async def served() -> bool:
+            code, _, _ = await self.a.request(
+                "POST", f"/api/sessions/{sid}/input", {"text": "after-restart\r"}
+            )
+            return code == 200
+
+        await poll(reactor, served, 20, 0.2, "input after the restart")
+        reader = Client(reactor, self.cluster["gw-b"], token=share["token"])
+        self.addCleanup(lambda: defer.ensureDeferred(reader.close()))
+        await reader.wait_text(sid, "after-restart", timeout=10)
 
     async def test_host_killed_with_kill_9_answers_503_at_once(self) -> None:
         gamma = await self.start("gamma", ("--nats", self.nats.url, "--host-id", "gamma"), HOST_PASSWORD)
