@@ -368,6 +368,14 @@ class GatewayRouteTests(GatewayTestCase):
         self.assertEqual(health["status"], "ok")
         self.assertEqual(self.grants, [])
 
+    async def test_push_is_off(self) -> None:
+        """The browser client asks for push: a gateway answers as a host with --no-push."""
+        code, body, _ = await self.client.request("GET", "/api/push/vapid-public-key")
+        self.assertEqual((code, body["error"]), (503, "Push notifications not configured"))
+        code, body, _ = await self.client.request("POST", "/api/push/subscribe", {})
+        self.assertEqual(code, 503, body)
+        self.assertEqual(self.grants, [])
+
     async def test_metrics(self) -> None:
         self.directory.set("beta", status="down")
         await self.client.get("/api/hosts")

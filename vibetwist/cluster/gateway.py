@@ -76,6 +76,7 @@ from vibetwist.server.api import NOTIFICATION_PREFERENCES, QUICK_START, _body, _
 from vibetwist.server.limits import ConnectionLimiter, Limits, connection_peer
 from vibetwist.server.listen import Listener, parse_listen
 from vibetwist.server.metrics import route_template
+from vibetwist.server.push import PushAPI
 from vibetwist.server.site import guarded_resource, make_site
 from vibetwist.server.static import WebClient
 
@@ -490,6 +491,7 @@ class Gateway:
         self.relayed_bytes = 0
         self.event_streams: set[MergedEvents] = set()
         self.metrics = GatewayMetrics(self) if metrics else None
+        self.push = PushAPI(None, reactor.seconds)
         self._started = reactor.seconds()
         self._heartbeat: LoopingCall | None = None
         directory.when_changed(self._host_changed)
@@ -757,6 +759,28 @@ class Gateway:
     @app.route("/api/server/status", methods=["GET"])
     def server_status(self, request: Any) -> bytes:
         return _json(request, {"macAppConnected": False, "isHQMode": False, "version": __version__})
+
+    # A gateway sends no push notifications: its push routes answer as a host's with --no-push.
+
+    @app.route("/api/push/vapid-public-key", methods=["GET"])
+    def push_key(self, request: Any) -> bytes:
+        return _json(request, *self.push.public_key())
+
+    @app.route("/api/push/subscribe", methods=["POST"])
+    def push_subscribe(self, request: Any) -> bytes:
+        return _json(request, self.push.subscribe(_body(request)))
+
+    @app.route("/api/push/unsubscribe", methods=["POST"])
+    def push_unsubscribe(self, request: Any) -> bytes:
+        return _json(request, self.push.unsubscribe(_body(request)))
+
+    @app.route("/api/push/test", methods=["POST"])
+    async def push_test(self, request: Any) -> bytes:
+        return _json(request, await self.push.test(_body(request)))
+
+    @app.route("/api/push/status", methods=["GET"])
+    def push_status(self, request: Any) -> bytes:
+        return _json(request, self.push.status())
 
     @app.route("/api/hosts", methods=["GET"])
     def hosts(self, request: Any) -> bytes:
