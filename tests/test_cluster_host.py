@@ -22,7 +22,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
-from tests.support.daemon import CHECKOUT, Client, Daemon, kill_sessions, poll, within
+from tests.support.daemon import CHECKOUT, Client, Daemon, SSEStream, kill_sessions, poll, within
 from tests.support.nats import NATSServer
 from vibetwist.cluster.host import EXIT_HOST_ID_IN_USE
 from vibetwist.cluster.link import NATSLink
@@ -42,6 +42,13 @@ class _Through:
 
     def endpointForURI(self, uri: Any) -> Any:
         return self._endpoint
+
+
+class _WithoutJetStream(NATSServer):
+    """A nats-server without JetStream: no KV bucket can be made on it."""
+
+    def arguments(self) -> list[str]:
+        return [a for a in super().arguments() if a != "-js"]
 
 
 class ClusterHostTests(unittest.TestCase):
@@ -210,6 +217,89 @@ class ClusterHostTests(unittest.TestCase):
 
         await poll(reactor, served, 20, 0.2, "a tunnel to the host after the restart")
         await self.record("delta", lambda r: r.heartbeat != before and r.status == "up")
+
+    async def test_tunnels_not_counted_by_the_connection_cap(self) -> None:
+        """Tunnel connections are the gateways', not browsers': --max-connections does not count
+        them, while it still holds the host's own port."""
+        daemon = await self.daemon("epsilon", "--max-connections", "1")
+        await self.record("epsilon")
+        direct = Client(reactor, daemon)
+        self.addCleanup(lambda: defer.ensureDeferred(direct.close()))
+        await direct.events()
+        self.assertEqual((await direct.request("GET", "/api/sessions"))[0], 503)
+        streams = []
+        for _ in range(3):
+            http = self.http("epsilon", FULL)
+            response = await within(
+                reactor, http.get("http://cluster/api/events", unbuffered=True), 10, "events"
+            )
+            self.assertEqual(response.code, 200)
+            stream = SSEStream()
+            response.deliverBody(stream)
+            streams.append(stream)
+        self.assertEqual(await self.call(self.http("epsilon", FULL), "GET", "/api/sessions"), (200, []))
+        for stream in streams:
+            stream.abort()
+        await poll(reactor, lambda: all(s.reason is not None for s in streams), 5, 0.05, "streams closed")
+
+    async def test_joins_when_nats_comes_later(self) -> None:
+        """A host started while its NATS server is down serves as soon as the server is up."""
+        later = NATSServer(reactor)
+        self.addCleanup(lambda: defer.ensureDeferred(later.cleanup()))
+        base = self.base / "zeta"
+        base.mkdir(mode=0o700)
+        daemon = Daemon(reactor, base, args=("--nats", later.url, "--host-id", "zeta"))
+        self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
+        await daemon.start()
+        await later.start()
+        link = NATSLink(reactor, NATSConfig(servers=(later.url,)), "test gateway 2")
+        self.addCleanup(link.stop)
+        await within(reactor, link.start(), 10, "the second link")
+        kv = await link.key_value(BUCKET, RECORD_TTL)
+        await poll(reactor, lambda: kv.get("zeta"), 15, 0.1, "the record of zeta")
+        self.assertTrue(daemon.running)
+
+    async def test_restart_in_place_keeps_the_host(self) -> None:
+        """A host restarted in place keeps its boot id and serves its tunnels again at once."""
+        daemon = await self.daemon("eta")
+        record = await self.record("eta")
+        await daemon.restart()
+        http = self.http("eta", FULL)
+
+        async def served() -> bool:
+            try:
+                return (await self.call(http, "GET", "/api/sessions"))[0] == 200
+            except Exception:
+                return False
+
+        await poll(reactor, served, 10, 0.1, "a tunnel to the restarted host")
+        after = await self.record("eta", lambda r: r.heartbeat != record.heartbeat)
+        self.assertEqual((after.boot, after.status), (record.boot, "up"))
+        self.assertNotIn("is in use", daemon.log())
+
+    async def test_joins_once_jetstream_is_there(self) -> None:
+        """A host whose NATS server has no JetStream (no registry) keeps trying, and joins once
+        a server with JetStream answers at the same address."""
+        plain = _WithoutJetStream(reactor)
+        self.addCleanup(lambda: defer.ensureDeferred(plain.cleanup()))
+        await plain.start()
+        base = self.base / "theta"
+        base.mkdir(mode=0o700)
+        daemon = Daemon(reactor, base, args=("--nats", plain.url, "--host-id", "theta"))
+        self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
+        await daemon.start()
+        await poll(reactor, lambda: "could not join yet" in daemon.log(), 20, 0.1, "a failed attempt")
+        await plain.stop()
+        full = NATSServer(reactor)
+        full.port = plain.port
+        self.addCleanup(lambda: defer.ensureDeferred(full.cleanup()))
+        await full.start()
+        link = NATSLink(reactor, NATSConfig(servers=(full.url,)), "test gateway 3")
+        self.addCleanup(link.stop)
+        await within(reactor, link.start(), 10, "the third link")
+        kv = await link.key_value(BUCKET, RECORD_TTL)
+        await poll(reactor, lambda: kv.get("theta"), 20, 0.1, "the record of theta")
+        self.assertTrue(daemon.running)
 
     async def _connected(self) -> None:
         await poll(reactor, lambda: self.link.connected, 15, 0.1, "connected")

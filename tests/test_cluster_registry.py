@@ -7,6 +7,8 @@ tests.test_cluster_host runs the same code against a real nats-server.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +27,7 @@ from vibetwist.cluster.registry import (
     HostRecord,
     HostView,
     iso_now,
+    new_boot,
 )
 
 
@@ -143,6 +146,25 @@ class RecordTests(SynchronousTestCase):
                 "startedAt": "2026-01-01T00:00:00.000Z",
             },
         )
+
+
+class BootTests(SynchronousTestCase):
+    """A boot id belongs to one process, exec or not."""
+
+    def test_same_process_same_boot(self) -> None:
+        """The boot id is the same each time a process asks, across an exec too, and another
+        process's differs."""
+        here = new_boot()
+        self.assertEqual(new_boot(), here)
+        code = "import os, sys; os.execv(sys.executable, [sys.executable, '-c', {!r}])"
+        inner = "from vibetwist.cluster.registry import new_boot; print(new_boot())"
+        before = "from vibetwist.cluster.registry import new_boot; print(new_boot(), flush=True); "
+        out = subprocess.run(
+            [sys.executable, "-c", before + code.format(inner)], capture_output=True, text=True, check=True
+        )
+        first, second = out.stdout.split()
+        self.assertEqual(first, second)
+        self.assertNotEqual(first, here)
 
 
 class BeaconTests(SynchronousTestCase):

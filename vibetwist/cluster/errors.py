@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_gateway -*-
+# -*- test-case-name: tests.test_gateway_ws -*-
 """What a gateway answers when the host a request belongs to cannot be reached."""
 
 from __future__ import annotations

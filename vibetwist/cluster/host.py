@@ -28,6 +28,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -42,6 +43,8 @@ from vibetwist.model.controldir import is_session_id
 
 #: The exit status of a daemon whose host id another live host holds.
 EXIT_HOST_ID_IN_USE = 3
+#: Seconds between two attempts to join when one failed half-way.
+RETRY = 1.0
 
 _log = Logger()
 
@@ -145,26 +148,43 @@ class ClusterHost(Service):
 
     async def _join(self) -> None:
         link, beacon = self.link, self.beacon
-        assert beacon is not None
+        if beacon is None:
+            return
         _log.info(
             "cluster: host {host} joining through NATS {servers}",
             host=self.host_id,
             servers=self._config.describe(),
         )
         await link.start()
-        if self._stopping:
+        while not self._stopping:
+            try:
+                await beacon.claim()
+                if self._stopping:
+                    return
+                if self.listener is None:
+                    listener = TunnelListener(link, host_subject(self.host_id), self._site)
+                    await listener.start()
+                    self.listener = listener
+                if self._stopping:
+                    return
+                await beacon.start()
+            except HostIdInUse:
+                raise
+            except Exception as error:
+                # The link went down between two steps, or JetStream is not there yet: again.
+                _log.warn(
+                    "cluster: host {host} could not join yet ({error}); trying again",
+                    host=self.host_id,
+                    error=error,
+                )
+                await deferLater(self._reactor, RETRY, lambda: None)
+                continue
+            _log.info(
+                "cluster: host {host} serving on {subject}",
+                host=self.host_id,
+                subject=host_subject(self.host_id),
+            )
             return
-        await beacon.claim()
-        if self._stopping:
-            return
-        self.listener = TunnelListener(link, host_subject(self.host_id), self._site)
-        await self.listener.start()
-        if self._stopping:
-            return
-        await beacon.start()
-        _log.info(
-            "cluster: host {host} serving on {subject}", host=self.host_id, subject=host_subject(self.host_id)
-        )
 
     def _failed(self, failure: Any) -> None:
         if failure.check(HostIdInUse):

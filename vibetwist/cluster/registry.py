@@ -6,7 +6,9 @@ A host (:class:`HostBeacon`) puts its record when it starts and again every
 puts it with ``"status": "stopped"`` when it stops cleanly. The bucket keeps a
 record for :data:`RECORD_TTL` at most, so a host that is gone for good drops out.
 
-A host refuses a name another live host holds: when a record of the name with
+A host's boot id stays the same across a restart in place (the same process
+execs a new daemon), so it takes its own record back at once. A host refuses a
+name another live host holds: when a record of the name with
 another boot id exists, the host reads it again a heartbeat later; a record
 that changed meanwhile belongs to a live host (:class:`HostIdInUse`). This
 compares two readings of the record, not its time stamp with this machine's
@@ -24,11 +26,14 @@ machine's clock; from then on only the arrival of new revisions counts.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
+import os
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -76,8 +81,19 @@ def parse_iso(text: str) -> float | None:
 
 
 def new_boot() -> str:
-    """An id of one run of a daemon: random, different for every process."""
-    return secrets.token_hex(8)
+    """An id of one run of a daemon, different for every process.
+
+    Made from the machine's boot id, the process id and the process's start time,
+    which an exec keeps: a daemon restarted in place (same process) keeps its boot
+    id and takes its record back at once. Random where /proc cannot tell them.
+    """
+    try:
+        machine = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path("/proc/self/stat").read_text()
+        started = stat[stat.rfind(")") + 2 :].split()[19]
+    except (OSError, IndexError):
+        return secrets.token_hex(8)
+    return hashlib.sha256(f"{machine}:{os.getpid()}:{started}".encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,9 @@ ConnectHost = Callable[[str, dict[str, Any]], IStreamClientEndpoint]
 
 #: Largest message a browser may send, in bytes (as a host takes).
 MAX_MESSAGE = 1 << 20
+#: Subscriptions of one ``/buffers`` socket waiting for their hosts to be located, past which
+#: the socket is not read until fewer wait.
+MAX_WAITING = 64
 #: The kernel's send buffer per browser connection, as a host sets it for its viewers.
 SEND_BUFFER = 256 * 1024
 #: How many times a lost leg is opened again before the browser is told the host is gone,
@@ -547,6 +550,7 @@ class _BuffersRelay(_Relay):
         self.subscriptions: dict[str, str] = {}
         # Subscriptions are located one after the other, so they reach the hosts in order.
         self._turn: defer.Deferred[None] = defer.succeed(None)
+        self._waiting = 0
         self.send(_dumps({"type": "connected", "version": "1.0"}), False)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -558,8 +562,12 @@ class _BuffersRelay(_Relay):
             now = int(self.factory.relays.reactor.seconds() * 1000)
             self.send(_dumps({"type": "pong", "timestamp": now}), False)
         elif kind in ("subscribe", "unsubscribe"):
+            self._waiting += 1
+            if self._waiting >= MAX_WAITING:
+                self.reading.hold("locating")  # no more until the hosts of these are known
             self._turn.addCallback(lambda _: self._handle(kind, message.get("sessionId")))
             self._turn.addErrback(lambda f: log.failure("cluster: a /buffers message failed", f))
+            self._turn.addBoth(self._handled)
         else:
             self.send_error(f"Unknown message type: {str(kind)[:100]}")
 
@@ -576,6 +584,11 @@ class _BuffersRelay(_Relay):
             self.send_error("A message must be a JSON object")
             return None
         return value
+
+    def _handled(self, _: object) -> None:
+        self._waiting -= 1
+        if self._waiting < MAX_WAITING:
+            self.reading.release("locating")
 
     def _handle(self, kind: str, session_id: Any) -> Any:
         if not self.sendable:
