@@ -142,6 +142,9 @@ class Flood:
 class TunnelCase(LinkCase):
     """A host link with a TunnelListener and a gateway link with a TunnelEndpoint to it."""
 
+    def setUp(self) -> None:
+        self.listeners: list[TunnelListener] = []
+
     async def tunnel(
         self, factory: Any, server: NATSServer | None = None, **options: Any
     ) -> tuple[NATSServer, NATSLink, NATSLink, TunnelListener, TunnelEndpoint]:
@@ -152,6 +155,8 @@ class TunnelCase(LinkCase):
         listener = TunnelListener(host, "vt.h.test", factory, **options)
         await listener.start()
         self.addCleanup(listener.stop)
+        self.listeners.append(listener)
+        self.host_link = host
         endpoint = TunnelEndpoint(gateway, "vt.h.test", GRANT, "gw-1", **options)
         return server, host, gateway, listener, endpoint
 
@@ -177,6 +182,17 @@ class HTTPTests(TunnelCase):
         echoed = await within(reactor, treq.content(response), 30, "POST body")
         self.assertEqual(echoed, upload)
         self.assertEqual(response.headers.getRawHeaders("x-digest"), [hashlib.sha256(upload).hexdigest()])
+
+    async def test_persistent_connection_is_reused(self) -> None:
+        """treq with a persistent pool sends several requests over one tunnel."""
+        _, _, _, listener, endpoint = await self.tunnel(Site(Bytes()))
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        self.addCleanup(pool.closeCachedConnections)
+        client = HTTPClient(Agent.usingEndpointFactory(reactor, Endpoints(endpoint), pool=pool))
+        for n in (10, 20000, 30):
+            response = await client.get(f"http://host/bytes?n={n}")
+            self.assertEqual(await treq.content(response), pattern(n))
+        self.assertEqual(len(listener.connections), 1)
 
     async def test_host_sees_gateway_and_grant(self) -> None:
         """On the host, a tunnel request's transport is a TunnelTransport whose peer is the
@@ -378,6 +394,7 @@ class EndingTests(TunnelCase):
         await poll(reactor, lambda: reactor.seconds() - idle > 1.5, timeout=5, what="idle time")
         self.assertIsNone(host.reason)
         await gateway.stop()
+        await within(reactor, client.ended, 5, "gateway side closes")
         self.assertTrue(client.reason is not None and client.reason.check(TunnelLost))
         stopped = reactor.seconds()
         await within(reactor, host.ended, 10, "host side closes")
@@ -413,6 +430,17 @@ class EndingTests(TunnelCase):
         again.transport.write(b"after")
         again.transport.loseConnection()
         await within(reactor, again.ended, 10, "the new tunnel closes")
+
+    async def test_stopping_host_tells_gateways(self) -> None:
+        """A host that stops its listener and then its link at once still tells the
+        gateway: the gateway's side ends cleanly with the host's reason."""
+        client, host, _, _ = await self.connected_pair()
+        (listener,) = self.listeners
+        listener.stop()
+        await self.host_link.stop()
+        await within(reactor, client.ended, 10, "gateway side closes")
+        self.assertTrue(client.reason is not None and client.reason.check(error.ConnectionDone))
+        self.assertIn("stopped listening", str(client.reason.value))
 
     async def test_close_is_clean_on_both_sides(self) -> None:
         """loseConnection on one side ends both with ConnectionDone after every written byte

@@ -20,7 +20,8 @@ from twisted.internet import defer, endpoints, reactor
 from twisted.trial import unittest
 
 from tests.support.cluster import FakeDirectory
-from tests.support.daemon import Client, Daemon, open_ws, poll, within
+from tests.support.daemon import Client, Daemon, kill_sessions, open_ws, poll, within
+from tests.support.nats import NATSServer
 from tests.test_e2e_websocket import screen_of
 from vibetwist.cluster.gateway import Gateway, format_vector, parse_vector, tunnel_grant
 from vibetwist.login.authority import Authority
@@ -424,3 +425,221 @@ class VectorTests(unittest.SynchronousTestCase):
         self.assertEqual(tunnel_grant(Grant("bob", method="password")), {"kind": "full", "user": "bob"})
         self.assertEqual(tunnel_grant(Grant(None, "s1")), {"kind": "read", "session": "s1"})
         self.assertEqual(tunnel_grant(None), {"kind": "full", "user": None})
+
+
+# -- the real thing: a nats-server, hosts with --nats and gateway daemons -------------------
+
+HOST_PASSWORD = "the hosts' own"
+
+
+async def _daemon(name: str, args: tuple[str, ...], password: str) -> Daemon:
+    base = Path(tempfile.mkdtemp(prefix=f"gw-cluster-{name}-", dir=os.getcwd()))
+    env = {"VIBETUNNEL_USERNAME": USER, "VIBETUNNEL_PASSWORD": password}
+    daemon = Daemon(reactor, base, args=args, env=env)
+    await daemon.start(timeout=30)
+    return daemon
+
+
+async def logged_in(daemon: Daemon, password: str) -> Client:
+    """A client of daemon carrying a login token."""
+    client = Client(reactor, daemon)
+    code, body, _ = await client.request("POST", "/api/auth/password", {"userId": USER, "password": password})
+    if code != 200:
+        raise AssertionError(f"login at {daemon.origin}: {code} {body!r}")
+    client.token = body["token"]
+    return client
+
+
+class ClusterTests(unittest.TestCase):
+    """Two hosts and two gateways, every one a process of its own, joined by a nats-server.
+
+    Login is on everywhere: at the gateways with one password, at the hosts with
+    another, which no request through a gateway carries (the hosts act on the grant
+    their tunnel brings).
+    """
+
+    timeout = 90
+
+    def setUp(self) -> defer.Deferred[None]:  # type: ignore[override]
+        return defer.ensureDeferred(self._set_up())
+
+    async def _set_up(self) -> None:
+        self.nats = NATSServer(reactor)
+        self.addCleanup(lambda: defer.ensureDeferred(self.nats.cleanup()))
+        await self.nats.start()
+        self.cluster: dict[str, Daemon] = {}
+        starting = [
+            *(
+                self.start(name, ("--nats", self.nats.url, "--host-id", name), HOST_PASSWORD)
+                for name in ("alpha", "beta")
+            ),
+            *(
+                self.start(name, ("--gateway", "--nats", self.nats.url), PASSWORD)
+                for name in ("gw-a", "gw-b")
+            ),
+        ]
+        for daemon in await defer.gatherResults([defer.ensureDeferred(d) for d in starting]):
+            self.cluster[daemon.name] = daemon
+        self.a = await logged_in(self.cluster["gw-a"], PASSWORD)
+        self.b = await logged_in(self.cluster["gw-b"], PASSWORD)
+        for client in (self.a, self.b):
+            self.addCleanup(lambda c=client: defer.ensureDeferred(c.close()))
+        for client in (self.a, self.b):
+            await self.hosts_up(client, {"alpha", "beta"})
+        self.made: list[str] = []
+        self.addCleanup(lambda: defer.ensureDeferred(self._clean()))
+
+    async def start(self, name: str, args: tuple[str, ...], password: str) -> Daemon:
+        daemon = await _daemon(name, args, password)
+        daemon.name = name  # type: ignore[attr-defined]
+        self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
+        return daemon
+
+    async def _clean(self) -> None:
+        kill_sessions(set(self.made))
+
+    async def hosts_up(self, client: Client, names: set[str]) -> None:
+        async def check() -> bool:
+            hosts = await client.get("/api/hosts")
+            return names <= {h["host"] for h in hosts if h["status"] == "up"}
+
+        await poll(reactor, check, 20, 0.1, f"{names} up at {client.daemon.origin}")
+
+    async def create(self, client: Client, command: list[str], **fields: Any) -> tuple[str, str]:
+        code, body, _ = await client.request("POST", "/api/sessions", dict(fields, command=command))
+        self.assertEqual(code, 200, body)
+        self.made.append(body["sessionId"])
+        return body["sessionId"], body["host"]
+
+    async def host_client(self, name: str) -> Client:
+        client = await logged_in(self.cluster[name], HOST_PASSWORD)
+        self.addCleanup(lambda: defer.ensureDeferred(client.close()))
+        return client
+
+    async def test_list_create_and_hosts(self) -> None:
+        """Sessions made on a chosen host and on the least loaded one, listed with their hosts
+        by either gateway; /api/hosts and /api/config name both hosts."""
+        on_beta, host = await self.create(self.a, ["cat"], host="beta")
+        self.assertEqual(host, "beta")
+        _, chosen = await self.create(self.a, ["cat"])
+        self.assertIn(chosen, ("alpha", "beta"))
+        listed = {s["id"]: s["host"] for s in await self.b.get("/api/sessions")}
+        self.assertEqual(listed[on_beta], "beta")
+        own = {s["id"] for s in await (await self.host_client("beta")).get("/api/sessions")}
+        self.assertIn(on_beta, own)
+        hosts = await self.a.get("/api/hosts")
+        names = [h["host"] for h in hosts]
+        self.assertEqual(names, sorted(names))
+        alpha = next(h for h in hosts if h["host"] == "alpha")
+        self.assertEqual(set(alpha), {"host", "status", "sessions", "lastHeartbeat", "version", "startedAt"})
+        config = await self.a.get("/api/config")
+        self.assertTrue(config["gateway"])
+        self.assertLessEqual({"alpha", "beta"}, set(config["hosts"]))
+        code, body, _ = await self.a.request("POST", "/api/sessions", {"command": ["cat"], "host": "nowhere"})
+        self.assertEqual(code, 400, body)
+
+    async def test_session_routes_through_the_tunnels(self) -> None:
+        """Input, resize, rename, text, buffer and kill of a session through a gateway that
+        did not make it."""
+        sid, host = await self.create(self.a, ["cat"], host="alpha", cols=80, rows=24)
+        code, _, _ = await self.b.request("POST", f"/api/sessions/{sid}/input", {"text": "tunnelled\r"})
+        self.assertEqual(code, 200)
+        await self.b.wait_text(sid, "tunnelled", timeout=10)
+        code, body, _ = await self.b.request("POST", f"/api/sessions/{sid}/resize", {"cols": 90, "rows": 20})
+        self.assertEqual(code, 200, body)
+        code, body, _ = await self.b.request("PATCH", f"/api/sessions/{sid}", {"name": "over-nats"})
+        self.assertEqual((code, body.get("name")), (200, "over-nats"))
+        direct = await self.host_client(host)
+        self.assertEqual((await direct.session(sid))["name"], "over-nats")
+        code, buffer, _ = await self.b.request("GET", f"/api/sessions/{sid}/buffer")
+        self.assertEqual(code, 200)
+        self.assertEqual(buffer, (await direct.request("GET", f"/api/sessions/{sid}/buffer"))[1])
+        code, body, _ = await self.b.request("DELETE", f"/api/sessions/{sid}")
+        self.assertEqual(code, 200, body)
+        await direct.wait_status(sid, "exited", timeout=10)
+
+    async def test_stream_is_the_hosts_byte_for_byte(self) -> None:
+        sid, host = await self.create(self.a, ["seq", "1", "3000"], host="beta")
+        direct = await self.host_client(host)
+        await direct.wait_status(sid, "exited", timeout=10)
+
+        async def whole(client: Client) -> bytes:
+            response = await client._stream_http.get(
+                client.daemon.url(f"/api/sessions/{sid}/stream"),
+                params={"token": client.token},
+                unbuffered=True,
+            )
+            self.assertEqual(response.code, 200)
+            return await within(reactor, treq.content(response), 15, "the stream")  # type: ignore[no-any-return]
+
+        through, own = await whole(self.b), await whole(direct)
+        self.assertIn(b"3000", through)
+        self.assertEqual(through, own)
+
+    async def test_share_made_on_one_gateway_works_on_the_other(self) -> None:
+        sid, _ = await self.create(self.a, ["cat"], host="alpha")
+        await self.a.request("POST", f"/api/sessions/{sid}/input", {"text": "for-sharing\r"})
+        code, share, _ = await self.a.request("POST", f"/api/sessions/{sid}/share", {})
+        self.assertEqual(code, 200, share)
+        reader = Client(reactor, self.cluster["gw-b"], token=share["token"])
+        self.addCleanup(lambda: defer.ensureDeferred(reader.close()))
+        await reader.wait_text(sid, "for-sharing", timeout=10)
+        code, body, _ = await reader.request("POST", f"/api/sessions/{sid}/input", {"text": "no"})
+        self.assertEqual((code, body["error"]), (403, "This link is read-only"))
+
+    async def test_login_and_origin_checks_at_the_gateway(self) -> None:
+        anonymous = Client(reactor, self.cluster["gw-a"])
+        self.addCleanup(lambda: defer.ensureDeferred(anonymous.close()))
+        code, body, _ = await anonymous.request("GET", "/api/sessions")
+        self.assertEqual((code, body["error"]), (401, "Authentication required"))
+        code, body, _ = await self.a.request(
+            "GET", "/api/sessions", headers={"Origin": "http://evil.example"}
+        )
+        self.assertEqual(code, 403, body)
+        code, body, _ = await self.a.request("GET", "/api/hosts", headers={"Host": "evil.example"})
+        self.assertEqual(code, 403, body)
+
+    async def test_websockets_through_the_tunnels(self) -> None:
+        sid, _ = await self.create(self.a, ["cat"], host="beta")
+        term = await open_ws(reactor, self.cluster["gw-b"], f"/ws/sessions/{sid}?token={self.b.token}")
+        typing = await open_ws(
+            reactor, self.cluster["gw-b"], f"/ws/input?sessionId={sid}&token={self.b.token}"
+        )
+        typing.sendMessage(b"socket-over-nats\r")
+        try:
+            await term.wait_for(lambda: term.texts() and "socket-over-nats" in screen_of(term).text())
+        finally:
+            print("DBG", term.messages[:5], typing.messages[:5])
+        term.sendClose()
+        typing.sendClose()
+        await within(reactor, defer.gatherResults([term.closed, typing.closed]), 10, "the sockets' close")
+
+    async def test_events_from_both_hosts(self) -> None:
+        stream = await self.a.events()
+        await poll(reactor, lambda: bool(stream.named) or True, 1)
+        sids = {}
+        for host in ("alpha", "beta"):
+            # The gateway opens its legs as the stream starts: wait until a new event shows on it.
+            sids[host], _ = await self.create(self.a, ["true"], host=host)
+
+        def seen(host: str) -> bool:
+            return any(
+                n["data"].get("sessionId") == sids[host] and n["data"].get("host") == host
+                for n in stream.named
+            )
+
+        await poll(reactor, lambda: seen("alpha") and seen("beta"), 15, what="events of both hosts")
+        self.assertLessEqual({"alpha", "beta"}, set(parse_vector(stream.named[-1]["id"])))
+
+    async def test_host_killed_with_kill_9_answers_503_at_once(self) -> None:
+        gamma = await self.start("gamma", ("--nats", self.nats.url, "--host-id", "gamma"), HOST_PASSWORD)
+        await self.hosts_up(self.a, {"gamma"})
+        code, body, _ = await self.a.request("POST", "/api/sessions", {"command": ["cat"], "host": "gamma"})
+        self.assertEqual(code, 200, body)
+        sid = body["sessionId"]
+        await gamma.crash()
+        started = time.monotonic()
+        code, body, _ = await self.a.request("GET", f"/api/sessions/{sid}/text")
+        elapsed = time.monotonic() - started
+        self.assertEqual((code, body), (503, {"error": "host gamma is unreachable"}))
+        self.assertLess(elapsed, 0.1)

@@ -181,6 +181,12 @@ class Options(usage.Options):
             "Accept permessage-deflate on WebSockets (costs CPU per viewer; off by default).",
         ],
         [
+            "gateway",
+            None,
+            "Run no programs: serve the sessions of every host of the cluster that --nats "
+            "joins, through their tunnels, with this daemon's login and listeners.",
+        ],
+        [
             "sessions-outlive-daemon",
             None,
             "Run each new session's program in a small holder process of its own, so that it goes "
@@ -217,6 +223,7 @@ class Options(usage.Options):
         raise SystemExit(0)
 
     def postOptions(self) -> None:
+        self._post_gateway()
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
         self["control-dir"] = (
@@ -274,6 +281,16 @@ class Options(usage.Options):
             self["host-id"] = check_host_id(self["host-id"] or default_host_id(socket.gethostname()))
         except NATSOptionError as e:
             raise usage.UsageError(str(e)) from None
+
+    def _post_gateway(self) -> None:
+        """A gateway joins a cluster and runs no sessions: the options of sessions make no sense there."""
+        if not self["gateway"]:
+            return
+        if not self["nats"]:
+            raise usage.UsageError("--gateway needs --nats: the cluster whose hosts it serves")
+        for name in ("sessions-outlive-daemon", "shell", "host-id", "metrics-listen"):
+            if self[name]:
+                raise usage.UsageError(f"--{name} makes no sense with --gateway, which runs no sessions")
 
     def _post_login(self) -> None:
         """Work out whether login is on, and read the credentials."""
@@ -457,6 +474,11 @@ def makeService(options: Options, reactor: Any = None, restart_signal: bool = Tr
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
+    if options.get("gateway"):
+        # Only with --gateway: the NATS client and its thread are not loaded otherwise.
+        from vibetwist.cluster.gateway import make_gateway_service
+
+        return make_gateway_service(options, reactor)
     # Before anything copies the environment: the programs started later must not see it.
     handover = take_handover()
     top = MultiService()

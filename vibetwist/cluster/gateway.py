@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
@@ -39,6 +41,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from treq.client import HTTPClient
+from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol as BodyProtocol
@@ -57,16 +60,22 @@ from werkzeug.routing import RequestRedirect
 
 from vibetwist import __version__
 from vibetwist.cluster.errors import HostUnreachable
+from vibetwist.cluster.host import host_subject
+from vibetwist.cluster.link import NATSLink
+from vibetwist.cluster.registry import HostDirectory
 from vibetwist.cluster.relay import WebSocketRelays
+from vibetwist.cluster.tunnel import TunnelEndpoint
 from vibetwist.errors import BadRequest, NotFound, RequestError, UpgradeRequired
-from vibetwist.login.authority import Authority
+from vibetwist.login.authority import Authority, authority_from_options
 from vibetwist.login.gate import AUTH_REQUIRED, READ_ONLY, redact, request_grant, request_token
-from vibetwist.login.tokens import ANONYMOUS, Grant
+from vibetwist.login.tokens import ANONYMOUS, SECRET_BYTES, Grant, SecretError, Tokens
 from vibetwist.model.launch import default_shell
 from vibetwist.model.peercred import Peer
 from vibetwist.server.api import NOTIFICATION_PREFERENCES, QUICK_START, _body, _client, _json
-from vibetwist.server.limits import connection_peer
+from vibetwist.server.limits import ConnectionLimiter, Limits, connection_peer
+from vibetwist.server.listen import Listener, parse_listen
 from vibetwist.server.metrics import route_template
+from vibetwist.server.site import guarded_resource, make_site
 from vibetwist.server.static import WebClient
 
 #: (host name, grant) -> an endpoint whose connections reach that host's site.
@@ -858,3 +867,116 @@ class Gateway:
     def stream_socket(self, request: Any, session_id: str) -> IResource:
         relays = self._relays(request)
         return relays.sessions_resource(request, session_id, tunnel_grant(request_grant(request)))
+
+
+# -- the daemon -----------------------------------------------------------------------------
+
+#: The KV bucket and key of the secret every gateway of a cluster signs tokens with.
+SECRETS_BUCKET = "vibetwist_secrets"
+SECRET_KEY = "token-secret"
+#: The ``iss`` of tokens made by the gateways of a cluster: the same for all of them.
+CLUSTER_ISSUER = "vibetwist:cluster"
+
+
+async def cluster_secret(link: Any) -> bytes:
+    """The token secret of the cluster's gateways: made by the first (``create``), read by the others."""
+    kv = await link.key_value(SECRETS_BUCKET, 0, 1)
+    fresh = secrets.token_hex(SECRET_BYTES).encode("ascii")
+    if await kv.create(SECRET_KEY, fresh):
+        return bytes.fromhex(fresh.decode("ascii"))
+    raw = await kv.get(SECRET_KEY)
+    try:
+        secret = bytes.fromhex((raw or b"").decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        secret = b""
+    if len(secret) < SECRET_BYTES:
+        raise SecretError(f"{SECRETS_BUCKET} {SECRET_KEY} does not hold a secret of {SECRET_BYTES} bytes")
+    return secret
+
+
+class GatewayService(MultiService):
+    """A gateway daemon: its NATS link, the secret, the directory, the site and its listeners.
+
+    Nothing listens until the link is up, the secret read and the directory watched, so a
+    gateway that serves at all serves tokens every other gateway takes.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, options: Any, gateway_id: str | None = None) -> None:
+        super().__init__()
+        self._reactor = reactor
+        self._options = options
+        self.gateway_id = gateway_id or f"{socket.gethostname().split('.')[0]}-{secrets.token_hex(4)}"
+        self.link = NATSLink(reactor, options["nats-config"], f"vibetwist gateway {self.gateway_id}")
+        self.directory = HostDirectory(reactor, self.link)
+        self.gateway: Gateway | None = None
+        self._starting: Deferred[None] | None = None
+        self._stopping = False
+
+    def connect_host(self, host: str, grant: dict[str, Any]) -> IStreamClientEndpoint:
+        return TunnelEndpoint(self.link, host_subject(host), grant, self.gateway_id)  # type: ignore[return-value]
+
+    def startService(self) -> None:
+        super().startService()
+        self._starting = ensureDeferred(self._start())
+        self._starting.addErrback(self._failed)
+
+    async def _start(self) -> None:
+        options = self._options
+        self.log.info(
+            "cluster: gateway {id} joining through NATS {servers}",
+            id=self.gateway_id,
+            servers=options["nats-config"].describe(),
+        )
+        await self.link.start()
+        secret = await cluster_secret(self.link)
+        await self.directory.start()
+        if self._stopping:
+            return
+        authority = authority_from_options(options, self._reactor, Tokens(secret, issuer=CLUSTER_ISSUER))
+        gateway = Gateway(
+            self._reactor,
+            self.directory,
+            self.connect_host,
+            authority,
+            metrics=not options["no-metrics"],
+            compress=bool(options["compress"]),
+        )
+        self.gateway = gateway
+        gateway.start()
+        guarded = guarded_resource(
+            gateway.resource(), authority, allowed_hosts=options["allowed-hosts"], metrics=gateway.metrics
+        )
+        limits = options.get("limits") or Limits()
+        factory = ConnectionLimiter(make_site(guarded, bool(options["access-log"])), limits, self._reactor)
+        for description in options["listen"]:
+            Listener(self._reactor, description, factory, parse_listen(description).tls).setServiceParent(
+                self
+            )
+
+    def _failed(self, failure: Failure) -> None:
+        if self._stopping:
+            return
+        self.log.failure("cluster: the gateway could not start", failure)
+        if self._reactor.running:
+            self._reactor.stop()
+
+    def stopService(self) -> Deferred[None]:
+        self._stopping = True
+        return ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        await super().stopService()
+        if self.gateway is not None:
+            try:
+                await self.gateway.stop().addTimeout(2.0, self._reactor)
+            except Exception as e:
+                self.log.warn("cluster: the gateway's sockets did not all close: {e}", e=e)
+        self.directory.stop()
+        await self.link.stop()
+
+
+def make_gateway_service(options: Any, reactor: Any) -> MultiService:
+    """The daemon of ``twistd vibetunnel --gateway``."""
+    return GatewayService(reactor, options)

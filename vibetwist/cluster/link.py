@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -277,6 +278,7 @@ class NATSLink:
         self._outbound_lock = threading.Lock()
         self._outbound: list[Callable[[Client], Awaitable[Any]]] = []
         # Loop side only.
+        self._batch: deque[Callable[[Client], Awaitable[Any]]] = deque()
         self._wake: asyncio.Event | None = None
         self._nc: Client | None = None
         self._subscriptions: set[Subscription] = set()
@@ -347,6 +349,12 @@ class NATSLink:
             await self._work(nc)
         except asyncio.CancelledError:
             pass
+        # What the reactor asked for before stop() (a tunnel's close, a last record) still
+        # goes out before the connection drains.
+        try:
+            await asyncio.wait_for(self._work_off(nc), 2.0)
+        except (Exception, asyncio.CancelledError):
+            pass
         for watch in list(self._watches):
             await watch._stop_on_loop(nc)
         try:
@@ -388,13 +396,20 @@ class NATSLink:
         while True:
             await wake.wait()
             wake.clear()
-            with self._outbound_lock:
-                batch, self._outbound = self._outbound, []
-            for operation in batch:
-                try:
-                    await operation(nc)
-                except Exception as error:
-                    self._post(log.warn, "nats: operation failed: {error}", error=error)
+            await self._work_off(nc)
+
+    async def _work_off(self, nc: Client) -> None:
+        """Run the operations queued so far, in order."""
+        with self._outbound_lock:
+            self._batch.extend(self._outbound)
+            self._outbound = []
+        batch = self._batch
+        while batch:
+            operation = batch.popleft()
+            try:
+                await operation(nc)
+            except Exception as error:
+                self._post(log.warn, "nats: operation failed: {error}", error=error)
 
     async def _on_error(self, error: Exception) -> None:
         self._post(log.debug, "nats: {error}", error=error)

@@ -420,7 +420,9 @@ class TunnelTransport:
         if self._on_closed is not None:
             self._on_closed(self)
         if self.protocol is not None:
-            self.protocol.connectionLost(reason)
+            # As Twisted's transports do, never from inside the protocol's own call of
+            # loseConnection or abortConnection.
+            self._reactor.callLater(0, self.protocol.connectionLost, reason)
 
 
 #: The open tunnels of each link, closed when the link loses NATS.
