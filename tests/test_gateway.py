@@ -1,9 +1,10 @@
-"""The gateway's HTTP side (vibetwist.cluster.gateway) against real host daemons.
+"""The gateway (vibetwist.cluster.gateway): its HTTP routes, its merged events and its sockets.
 
-The hosts are real ``twistd vibetunnel`` processes with login off, reached over TCP
-through the gateway's ConnectHost; the gateway runs in the test's process behind the
-same Host/Origin check and login gate as a daemon, with a directory of hosts the test
-sets (tests.support.cluster).
+Most classes run the gateway in the test's process against real host daemons with
+login off, reached over TCP through its ConnectHost, behind the same Host/Origin
+check and login gate as a daemon, with a directory of hosts the test sets
+(tests.support.cluster). ClusterTests runs the real thing: a nats-server, two
+hosts with ``--nats`` and two ``--gateway`` daemons, each a process of its own.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import treq
 from twisted.internet import defer, endpoints, reactor
+from twisted.python import usage
 from twisted.trial import unittest
 
 from tests.support.cluster import FakeDirectory
@@ -28,6 +30,7 @@ from vibetwist.login.authority import Authority
 from vibetwist.login.passwords import PasswordCheck
 from vibetwist.login.tokens import SECRET_BYTES, Grant, Tokens
 from vibetwist.server.site import guarded_site
+from vibetwist.tap import Options
 
 #: The host daemons the tests share, by name (stopped when the test process exits).
 _hosts: dict[str, Daemon] = {}
@@ -382,9 +385,9 @@ class EventsTests(GatewayTestCase):
     async def test_events_merged_with_a_vector_id(self) -> None:
         """/api/events carries every host's events, each with its host, under a vector id
         that resumes every host's stream."""
+        # "connected" (and so the response) comes once both hosts' streams have begun.
         stream = await self.client.events()
-        await poll(reactor, lambda: len(self.grants) >= 2, 5, what="both legs open")
-        await self.gateway_legs_ready(stream)
+        self.assertEqual(self.gateway.tunnels_open, 2)
         a, _ = await self.create(["true"], host="alpha")
         b, _ = await self.create(["true"], host="beta")
 
@@ -406,10 +409,6 @@ class EventsTests(GatewayTestCase):
         resumed = await self.client.events(last_event_id=format_vector(vector))
         await poll(reactor, lambda: any(n["data"].get("sessionId") == c for n in resumed.named), 10, what="c")
         self.assertFalse(any(n["data"].get("sessionId") in (a, b) for n in resumed.named))
-
-    async def gateway_legs_ready(self, stream: Any) -> None:
-        """Wait until the gateway follows both hosts (their streams have begun)."""
-        await poll(reactor, lambda: self.gateway.tunnels_open >= 2, 5, what="both legs answering")
 
 
 class VectorTests(unittest.SynchronousTestCase):
@@ -606,20 +605,15 @@ class ClusterTests(unittest.TestCase):
             reactor, self.cluster["gw-b"], f"/ws/input?sessionId={sid}&token={self.b.token}"
         )
         typing.sendMessage(b"socket-over-nats\r")
-        try:
-            await term.wait_for(lambda: term.texts() and "socket-over-nats" in screen_of(term).text())
-        finally:
-            print("DBG", term.messages[:5], typing.messages[:5])
+        await term.wait_for(lambda: term.texts() and "socket-over-nats" in screen_of(term).text())
         term.sendClose()
         typing.sendClose()
         await within(reactor, defer.gatherResults([term.closed, typing.closed]), 10, "the sockets' close")
 
     async def test_events_from_both_hosts(self) -> None:
         stream = await self.a.events()
-        await poll(reactor, lambda: bool(stream.named) or True, 1)
         sids = {}
         for host in ("alpha", "beta"):
-            # The gateway opens its legs as the stream starts: wait until a new event shows on it.
             sids[host], _ = await self.create(self.a, ["true"], host=host)
 
         def seen(host: str) -> bool:
@@ -643,3 +637,29 @@ class ClusterTests(unittest.TestCase):
         elapsed = time.monotonic() - started
         self.assertEqual((code, body), (503, {"error": "host gamma is unreachable"}))
         self.assertLess(elapsed, 0.1)
+
+
+class GatewayOptionsTests(unittest.SynchronousTestCase):
+    """``--gateway`` on the command line."""
+
+    def parse(self, *args: str) -> Options:
+        base = Path(tempfile.mkdtemp(prefix="gw-options-", dir=os.getcwd()))
+        options = Options(environ={})
+        options.parseOptions(["--control-dir", str(base / "control"), *args])
+        return options
+
+    def test_needs_nats(self) -> None:
+        with self.assertRaises(usage.UsageError) as caught:
+            self.parse("--gateway")
+        self.assertIn("--gateway needs --nats", str(caught.exception))
+
+    def test_session_options_refused(self) -> None:
+        for args in (("--sessions-outlive-daemon",), ("--shell", "/bin/sh"), ("--host-id", "alpha")):
+            with self.assertRaises(usage.UsageError) as caught:
+                self.parse("--gateway", "--nats", "nats://127.0.0.1:4222", *args)
+            self.assertIn("makes no sense with --gateway", str(caught.exception), args)
+
+    def test_gateway_with_nats(self) -> None:
+        options = self.parse("--gateway", "--nats", "nats://127.0.0.1:4222")
+        self.assertTrue(options["gateway"])
+        self.assertEqual(options["nats-config"].servers, ("nats://127.0.0.1:4222",))

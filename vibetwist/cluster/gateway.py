@@ -42,7 +42,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from treq.client import HTTPClient
 from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
 from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol as BodyProtocol
 from twisted.internet.task import deferLater
@@ -311,6 +311,8 @@ class MergedEvents:
             header = (request.args.get(b"lastEventId") or [None])[0]
         self.ids = parse_vector(header.decode("latin-1") if header is not None else None)
         self._legs: dict[str, _EventLeg | None] = {}
+        #: What arrived before "connected" was written.
+        self._early: list[bytes] | None = []
         self.done = False
 
     def start(self) -> None:
@@ -319,17 +321,31 @@ class MergedEvents:
         request.setHeader(b"cache-control", b"no-cache")
         request.setHeader(b"x-accel-buffering", b"no")
         request.notifyFinish().addBoth(lambda _: self.close())
-        request.write(b'event: connected\ndata: {"type":"connected"}\n\n')
         self._gateway.event_streams.add(self)
-        for view in self._gateway.directory.up():
-            self.open(view.name)
+        opening = [self.open(view.name) for view in self._gateway.directory.up()]
+        # "connected" once every up host's stream has begun (or failed, or 2 s passed): a
+        # client that has it gets every event from then on.
+        waiting: Deferred[Any] = DeferredList(opening).addTimeout(LIST_TIMEOUT, self._gateway.reactor)
+        waiting.addBoth(lambda _: self._connected())
 
-    def open(self, host: str) -> None:
-        """Follow host's stream unless it is followed already."""
-        if self.done or host in self._legs:
+    def _connected(self) -> None:
+        if self.done:
             return
+        early, self._early = self._early, None
+        self._request.write(b'event: connected\ndata: {"type":"connected"}\n\n' + b"".join(early or []))
+
+    def _write(self, data: bytes) -> None:
+        if self._early is not None:
+            self._early.append(data)
+        else:
+            self._request.write(data)
+
+    def open(self, host: str) -> Deferred[None]:
+        """Follow host's stream unless it is followed already; fires once it has begun (or failed)."""
+        if self.done or host in self._legs:
+            return succeed(None)
         self._legs[host] = None
-        ensureDeferred(self._open(host))
+        return ensureDeferred(self._open(host))
 
     async def _open(self, host: str) -> None:
         headers = {}
@@ -393,13 +409,13 @@ class MergedEvents:
         if event_id.isdigit():
             self.ids[host] = int(event_id)
         body = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        self._request.write(
+        self._write(
             f"id: {format_vector(self.ids)}\nevent: {event.decode('latin-1')}\ndata: {body}\n\n".encode()
         )
 
     def heartbeat(self) -> None:
         if not self.done:
-            self._request.write(b":heartbeat\n\n")
+            self._write(b":heartbeat\n\n")
 
     def close(self) -> None:
         if self.done:

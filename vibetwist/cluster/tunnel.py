@@ -239,6 +239,12 @@ class TunnelTransport:
 
     # -- IConsumer
 
+    @property
+    def producer(self) -> Any:
+        """The producer registered, under the name Twisted's transports give it (autobahn's
+        WebSocketResource and the daemon's sockets take over a connection by it)."""
+        return self._producer
+
     def registerProducer(self, producer: Any, streaming: bool) -> None:
         if self._producer is not None:
             raise RuntimeError(f"cannot register producer {producer}: {self._producer} is registered")
