@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import nkeys
 from treq.client import HTTPClient
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
@@ -24,6 +25,7 @@ from zope.interface import implementer
 
 from tests.support.daemon import CHECKOUT, Client, Daemon, SSEStream, kill_sessions, poll, within
 from tests.support.nats import NATSServer
+from tests.support.tls import make_certificate
 from vibetwist.cluster.host import EXIT_HOST_ID_IN_USE
 from vibetwist.cluster.link import NATSLink
 from vibetwist.cluster.options import NATSConfig
@@ -49,6 +51,18 @@ class _WithoutJetStream(NATSServer):
 
     def arguments(self) -> list[str]:
         return [a for a in super().arguments() if a != "-js"]
+
+
+class _WithConfig(NATSServer):
+    """A nats-server with a configuration file (its authorization block)."""
+
+    def __init__(self, reactor: Any, config: str) -> None:
+        super().__init__(reactor)
+        self.config = Path(self.store) / "server.conf"
+        self.config.write_text(config)
+
+    def arguments(self) -> list[str]:
+        return [*super().arguments(), "-c", str(self.config)]
 
 
 class ClusterHostTests(unittest.TestCase):
@@ -96,7 +110,10 @@ class ClusterHostTests(unittest.TestCase):
 
     def http(self, host_id: str, grant: dict[str, Any]) -> HTTPClient:
         """A treq client whose every request goes through a new tunnel to the host."""
-        endpoint = TunnelEndpoint(self.link, f"vt.h.{host_id}", grant, "gw-test")
+        return self.http_over(self.link, host_id, grant)
+
+    def http_over(self, link: NATSLink, host_id: str, grant: dict[str, Any]) -> HTTPClient:
+        endpoint = TunnelEndpoint(link, f"vt.h.{host_id}", grant, "gw-test")
         pool = HTTPConnectionPool(reactor, persistent=False)
         return HTTPClient(Agent.usingEndpointFactory(reactor, _Through(endpoint), pool=pool))
 
@@ -300,6 +317,76 @@ class ClusterHostTests(unittest.TestCase):
         kv = await link.key_value(BUCKET, RECORD_TTL)
         await poll(reactor, lambda: kv.get("theta"), 20, 0.1, "the record of theta")
         self.assertTrue(daemon.running)
+
+    async def test_token_in_the_url(self) -> None:
+        """A host authenticates with the token in its --nats URL, which its log never shows."""
+        secured = NATSServer(reactor, token="s3cret-token")
+        self.addCleanup(lambda: defer.ensureDeferred(secured.cleanup()))
+        await secured.start()
+        url = secured.url.replace("nats://", "nats://s3cret-token@")
+        base = self.base / "iota"
+        base.mkdir(mode=0o700)
+        daemon = Daemon(reactor, base, args=("--nats", url, "--host-id", "iota"))
+        self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
+        await daemon.start()
+        link = NATSLink(reactor, NATSConfig(servers=(secured.url,), token="s3cret-token"), "test gateway 4")
+        self.addCleanup(link.stop)
+        await within(reactor, link.start(), 10, "the token link")
+        kv = await link.key_value(BUCKET, RECORD_TTL)
+        await poll(reactor, lambda: kv.get("iota"), 15, 0.1, "the record of iota")
+        self.assertIn("nats://[redacted]@127.0.0.1", daemon.log())
+        self.assertNotIn("s3cret-token", daemon.log())
+
+    async def test_tls(self) -> None:
+        """A host reaches a TLS-only NATS server through a tls:// URL, checking its certificate
+        against --nats-tls-ca."""
+        folder = self.base / "tls"
+        folder.mkdir(mode=0o700)
+        key, cert, _ = make_certificate(folder)
+        secured = NATSServer(reactor, tls=(str(cert), str(key), str(cert)))
+        self.addCleanup(lambda: defer.ensureDeferred(secured.cleanup()))
+        await secured.start()
+        self.assertTrue(secured.url.startswith("tls://"))
+        base = self.base / "kappa"
+        base.mkdir(mode=0o700)
+        daemon = Daemon(
+            reactor, base, args=("--nats", secured.url, "--host-id", "kappa", "--nats-tls-ca", str(cert))
+        )
+        self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
+        await daemon.start()
+        link = NATSLink(reactor, NATSConfig(servers=(secured.url,), tls_ca=str(cert)), "test gateway 5")
+        self.addCleanup(link.stop)
+        await within(reactor, link.start(), 10, "the TLS link")
+        kv = await link.key_value(BUCKET, RECORD_TTL)
+        await poll(reactor, lambda: kv.get("kappa"), 15, 0.1, "the record of kappa")
+        http = self.http_over(link, "kappa", FULL)
+        self.assertEqual((await self.call(http, "GET", "/api/sessions"))[0], 200)
+
+    async def test_nkey_seed(self) -> None:
+        """A host authenticates with --nats-nkey to a server that knows only that NKey user."""
+        seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+        public = nkeys.from_seed(bytearray(seed)).public_key.decode()
+        folder = self.base / "nkey"
+        folder.mkdir(mode=0o700)
+        seed_file = folder / "host.nk"
+        seed_file.write_bytes(seed + b"\n")
+        seed_file.chmod(0o600)
+        secured = _WithConfig(reactor, f"authorization {{ users = [ {{ nkey: {public} }} ] }}\n")
+        self.addCleanup(lambda: defer.ensureDeferred(secured.cleanup()))
+        await secured.start()
+        base = self.base / "lambda"
+        base.mkdir(mode=0o700)
+        args = ("--nats", secured.url, "--host-id", "lambda", "--nats-nkey", str(seed_file))
+        daemon = Daemon(reactor, base, args=args)
+        self.addCleanup(lambda: defer.ensureDeferred(daemon.stop()))
+        await daemon.start()
+        link = NATSLink(
+            reactor, NATSConfig(servers=(secured.url,), nkey_file=str(seed_file)), "test gateway 6"
+        )
+        self.addCleanup(link.stop)
+        await within(reactor, link.start(), 10, "the NKey link")
+        kv = await link.key_value(BUCKET, RECORD_TTL)
+        await poll(reactor, lambda: kv.get("lambda"), 15, 0.1, "the record of lambda")
 
     async def _connected(self) -> None:
         await poll(reactor, lambda: self.link.connected, 15, 0.1, "connected")

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet import defer, reactor
+from twisted.trial.unittest import SkipTest
 
 from tests.support.daemon import poll, sleep, within
-from tests.support.nats import LinkCase, NATSServer
-from vibetwist.cluster.link import LinkDown, Message, RequestTimeout, Unreachable
+from tests.support.nats import LinkCase, MemoryServers, NATSServer
+from vibetwist.cluster.link import LinkDown, Message, NATSLink, RequestTimeout, Unreachable
+from vibetwist.cluster.options import NATSConfig
+
+
+class CountingReactor:
+    """The reactor, counting the calls of callFromThread."""
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self.calls = 0
+
+    def callFromThread(self, function: Any, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+        self._reactor.callFromThread(function, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
 
 
 class MessageTests(LinkCase):
@@ -23,6 +42,25 @@ class MessageTests(LinkCase):
         await poll(reactor, lambda: len(got) >= 2000, timeout=10, what="all messages")
         self.assertEqual([m.data for m in got], [b"%d" % n for n in range(2000)])
         self.assertEqual({m.subject for m in got}, {"t.order"})
+
+    async def test_a_flood_wakes_the_reactor_in_batches(self) -> None:
+        """Messages reach the reactor in batches: a flood of 20000 wakes it (one
+        callFromThread each time) far fewer times than there are messages."""
+        server = await self.start_server()
+        if not isinstance(server, NATSServer):
+            raise SkipTest("the memory fake has no thread to hand messages over from")
+        sender = await self.connected_link(server, "sender")
+        counting = CountingReactor(reactor)
+        link = NATSLink(counting, NATSConfig(servers=(server.url,)), "receiver")
+        self.addCleanup(link.stop)
+        await within(reactor, link.start(), 10, "connecting")
+        got: list[Message] = []
+        await link.subscribe("t.flood", got.append)
+        before = counting.calls
+        for _ in range(20000):
+            sender.publish("t.flood", b"x" * 100)
+        await poll(reactor, lambda: len(got) >= 20000, timeout=20, what="the flood")
+        self.assertLess(counting.calls - before, 20000 // 4)
 
     async def test_unsubscribe_stops_delivery(self) -> None:
         """After unsubscribe, a subscription's callback is not called again."""
@@ -195,3 +233,40 @@ class ReconnectTests(LinkCase):
         with self.assertRaises(LinkDown):
             await started
         self.assertFalse(link._thread is not None and link._thread.is_alive())
+
+
+class AuthTests(LinkCase):
+    async def test_token_in_url_or_config(self) -> None:
+        """A server that wants a token accepts a link that gives it in the URL or in the
+        config, and a link with a wrong token does not get connected."""
+        server = await self.start_server(token="s3cret")
+        in_url = NATSLink(reactor, NATSConfig(servers=(f"nats://s3cret@127.0.0.1:{server.port}",)), "url")
+        self.addCleanup(in_url.stop)
+        await within(reactor, in_url.start(), 10, "token in the URL")
+        in_config = self.make_link(server, "config", token="s3cret")
+        await within(reactor, in_config.start(), 10, "token in the config")
+        wrong = self.make_link(server, "wrong", token="guess")
+        started = wrong.start()
+        # Refused attempts go on; two reconnect periods are enough to have tried.
+        await sleep(reactor, 1.2)
+        self.assertFalse(started.called)
+        self.assertFalse(wrong.connected)
+        # It fails once the link stops (at the end of the test).
+        started.addErrback(lambda failure: failure.trap(LinkDown))
+
+    async def test_user_and_password(self) -> None:
+        """A server with a user and password accepts a link that gives them."""
+        server = await self.start_server(user="vt", password="pw")
+        link = NATSLink(reactor, NATSConfig(servers=(f"nats://vt:pw@127.0.0.1:{server.port}",)), "user")
+        self.addCleanup(link.stop)
+        await within(reactor, link.start(), 10, "user and password")
+        kv = await link.key_value("t_auth", ttl=60)
+        self.assertEqual(await kv.put("a", b"b"), 1)
+
+
+class MemoryMessageTests(MemoryServers, MessageTests):
+    """MessageTests against vibetwist.testing.MemoryNATS."""
+
+
+class MemoryKeyValueTests(MemoryServers, KeyValueTests):
+    """KeyValueTests against vibetwist.testing.MemoryNATS."""

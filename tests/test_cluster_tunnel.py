@@ -28,7 +28,7 @@ from twisted.web.server import Site
 from zope.interface import implementer
 
 from tests.support.daemon import poll, within
-from tests.support.nats import LinkCase, NATSServer
+from tests.support.nats import LinkCase, MemoryServers, NATSServer
 from vibetwist.cluster.link import NATSLink
 from vibetwist.cluster.tunnel import (
     ACK,
@@ -442,6 +442,22 @@ class EndingTests(TunnelCase):
         self.assertTrue(client.reason is not None and client.reason.check(error.ConnectionDone))
         self.assertIn("stopped listening", str(client.reason.value))
 
+    async def test_sending_past_the_window_closes(self) -> None:
+        """A peer that sends more than the window while the receiver holds its data (a
+        sender ignoring acks) gets the tunnel closed, so held data stays bounded."""
+        client, host, _, gateway = await self.connected_pair(window=1000)
+        host.transport.pauseProducing()
+        transport = client.transport
+        # Past the transport's own accounting, as a peer that ignores the window would.
+        for _ in range(3):
+            gateway.publish(transport._send_to, encode_frame(DATA, transport._seq_out, b"x" * 600))
+            transport._seq_out += 1
+        await within(reactor, host.ended, 10, "host side closes")
+        assert host.reason is not None
+        self.assertTrue(host.reason.check(TunnelLost))
+        self.assertIn("past the window", str(host.reason.value))
+        await within(reactor, client.ended, 10, "gateway side closes")
+
     async def test_close_is_clean_on_both_sides(self) -> None:
         """loseConnection on one side ends both with ConnectionDone after every written byte
         arrived."""
@@ -490,3 +506,15 @@ class FrameTests(SynchronousTestCase):
 
         self.assertEqual(ClusterAddress("gw"), ClusterAddress("gw"))
         self.assertTrue(IAddress.providedBy(ClusterAddress("gw")))
+
+
+class MemoryHTTPTests(MemoryServers, HTTPTests):
+    """HTTPTests over vibetwist.testing.MemoryNATS."""
+
+
+class MemoryWebSocketTests(MemoryServers, WebSocketTests):
+    """WebSocketTests over vibetwist.testing.MemoryNATS."""
+
+
+class MemoryFlowTests(MemoryServers, FlowTests):
+    """FlowTests over vibetwist.testing.MemoryNATS."""

@@ -17,16 +17,21 @@ from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflat
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.protocols.portforward import ProxyClient, ProxyClientFactory, ProxyFactory, ProxyServer
 from twisted.web.resource import NoResource, Resource
 from twisted.web.server import Site
 from zope.interface import implementer
 
 from tests.support.daemon import Daemon, WSClient, open_ws, poll, within
 from tests.support.e2e import DaemonTestCase
+from tests.support.nats import NATSServer
 from tests.test_e2e_websocket import all_rows, screen_of
 from vibetwist._reactor.internals import compressing
 from vibetwist.cluster.errors import HostUnreachable
+from vibetwist.cluster.link import NATSLink
+from vibetwist.cluster.options import NATSConfig
 from vibetwist.cluster.relay import WebSocketRelays
+from vibetwist.cluster.tunnel import TunnelEndpoint, TunnelListener
 from vibetwist.errors import NotFound
 from vibetwist.model.snapshot import decode, decode_buffers_frame
 
@@ -77,6 +82,24 @@ class _Opening(WSClient):
     def onOpen(self) -> None:
         super().onOpen()
         self.factory.opened.callback(self)
+
+
+class _ToHost(ProxyClient):
+    """The TCP side of a tunnel forwarded to a host daemon. When it ends it takes itself off
+    the tunnel as the tunnel's producer first: a tunnel closes once nothing is registered."""
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if self.peer is not None:
+            self.peer.transport.unregisterProducer()
+        super().connectionLost(reason)
+
+
+class _ToHostFactory(ProxyClientFactory):
+    protocol = _ToHost
+
+
+class _Forward(ProxyServer):
+    clientProtocolFactory = _ToHostFactory
 
 
 def _closed_port() -> int:
@@ -429,3 +452,139 @@ class GatewayWebSocketTests(DaemonTestCase):
             await client.wait_for(lambda c=client: len(c.texts()) == 5)
         self.assertEqual(buffers.texts(), host.texts())
         self.assertEqual(json.loads(buffers.messages[0][1])["type"], "connected")
+
+
+class TunnelRelayTests(DaemonTestCase):
+    """The relays over real tunnels: a gateway's link and a host's link to a real nats-server,
+    a TunnelListener on ``vt.h.alpha`` forwarding each tunnel to the host daemon's port."""
+
+    timeout = 90
+
+    async def _set_up(self) -> None:
+        await super()._set_up()
+        before = set(reactor.getDelayedCalls())
+
+        def cancel_left_timers() -> None:
+            for call in reactor.getDelayedCalls():
+                batch = getattr(call.func, "__qualname__", "") == "_BatchedTimer._notify_bucket"
+                if batch and call not in before and call.active():
+                    call.cancel()
+
+        self.addCleanup(cancel_left_timers)
+        self.nats = NATSServer(reactor)
+        self.addCleanup(lambda: defer.ensureDeferred(self.nats.cleanup()))
+        await self.nats.start()
+        host_link = await self.link("host-alpha")
+        self.gateway_link = await self.link("gateway")
+        forward = ProxyFactory("127.0.0.1", self.daemon.port)
+        forward.protocol = _Forward
+        forward.noisy = False
+        self.listener = TunnelListener(host_link, "vt.h.alpha", forward)
+        await self.listener.start()
+        self.addCleanup(self.listener.stop)
+        self.owners: dict[str, str] = {}
+        self.relays = WebSocketRelays(reactor, self.connect_host, self.locate)
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Site(_Routes(self.relays)))
+        self.gateway_port = port.getHost().port
+        self.addCleanup(port.stopListening)
+        self.addCleanup(self.relays.stop)
+
+    async def link(self, name: str) -> NATSLink:
+        link = NATSLink(reactor, NATSConfig(servers=(self.nats.url,)), name)
+        self.addCleanup(link.stop)
+        await link.start().addTimeout(10, reactor)
+        return link
+
+    def connect_host(self, host: str, grant: dict[str, Any]) -> IStreamClientEndpoint:
+        return TunnelEndpoint(self.gateway_link, f"vt.h.{host}", grant, "gateway")
+
+    def locate(self, session_id: str) -> defer.Deferred[str]:
+        host = self.owners.get(session_id)
+        return defer.succeed(host) if host else defer.fail(NotFound("Session not found"))
+
+    async def gateway_ws(self, path: str) -> Any:
+        client = await create_client_agent(reactor).open(
+            f"ws://127.0.0.1:{self.gateway_port}{path}", {}, WSClient
+        )
+        self.addCleanup(
+            lambda: client.dropConnection(abort=True) if client.state != client.STATE_CLOSED else None
+        )
+        return client
+
+    async def test_stream_over_a_tunnel_is_the_hosts_stream(self) -> None:
+        """Through a tunnel too, the relayed viewer gets the host's own messages, and input
+        through the gateway reaches the program."""
+        sid = await self.create(["sh", "-c", "seq 1 30; exec cat"], cols=50, rows=8)
+        self.owners[sid] = "alpha"
+        await self.client.wait_text(sid, "30")
+        direct = await open_ws(reactor, self.daemon, f"/ws/sessions/{sid}")
+        self.addCleanup(
+            lambda: direct.dropConnection(abort=True) if direct.state != direct.STATE_CLOSED else None
+        )
+        relayed = await self.gateway_ws(f"/ws/sessions/{sid}")
+        typing = await self.gateway_ws(f"/ws/input?sessionId={sid}")
+        typing.sendMessage(b"over the tunnel\r")
+        for viewer in (direct, relayed):
+            await viewer.wait_for(lambda v=viewer: v.texts() and "over the tunnel" in screen_of(v).text())
+        await poll(reactor, lambda: len(relayed.messages) >= len(direct.messages), what="all relayed")
+        self.assertEqual(relayed.messages, direct.messages)
+        self.assertEqual(len(self.listener.connections), 2)
+
+    async def test_host_nobody_serves_gets_the_error_frame_at_once(self) -> None:
+        """A host no daemon serves on NATS (no responders): the error frame and 1011 come
+        within a second, not after a timeout."""
+        self.owners["s-nobody"] = "nobody"
+        viewer = await self.gateway_ws("/ws/sessions/s-nobody")
+        code = await within(reactor, viewer.closed, 1.0, "the close")
+        self.assertEqual(code, 1011)
+        self.assertEqual(viewer.texts(), [{"type": "error", "message": "host nobody is unreachable"}])
+
+    async def test_nats_restart_reopens_the_leg_with_a_fresh_replay(self) -> None:
+        """When nats-server restarts, the tunnel ends; the gateway opens a new one once NATS is
+        back, and the same browser socket gets a fresh replay and then live output."""
+        sid = await self.create(["cat"], cols=40, rows=6)
+        self.owners[sid] = "alpha"
+        await self.client.wait_status(sid, "running")
+        viewer = await self.gateway_ws(f"/ws/sessions/{sid}")
+        await viewer.wait_for(lambda: viewer.texts())
+        await self.nats.restart()
+        replays = lambda: [t for t in viewer.texts() if t["type"] == "replay"]  # noqa: E731
+        await viewer.wait_for(lambda: len(replays()) == 2, timeout=15)
+        self.assertEqual(viewer.state, viewer.STATE_OPEN)
+        typing = await self.gateway_ws(f"/ws/input?sessionId={sid}")
+        typing.sendMessage(b"after the restart\r")
+        await viewer.wait_for(lambda: "after the restart" in screen_of(viewer).text())
+
+    async def test_slow_viewer_over_a_tunnel_is_bounded(self) -> None:
+        """Over a tunnel a viewer that never reads makes the gateway stop reading its tunnel:
+        what the gateway holds for it (its socket's unsent bytes and what the tunnel holds
+        undelivered) stays bounded by the window, while another viewer gets the whole flood."""
+        sid = await self.create(["sh", "-c", FLOOD], cols=100, rows=20)
+        self.owners[sid] = "alpha"
+        slow = await self.gateway_ws(f"/ws/sessions/{sid}")
+        slow.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        slow.pause()
+        fast = await self.gateway_ws(f"/ws/sessions/{sid}")
+        port = slow.transport.getHost().port
+        found = await poll(
+            reactor,
+            lambda: [r for r in self.relays.connections if r.transport.getPeer().port == port],
+            what="the slow relay",
+        )
+        relay = found[0]
+        held: list[int] = []
+
+        def sample() -> bool:
+            leg = relay.legs.get("alpha")
+            tunnel = leg.protocol.transport if leg is not None and leg.protocol is not None else None
+            undelivered = sum(len(b) for b in tunnel._held) if tunnel is not None else 0
+            held.append(relay.held() + undelivered)
+            return fast.state == fast.STATE_CLOSED
+
+        await poll(reactor, sample, timeout=60, interval=0.01, what="the fast viewer's end")
+        self.assertEqual(fast.close_code, 1000)
+        rows = [r for r in all_rows(screen_of(fast, scrollback=70_000)) if r]
+        self.assertEqual(sum(len(r) for r in rows), 6_000_000, "every byte of the flood, in order")
+        self.assertLess(max(held), 256 * 1024 + 256 * 1024, "the socket's bytes plus one window")
+        slow.resume()
+        self.assertEqual(await within(reactor, slow.closed, 30, "the slow viewer's end"), 1000)

@@ -147,7 +147,7 @@ class Options(usage.Options):
             "nats-tls-ca",
             None,
             None,
-            "With --nats: the CA certificates the NATS servers' are checked against.",
+            "With --nats: the CA certificates that NATS servers' certificates are checked against.",
         ],
         ["nats-tls-cert", None, None, "With --nats: a client certificate for NATS (with --nats-tls-key)."],
         ["nats-tls-key", None, None, "With --nats: the private key of --nats-tls-cert."],

@@ -26,6 +26,7 @@ from twisted.trial.unittest import TestCase
 
 from vibetwist.cluster.link import NATSLink
 from vibetwist.cluster.options import NATSConfig
+from vibetwist.testing import MemoryNATS
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
 
@@ -184,4 +185,18 @@ class LinkCase(TestCase):
     async def connected_link(self, server: NATSServer, name: str = "test", **config: Any) -> NATSLink:
         link = self.make_link(server, name, **config)
         await link.start().addTimeout(10, reactor)
+        return link
+
+
+class MemoryServers:
+    """Mixed in before a :class:`LinkCase`: its tests run against
+    :class:`vibetwist.testing.MemoryNATS`, which shows that the fake behaves as the real
+    server and link do."""
+
+    async def start_server(self, **options: Any) -> Any:
+        return MemoryNATS(reactor)
+
+    def make_link(self, server: Any, name: str = "test", **config: Any) -> Any:
+        link = server.link(name)
+        self.addCleanup(link.stop)  # type: ignore[attr-defined]
         return link

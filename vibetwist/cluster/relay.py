@@ -368,7 +368,7 @@ class _Relay(WebSocketServerProtocol):
     """A browser's socket and its host legs."""
 
     factory: _RelayFactory
-    #: What the route handed over: the session id (or None) and the grant.
+    #: What the route handed over: the session id (or None), the grant, the query to pass on.
     context: tuple[str | None, dict[str, Any], list[tuple[str, str]]]
 
     def onOpen(self) -> None:

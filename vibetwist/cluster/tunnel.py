@@ -158,6 +158,7 @@ class TunnelTransport:
         host: ClusterAddress,
         grant: dict[str, Any] | None = None,
         *,
+        window: int = DEFAULT_WINDOW,
         keepalive: float = KEEPALIVE,
         silence: float = SILENCE,
         on_closed: Callable[[TunnelTransport], None] | None = None,
@@ -188,6 +189,9 @@ class TunnelTransport:
         self._seq_in = 0
         self._paused = False
         self._held: deque[bytes] = deque()
+        self._held_size = 0
+        #: What this side told the peer it may have in flight.
+        self._receive_window = window
         self._consumed = 0
         self._ack_sent = 0
         self._ack_call: Any = None
@@ -278,7 +282,9 @@ class TunnelTransport:
             return
         self._paused = False
         while self._held and not self._paused and not self.disconnected:
-            self._deliver(self._held.popleft())
+            data = self._held.popleft()
+            self._held_size -= len(data)
+            self._deliver(data)
         if not self._held and self._peer_closed is not None:
             self._end(self._peer_closed)
 
@@ -354,6 +360,10 @@ class TunnelTransport:
         if frame.kind == DATA:
             if self._paused or self._held:
                 self._held.append(frame.body)
+                self._held_size += len(frame.body)
+                if self._held_size > self._receive_window:
+                    why = f"the peer sent past the window of {self._receive_window} bytes"
+                    self.close(TunnelLost(why), why)
             else:
                 self._deliver(frame.body)
         elif frame.kind == ACK:
@@ -418,6 +428,7 @@ class TunnelTransport:
         self._silence_call = self._ack_call = self._pull_scheduled = None
         self._pending.clear()
         self._held.clear()
+        self._held_size = 0
         if self.subscription is not None:
             self._link.unsubscribe(self.subscription)
         producer, self._producer = self._producer, None
@@ -556,6 +567,7 @@ class TunnelEndpoint:
             window,
             peer=ClusterAddress(self._subject),
             host=ClusterAddress(self._gateway_id),
+            window=self._window,
             keepalive=self._keepalive,
             silence=self._silence,
         )
@@ -658,6 +670,7 @@ class TunnelListener:
             peer=peer,
             host=ClusterAddress(self._subject),
             grant=grant,
+            window=self._window,
             keepalive=self._keepalive,
             silence=self._silence,
             on_closed=self._connections.discard,
