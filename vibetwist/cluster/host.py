@@ -209,7 +209,8 @@ class ClusterHost(Service):
     async def _leave(self) -> None:
         if self.listener is not None:
             self.listener.stop()
-        if self.beacon is not None and self.link is not None and self.link.connected:
+        if self.beacon is not None:
+            # Ends the heartbeat; the "stopped" record needs the link, waited for 2 s at most.
             try:
                 await self.beacon.stop().addTimeout(2.0, self._reactor)
             except Exception as e:
