@@ -160,6 +160,23 @@ class TunnelCase(LinkCase):
         endpoint = TunnelEndpoint(gateway, "vt.h.test", GRANT, "gw-1", **options)
         return server, host, gateway, listener, endpoint
 
+    async def connected_pair(self, **options: Any) -> tuple[Recorder, Recorder, Any, NATSLink]:
+        hosts: list[Recorder] = []
+
+        class HostSide(Recorder):
+            def connectionMade(self) -> None:
+                hosts.append(self)
+
+        server, host, gateway, listener, endpoint = await self.tunnel(
+            Factory.forProtocol(HostSide), **options
+        )
+        client = await endpoint.connect(Factory.forProtocol(Recorder))
+        assert isinstance(client, Recorder)
+        await poll(reactor, lambda: hosts, what="the host's protocol")
+        client.transport.write(b"ping")
+        await poll(reactor, lambda: hosts[0].received == b"ping", what="first bytes")
+        return client, hosts[0], server, gateway
+
     def http(self, endpoint: TunnelEndpoint) -> HTTPClient:
         pool = HTTPConnectionPool(reactor, persistent=False)
         return HTTPClient(Agent.usingEndpointFactory(reactor, Endpoints(endpoint), pool=pool))
@@ -321,6 +338,19 @@ class FlowTests(TunnelCase):
         self.assertEqual(bytes(receiver.received), pattern(total))
         self.assertGreater(flood.pauses, 1)
 
+    async def test_small_writes_of_one_turn_share_frames(self) -> None:
+        """A thousand small writes in one reactor turn travel in a few frames, not a
+        thousand, and arrive whole and in order."""
+        client, host, _, _ = await self.connected_pair()
+        (receiving,) = self.listeners[0].connections
+        frames_before = receiving._seq_in
+        pieces = [b"%05d;" % n for n in range(1000)]
+        for piece in pieces:
+            client.transport.write(piece)
+        await poll(reactor, lambda: len(host.received) >= 4 + 6000, what="every piece")
+        self.assertEqual(bytes(host.received), b"ping" + b"".join(pieces))
+        self.assertLess(receiving._seq_in - frames_before, 5)
+
     async def test_pull_producer_is_asked_again(self) -> None:
         """A non-streaming producer registered with a tunnel transport is asked for more
         each time the transport has sent what it wrote, until it is done."""
@@ -352,23 +382,6 @@ class FlowTests(TunnelCase):
 
 
 class EndingTests(TunnelCase):
-    async def connected_pair(self, **options: Any) -> tuple[Recorder, Recorder, Any, NATSLink]:
-        hosts: list[Recorder] = []
-
-        class HostSide(Recorder):
-            def connectionMade(self) -> None:
-                hosts.append(self)
-
-        server, host, gateway, listener, endpoint = await self.tunnel(
-            Factory.forProtocol(HostSide), **options
-        )
-        client = await endpoint.connect(Factory.forProtocol(Recorder))
-        assert isinstance(client, Recorder)
-        await poll(reactor, lambda: hosts, what="the host's protocol")
-        client.transport.write(b"ping")
-        await poll(reactor, lambda: hosts[0].received == b"ping", what="first bytes")
-        return client, hosts[0], server, gateway
-
     async def test_gap_in_sequence_closes_both_sides(self) -> None:
         """A frame whose sequence number is not the next one closes the host's side with a
         reason naming the gap, and the gateway's side with the host's close."""

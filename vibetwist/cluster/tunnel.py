@@ -185,6 +185,7 @@ class TunnelTransport:
         self._streaming = False
         self._producer_paused = False
         self._pull_scheduled: Any = None
+        self._flush_call: Any = None
         # Receiving.
         self._seq_in = 0
         self._paused = False
@@ -219,7 +220,11 @@ class TunnelTransport:
             return
         self._pending.append(bytes(data))
         self._pending_size += len(data)
-        self._pump()
+        # Writes of one reactor turn go out together, in as few frames as fit.
+        if self._flush_call is None:
+            self._flush_call = self._reactor.callLater(0, self._flush)
+        if self._sent - self._acked + self._pending_size > self._window:
+            self._pause_producer()
 
     def writeSequence(self, data: Any) -> None:
         self.write(b"".join(data))
@@ -260,7 +265,7 @@ class TunnelTransport:
         self._producer_paused = False
         if not streaming:
             producer.resumeProducing()
-        elif self._pending_size:
+        elif self._sent - self._acked + self._pending_size > self._window:
             self._producer_paused = True
             producer.pauseProducing()
 
@@ -297,23 +302,37 @@ class TunnelTransport:
         self._link.publish(self._send_to, encode_frame(kind, self._seq_out, body))
         self._seq_out += 1
 
+    def _flush(self) -> None:
+        self._flush_call = None
+        self._pump()
+
+    def _pause_producer(self) -> None:
+        if self._producer is not None and self._streaming and not self._producer_paused:
+            self._producer_paused = True
+            self._producer.pauseProducing()
+
     def _pump(self) -> None:
-        while self._pending and self._sent - self._acked < self._window:
-            room = self._window - (self._sent - self._acked)
-            chunk = self._pending[0]
-            take = min(room, MAX_CHUNK, len(chunk))
-            if take == len(chunk):
-                self._pending.popleft()
-            else:
-                self._pending[0] = chunk[take:]
-                chunk = chunk[:take]
-            self._pending_size -= take
-            self._sent += take
-            self._send(DATA, chunk)
+        """Send what the peer's window has room for, in frames of at most MAX_CHUNK."""
+        pending = self._pending
+        while pending and self._sent - self._acked < self._window:
+            take = min(self._window - (self._sent - self._acked), MAX_CHUNK)
+            parts = []
+            size = 0
+            while pending and size < take:
+                chunk = pending[0]
+                need = take - size
+                if len(chunk) <= need:
+                    parts.append(pending.popleft())
+                    size += len(chunk)
+                else:
+                    parts.append(chunk[:need])
+                    pending[0] = chunk[need:]
+                    size += need
+            self._pending_size -= size
+            self._sent += size
+            self._send(DATA, b"".join(parts))
         if self._pending_size:
-            if self._producer is not None and self._streaming and not self._producer_paused:
-                self._producer_paused = True
-                self._producer.pauseProducing()
+            self._pause_producer()
         else:
             if self._producer is not None:
                 if self._streaming:
@@ -422,10 +441,10 @@ class TunnelTransport:
         _tunnels_of(self._link).discard(self)
         if self._keepalive.running:
             self._keepalive.stop()
-        for call in (self._silence_call, self._ack_call, self._pull_scheduled):
+        for call in (self._silence_call, self._ack_call, self._pull_scheduled, self._flush_call):
             if call is not None and call.active():
                 call.cancel()
-        self._silence_call = self._ack_call = self._pull_scheduled = None
+        self._silence_call = self._ack_call = self._pull_scheduled = self._flush_call = None
         self._pending.clear()
         self._held.clear()
         self._held_size = 0
