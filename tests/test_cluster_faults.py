@@ -11,15 +11,18 @@ printed to the test log.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, reactor
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 
 from tests.support.cluster import Cluster
@@ -359,3 +362,192 @@ class GatewayKilledTests(ClusterCase):
             self.assertIn(f"after-on-{host}", screen)
         listing = await self.listed(cluster, "gw-b")
         self.assertEqual({listing[sid]["status"] for sid in sids.values()}, {"running"})
+
+
+#: What the flood's last line says (the program writes it, so no echo of a command shows it).
+FLOOD_END = b"FLOOD-2-END"
+#: Bytes the flood program writes.
+FLOOD_BYTES = 30_000_000
+
+
+def flooder() -> list[str]:
+    """A program that, each time a line is typed, writes FLOOD_BYTES of text and FLOOD_END."""
+    return [
+        "bash",
+        "-c",
+        f"while read x; do head -c {FLOOD_BYTES} /dev/zero | tr '\\0' x | fold -w 79; "
+        "echo FLOOD-$((1+1))-END; done",
+    ]
+
+
+class Tail(WSClient):
+    """A /ws/sessions client that counts the bytes it gets and keeps only the last of them,
+    with the time it saw FLOOD_END (and how many times)."""
+
+    def onOpen(self) -> None:
+        super().onOpen()
+        self.received = 0
+        self.tail = b""
+        self.ends: list[float] = []
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if not isBinary:
+            super().onMessage(payload, isBinary)
+            return
+        self.received += len(payload)
+        self.tail = (self.tail + payload)[-2 * len(FLOOD_END) :]
+        if FLOOD_END in self.tail:
+            self.ends.append(reactor.seconds())
+            self.tail = b""
+        self._check()
+
+
+def vm_rss(pid: int) -> int:
+    """The resident memory of a process, in bytes (VmRSS of /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+class SlowViewerTests(ClusterCase):
+    """A viewer on a gateway stops reading while the session writes tens of MB."""
+
+    timeout = 180
+
+    async def viewer(self, cluster: Cluster, daemon: Any, sid: str) -> Tail:
+        ws: Tail = await open_ws(reactor, daemon, f"/ws/sessions/{sid}", Tail)
+        self.addCleanup(lambda: ws.transport.abortConnection() if ws.transport else None)
+        await ws.wait_for(lambda: replays(ws) >= 1)
+        return ws
+
+    async def flood(self, cluster: Cluster, sid: str, viewers: dict[str, Tail]) -> dict[str, float]:
+        """Type a line, wait until every viewer of viewers saw the flood's end; the seconds each took."""
+        before = {name: len(ws.ends) for name, ws in viewers.items()}
+        started = reactor.seconds()
+        code, body, _ = await cluster.client("gw-b").request(
+            "POST", f"/api/sessions/{sid}/input", {"text": "go\r"}
+        )
+        self.assertEqual(code, 200, body)
+        await poll(
+            reactor,
+            lambda: all(len(ws.ends) > before[name] for name, ws in viewers.items()),
+            90,
+            0.05,
+            "the flood's end at every reading viewer",
+        )
+        return {name: ws.ends[-1] - started for name, ws in viewers.items()}
+
+    async def test_stalled_viewer_slows_nobody(self) -> None:
+        """Viewers straight at the host and through the other gateway see the flood end
+        about as fast with a stalled viewer on gw-a as without; gw-a's memory grows by a
+        bounded amount while the flood passes the stalled viewer, which gets the end once
+        it reads again."""
+        cluster = await self.started_cluster(("alpha",), ("gw-a", "gw-b"))
+        sid, _ = await cluster.create("gw-a", flooder(), host="alpha", cols=80, rows=24)
+        reading = {
+            "direct": await self.viewer(cluster, cluster.hosts["alpha"], sid),
+            "gw-b": await self.viewer(cluster, cluster.gateways["gw-b"], sid),
+        }
+        free = await self.flood(cluster, sid, reading)
+        for name, seconds in free.items():
+            figure(
+                f"flood of {FLOOD_BYTES // 1_000_000} MB seen by the {name} viewer, nobody stalled",
+                seconds,
+                "s",
+            )
+
+        stalled = await self.viewer(cluster, cluster.gateways["gw-a"], sid)
+        # Its replay shows the first flood's end; then it stops reading.
+        await poll(reactor, lambda: stalled.ends, 10, what="the replay at the viewer to stall")
+        stalled.pause()
+        gateway = cluster.gateways["gw-a"]
+        rss_before = vm_rss(gateway.pid)  # type: ignore[arg-type]
+        got_before = stalled.received
+        slowed = await self.flood(cluster, sid, reading)
+        rss_after = vm_rss(gateway.pid)  # type: ignore[arg-type]
+        for name, seconds in slowed.items():
+            figure(
+                f"flood of {FLOOD_BYTES // 1_000_000} MB seen by the {name} viewer, one stalled on gw-a",
+                seconds,
+                "s",
+            )
+        growth = rss_after - rss_before
+        figure("gw-a VmRSS before the flood past the stalled viewer", rss_before / 1024, "KiB")
+        figure("gw-a VmRSS after the flood past the stalled viewer", rss_after / 1024, "KiB")
+        figure("gw-a VmRSS growth", growth / 1024, "KiB")
+        self.assertEqual(stalled.received, got_before, "the stalled viewer read meanwhile")
+        self.assertEqual(len(stalled.ends), 1)
+        self.assertLess(growth, 16 * 1024 * 1024, "gw-a held the flood for its stalled viewer")
+        for name in reading:
+            self.assertLess(slowed[name], 3 * free[name] + 3, f"the {name} viewer slowed by a stalled one")
+
+        stalled.resume()
+        await poll(
+            reactor, lambda: len(stalled.ends) > 1, 30, what="the flood's end at the viewer reading again"
+        )
+        figure(
+            "bytes the stalled viewer got of the second flood", (stalled.received - got_before) / 1024, "KiB"
+        )
+        self.assertLess(stalled.received, FLOOD_BYTES, "the stalled viewer was sent all it missed")
+        self.assertIn("skipped", [m["type"] for m in stalled.texts()])
+
+
+#: A plain nats-py client: connect to argv[1], then ask vt.h.alpha; prints what happened.
+NATS_CLIENT = """
+import asyncio, sys
+import nats
+
+async def main(url):
+    try:
+        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=3)
+    except Exception as e:
+        print("refused", type(e).__name__)
+        return
+    try:
+        reply = await nc.request("vt.h.alpha", b"{}", timeout=3)
+        print("answered", reply.data.decode())
+    except Exception as e:
+        print("unanswered", type(e).__name__)
+    finally:
+        await nc.close()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+class TokenCredentialsTests(ClusterCase):
+    """The nats-server asks for a token: the cluster's daemons have it, others cannot connect."""
+
+    nats_options: dict[str, Any] = {"token": "the-cluster-token"}
+    wrong = "not-the-token@"
+
+    async def plain_client(self, userinfo: str) -> str:
+        scheme, _, rest = self.cluster.nats.url.partition("://")
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable, ["-c", NATS_CLIENT, f"{scheme}://{userinfo}{rest}"], env=dict(os.environ)
+        )
+        self.assertEqual(code, 0, err)
+        return out.decode().strip()
+
+    async def test_only_the_clusters_credentials_reach_a_host(self) -> None:
+        """Host and gateway given the credentials work; a client without them, or with wrong
+        ones, is refused by the server, so it never reaches vt.h.alpha, which answers a
+        client that has them."""
+        self.cluster = await self.started_cluster(("alpha",), ("gw-a",))
+        sid, host = await self.cluster.create("gw-a", ["bash", "-c", "echo creds-$((1+1)); exec cat"])
+        self.assertEqual(host, "alpha")
+        await self.cluster.client("gw-a").wait_text(sid, "creds-2", timeout=10)
+        for userinfo in ("", self.wrong):
+            answer = await self.plain_client(userinfo)
+            self.assertTrue(answer.startswith("refused"), f"{userinfo!r}: {answer}")
+        answer = await self.plain_client(self.cluster.userinfo)
+        self.assertTrue(answer.startswith("answered"), answer)
+        self.assertIn("error", json.loads(answer.split(" ", 1)[1]))
+
+
+class PasswordCredentialsTests(TokenCredentialsTests):
+    """The same with a user and password."""
+
+    nats_options = {"user": "cluster", "password": "the-cluster-password"}
+    wrong = "cluster:not-the-password@"
