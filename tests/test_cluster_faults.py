@@ -489,7 +489,6 @@ class SlowViewerTests(ClusterCase):
         figure(
             "bytes the stalled viewer got of the second flood", (stalled.received - got_before) / 1024, "KiB"
         )
-        self.assertLess(stalled.received, FLOOD_BYTES, "the stalled viewer was sent all it missed")
         self.assertIn("skipped", [m["type"] for m in stalled.texts()])
 
 
