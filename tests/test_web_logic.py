@@ -311,3 +311,129 @@ class NoticeTests(NodeTestCase):
         """The applicationServerKey is the bytes of the daemon's base64url key."""
         text = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
         self.assertEqual(self.node.call("keyBytes", text), {"value": base64.b64encode(raw).decode()})
+
+
+def host_view(name: str, status: str = "up", running: int = 0, exited: int = 0) -> dict[str, Any]:
+    """One item of a gateway's GET /api/hosts."""
+    stamp = "2026-01-01T00:00:00Z"
+    return {
+        "host": name,
+        "status": status,
+        "sessions": {"running": running, "exited": exited},
+        "lastHeartbeat": stamp,
+        "version": "0.1.0",
+        "startedAt": stamp,
+    }
+
+
+#: Sessions as a gateway lists them: each with the host it runs on.
+host_names = st.sampled_from(["alpha", "bravo", "charlie", "delta"])
+gateway_sessions = st.lists(
+    st.fixed_dictionaries(
+        {"id": st.uuids().map(str), "host": host_names, "status": st.sampled_from(["running", "exited"])}
+    ),
+    max_size=12,
+    unique_by=lambda s: s["id"],
+)
+host_lists = st.lists(
+    st.builds(
+        host_view,
+        host_names,
+        st.sampled_from(["up", "down", "stopped"]),
+        st.integers(0, 9),
+        st.integers(0, 9),
+    ),
+    max_size=4,
+    unique_by=lambda v: v["host"],
+)
+
+
+class HostsTests(NodeTestCase):
+    """hosts.js: the session list grouped and filtered by host when a gateway serves it."""
+
+    def test_gateway_or_plain_host(self) -> None:
+        """Only a config saying "gateway": true is a gateway's; a plain daemon's is not."""
+        for config, expected in [
+            ({"gateway": True, "hosts": ["a"]}, True),
+            ({"repositoryBasePath": "~"}, False),
+            ({"gateway": "yes"}, False),
+            (None, False),
+        ]:
+            self.assertEqual(self.node.call("isGateway", config), {"value": expected}, config)
+
+    @given(gateway_sessions, host_lists, st.one_of(st.just(""), host_names))
+    def test_groups(self, sessions: list[dict[str, Any]], hosts: list[dict[str, Any]], picked: str) -> None:
+        """One group per host known to /api/hosts or the sessions, in name order, holding
+        exactly that host's sessions in the order listed, with the host's status and counts;
+        a filter naming a known host keeps its group alone, one naming no known host none."""
+        groups = self.node.call("groups", {"sessions": sessions, "hosts": hosts, "picked": picked})["value"]
+        views = {v["host"]: v for v in hosts}
+        names = sorted(set(views) | {s["host"] for s in sessions})
+        self.assertEqual(
+            self.node.call("hostNames", {"sessions": sessions, "hosts": hosts}), {"value": names}
+        )
+        expected_names = [picked] if picked in names else names
+        self.assertEqual([g["host"] for g in groups], expected_names)
+        for group in groups:
+            view = views.get(group["host"])
+            self.assertEqual(group["sessions"], [s for s in sessions if s["host"] == group["host"]])
+            self.assertEqual(group["status"], view["status"] if view else "unknown")
+            counts = view["sessions"] if view else {"running": 0, "exited": 0}
+            self.assertEqual((group["running"], group["exited"]), (counts["running"], counts["exited"]))
+            if group["status"] == "down":
+                self.assertIn("not answering", group["note"])
+            elif group["status"] == "up" and group["sessions"]:
+                self.assertIsNone(group["note"])
+
+    def test_example(self) -> None:
+        """A down host with no sessions listed still has its group, which says it is down;
+        the summary gives status and counts."""
+        sessions = [{"id": "1", "host": "bravo"}, {"id": "2", "host": "alpha"}, {"id": "3", "host": "bravo"}]
+        hosts = [host_view("bravo", "up", 2), host_view("alpha", "up", 1, 3), host_view("charlie", "down", 4)]
+        groups = self.node.call("groups", {"sessions": sessions, "hosts": hosts, "picked": ""})["value"]
+        self.assertEqual([(g["host"], [s["id"] for s in g["sessions"]]) for g in groups],
+                         [("alpha", ["2"]), ("bravo", ["1", "3"]), ("charlie", [])])  # fmt: skip
+        self.assertEqual(groups[2]["note"], "This host is not answering: its sessions are not listed.")
+        self.assertEqual(self.node.call("summary", groups[0]), {"value": "up · 1 running, 3 exited"})
+        self.assertEqual(self.node.call("summary", groups[2]), {"value": "down · 4 running, 0 exited"})
+        self.assertEqual(self.node.call("filter", {"picked": "gone", "names": ["alpha"]}), {"value": ""})
+        self.assertEqual(
+            self.node.call("filter", {"picked": "alpha", "names": ["alpha"]}), {"value": "alpha"}
+        )
+
+    @given(host_lists)
+    def test_picker(self, hosts: list[dict[str, Any]]) -> None:
+        """The host picker offers "any" first, then the up hosts by name, and no other."""
+        up = sorted(v["host"] for v in hosts if v["status"] == "up")
+        self.assertEqual(
+            self.node.call("picker", hosts),
+            {"value": [["", "any (least busy)"], *[[name, name] for name in up]]},
+        )
+
+
+class BackoffTests(NodeTestCase):
+    """backoff.js: when the page connects again."""
+
+    def test_at_once_then_a_few_seconds(self) -> None:
+        """The first attempt is at once, the next ones wait longer each time, never more than 4 s."""
+        delays = self.node.call("backoff", list(range(1, 12)))["value"]
+        self.assertEqual(delays[:6], [0, 500, 1000, 2000, 4000, 4000])
+        self.assertEqual(max(delays), 4000)
+
+    def test_unreachable_host_is_asked_more_slowly(self) -> None:
+        """After a gateway says the host is unreachable, the waits are longer, up to 15 s."""
+        delays = self.node.call("unreachableBackoff", list(range(1, 8)))["value"]
+        self.assertEqual(delays, [2000, 4000, 8000, 15000, 15000, 15000, 15000])
+        quick = self.node.call("backoff", list(range(1, 8)))["value"]
+        self.assertTrue(all(slow > fast for slow, fast in zip(delays, quick, strict=True)))
+
+    def test_unreachable_message(self) -> None:
+        """Only a gateway's "host NAME is unreachable" counts as an unreachable host."""
+        for message, expected in [
+            ("host alpha is unreachable", True),
+            ("host my-box.lan is unreachable", True),
+            ("session not found", False),
+            ("the host alpha is unreachable now", False),
+            (None, False),
+        ]:
+            self.assertEqual(self.node.call("isUnreachable", message), {"value": expected}, message)

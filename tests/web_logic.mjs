@@ -2,8 +2,12 @@
 // call per line on stdin ({"fn", "arg"}), one JSON answer per line on stdout
 // ({"value"} or {"error": class name, "message"}).
 import { createInterface } from "node:readline";
+import { backoff, isUnreachable, unreachableBackoff } from "../vibetwist/web/src/backoff.js";
 import { splitCommand } from "../vibetwist/web/src/command.js";
 import { fittingFont, SMALLEST_FONT } from "../vibetwist/web/src/fontfit.js";
+import {
+  effectiveFilter, groupSessions, groupSummary, hostNames, isGateway, pickerChoices,
+} from "../vibetwist/web/src/hosts.js";
 import { DEFAULT_KINDS, KINDS, describe, keyBytes, pickedKinds } from "../vibetwist/web/src/notice.js";
 import { parseRoute, sessionHash } from "../vibetwist/web/src/route.js";
 import { decodeBuffersFrame, decodeSnapshot } from "../vibetwist/web/src/snapshot.js";
@@ -25,6 +29,15 @@ const calls = {
   kinds: () => ({ kinds: KINDS.map(([kind]) => kind), defaults: DEFAULT_KINDS }),
   picked: (stored) => pickedKinds(stored),
   keyBytes: (text) => Buffer.from(keyBytes(text)).toString("base64"),
+  isGateway: (config) => isGateway(config),
+  hostNames: ({ sessions, hosts }) => hostNames(sessions, hosts),
+  filter: ({ picked, names }) => effectiveFilter(picked, names),
+  groups: ({ sessions, hosts, picked }) => groupSessions(sessions, hosts, picked),
+  summary: (group) => groupSummary(group),
+  picker: (hosts) => pickerChoices(hosts),
+  backoff: (attempts) => attempts.map((n) => backoff(n)),
+  unreachableBackoff: (attempts) => attempts.map((n) => unreachableBackoff(n)),
+  isUnreachable: (message) => isUnreachable(message),
 };
 
 for await (const line of createInterface({ input: process.stdin })) {

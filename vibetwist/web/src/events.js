@@ -1,7 +1,11 @@
 // The daemon's session events (GET /api/events) in the page: a toast for each event
 // of a kind this browser picked, and a badge on the session's card until the session
-// is opened. One EventSource for the page's life; it reconnects by itself (sending
-// Last-Event-ID), and is opened again when the login token changes.
+// is opened. One stream for the page's life, opened again when the login token
+// changes. When it fails (the daemon or gateway went away, or answered with an error,
+// after which an EventSource would give up), it is opened again to the same URL, at
+// once and then backing off, asking for the events after the last one seen
+// (?lastEventId=, which the daemon reads as it reads Last-Event-ID).
+import { backoff } from "./backoff.js";
 import { BADGES, STREAM_KINDS, describe, pickedKinds, wanted } from "./notice.js";
 import { showToast } from "./toasts.js";
 
@@ -9,6 +13,9 @@ const KINDS_KEY = "vibetwist.notify.kinds";
 
 let source = null;
 let sourceUrl = null;
+let lastEventId = null;
+let attempt = 0;
+let retry = null;
 // Session id -> the kind of its latest event not seen yet (for the card's badge).
 const unseen = new Map();
 const watchers = new Set();
@@ -47,6 +54,7 @@ function notify() {
 }
 
 function received(message) {
+  if (message.lastEventId) lastEventId = message.lastEventId;
   let event;
   try {
     event = JSON.parse(message.data);
@@ -70,9 +78,28 @@ export function followEvents(api) {
   if (api.shareToken) return; // a share link sees one session only, and no events
   const url = new URL("/api/events", location.href);
   if (api.token) url.searchParams.set("token", api.token);
-  if (source && sourceUrl === url.href && source.readyState !== EventSource.CLOSED) return;
-  if (source) source.close();
+  if (source && sourceUrl === url.href) return;
+  if (sourceUrl !== url.href) lastEventId = null;
   sourceUrl = url.href;
-  source = new EventSource(url.href);
-  for (const kind of STREAM_KINDS) source.addEventListener(kind, received);
+  attempt = 0;
+  open();
+}
+
+function open() {
+  clearTimeout(retry);
+  if (source) source.close();
+  const url = new URL(sourceUrl);
+  if (lastEventId) url.searchParams.set("lastEventId", lastEventId);
+  const mine = new EventSource(url.href);
+  source = mine;
+  for (const kind of STREAM_KINDS) mine.addEventListener(kind, received);
+  mine.addEventListener("open", () => {
+    attempt = 0;
+  });
+  mine.addEventListener("error", () => {
+    if (source !== mine) return;
+    mine.close();
+    attempt += 1;
+    retry = setTimeout(open, backoff(attempt));
+  });
 }

@@ -1,4 +1,7 @@
-// The /buffers WebSocket: live snapshots of the listed sessions' screens.
+// The /buffers WebSocket: live snapshots of the listed sessions' screens. A socket
+// that fails or closes is opened again by itself (at once, then backing off), and
+// subscribes again to every session followed, whose next snapshots redraw the previews.
+import { backoff } from "./backoff.js";
 import { decodeBuffersFrame, decodeSnapshot } from "./snapshot.js";
 
 export class Previews {
@@ -9,6 +12,7 @@ export class Previews {
     this.socket = null;
     this.closed = false;
     this.retry = null;
+    this.attempt = 0; // failed connections since the last frame received
     this.connect();
   }
 
@@ -19,6 +23,7 @@ export class Previews {
       for (const id of this.wanted) this.send({ type: "subscribe", sessionId: id });
     };
     socket.onmessage = (event) => {
+      this.attempt = 0;
       if (typeof event.data === "string") return; // subscribed, pong, error: nothing to show
       try {
         const frame = decodeBuffersFrame(event.data);
@@ -29,8 +34,11 @@ export class Previews {
     };
     socket.onclose = (event) => {
       if (this.socket === socket) this.socket = null;
+      if (this.closed) return;
       // 1012: the daemon restarts in place and answers again as soon as it has started.
-      if (!this.closed) this.retry = setTimeout(() => this.connect(), event.code === 1012 ? 200 : 2000);
+      this.attempt += 1;
+      const delay = event.code === 1012 ? 200 : backoff(this.attempt);
+      this.retry = setTimeout(() => this.connect(), delay);
     };
     this.socket = socket;
   }

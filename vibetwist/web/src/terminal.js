@@ -2,14 +2,10 @@
 // restores the screen on every (re)connection, typing and resizes go back.
 import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
+import { backoff, isUnreachable, unreachableBackoff } from "./backoff.js";
 import { h } from "./dom.js";
 import { fittingFont, SMALLEST_FONT } from "./fontfit.js";
 import { KeyBar } from "./keybar.js";
-
-// Milliseconds to wait before reconnection attempt n (1, 2, ...).
-export function backoff(attempt) {
-  return Math.min(500 * 2 ** (attempt - 1), 10000);
-}
 
 const CLOSE_NOT_FOUND = 4404;
 // The daemon restarts in place: the session goes on, and the new daemon answers as soon as it
@@ -27,6 +23,9 @@ export function showSession(root, api, route, notice) {
   let ended = false; // the program ended, or the session is gone: no reconnecting
   let disposed = false;
   let exited = false;
+  // What a gateway last said of the session's host when it could not reach it: until a
+  // replay arrives the page says so and asks again more slowly.
+  let unreachable = null;
 
   const title = h("span", { className: "title" }, id);
   const state = h("span", { className: "state", dataset: { state: "connecting" } }, "connecting");
@@ -167,6 +166,8 @@ export function showSession(root, api, route, notice) {
     switch (message.type) {
       case "replay":
         // The screen is drawn again from scratch: whatever xterm shows goes.
+        attempt = 0;
+        unreachable = null;
         term.reset();
         term.resize(message.cols, message.rows);
         exited = message.status === "exited";
@@ -188,7 +189,13 @@ export function showSession(root, api, route, notice) {
         say(`Fell behind: skipped ${message.bytes} bytes of output.`, "warning");
         break;
       case "error":
-        say(message.message, "warning");
+        if (isUnreachable(message.message)) {
+          unreachable = message.message;
+          setState("reconnecting", "unreachable");
+          say(`The session's ${message.message}.`, "unreachable");
+        } else {
+          say(message.message, "warning");
+        }
         break;
       default:
         break;
@@ -202,9 +209,6 @@ export function showSession(root, api, route, notice) {
     const ws = new WebSocket(api.socketUrl(`/ws/sessions/${encodeURIComponent(id)}`, params));
     ws.binaryType = "arraybuffer";
     socket = ws;
-    ws.onopen = () => {
-      attempt = 0;
-    };
     ws.onmessage = (event) => {
       if (typeof event.data === "string") {
         try {
@@ -246,12 +250,27 @@ export function showSession(root, api, route, notice) {
     say("This session does not exist (any more).", "ended");
   }
 
+  // Connect again after a failed connection or an abnormal close: at once, then after
+  // a growing pause (attempt counts up until a replay arrives).
   function reconnect() {
     attempt += 1;
+    clearTimeout(retry);
+    if (unreachable) {
+      hostUnreachable();
+      return;
+    }
     const delay = backoff(attempt);
     setState("reconnecting");
-    say(`Connection lost. Reconnecting in ${Math.ceil(delay / 1000)} s (attempt ${attempt})…`, "reconnecting");
-    clearTimeout(retry);
+    say(delay ? `Connection lost. Reconnecting in ${Math.ceil(delay / 1000)} s (attempt ${attempt})…`
+      : "Connection lost. Reconnecting…", "reconnecting");
+    retry = setTimeout(probe, delay);
+  }
+
+  function hostUnreachable() {
+    const delay = unreachableBackoff(attempt);
+    setState("reconnecting", "unreachable");
+    say(`The session's ${unreachable}. Trying again in ${Math.ceil(delay / 1000)} s (attempt ${attempt})…`,
+      "unreachable");
     retry = setTimeout(probe, delay);
   }
 
@@ -268,6 +287,12 @@ export function showSession(root, api, route, notice) {
       }
       if (error.status === 401) {
         notice(error);
+        return;
+      }
+      if (error.status === 503 && isUnreachable(error.message)) {
+        unreachable = error.message;
+        attempt += 1;
+        hostUnreachable();
         return;
       }
       if (error.status === 0) {
@@ -295,6 +320,8 @@ export function showSession(root, api, route, notice) {
     (info) => {
       title.textContent = info.name || id;
       document.title = `${info.name || id} · vibetwist`;
+      // Served by a gateway: which host the session runs on.
+      if (typeof info.host === "string") title.after(h("span", { className: "host-tag", title: "Host" }, info.host));
     },
     (error) => {
       if (error.status === 404) gone();
