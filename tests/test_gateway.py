@@ -189,7 +189,18 @@ class ListAndCreateTests(GatewayTestCase):
         self.assertEqual(code, 200)
         self.sessions.append(("beta", body["sessionId"]))
         info = await self.client.session(body["sessionId"])
-        self.assertEqual(info["id"], body["sessionId"])
+        self.assertEqual((info["id"], info["host"]), (body["sessionId"], "beta"))
+
+    async def test_one_session_names_its_host(self) -> None:
+        """GET /api/sessions/ID is the owner's answer with the owner's name added, as each
+        session of the listing has it; an id no host has is 404."""
+        sid, _ = await self.create(["cat"], host="beta", name="named")
+        info = await self.client.session(sid)
+        own = await self.host_client("beta").session(sid)
+        self.assertNotIn("host", own)
+        self.assertEqual(info, dict(own, host="beta"))
+        code, body, _ = await self.client.request("GET", "/api/sessions/no-such-session")
+        self.assertEqual((code, body), (404, {"error": "Session not found"}))
 
 
 class SessionRouteTests(GatewayTestCase):
