@@ -1,0 +1,176 @@
+"""The browser client served by real cluster gateways, in real Chromium.
+
+Each test runs a real nats-server, two host daemons (``--nats --host-id``) and one or
+two gateway daemons (``--gateway --nats``), each a process of its own
+(L{tests.support.cluster.Cluster}), and opens the page a gateway serves: the sessions
+of both hosts grouped by host, typing into a session of each, a session started on
+the host picked; and, with the page behind a load balancer
+(L{tests.support.balancer.Balancer}), the gateway it uses killed with ``kill -9`` and
+the page carrying on through the other one by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer, reactor
+
+from tests.support.balancer import Balancer
+from tests.support.browser import BrowserTestCase
+from tests.support.cluster import Cluster
+from tests.test_browser import goes_on, no_errors, run_line, wait_live, wait_terminal
+from tests.test_browser_gateway import CARD_HOSTS, GROUPS, PICKER_CHOICES, shows
+
+#: The host the terminal view's bar names.
+BAR_HOST = "() => document.querySelector('.session-view .bar .host-tag')?.textContent ?? null"
+
+
+class ClusterBrowserTests(BrowserTestCase):
+    """The page as real gateways serve it, in front of two real hosts."""
+
+    shared = False
+    timeout = 240
+
+    async def cluster(self, gateways: tuple[str, ...]) -> Cluster:
+        """A started cluster: hosts alpha and beta, these gateways; ended after the test."""
+        base = Path(tempfile.mkdtemp(prefix="cluster-browser-", dir=os.getcwd()))
+        cluster = Cluster(reactor, base)
+        self.addCleanup(lambda: defer.ensureDeferred(cluster.stop()))
+        await cluster.start(("alpha", "beta"), gateways)
+        return cluster
+
+    async def test_sessions_of_two_hosts(self) -> None:
+        """The gateway's page lists the sessions of both hosts, each in its host's group
+        and naming its host; a session of alpha, then one of beta, opened from the list
+        takes a typed command, whose output shows in the terminal and in the owner's own
+        text of the session; a session started with the host picker set to beta is made
+        on beta."""
+        cluster = await self.cluster(("gw-a",))
+        gateway = cluster.gateways["gw-a"]
+        sids = {}
+        for host in ("alpha", "beta"):
+            sids[host], made_on = await cluster.create(
+                "gw-a", ["bash"], host=host, name=f"shell-{host}", cols=80, rows=24
+            )
+            self.assertEqual(made_on, host)
+            await cluster.client(host).wait_status(sids[host], "running", timeout=10)
+        page = await self.browser.page(gateway.url("/"))
+
+        def grouped() -> tuple[Any, Any]:
+            for host, sid in sids.items():
+                page.wait_for_selector(f"section.host-group[data-host={host}] li.session[data-id='{sid}']")
+            return page.evaluate(GROUPS), page.evaluate(CARD_HOSTS)
+
+        groups, cards = await self.browser.run(grouped)
+        self.assertEqual([(g[0], g[1]) for g in groups], [("alpha", "up"), ("beta", "up")])
+        for host, sid in sids.items():
+            self.assertEqual(cards[sid], [host, host])
+        await self.screenshot(page, "cluster-hosts.png")
+
+        for host, product in (("alpha", 42), ("beta", 63)):
+            sid = sids[host]
+
+            def open_and_type(sid: str = sid, host: str = host, product: int = product) -> tuple[Any, str]:
+                page.click(f"section.host-group[data-host={host}] li.session[data-id='{sid}'] a.title")
+                page.wait_for_url(re.compile(f"#session={sid}"))
+                wait_live(page)
+                page.wait_for_function(f"() => ({BAR_HOST})() === {host!r}")
+                text = run_line(page, f"echo on-{host}-$((7*{product // 7}))", rf"^on-{host}-{product}\s*$")
+                return page.evaluate(BAR_HOST), text
+
+            bar, text = await self.browser.run(open_and_type)
+            self.assertEqual(bar, host)
+            self.assertIn(f"on-{host}-{product}", text)
+            owner = cluster.client(host)
+            self.assertIn(
+                f"on-{host}-{product}", await owner.wait_text(sid, f"on-{host}-{product}", timeout=10)
+            )
+            other = cluster.client("beta" if host == "alpha" else "alpha")
+            self.assertNotIn(sid, {s["id"] for s in await other.get("/api/sessions")})
+            await self.browser.run(page.click, "a.back")
+
+        def start_on_beta() -> tuple[Any, str]:
+            page.wait_for_selector("select[name=host] option[value=beta]", state="attached")
+            choices = page.evaluate(PICKER_CHOICES)
+            page.fill("input[name=command]", "sh -c 'echo picked-$((6*7)); exec cat'")
+            page.select_option("select[name=host]", "beta")
+            page.click("form.create button[type=submit]")
+            page.wait_for_url(re.compile(r"#session="))
+            wait_live(page)
+            wait_terminal(page, r"^picked-42\s*$")
+            page.wait_for_function(f"() => ({BAR_HOST})() === 'beta'")
+            return choices, str(page.evaluate("location.hash")).split("session=")[1]
+
+        choices, picked = await self.browser.run(start_on_beta)
+        cluster.sessions.add(picked)
+        self.assertEqual(choices, [["", "any (least busy)"], ["alpha", "alpha"], ["beta", "beta"]])
+        on_beta = await cluster.client("beta").session(picked)
+        self.assertEqual(on_beta["command"], ["sh", "-c", "echo picked-$((6*7)); exec cat"])
+        code, _, _ = await cluster.client("alpha").request("GET", f"/api/sessions/{picked}")
+        self.assertEqual(code, 404)
+
+        def listed() -> Any:
+            page.click("a.back")
+            page.wait_for_selector(f"section.host-group[data-host=beta] li.session[data-id='{picked}']")
+            shows(page, picked, "picked-42")
+            return page.evaluate(CARD_HOSTS)
+
+        cards = await self.browser.run(listed)
+        self.assertEqual(cards[picked], ["beta", "beta"])
+        self.assertEqual(await self.browser.run(no_errors, page), [])
+
+    async def test_gateway_killed_behind_a_balancer(self) -> None:
+        """Pages opened through a balancer in front of gw-a: a terminal of a session of
+        each host and the list. gw-a is killed with kill -9 and the balancer sent to gw-b:
+        each terminal reconnects by itself and is redrawn (output written while it was
+        away included) and takes typing again; the list's previews come back."""
+        cluster = await self.cluster(("gw-a", "gw-b"))
+        balancer = Balancer(reactor, cluster.gateways["gw-a"].port)
+        balancer.start()
+        self.addCleanup(lambda: defer.ensureDeferred(balancer.stop()))
+        sids = {}
+        for host in ("alpha", "beta"):
+            sids[host], _ = await cluster.create("gw-a", ["bash"], host=host, cols=80, rows=24)
+            await cluster.client(host).wait_status(sids[host], "running", timeout=10)
+        terminals = {
+            host: await self.browser.page(balancer.url(f"/#session={sid}")) for host, sid in sids.items()
+        }
+        listing = await self.browser.page(balancer.url("/"))
+        for host, page in terminals.items():
+            await self.browser.run(wait_live, page)
+            await self.browser.run(run_line, page, f"echo before-{host}-$((6*7))", rf"^before-{host}-42\s*$")
+            await self.browser.run(shows, listing, sids[host], f"before-{host}-42")
+        gw_b = cluster.gateways["gw-b"].port
+        self.assertEqual(balancer.accepted.get(gw_b), None)
+
+        await cluster.gateways["gw-a"].crash()
+
+        def reconnecting(page: Any) -> None:
+            page.wait_for_selector(".banner[data-kind=reconnecting]")
+
+        for page in terminals.values():
+            await self.browser.run(reconnecting, page)
+        await self.browser.run(lambda: listing.wait_for_selector(".status-line[data-kind=offline]"))
+        for host, sid in sids.items():
+            await cluster.client(host).request(
+                "POST", f"/api/sessions/{sid}/input", {"text": "echo away-$((3*5))\r"}
+            )
+            await cluster.client(host).wait_text(sid, "away-15", timeout=10)
+        balancer.switch(gw_b)
+
+        for host, page in terminals.items():
+            text = await self.browser.run(
+                goes_on, page, r"^away-15\s*$", f"echo back-{host}-$((7*7))", rf"^back-{host}-49\s*$"
+            )
+            self.assertIn(f"before-{host}-42", text)
+            await cluster.client(host).wait_text(sids[host], f"back-{host}-49", timeout=10)
+        for host, sid in sids.items():
+            await self.browser.run(shows, listing, sid, f"back-{host}-49")
+        await self.browser.run(lambda: listing.wait_for_selector(".status-line:not([data-kind=offline])"))
+        self.assertGreater(balancer.accepted.get(gw_b, 0), 0)
+        for page in [*terminals.values(), listing]:
+            self.assertEqual(await self.browser.run(no_errors, page), [])
