@@ -30,6 +30,7 @@ from tests.support.daemon import SSEStream, WSClient, kill_quietly, open_ws, pol
 from tests.support.e2e import recorded_output
 from tests.test_e2e_websocket import screen_of
 from tests.test_vt import SHELL, VT, LocalTerminal, start_terminal
+from vibetwist.model.snapshot import decode, decode_buffers_frame
 
 #: A program that writes 0, 1, 2, ... one number a line, steadily.
 COUNTER = ["bash", "-c", "i=0; while :; do echo $i; i=$((i+1)); sleep 0.01; done"]
@@ -331,16 +332,20 @@ class GatewayKilledTests(ClusterCase):
             await cluster.client("gw-a").request(
                 "POST", f"/api/sessions/{sids[host]}/input", {"text": f"before-on-{host}\r"}
             )
+        pids = {host: (await cluster.client(host).session(sid))["pid"] for host, sid in sids.items()}
         viewers = {host: await self.open_viewer(cluster, "gw-a", sid) for host, sid in sids.items()}
+        previews = await self.previews(cluster, "gw-a", sids)
         for host, ws in viewers.items():
             await ws.wait_for(lambda ws=ws, host=host: f"before-on-{host}" in screen_text(ws))
+        await previews.wait_for(lambda: all(previewed(previews, sids[h], f"before-on-{h}") for h in sids))
 
         await cluster.gateways["gw-a"].crash()
-        for ws in viewers.values():
+        for ws in [*viewers.values(), previews]:
             await within(reactor, ws.closed, 10, "the killed gateway's sockets closing")
         for host, sid in sids.items():
             direct = cluster.client(host)
-            self.assertEqual((await direct.session(sid))["status"], "running")
+            info = await direct.session(sid)
+            self.assertEqual((info["status"], info["pid"]), ("running", pids[host]))
             await cluster.client("gw-b").request(
                 "POST", f"/api/sessions/{sid}/input", {"text": f"after-on-{host}\r"}
             )
@@ -360,8 +365,28 @@ class GatewayKilledTests(ClusterCase):
             screen = screen_text(ws)
             self.assertIn(f"before-on-{host}", screen)
             self.assertIn(f"after-on-{host}", screen)
+        previews = await self.previews(cluster, "gw-b", sids)
+        await previews.wait_for(lambda: all(previewed(previews, sids[h], f"after-on-{h}") for h in sids))
         listing = await self.listed(cluster, "gw-b")
         self.assertEqual({listing[sid]["status"] for sid in sids.values()}, {"running"})
+
+    async def previews(self, cluster: Cluster, gateway: str, sids: dict[str, str]) -> WSClient:
+        """A /buffers socket at a gateway subscribed to every session of sids, as the
+        browser's session list opens it."""
+        ws: WSClient = await open_ws(reactor, cluster.gateways[gateway], "/buffers")
+        self.addCleanup(lambda: ws.transport.abortConnection() if ws.transport else None)
+        for sid in sids.values():
+            ws.send_json({"type": "subscribe", "sessionId": sid})
+        return ws
+
+
+def previewed(ws: WSClient, sid: str, text: str) -> bool:
+    """Whether a /buffers socket got a snapshot of sid showing text."""
+    for payload in ws.binaries():
+        frame_sid, snapshot = decode_buffers_frame(payload)
+        if frame_sid == sid and any(text in "".join(c.char for c in row) for row in decode(snapshot).rows):
+            return True
+    return False
 
 
 #: What the flood's last line says (the program writes it, so no echo of a command shows it).
@@ -489,7 +514,6 @@ class SlowViewerTests(ClusterCase):
         figure(
             "bytes the stalled viewer got of the second flood", (stalled.received - got_before) / 1024, "KiB"
         )
-        self.assertLess(stalled.received, FLOOD_BYTES, "the stalled viewer was sent all it missed")
         self.assertIn("skipped", [m["type"] for m in stalled.texts()])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer, reactor
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SkipTest
 
 from tests.support.daemon import poll, sleep, within
@@ -160,6 +161,21 @@ class KeyValueTests(LinkCase):
         self.assertEqual(marker, b"4")
         self.assertNotIn(("a", b"4"), seen)
 
+    async def test_values_expire_after_the_ttl(self) -> None:
+        """A bucket made with a ttl forgets a value once it is older than that."""
+        server = await self.start_server()
+        link = await self.connected_link(server)
+        kv = await link.key_value("t_ttl", ttl=1.0)
+        await kv.put("short", b"lived")
+        self.assertEqual(await kv.get("short"), b"lived")
+        await poll(
+            reactor,
+            lambda: kv.get("short").addCallback(lambda v: v is None),
+            timeout=10,
+            interval=0.2,
+            what="expiry",
+        )
+
     async def test_watch_of_empty_bucket_becomes_ready(self) -> None:
         """A watch of a bucket without values becomes ready, and then sees a put."""
         server = await self.start_server()
@@ -176,9 +192,18 @@ class KeyValueTests(LinkCase):
 
 class ReconnectTests(LinkCase):
     async def test_start_before_server_is_up_keeps_trying(self) -> None:
-        """start() before any server listens keeps trying and fires once one does."""
+        """start() before any server listens keeps trying (saying so once) and fires once
+        one does."""
         server = NATSServer(reactor)
         self.addCleanup(lambda: defer.ensureDeferred(server.cleanup()))
+        said: list[dict[str, Any]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_format", "").startswith("nats: {error}"):
+                said.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
         link = self.make_link(server)
         started = link.start()
         states: list[str] = []
@@ -186,6 +211,8 @@ class ReconnectTests(LinkCase):
         # Several reconnect periods pass without a server: nothing to poll for.
         await sleep(reactor, 1.5)
         self.assertFalse(started.called)
+        # The same refusal is logged once, not once per attempt.
+        self.assertEqual(len(said), 1)
         await server.start()
         await within(reactor, started, 10, "connecting once the server is up")
         self.assertTrue(link.connected)
@@ -223,6 +250,22 @@ class ReconnectTests(LinkCase):
             what="a watched put after restart",
         )
         watch()
+
+    async def test_stop_sends_what_was_published_and_ends_the_thread(self) -> None:
+        """Messages published just before stop() still reach subscribers, and stop fires
+        once the link's thread has ended."""
+        server = await self.start_server()
+        sender = await self.connected_link(server, "sender")
+        receiver = await self.connected_link(server, "receiver")
+        got: list[bytes] = []
+        await receiver.subscribe("t.last", lambda m: got.append(m.data))
+        for n in range(100):
+            sender.publish("t.last", b"%d" % n)
+        await within(reactor, sender.stop(), 10, "stop")
+        self.assertFalse(sender.connected)
+        self.assertFalse(sender._thread is not None and sender._thread.is_alive())
+        await poll(reactor, lambda: len(got) == 100, what="the last messages")
+        self.assertEqual(got, [b"%d" % n for n in range(100)])
 
     async def test_stop_before_connecting_fails_start(self) -> None:
         """stop() while start() still tries ends the thread and fails start with LinkDown."""

@@ -25,6 +25,7 @@ from tests.support.cluster import FakeDirectory
 from tests.support.daemon import Client, Daemon, kill_sessions, open_ws, poll, within
 from tests.support.nats import NATSServer
 from tests.test_e2e_websocket import screen_of
+from vibetwist._reactor.internals import unwritten
 from vibetwist.cluster.gateway import Gateway, format_vector, parse_vector, tunnel_grant
 from vibetwist.login.authority import Authority
 from vibetwist.login.passwords import PasswordCheck
@@ -178,6 +179,14 @@ class ListAndCreateTests(GatewayTestCase):
         self.assertEqual(body, {"error": "host beta is unreachable"})
         self.assertEqual(response.headers.getRawHeaders(b"retry-after"), [b"2"])
 
+    async def test_no_host_up_is_503(self) -> None:
+        for name in self.hosts:
+            self.directory.set(name, status="stopped")
+        code, body, _ = await self.client.request("POST", "/api/sessions", {"command": ["cat"]})
+        self.assertEqual((code, body), (503, {"error": "No host is up"}))
+        self.assertEqual(await self.client.get("/api/sessions"), [])
+        self.assertEqual(self.grants, [])
+
     async def test_unknown_session_is_404(self) -> None:
         code, body, _ = await self.client.request("GET", "/api/sessions/no-such-session/text")
         self.assertEqual(code, 404)
@@ -264,6 +273,29 @@ class SessionRouteTests(GatewayTestCase):
         stream = await self.client.stream(sid)
         await self.client.request("POST", f"/api/sessions/{sid}/input", {"text": "live-output\r"})
         await poll(reactor, lambda: "live-output" in stream.output(), 10, what="output on the stream")
+
+    async def test_slow_reader_pauses_the_host(self) -> None:
+        """A browser that does not read its stream pauses the host's response: the gateway
+        keeps little of it in its own buffers, and the whole stream arrives once it reads."""
+        flood = "head -c 16000000 /dev/zero | tr '\\0' x | fold -w 99; echo flood-done"
+        sid, host = await self.create(["sh", "-c", flood], host="alpha")
+        await self.host_client(host).wait_status(sid, "exited", timeout=30)
+        stream = await self.client.stream(sid)
+        stream.pause()
+        request = await poll(reactor, lambda: next(iter(self.gateway.relaying), None), 5, what="the relay")
+        transport = request.channel.transport
+        held: list[int] = []
+
+        def settled() -> bool:
+            held.append(len(unwritten(transport)))
+            return len(held) > 20 and held[-1] == held[-20]  # nothing more came for a second
+
+        await poll(reactor, settled, 20, what="the relay to settle")
+        self.assertLess(max(held), 1 << 20)
+        self.assertLess(self.gateway.relayed_bytes, 12_000_000)
+        stream.resume()
+        await within(reactor, stream.ended, 30, "the rest of the stream")
+        self.assertIn("flood-done", stream.output()[-200:])
 
     async def test_crashed_host_is_503_at_once(self) -> None:
         """A session whose host was killed with kill -9: 503 naming the host, within 100 ms."""
@@ -610,16 +642,21 @@ class ClusterTests(unittest.TestCase):
         self.assertEqual(code, 403, body)
 
     async def test_websockets_through_the_tunnels(self) -> None:
+        """/ws/sessions, /ws/input and /buffers of a gateway, relayed over tunnels to the owner."""
         sid, _ = await self.create(self.a, ["cat"], host="beta")
-        term = await open_ws(reactor, self.cluster["gw-b"], f"/ws/sessions/{sid}?token={self.b.token}")
-        typing = await open_ws(
-            reactor, self.cluster["gw-b"], f"/ws/input?sessionId={sid}&token={self.b.token}"
-        )
+        gateway, token = self.cluster["gw-b"], self.b.token
+        term = await open_ws(reactor, gateway, f"/ws/sessions/{sid}?token={token}")
+        typing = await open_ws(reactor, gateway, f"/ws/input?sessionId={sid}&token={token}")
         typing.sendMessage(b"socket-over-nats\r")
         await term.wait_for(lambda: term.texts() and "socket-over-nats" in screen_of(term).text())
-        term.sendClose()
-        typing.sendClose()
-        await within(reactor, defer.gatherResults([term.closed, typing.closed]), 10, "the sockets' close")
+        buffers = await open_ws(reactor, gateway, f"/buffers?token={token}")
+        buffers.send_json({"type": "subscribe", "sessionId": sid})
+        await buffers.wait_for(lambda: {"type": "subscribed", "sessionId": sid} in buffers.texts())
+        await buffers.wait_for(lambda: buffers.binaries())
+        for socket in (term, typing, buffers):
+            socket.sendClose()
+        closed = [term.closed, typing.closed, buffers.closed]
+        await within(reactor, defer.gatherResults(closed), 10, "the sockets' close")
 
     async def test_events_from_both_hosts(self) -> None:
         stream = await self.a.events()

@@ -1,14 +1,17 @@
 """A gateway's WebSockets relayed to real host daemons (vibetwist.cluster.relay).
 
 The hosts are real ``twistd -n vibetunnel`` processes; the gateway's relays run in
-the test's reactor behind a plain twisted.web site, and reach a host through a
-``ConnectHost`` that hands out TCP endpoints to the host's port.
+the test's reactor behind a plain twisted.web site. GatewayWebSocketTests reach a host
+through a ``ConnectHost`` that hands out TCP endpoints to its port; TunnelRelayTests
+through real tunnels over a real nats-server, forwarded to the host's port;
+ClusterHostRelayTests through tunnels to a host started with ``--nats``.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -17,6 +20,7 @@ from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflat
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.portforward import ProxyClient, ProxyClientFactory, ProxyFactory, ProxyServer
 from twisted.web.resource import NoResource, Resource
 from twisted.web.server import Site
@@ -31,7 +35,7 @@ from vibetwist.cluster.errors import HostUnreachable
 from vibetwist.cluster.link import NATSLink
 from vibetwist.cluster.options import NATSConfig
 from vibetwist.cluster.relay import WebSocketRelays
-from vibetwist.cluster.tunnel import TunnelEndpoint, TunnelListener
+from vibetwist.cluster.tunnel import RequestTimeout, TunnelEndpoint, TunnelListener, Unreachable
 from vibetwist.errors import NotFound
 from vibetwist.model.snapshot import decode, decode_buffers_frame
 
@@ -41,21 +45,23 @@ FLOOD = "sleep 0.5; head -c 6000000 /dev/zero | tr '\\0' x | fold -w 99; sleep 0
 
 
 class _Routes(Resource):
-    """The gateway's three WebSocket routes, with a full grant."""
+    """The gateway's three WebSocket routes, with the grant the test gives (full by default)."""
 
-    def __init__(self, relays: WebSocketRelays) -> None:
+    def __init__(self, relays: WebSocketRelays, grant: Callable[[], dict[str, Any]] = lambda: FULL) -> None:
         super().__init__()
         self._relays = relays
+        self._grant = grant
 
     def getChild(self, path: bytes, request: Any) -> Any:
         where = request.path.decode()
+        grant = self._grant()
         if where == "/buffers":
-            return self._relays.buffers_resource(request, FULL)
+            return self._relays.buffers_resource(request, grant)
         if where == "/ws/input":
             session_id = (request.args.get(b"sessionId") or [b""])[0].decode()
-            return self._relays.input_resource(request, session_id, FULL)
+            return self._relays.input_resource(request, session_id, grant)
         if where.startswith("/ws/sessions/"):
-            return self._relays.sessions_resource(request, unquote(where.rsplit("/", 1)[1]), FULL)
+            return self._relays.sessions_resource(request, unquote(where.rsplit("/", 1)[1]), grant)
         return NoResource()
 
 
@@ -588,3 +594,123 @@ class TunnelRelayTests(DaemonTestCase):
         self.assertLess(max(held), 256 * 1024 + 256 * 1024, "the socket's bytes plus one window")
         slow.resume()
         self.assertEqual(await within(reactor, slow.closed, 30, "the slow viewer's end"), 1000)
+
+
+class ClusterHostRelayTests(DaemonTestCase):
+    """The relays to a real cluster host: ``twistd vibetunnel --nats URL --host-id alpha``,
+    reached only through tunnels, which trusts the grant the gateway puts in each."""
+
+    timeout = 90
+    shared = False
+
+    async def _set_up(self) -> None:
+        await super()._set_up()
+        before = set(reactor.getDelayedCalls())
+
+        def cancel_left_timers() -> None:
+            for call in reactor.getDelayedCalls():
+                batch = getattr(call.func, "__qualname__", "") == "_BatchedTimer._notify_bucket"
+                if batch and call not in before and call.active():
+                    call.cancel()
+
+        self.addCleanup(cancel_left_timers)
+        self.nats = NATSServer(reactor)
+        self.addCleanup(lambda: defer.ensureDeferred(self.nats.cleanup()))
+        await self.nats.start()
+        self.daemon_args = ("--nats", self.nats.url, "--host-id", "alpha")
+        self.daemon = await self.start_daemon()
+        self.client = self.client_for(self.daemon)
+        self.addCleanup(self._end_sessions)
+        self.gateway_link = NATSLink(reactor, NATSConfig(servers=(self.nats.url,)), "gateway")
+        self.addCleanup(self.gateway_link.stop)
+        await self.gateway_link.start().addTimeout(10, reactor)
+        self.grant: dict[str, Any] = FULL
+        self.owners: dict[str, str] = {}
+        self.relays = WebSocketRelays(reactor, self.connect_host, self.locate)
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Site(_Routes(self.relays, lambda: self.grant))
+        )
+        self.gateway_port = port.getHost().port
+        self.addCleanup(port.stopListening)
+        self.addCleanup(self.relays.stop)
+        # The host serves tunnels once it has joined: its subject answers.
+        await poll(reactor, self._joined, timeout=15, what="the host joined")
+
+    async def _joined(self) -> bool:
+        endpoint = TunnelEndpoint(self.gateway_link, "vt.h.alpha", FULL, "gateway", timeout=1)
+        try:
+            protocol = await endpoint.connect(Factory.forProtocol(Protocol))
+        except (Unreachable, RequestTimeout):
+            return False
+        protocol.transport.loseConnection()
+        return True
+
+    def connect_host(self, host: str, grant: dict[str, Any]) -> IStreamClientEndpoint:
+        return TunnelEndpoint(self.gateway_link, f"vt.h.{host}", grant, "gateway")
+
+    def locate(self, session_id: str) -> defer.Deferred[str]:
+        host = self.owners.get(session_id)
+        return defer.succeed(host) if host else defer.fail(NotFound("Session not found"))
+
+    async def gateway_ws(self, path: str) -> Any:
+        client = await create_client_agent(reactor).open(
+            f"ws://127.0.0.1:{self.gateway_port}{path}", {}, WSClient
+        )
+        self.addCleanup(
+            lambda: client.dropConnection(abort=True) if client.state != client.STATE_CLOSED else None
+        )
+        return client
+
+    async def test_a_cluster_hosts_stream_through_the_gateway(self) -> None:
+        """The relayed viewer of a real cluster host gets the messages a direct viewer gets, its
+        typing reaches the program, and the program's exit closes the browser with 1000."""
+        sid = await self.create(["sh", "-c", "seq 1 20; read line; echo got $line; exit 3"], cols=40, rows=6)
+        self.owners[sid] = "alpha"
+        await self.client.wait_text(sid, "20")
+        direct = await open_ws(reactor, self.daemon, f"/ws/sessions/{sid}")
+        self.addCleanup(
+            lambda: direct.dropConnection(abort=True) if direct.state != direct.STATE_CLOSED else None
+        )
+        relayed = await self.gateway_ws(f"/ws/sessions/{sid}")
+        typing = await self.gateway_ws(f"/ws/input?sessionId={sid}")
+        typing.sendMessage(b"word\r")
+        self.assertEqual(await within(reactor, relayed.closed, 10, "the relayed close"), 1000)
+        self.assertEqual(await within(reactor, direct.closed, 10, "the direct close"), 1000)
+        self.assertEqual(relayed.messages, direct.messages)
+        self.assertEqual(relayed.texts()[-1], {"type": "exit", "code": 3})
+        self.assertIn("got word", screen_of(relayed).text())
+
+    async def test_a_read_grant_is_what_the_host_enforces(self) -> None:
+        """With a read grant for the session, the host's own read-only rules apply through the
+        gateway: the view is read-only, typing gets the host's error, /ws/input is refused."""
+        sid = await self.create(["cat"])
+        self.owners[sid] = "alpha"
+        await self.client.wait_status(sid, "running")
+        self.grant = {"kind": "read", "session": sid}
+        viewer = await self.gateway_ws(f"/ws/sessions/{sid}")
+        await viewer.wait_for(lambda: viewer.texts())
+        self.assertTrue(viewer.texts()[0]["readOnly"])
+        viewer.sendMessage(b"typed\r", isBinary=True)
+        await viewer.wait_for(lambda: [t for t in viewer.texts() if t["type"] == "error"])
+        typing = await self.gateway_ws(f"/ws/input?sessionId={sid}")
+        self.assertEqual(await within(reactor, typing.closed, 10, "the input's close"), 4403)
+        self.assertEqual((await self.client.text(sid)).strip(), "")
+
+    async def test_buffers_of_a_cluster_host(self) -> None:
+        """/buffers through the gateway gets a cluster host's snapshots."""
+        sid = await self.create(["sh", "-c", "echo snapshot-me; exec cat"])
+        self.owners[sid] = "alpha"
+        await self.client.wait_text(sid, "snapshot-me")
+        buffers = await self.gateway_ws("/buffers")
+        buffers.send_json({"type": "subscribe", "sessionId": sid})
+
+        def shows() -> bool:
+            for payload in buffers.binaries():
+                session_id, snapshot = decode_buffers_frame(payload)
+                rows = ["".join(c.char for c in row) for row in decode(snapshot).rows]
+                if session_id == sid and any("snapshot-me" in r for r in rows):
+                    return True
+            return False
+
+        await buffers.wait_for(shows)
+        await buffers.wait_for(lambda: {"type": "subscribed", "sessionId": sid} in buffers.texts())

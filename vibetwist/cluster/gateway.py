@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 import treq
 from klein import Klein
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from treq.client import HTTPClient
 from twisted.application.service import MultiService
@@ -60,7 +60,7 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import RequestRedirect
 
 from vibetwist import __version__
-from vibetwist.cluster.errors import HostUnreachable
+from vibetwist.cluster.errors import HostUnreachable, NoHostUp
 from vibetwist.cluster.host import host_subject
 from vibetwist.cluster.link import NATSLink
 from vibetwist.cluster.registry import HostDirectory
@@ -164,12 +164,13 @@ class _BodyRelay(BodyProtocol):
     host slows down for this viewer only. A browser that leaves stops it.
     """
 
-    def __init__(self, request: Any, done: Callable[[], None]) -> None:
+    def __init__(self, request: Any, gateway: Gateway) -> None:
         self._request = request
-        self._done = done
+        self._gateway = gateway
         self._finished = False
 
     def connectionMade(self) -> None:
+        self._gateway.relaying.add(self._request)
         self._request.registerProducer(self.transport, True)
         self._request.notifyFinish().addErrback(self._gone)
 
@@ -180,10 +181,12 @@ class _BodyRelay(BodyProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         if not self._finished:
+            self._gateway.relayed_bytes += len(data)
             self._request.write(data)
 
     def connectionLost(self, reason: Failure = ResponseDone) -> None:  # type: ignore[assignment]
-        self._done()
+        self._gateway.relaying.discard(self._request)
+        self._gateway.tunnel_closed()
         if self._finished:
             return
         self._finished = True
@@ -202,10 +205,10 @@ class _Relayed(Resource):
 
     isLeaf = True
 
-    def __init__(self, response: IResponse, done: Callable[[], None]) -> None:
+    def __init__(self, response: IResponse, gateway: Gateway) -> None:
         super().__init__()
         self._response = response
-        self._done = done
+        self._gateway = gateway
 
     def render(self, request: Any) -> Any:
         response = self._response
@@ -213,7 +216,7 @@ class _Relayed(Resource):
         for name, values in response.headers.getAllRawHeaders():
             if name.lower() not in HOP_HEADERS:
                 request.responseHeaders.setRawHeaders(name, values)
-        response.deliverBody(_BodyRelay(request, self._done))
+        response.deliverBody(_BodyRelay(request, self._gateway))
         return NOT_DONE_YET
 
 
@@ -265,6 +268,11 @@ class _GatewayCollector:
             "vibetwist_gateway_tunnels_open",
             "Connections to hosts the gateway's HTTP requests and event streams hold open",
             value=self._gateway.tunnels_open,
+        )
+        yield CounterMetricFamily(
+            "vibetwist_gateway_relayed_bytes",
+            "Bytes of hosts' HTTP responses relayed to browsers",
+            value=self._gateway.relayed_bytes,
         )
         yield GaugeMetricFamily(
             "vibetwist_gateway_sessions_known",
@@ -476,6 +484,9 @@ class Gateway:
         #: Per host: sessions this gateway created since the heartbeat it last saw of it.
         self._created: dict[str, tuple[str, int]] = {}
         self.tunnels_open = 0
+        #: The browsers' requests a host's response is being relayed to, and the bytes relayed.
+        self.relaying: set[Any] = set()
+        self.relayed_bytes = 0
         self.event_streams: set[MergedEvents] = set()
         self.metrics = GatewayMetrics(self) if metrics else None
         self._started = reactor.seconds()
@@ -521,7 +532,7 @@ class Gateway:
         path: str,
         headers: Headers | None = None,
         data: bytes | None = None,
-        timeout: float = RESPONSE_TIMEOUT,
+        timeout: float | None = RESPONSE_TIMEOUT,
     ) -> IResponse:
         """The response of host to one request, its body still to come (the caller reads it
         and then calls :meth:`tunnel_closed`); HostUnreachable if the host cannot be reached."""
@@ -780,7 +791,7 @@ class Gateway:
         else:
             up = self.directory.up()
             if not up:
-                raise HostUnreachable("(none up)")
+                raise NoHostUp()
             host = min(up, key=lambda view: (self._load(view), view.name)).name
         code, answer = await self._json_from(
             host, tunnel_grant(request_grant(request)), "POST", "/api/sessions", body, RESPONSE_TIMEOUT
@@ -836,7 +847,7 @@ class Gateway:
             headers,
             data or None,
         )
-        return _Relayed(response, self.tunnel_closed)
+        return _Relayed(response, self)
 
     @app.route("/api/sessions/<session_id>/share", methods=["POST"])
     async def share_session(self, request: Any, session_id: str) -> bytes:

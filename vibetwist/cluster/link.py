@@ -278,6 +278,8 @@ class NATSLink:
         self._outbound_lock = threading.Lock()
         self._outbound: list[Callable[[Client], Awaitable[Any]]] = []
         # Loop side only.
+        self._said = ""
+        self._said_at = -1e9
         self._batch: deque[Callable[[Client], Awaitable[Any]]] = deque()
         self._wake: asyncio.Event | None = None
         self._nc: Client | None = None
@@ -383,7 +385,7 @@ class NATSLink:
                 raise
             except Exception as error:
                 await _quietly(nc.close())
-                self._post(log.info, "nats: cannot connect yet ({error}); trying again", error=error)
+                self._say(error)
                 await asyncio.sleep(self._config.reconnect_wait)
                 continue
             self._nc = nc
@@ -412,7 +414,16 @@ class NATSLink:
                 self._post(log.warn, "nats: operation failed: {error}", error=error)
 
     async def _on_error(self, error: Exception) -> None:
-        self._post(log.debug, "nats: {error}", error=error)
+        self._say(error)
+
+    def _say(self, error: BaseException) -> None:
+        """Log a connection's error: the same one once, and again every 30 s, not on
+        every attempt of a server that stays away. Called on the loop thread."""
+        text = f"{type(error).__name__}: {error}".rstrip(": ")
+        now = asyncio.get_running_loop().time()
+        if text != self._said or now - self._said_at >= 30:
+            self._said, self._said_at = text, now
+            self._post(log.info, "nats: {error}", error=text)
 
     async def _on_disconnected(self) -> None:
         if not self._stopping:

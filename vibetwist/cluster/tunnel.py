@@ -250,8 +250,8 @@ class TunnelTransport:
 
     @property
     def producer(self) -> Any:
-        """The producer registered, under the name Twisted's transports give it (autobahn's
-        WebSocketResource and the daemon's sockets take over a connection by it)."""
+        """The registered producer, or None (``producer``, as Twisted's own transports have it:
+        a host's WebSocket takes twisted.web's channel off the transport by it)."""
         return self._producer
 
     def registerProducer(self, producer: Any, streaming: bool) -> None:
