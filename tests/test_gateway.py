@@ -379,6 +379,14 @@ class GatewayRouteTests(GatewayTestCase):
         self.assertEqual(health["status"], "ok")
         self.assertEqual(self.grants, [])
 
+    async def test_push_is_off(self) -> None:
+        """The browser client asks for push: a gateway answers as a host with --no-push."""
+        code, body, _ = await self.client.request("GET", "/api/push/vapid-public-key")
+        self.assertEqual((code, body["error"]), (503, "Push notifications not configured"))
+        code, body, _ = await self.client.request("POST", "/api/push/subscribe", {})
+        self.assertEqual(code, 503, body)
+        self.assertEqual(self.grants, [])
+
     async def test_metrics(self) -> None:
         self.directory.set("beta", status="down")
         await self.client.get("/api/hosts")
@@ -672,6 +680,31 @@ class ClusterTests(unittest.TestCase):
 
         await poll(reactor, lambda: seen("alpha") and seen("beta"), 15, what="events of both hosts")
         self.assertLessEqual({"alpha", "beta"}, set(parse_vector(stream.named[-1]["id"])))
+
+    async def test_nats_restart(self) -> None:
+        """A stream open through a gateway when NATS restarts is cut off (its tunnel is lost,
+        nothing resumes); once the link is back, the gateway serves the session again and
+        share links made before still work."""
+        sid, _ = await self.create(self.a, ["cat"], host="alpha")
+        code, share, _ = await self.a.request("POST", f"/api/sessions/{sid}/share", {})
+        self.assertEqual(code, 200, share)
+        stream = await self.a.stream(sid)
+        await self.nats.restart()
+        await within(reactor, stream.ended, 30, "the stream's end")
+        self.assertFalse(stream.complete)
+        for client in (self.a, self.b):
+            await self.hosts_up(client, {"alpha", "beta"})
+
+        async def served() -> bool:
+            code, _, _ = await self.a.request(
+                "POST", f"/api/sessions/{sid}/input", {"text": "after-restart\r"}
+            )
+            return code == 200
+
+        await poll(reactor, served, 20, 0.2, "input after the restart")
+        reader = Client(reactor, self.cluster["gw-b"], token=share["token"])
+        self.addCleanup(lambda: defer.ensureDeferred(reader.close()))
+        await reader.wait_text(sid, "after-restart", timeout=10)
 
     async def test_host_killed_with_kill_9_answers_503_at_once(self) -> None:
         gamma = await self.start("gamma", ("--nats", self.nats.url, "--host-id", "gamma"), HOST_PASSWORD)

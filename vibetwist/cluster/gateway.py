@@ -46,18 +46,19 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, succeed
 from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol as BodyProtocol
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IResponse
+from twisted.web.iweb import IAgentEndpointFactory, IResponse
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import RequestRedirect
+from zope.interface import implementer
 
 from vibetwist import __version__
 from vibetwist.cluster.errors import HostUnreachable, NoHostUp
@@ -76,6 +77,7 @@ from vibetwist.server.api import NOTIFICATION_PREFERENCES, QUICK_START, _body, _
 from vibetwist.server.limits import ConnectionLimiter, Limits, connection_peer
 from vibetwist.server.listen import Listener, parse_listen
 from vibetwist.server.metrics import route_template
+from vibetwist.server.push import PushAPI
 from vibetwist.server.site import guarded_resource, make_site
 from vibetwist.server.static import WebClient
 
@@ -146,6 +148,7 @@ def format_vector(ids: dict[str, int]) -> str:
     return ",".join(f"{name}:{ids[name]}" for name in sorted(ids))
 
 
+@implementer(IAgentEndpointFactory)
 class _Endpoints:
     """An endpoint factory for Agent.usingEndpointFactory: every URI goes to one endpoint."""
 
@@ -489,13 +492,12 @@ class Gateway:
         self.relayed_bytes = 0
         self.event_streams: set[MergedEvents] = set()
         self.metrics = GatewayMetrics(self) if metrics else None
+        self.push = PushAPI(None, reactor.seconds)
         self._started = reactor.seconds()
-        self._heartbeat: Any = None
+        self._heartbeat: LoopingCall | None = None
         directory.when_changed(self._host_changed)
 
     def start(self) -> None:
-        from twisted.internet.task import LoopingCall
-
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = self.reactor
         self._heartbeat.start(HEARTBEAT_INTERVAL, now=False)
@@ -758,6 +760,28 @@ class Gateway:
     @app.route("/api/server/status", methods=["GET"])
     def server_status(self, request: Any) -> bytes:
         return _json(request, {"macAppConnected": False, "isHQMode": False, "version": __version__})
+
+    # A gateway sends no push notifications: its push routes answer as a host's with --no-push.
+
+    @app.route("/api/push/vapid-public-key", methods=["GET"])
+    def push_key(self, request: Any) -> bytes:
+        return _json(request, *self.push.public_key())
+
+    @app.route("/api/push/subscribe", methods=["POST"])
+    def push_subscribe(self, request: Any) -> bytes:
+        return _json(request, self.push.subscribe(_body(request)))
+
+    @app.route("/api/push/unsubscribe", methods=["POST"])
+    def push_unsubscribe(self, request: Any) -> bytes:
+        return _json(request, self.push.unsubscribe(_body(request)))
+
+    @app.route("/api/push/test", methods=["POST"])
+    async def push_test(self, request: Any) -> bytes:
+        return _json(request, await self.push.test(_body(request)))
+
+    @app.route("/api/push/status", methods=["GET"])
+    def push_status(self, request: Any) -> bytes:
+        return _json(request, self.push.status())
 
     @app.route("/api/hosts", methods=["GET"])
     def hosts(self, request: Any) -> bytes:
