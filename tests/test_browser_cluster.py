@@ -20,10 +20,19 @@ from typing import Any
 from twisted.internet import defer, reactor
 
 from tests.support.balancer import Balancer
-from tests.support.browser import BrowserTestCase
+from tests.support.browser import (
+    CARD_HOSTS,
+    GROUPS,
+    PICKER_CHOICES,
+    BrowserTestCase,
+    goes_on,
+    no_errors,
+    run_line,
+    shows,
+    wait_live,
+    wait_terminal,
+)
 from tests.support.cluster import Cluster
-from tests.test_browser import goes_on, no_errors, run_line, wait_live, wait_terminal
-from tests.test_browser_gateway import CARD_HOSTS, GROUPS, PICKER_CHOICES, shows
 
 #: The host the terminal view's bar names.
 BAR_HOST = "() => document.querySelector('.session-view .bar .host-tag')?.textContent ?? null"
