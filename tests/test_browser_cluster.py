@@ -1,12 +1,13 @@
 """The browser client served by real cluster gateways, in real Chromium.
 
-Each test runs a real nats-server, two host daemons (``--nats --host-id``) and one or
+Each test of L{ClusterBrowserTests} runs a real nats-server, two host daemons (``--nats --host-id``) and one or
 two gateway daemons (``--gateway --nats``), each a process of its own
 (L{tests.support.cluster.Cluster}), and opens the page a gateway serves: the sessions
 of both hosts grouped by host, typing into a session of each, a session started on
 the host picked; and, with the page behind a load balancer
 (L{tests.support.balancer.Balancer}), the gateway it uses killed with ``kill -9`` and
-the page carrying on through the other one by itself.
+the page carrying on through the other one by itself. L{BalancerTests} checks the
+balancer itself over real sockets.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, protocol, reactor
+from twisted.trial import unittest
 
 from tests.support.balancer import Balancer
 from tests.support.browser import (
@@ -33,6 +35,7 @@ from tests.support.browser import (
     wait_terminal,
 )
 from tests.support.cluster import Cluster
+from tests.support.daemon import poll
 
 #: The host the terminal view's bar names.
 BAR_HOST = "() => document.querySelector('.session-view .bar .host-tag')?.textContent ?? null"
@@ -183,3 +186,69 @@ class ClusterBrowserTests(BrowserTestCase):
         self.assertGreater(balancer.accepted.get(gw_b, 0), 0)
         for page in [*terminals.values(), listing]:
             self.assertEqual(await self.browser.run(no_errors, page), [])
+
+
+class _Named(protocol.Protocol):
+    """A backend that says its name, then echoes what it gets."""
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.factory.name)  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class _Reader(protocol.Protocol):
+    def __init__(self) -> None:
+        self.got = b""
+        self.closed = False
+
+    def dataReceived(self, data: bytes) -> None:
+        self.got += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.closed = True
+
+
+class BalancerTests(unittest.TestCase):
+    """The balancer the browser tests put in front of gateways, over real sockets."""
+
+    def backend(self, name: bytes) -> int:
+        factory = protocol.Factory.forProtocol(_Named)
+        factory.name = name  # type: ignore[attr-defined]
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return int(port.getHost().port)
+
+    async def connect(self, balancer: Balancer) -> _Reader:
+        reader: _Reader = await protocol.ClientCreator(reactor, _Reader).connectTCP(
+            "127.0.0.1", balancer.port
+        )
+        self.addCleanup(lambda: reader.transport.abortConnection() if not reader.closed else None)
+        return reader
+
+    async def test_switch_and_refused_backend(self) -> None:
+        """Connections go to the backend pointed at when they arrive, both ways; one open
+        before a switch stays on its backend; a backend that refuses closes the connection."""
+        first, second = self.backend(b"first:"), self.backend(b"second:")
+        balancer = Balancer(reactor, first)
+        balancer.start()
+        self.addCleanup(lambda: defer.ensureDeferred(balancer.stop()))
+        old = await self.connect(balancer)
+        old.transport.write(b"ping")
+        await poll(reactor, lambda: old.got == b"first:ping", 5, what="the first backend's echo")
+        balancer.switch(second)
+        new = await self.connect(balancer)
+        new.transport.write(b"pong")
+        old.transport.write(b"again")
+        await poll(reactor, lambda: new.got == b"second:pong", 5, what="the second backend's echo")
+        await poll(reactor, lambda: old.got == b"first:pingagain", 5, what="the open connection kept")
+        self.assertEqual(balancer.accepted, {first: 1, second: 1})
+
+        free = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.1")
+        gone = free.getHost().port
+        await free.stopListening()
+        balancer.switch(gone)
+        refused = await self.connect(balancer)
+        await poll(reactor, lambda: refused.closed, 5, what="the connection to a refusing backend closed")
+        self.assertEqual(refused.got, b"")
