@@ -1,10 +1,10 @@
 """The browser client served by real cluster gateways, in real Chromium.
 
-Each test of L{ClusterBrowserTests} runs a real nats-server, two host daemons (``--nats --host-id``) and one or
-two gateway daemons (``--gateway --nats``), each a process of its own
-(L{tests.support.cluster.Cluster}), and opens the page a gateway serves: the sessions
-of both hosts grouped by host, typing into a session of each, a session started on
-the host picked; and, with the page behind a load balancer
+Each test of L{ClusterBrowserTests} runs a real nats-server, two host daemons
+(``--nats --host-id``) and one or two gateway daemons (``--gateway --nats``), each a
+process of its own (L{tests.support.cluster.Cluster}), and opens the page a gateway
+serves: the sessions of both hosts grouped by host, typing into a session of each, a
+session started on the host picked; and, with the page behind a load balancer
 (L{tests.support.balancer.Balancer}), the gateway it uses killed with ``kill -9`` and
 the page carrying on through the other one by itself. L{BalancerTests} checks the
 balancer itself over real sockets.
