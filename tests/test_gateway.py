@@ -24,7 +24,7 @@ from twisted.trial import unittest
 from tests.support.cluster import FakeDirectory
 from tests.support.daemon import Client, Daemon, kill_sessions, open_ws, poll, within
 from tests.support.nats import NATSServer
-from tests.test_e2e_websocket import screen_of
+from tests.support.screens import screen_of
 from vibetwist._reactor.internals import unwritten
 from vibetwist.cluster.gateway import Gateway, format_vector, parse_vector, tunnel_grant
 from vibetwist.login.authority import Authority
