@@ -23,6 +23,7 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.internet.utils import getProcessOutputAndValue
+from twisted.python import log
 from twisted.trial import unittest
 
 from tests.support.cluster import Cluster
@@ -59,8 +60,10 @@ def assert_counted(testcase: unittest.TestCase, text: str, what: str) -> list[in
 
 
 def figure(name: str, value: float, unit: str) -> None:
-    """A measured figure, for the test log."""
-    print(f"FIGURE {name}: {value:.1f} {unit}")
+    """A measured figure, for the test log (_trial_temp/test.log) and the console."""
+    line = f"FIGURE {name}: {value:.1f} {unit}"
+    log.msg(line)
+    print(line)
 
 
 class ClusterCase(unittest.TestCase):
