@@ -4,7 +4,8 @@ Each test of L{ClusterBrowserTests} runs a real nats-server, two host daemons
 (``--nats --host-id``) and one or two gateway daemons (``--gateway --nats``), each a
 process of its own (L{tests.support.cluster.Cluster}), and opens the page a gateway
 serves: the sessions of both hosts grouped by host, typing into a session of each, a
-session started on the host picked; and, with the page behind a load balancer
+session started on the host picked; a host killed with ``kill -9`` shown down, and
+its open session unreachable; and, with the page behind a load balancer
 (L{tests.support.balancer.Balancer}), the gateway it uses killed with ``kill -9`` and
 the page carrying on through the other one by itself. L{BalancerTests} checks the
 balancer itself over real sockets.
@@ -186,6 +187,55 @@ class ClusterBrowserTests(BrowserTestCase):
         self.assertGreater(balancer.accepted.get(gw_b, 0), 0)
         for page in [*terminals.values(), listing]:
             self.assertEqual(await self.browser.run(no_errors, page), [])
+
+    async def test_host_killed(self) -> None:
+        """Host beta killed with kill -9: the list says beta is down and no longer lists
+        its session, alpha's session goes on in it; the open terminal of beta's session
+        says the host is unreachable, as the gateway's error frame and 503 tell it."""
+        cluster = await self.cluster(("gw-a",))
+        gateway = cluster.gateways["gw-a"]
+        sids = {}
+        for host in ("alpha", "beta"):
+            sids[host], _ = await cluster.create("gw-a", ["bash"], host=host, cols=80, rows=24)
+            await cluster.client(host).wait_status(sids[host], "running", timeout=10)
+        listing = await self.browser.page(gateway.url("/"))
+        terminal = await self.browser.page(gateway.url(f"/#session={sids['beta']}"))
+        await self.browser.run(wait_live, terminal)
+        await self.browser.run(run_line, terminal, "echo here-$((6*7))", r"^here-42\s*$")
+        await self.browser.run(shows, listing, sids["beta"], "here-42")
+
+        await cluster.hosts["beta"].crash()
+        await cluster.wait_hosts({"alpha": "up", "beta": "down"}, timeout=10)
+
+        def beta_down() -> Any:
+            listing.wait_for_selector("section.host-group[data-host=beta][data-status=down]", timeout=30000)
+            listing.wait_for_selector(f"li.session[data-id='{sids['beta']}']", state="detached")
+            return listing.evaluate(GROUPS)
+
+        groups = await self.browser.run(beta_down)
+        self.assertEqual(
+            [(g[0], g[1], g[3]) for g in groups],
+            [
+                ("alpha", "up", None),
+                ("beta", "down", "This host is not answering: its sessions are not listed."),
+            ],
+        )
+        alpha = sids["alpha"]
+        await cluster.client("alpha").request(
+            "POST", f"/api/sessions/{alpha}/input", {"text": "echo still-$((5*5))\r"}
+        )
+        await self.browser.run(shows, listing, alpha, "still-25")
+
+        def unreachable() -> tuple[str, str]:
+            # The tunnel of the open view ends when its keepalives stop (15 s).
+            terminal.wait_for_selector(".banner[data-kind=unreachable]", timeout=40000)
+            return str(terminal.inner_text(".banner")), str(terminal.inner_text(".state"))
+
+        banner, state = await self.browser.run(unreachable)
+        self.assertIn("host beta is unreachable", banner)
+        self.assertEqual(state, "unreachable")
+        self.assertEqual(await self.browser.run(no_errors, listing), [])
+        self.assertEqual(await self.browser.run(no_errors, terminal), [])
 
 
 class _Named(protocol.Protocol):
