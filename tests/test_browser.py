@@ -22,7 +22,15 @@ from twisted.internet.protocol import Protocol
 from twisted.protocols import portforward
 from twisted.trial.unittest import SkipTest
 
-from tests.support.browser import BrowserTestCase
+from tests.support.browser import (
+    BrowserTestCase,
+    goes_on,
+    no_errors,
+    phone_screen,
+    run_line,
+    wait_live,
+    wait_terminal,
+)
 from tests.support.daemon import Client, Daemon, poll, sleep
 from tests.support.programs import HEX_ECHO
 
@@ -36,19 +44,6 @@ SIZE_ECHO = (
     "show()\n"
     "while True:\n"
     "    time.sleep(60)\n"
-)
-
-
-def phone_screen(width: int, height: int) -> dict[str, Any]:
-    """Playwright page options for a phone: a touch screen of this size."""
-    return {"viewport": {"width": width, "height": height}, "is_mobile": True, "has_touch": True}
-
-
-#: The terminal's text as xterm.js shows it.
-TERMINAL_TEXT = "() => document.querySelector('.xterm-rows')?.innerText ?? ''"
-#: True once the terminal's text matches the regular expression given as argument.
-TERMINAL_MATCHES = (
-    "(pattern) => new RegExp(pattern, 'm').test(document.querySelector('.xterm-rows')?.innerText ?? '')"
 )
 
 
@@ -92,26 +87,6 @@ class Network(portforward.ProxyFactory):
         await sleep(reactor, 0.05)
 
 
-def text_of(page: Any) -> str:
-    return str(page.evaluate(TERMINAL_TEXT))
-
-
-def wait_terminal(page: Any, pattern: str) -> str:
-    """The terminal's text once a line matches pattern."""
-    page.wait_for_function(TERMINAL_MATCHES, arg=pattern)
-    return text_of(page)
-
-
-def wait_live(page: Any) -> None:
-    page.wait_for_selector(".state[data-state=live]")
-
-
-def type_line(page: Any, line: str) -> None:
-    page.locator(".xterm-helper-textarea").focus()
-    page.keyboard.type(line)
-    page.keyboard.press("Enter")
-
-
 def paste(page: Any, text: str) -> None:
     """Paste text into the terminal, as the browser does on Ctrl+V."""
     page.evaluate(
@@ -123,26 +98,6 @@ def paste(page: Any, text: str) -> None:
         }""",
         text,
     )
-
-
-def run_line(page: Any, line: str, pattern: str) -> str:
-    """Type line and Enter; the terminal's text once a line matches pattern."""
-    type_line(page, line)
-    return wait_terminal(page, pattern)
-
-
-def goes_on(page: Any, restored: str, line: str, pattern: str) -> str:
-    """Once the page is connected again with no banner up and its screen matches restored,
-    run line (whose output matches pattern); the restored screen's text."""
-    wait_live(page)
-    page.wait_for_selector(".banner", state="hidden")
-    text = wait_terminal(page, restored)
-    run_line(page, line, pattern)
-    return text
-
-
-def no_errors(page: Any) -> list[str]:
-    return list(page.errors)
 
 
 class BrowserTests(BrowserTestCase):

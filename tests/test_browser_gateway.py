@@ -15,28 +15,23 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 
-from tests.support.browser import BrowserTestCase
+from tests.support.browser import (
+    CARD_HOSTS,
+    GROUPS,
+    PICKER_CHOICES,
+    PREVIEW_SHOWS,
+    BrowserTestCase,
+    goes_on,
+    no_errors,
+    phone_screen,
+    run_line,
+    shows,
+    wait_live,
+    wait_terminal,
+)
 from tests.support.daemon import poll
 from tests.support.gateway import FakeGateway, host_view
-from tests.test_browser import goes_on, no_errors, phone_screen, run_line, wait_live, wait_terminal
 
-#: Each group of the list as [host, status, summary, note].
-GROUPS = """() => [...document.querySelectorAll("section.host-group")].map((group) => [
-    group.dataset.host, group.dataset.status,
-    group.querySelector(".host-summary").textContent,
-    group.querySelector(".host-note").hidden ? null : group.querySelector(".host-note").textContent,
-])"""
-#: The host of each card shown, by session id.
-CARD_HOSTS = """() => Object.fromEntries([...document.querySelectorAll("li.session")].map((card) => [
-    card.dataset.id, [card.closest("section.host-group")?.dataset.host ?? null,
-                      card.querySelector(".host-tag")?.textContent ?? null]]))"""
-#: True once the preview of the session given (by id, with text) shows the text.
-PREVIEW_SHOWS = """([id, text]) => (document.querySelector(`li.session[data-id='${id}'] .preview`)
-    ?.innerText ?? "").includes(text)"""
-#: The host picker's choices as [value, label].
-PICKER_CHOICES = (
-    "() => [...document.querySelectorAll('select[name=host] option')].map((o) => [o.value, o.text])"
-)
 #: Collects every text a terminal view's banner shows from now on, into window.banners.
 WATCH_BANNER = """() => {
     window.banners = [];
@@ -45,11 +40,6 @@ WATCH_BANNER = """() => {
         if (text && window.banners[window.banners.length - 1] !== text) window.banners.push(text);
     }).observe(document.body, {childList: true, characterData: true, subtree: true});
 }"""
-
-
-def shows(page: Any, session_id: str, text: str) -> None:
-    """Wait until the list's preview of the session shows text."""
-    page.wait_for_function(PREVIEW_SHOWS, arg=[session_id, text])
 
 
 class GatewayBrowserTests(BrowserTestCase):

@@ -29,8 +29,8 @@ from twisted.trial import unittest
 from tests.support.cluster import Cluster
 from tests.support.daemon import SSEStream, WSClient, kill_quietly, open_ws, poll, within
 from tests.support.e2e import recorded_output
-from tests.test_e2e_websocket import screen_of
-from tests.test_vt import SHELL, VT, LocalTerminal, start_terminal
+from tests.support.screens import screen_of
+from tests.support.vt import SHELL, VT, LocalTerminal, start_terminal
 from vibetwist.model.snapshot import decode, decode_buffers_frame
 
 #: A program that writes 0, 1, 2, ... one number a line, steadily.

@@ -13,32 +13,11 @@ from twisted.internet.protocol import Protocol
 
 from tests.support.daemon import WSClient, open_ws, parse_raw, pids_of_session_id, poll, raw_request, sleep
 from tests.support.e2e import DaemonTestCase
+from tests.support.screens import all_rows, screen_of
 from vibetwist.model.snapshot import decode, decode_buffers_frame
-from vibetwist.screen.terminal import TerminalScreen
 
 #: Six megabytes of x, in lines of 99.
 FLOOD_6MB = "head -c 6000000 /dev/zero | tr '\\0' x | fold -w 99"
-
-
-def screen_of(client: WSClient, scrollback: int = 1000) -> TerminalScreen:
-    """A terminal fed what a byte-stream client has got so far."""
-    screen: TerminalScreen | None = None
-    for binary, payload in client.messages:
-        if not binary:
-            message = json.loads(payload)
-            if message["type"] == "replay":
-                screen = TerminalScreen(message["cols"], message["rows"], scrollback=scrollback)
-            elif message["type"] == "resize" and screen is not None:
-                screen.resize(message["cols"], message["rows"])
-        elif screen is not None:
-            screen.feed(payload.decode("utf-8", "replace"))
-    assert screen is not None, "no replay message"
-    return screen
-
-
-def all_rows(screen: TerminalScreen) -> list[str]:
-    history = ["".join(c.char for c in row).rstrip() for row in screen.history_rows()]
-    return history + screen.lines()
 
 
 def fd_count(pid: int) -> int:

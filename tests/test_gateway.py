@@ -24,7 +24,7 @@ from twisted.trial import unittest
 from tests.support.cluster import FakeDirectory
 from tests.support.daemon import Client, Daemon, kill_sessions, open_ws, poll, within
 from tests.support.nats import NATSServer
-from tests.test_e2e_websocket import screen_of
+from tests.support.screens import screen_of
 from vibetwist._reactor.internals import unwritten
 from vibetwist.cluster.gateway import Gateway, format_vector, parse_vector, tunnel_grant
 from vibetwist.login.authority import Authority
@@ -198,7 +198,22 @@ class ListAndCreateTests(GatewayTestCase):
         self.assertEqual(code, 200)
         self.sessions.append(("beta", body["sessionId"]))
         info = await self.client.session(body["sessionId"])
-        self.assertEqual(info["id"], body["sessionId"])
+        self.assertEqual((info["id"], info["host"]), (body["sessionId"], "beta"))
+
+    async def test_one_session_names_its_host(self) -> None:
+        """GET /api/sessions/ID is the owner's answer with the owner's name added, as each
+        session of the listing has it; an id no host has is 404."""
+        sid, _ = await self.create(["cat"], host="beta", name="named")
+        info = await self.client.session(sid)
+        own = await self.host_client("beta").session(sid)
+        self.assertNotIn("host", own)
+        self.assertEqual(info.pop("host"), "beta")
+        # The owner's own answer otherwise (what changes from one moment to the next aside).
+        self.assertEqual(set(info), set(own))
+        stable = ("id", "name", "command", "status", "workingDir", "startedAt")
+        self.assertEqual({k: info[k] for k in stable}, {k: own[k] for k in stable})
+        code, body, _ = await self.client.request("GET", "/api/sessions/no-such-session")
+        self.assertEqual((code, body), (404, {"error": "Session not found"}))
 
 
 class SessionRouteTests(GatewayTestCase):

@@ -29,7 +29,7 @@ from zope.interface import implementer
 from tests.support.daemon import Daemon, WSClient, open_ws, poll, within
 from tests.support.e2e import DaemonTestCase
 from tests.support.nats import NATSServer
-from tests.test_e2e_websocket import all_rows, screen_of
+from tests.support.screens import all_rows, screen_of
 from vibetwist._reactor.internals import compressing
 from vibetwist.cluster.errors import HostUnreachable
 from vibetwist.cluster.link import NATSLink

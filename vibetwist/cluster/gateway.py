@@ -11,7 +11,8 @@ and login gate, and answers each request from the hosts it reaches through
   answers teach the gateway which host owns which session id.
 - ``POST /api/sessions`` goes to the host named by ``"host"`` (400 if unknown,
   503 if down), else to the up host with the fewest running sessions.
-- Every ``/api/sessions/ID...`` request goes to the session's owner, its
+- Every ``/api/sessions/ID...`` request goes to the session's owner (``GET
+  /api/sessions/ID`` with ``"host"`` added, as in the listing), its
   response streamed back with backpressure (SSE ``/stream``, ``/recording``):
   the browser's request is the consumer of the host's response. An owner that
   cannot be reached gets ``503 {"error": "host NAME is unreachable"}``.
@@ -886,8 +887,21 @@ class Gateway:
         return _json(request, self.authority.share(session_id, body))
 
     @app.route("/api/sessions/<session_id>", methods=["GET", "PATCH", "DELETE"])
-    async def session(self, request: Any, session_id: str) -> Resource:
-        return await self._to_owner(request, session_id)
+    async def session(self, request: Any, session_id: str) -> Any:
+        if request.method != b"GET":
+            return await self._to_owner(request, session_id)
+        # One session as its owner answers it, with the owner's name, as in the listing.
+        host = await self._locate(session_id)
+        code, answer = await self._json_from(
+            host,
+            tunnel_grant(request_grant(request)),
+            "GET",
+            f"/api/sessions/{quote(session_id, safe='')}",
+            timeout=RESPONSE_TIMEOUT,
+        )
+        if code == 200 and isinstance(answer, dict):
+            answer["host"] = host
+        return _json(request, answer, code)
 
     @app.route("/api/sessions/<session_id>/<part>", methods=["GET", "POST", "DELETE", "PATCH"])
     async def session_part(self, request: Any, session_id: str, part: str) -> Resource:
