@@ -177,13 +177,17 @@ class LinkCase(TestCase):
         await server.start()
         return server
 
-    def make_link(self, server: NATSServer, name: str = "test", **config: Any) -> NATSLink:
-        link = NATSLink(reactor, NATSConfig(servers=(server.url,), **config), name)
+    def make_link(
+        self, server: NATSServer, name: str = "test", inbox_prefix: str = "_INBOX", **config: Any
+    ) -> NATSLink:
+        link = NATSLink(reactor, NATSConfig(servers=(server.url,), **config), name, inbox_prefix)
         self.addCleanup(link.stop)
         return link
 
-    async def connected_link(self, server: NATSServer, name: str = "test", **config: Any) -> NATSLink:
-        link = self.make_link(server, name, **config)
+    async def connected_link(
+        self, server: NATSServer, name: str = "test", inbox_prefix: str = "_INBOX", **config: Any
+    ) -> NATSLink:
+        link = self.make_link(server, name, inbox_prefix, **config)
         await link.start().addTimeout(10, reactor)
         return link
 
