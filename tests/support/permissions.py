@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_cluster_permissions -*-
 """The NATS users and permissions docs/cluster.md gives, as the tests run them.
 
 The tests take the ``authorization { ... }`` block out of the NATS configuration in
