@@ -278,6 +278,51 @@ class ReconnectTests(LinkCase):
         self.assertFalse(link._thread is not None and link._thread.is_alive())
 
 
+class InboxTests(LinkCase):
+    async def test_every_inbox_is_under_the_prefix(self) -> None:
+        """A link given an inbox prefix receives everything under it: its own inboxes,
+        the replies of its requests and of JetStream's API, and its watch's deliveries;
+        a spy on every inbox and on the JetStream API sees no reply subject of it
+        anywhere else."""
+        server = await self.start_server()
+        spy = await self.connected_link(server, "spy")
+        seen: list[Message] = []
+        await spy.subscribe("_INBOX.>", seen.append)
+        await spy.subscribe("$JS.API.>", seen.append)
+        responder = await self.connected_link(server, "responder")
+        await responder.subscribe("t.echo", lambda m: responder.publish(m.reply, m.data))
+        link = await self.connected_link(server, "prefixed", inbox_prefix="_INBOX.h.box-1")
+        self.assertEqual(link.inbox_prefix, "_INBOX.h.box-1")
+        own = link.new_inbox()
+        self.assertTrue(own.startswith("_INBOX.h.box-1."), own)
+        self.assertNotEqual(own, link.new_inbox())
+        got: list[bytes] = []
+        await link.subscribe(own, lambda m: got.append(m.data))
+        link.publish(own, b"to myself")
+        self.assertEqual(await within(reactor, link.request("t.echo", b"x", timeout=5), 6, "reply"), b"x")
+        kv = await link.key_value("t_inbox", ttl=60)
+        await kv.put("k", b"v")
+        self.assertEqual(await kv.get("k"), b"v")
+        changes: list[tuple[str, bytes | None]] = []
+        watch = kv.watch_all(lambda key, value: changes.append((key, value)))
+        await within(reactor, watch.ready, 10, "watch ready")
+        await kv.put("k", b"w")
+        await poll(reactor, lambda: ("k", b"w") in changes and got, what="the watch and the message")
+        watch()
+        inboxes = [m.subject for m in seen if m.subject.startswith("_INBOX.")]
+        replies = [m.reply for m in seen if m.subject.startswith("$JS.API.") and m.reply]
+        self.assertTrue(inboxes and replies, seen)
+        for subject in inboxes + replies:
+            self.assertTrue(subject.startswith("_INBOX.h.box-1."), subject)
+
+    def test_prefix_must_be_literal_tokens(self) -> None:
+        """An inbox prefix with a wildcard, an empty token or a space is refused."""
+        config = NATSConfig(servers=("nats://127.0.0.1:4222",))
+        for prefix in ("", "_INBOX.*", "_INBOX.>", "_INBOX..h", "_INBOX.h ", "_INBOX.h.", "a b"):
+            self.assertRaises(ValueError, NATSLink, reactor, config, "t", inbox_prefix=prefix)
+        self.assertEqual(NATSLink(reactor, config, "t").new_inbox().split(".")[0], "_INBOX")
+
+
 class AuthTests(LinkCase):
     async def test_token_in_url_or_config(self) -> None:
         """A server that wants a token accepts a link that gives it in the URL or in the

@@ -17,8 +17,12 @@ from tests.support.tls import make_certificate
 from vibetwist.cluster.options import (
     NATSConfig,
     NATSOptionError,
+    check_gateway_id,
     check_host_id,
+    default_gateway_id,
     default_host_id,
+    gateway_inbox_prefix,
+    host_inbox_prefix,
     parse_servers,
     redacted_url,
 )
@@ -118,6 +122,43 @@ class HostIdTests(SynchronousTestCase):
         self.assertEqual(default_host_id("laptop"), "laptop")
 
 
+class GatewayIdTests(SynchronousTestCase):
+    """A gateway id is one NATS subject token too, and so is the default one."""
+
+    def test_checked_as_a_host_id(self) -> None:
+        self.assertEqual(check_gateway_id("gw-1"), "gw-1")
+        for name in ["a.b", "*", ">", "", "x" * 65]:
+            with self.assertRaises(NATSOptionError) as caught:
+                check_gateway_id(name)
+            self.assertIn("--gateway-id", str(caught.exception))
+
+    @given(st.text(max_size=80), st.from_regex(r"[0-9a-f]{8}", fullmatch=True))
+    def test_default_is_a_valid_id_of_any_hostname(self, hostname: str, suffix: str) -> None:
+        """Whatever the hostname holds, the default gateway id is a valid one ending in the suffix."""
+        name = default_gateway_id(hostname, suffix)
+        self.assertEqual(check_gateway_id(name), name)
+        self.assertTrue(name.endswith(suffix))
+
+    def test_default(self) -> None:
+        self.assertEqual(default_gateway_id("edge.example.com", "0a1b2c3d"), "edge-0a1b2c3d")
+        self.assertEqual(default_gateway_id("my box*", "0a1b2c3d"), "my-box--0a1b2c3d")
+        self.assertEqual(default_gateway_id("", "0a1b2c3d"), "0a1b2c3d")
+
+
+class InboxPrefixTests(SynchronousTestCase):
+    """Hosts receive under _INBOX.h.<host-id>, gateways under _INBOX.g.<gateway-id>."""
+
+    def test_prefixes(self) -> None:
+        self.assertEqual(host_inbox_prefix("host-a"), "_INBOX.h.host-a")
+        self.assertEqual(gateway_inbox_prefix("gw1"), "_INBOX.g.gw1")
+
+    def test_an_id_that_is_not_one_token_is_refused(self) -> None:
+        """An id that would add tokens or wildcards to the prefix is refused."""
+        for name in ["a.b", "*", ">", ""]:
+            self.assertRaises(NATSOptionError, host_inbox_prefix, name)
+            self.assertRaises(NATSOptionError, gateway_inbox_prefix, name)
+
+
 class FileTests(SynchronousTestCase):
     """Credentials and TLS files are checked when the daemon starts."""
 
@@ -193,7 +234,7 @@ class TapOptionsTests(SynchronousTestCase):
     def test_without_nats(self) -> None:
         """Without --nats there is no cluster configuration, and the cluster options are refused."""
         self.assertIsNone(self.parse()["nats-config"])
-        for option in ["--host-id", "--nats-creds", "--nats-tls-ca"]:
+        for option in ["--host-id", "--gateway-id", "--nats-creds", "--nats-tls-ca"]:
             with self.assertRaises(usage.UsageError) as caught:
                 self.parse(option, "x")
             self.assertIn("goes with --nats", str(caught.exception))
@@ -205,11 +246,20 @@ class TapOptionsTests(SynchronousTestCase):
         self.assertEqual(options["host-id"], "box-1")
         self.assertEqual(self.parse("--nats", "nats://a")["host-id"], default_host_id(os.uname().nodename))
 
+    def test_gateway_id(self) -> None:
+        """--gateway-id names a gateway; without it the gateway makes one when it starts."""
+        self.assertEqual(
+            self.parse("--gateway", "--nats", "nats://a", "--gateway-id", "gw1")["gateway-id"], "gw1"
+        )
+        self.assertIsNone(self.parse("--gateway", "--nats", "nats://a")["gateway-id"])
+
     def test_usage_errors(self) -> None:
         """A bad URL, host id or file is a usage error naming the option."""
         for args, needle in [
             (["--nats", "http://a"], "nats://"),
             (["--nats", "nats://a", "--host-id", "a.b"], "--host-id"),
+            (["--nats", "nats://a", "--gateway-id", "gw1"], "--gateway-id goes with --gateway"),
+            (["--gateway", "--nats", "nats://a", "--gateway-id", "g.1"], "--gateway-id"),
             (["--nats", "nats://a", "--nats-creds", "/nonexistent/x.creds"], "--nats-creds"),
         ]:
             with self.assertRaises(usage.UsageError) as caught:

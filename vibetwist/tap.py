@@ -141,6 +141,14 @@ class Options(usage.Options):
             "With --nats: this host's name in the cluster, letters, digits, - and _ "
             "(default: the hostname up to its first dot).",
         ],
+        [
+            "gateway-id",
+            None,
+            None,
+            "With --gateway: this gateway's name in the cluster, letters, digits, - and _; "
+            "it receives on NATS subjects under _INBOX.g.<gateway-id> "
+            "(default: the hostname up to its first dot and random digits).",
+        ],
         ["nats-creds", None, None, "With --nats: a JWT and NKey credentials file to authenticate with."],
         ["nats-nkey", None, None, "With --nats: an NKey seed file to authenticate with."],
         [
@@ -259,15 +267,29 @@ class Options(usage.Options):
         self._post_cluster()
 
     def _post_cluster(self) -> None:
-        """The NATS configuration (None without --nats) and the host id."""
+        """The NATS configuration (None without --nats) and the host id (or the gateway id)."""
         self["nats-config"] = None
-        cluster_only = ("host-id", "nats-creds", "nats-nkey", "nats-tls-ca", "nats-tls-cert", "nats-tls-key")
+        cluster_only = (
+            "host-id",
+            "gateway-id",
+            "nats-creds",
+            "nats-nkey",
+            "nats-tls-ca",
+            "nats-tls-cert",
+            "nats-tls-key",
+        )
         if not self["nats"]:
             for name in cluster_only:
                 if self[name] is not None:
                     raise usage.UsageError(f"--{name} goes with --nats")
             return
-        from vibetwist.cluster.options import NATSConfig, NATSOptionError, check_host_id, default_host_id
+        from vibetwist.cluster.options import (
+            NATSConfig,
+            NATSOptionError,
+            check_gateway_id,
+            check_host_id,
+            default_host_id,
+        )
 
         try:
             self["nats-config"] = NATSConfig.from_options(
@@ -278,7 +300,12 @@ class Options(usage.Options):
                 tls_cert=self["nats-tls-cert"],
                 tls_key=self["nats-tls-key"],
             )
-            self["host-id"] = check_host_id(self["host-id"] or default_host_id(socket.gethostname()))
+            if self["gateway-id"] is not None:
+                if not self["gateway"]:
+                    raise usage.UsageError("--gateway-id goes with --gateway")
+                self["gateway-id"] = check_gateway_id(self["gateway-id"])
+            if not self["gateway"]:
+                self["host-id"] = check_host_id(self["host-id"] or default_host_id(socket.gethostname()))
         except NATSOptionError as e:
             raise usage.UsageError(str(e)) from None
 

@@ -4,7 +4,8 @@
 :class:`NATSServer` runs ``nats-server -js -a 127.0.0.1 -p PORT -sd STORE`` as a child
 process on a free port, with optional token or user/password authentication and TLS,
 waits until it accepts connections, and can be stopped (SIGTERM), killed (SIGKILL) and
-restarted on the same port with the same store. Everything waits on the reactor with
+restarted on the same port with the same store; it may be given a configuration
+file's text (users and permissions). Everything waits on the reactor with
 bounded timeouts. :class:`LinkCase` is a test case that starts servers and links to
 them, and ends them all after the test.
 """
@@ -77,8 +78,11 @@ class NATSServer:
         user: str | None = None,
         password: str | None = None,
         tls: tuple[str, str, str] | None = None,
+        config: str | None = None,
     ) -> None:
-        """tls is (certificate file, key file, CA file) for the server's TLS."""
+        """tls is (certificate file, key file, CA file) for the server's TLS; config is
+        the text of a configuration file (users and permissions, say) that the
+        command line's options are added to."""
         self._reactor = reactor
         self.port = free_port()
         self.store = tempfile.mkdtemp(prefix="vibetwist-nats-")
@@ -86,6 +90,11 @@ class NATSServer:
         self._user = user
         self._password = password
         self._tls = tls
+        self._config: str | None = None
+        if config is not None:
+            self._config = self.store + ".conf"
+            with open(os.open(self._config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+                file.write(config)
         self._process: Any = None
         self._protocol: _ServerProcess | None = None
 
@@ -97,6 +106,8 @@ class NATSServer:
 
     def arguments(self) -> list[str]:
         arguments = [NATS_SERVER, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", self.store]
+        if self._config is not None:
+            arguments += ["-c", self._config]
         if self._token is not None:
             arguments += ["--auth", self._token]
         if self._user is not None:
@@ -160,6 +171,8 @@ class NATSServer:
         """Stop the server and remove its store."""
         await self.kill()
         shutil.rmtree(self.store, ignore_errors=True)
+        if self._config is not None and os.path.exists(self._config):
+            os.unlink(self._config)
 
     @property
     def output(self) -> str:
@@ -177,13 +190,17 @@ class LinkCase(TestCase):
         await server.start()
         return server
 
-    def make_link(self, server: NATSServer, name: str = "test", **config: Any) -> NATSLink:
-        link = NATSLink(reactor, NATSConfig(servers=(server.url,), **config), name)
+    def make_link(
+        self, server: NATSServer, name: str = "test", inbox_prefix: str = "_INBOX", **config: Any
+    ) -> NATSLink:
+        link = NATSLink(reactor, NATSConfig(servers=(server.url,), **config), name, inbox_prefix)
         self.addCleanup(link.stop)
         return link
 
-    async def connected_link(self, server: NATSServer, name: str = "test", **config: Any) -> NATSLink:
-        link = self.make_link(server, name, **config)
+    async def connected_link(
+        self, server: NATSServer, name: str = "test", inbox_prefix: str = "_INBOX", **config: Any
+    ) -> NATSLink:
+        link = self.make_link(server, name, inbox_prefix=inbox_prefix, **config)
         await link.start().addTimeout(10, reactor)
         return link
 

@@ -23,6 +23,10 @@ and login gate, and answers each request from the hosts it reaches through
 
 The grant the gateway's gate gave a request is the grant of its tunnel: a host
 trusts what arrives over the cluster's credentials and acts within that grant.
+
+A gateway's NATS link receives under ``_INBOX.g.<gateway-id>`` only (``--gateway-id``,
+by default the hostname and random digits), so NATS permissions can give each
+gateway its own inboxes and no host a gateway's.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from vibetwist import __version__
 from vibetwist.cluster.errors import HostUnreachable, NoHostUp
 from vibetwist.cluster.host import host_subject
 from vibetwist.cluster.link import NATSLink
+from vibetwist.cluster.options import check_gateway_id, default_gateway_id, gateway_inbox_prefix
 from vibetwist.cluster.registry import HostDirectory
 from vibetwist.cluster.relay import WebSocketRelays
 from vibetwist.cluster.tunnel import TunnelEndpoint
@@ -972,8 +977,17 @@ class GatewayService(MultiService):
         super().__init__()
         self._reactor = reactor
         self._options = options
-        self.gateway_id = gateway_id or f"{socket.gethostname().split('.')[0]}-{secrets.token_hex(4)}"
-        self.link = NATSLink(reactor, options["nats-config"], f"vibetwist gateway {self.gateway_id}")
+        self.gateway_id = check_gateway_id(
+            gateway_id
+            or options.get("gateway-id")
+            or default_gateway_id(socket.gethostname(), secrets.token_hex(4))
+        )
+        self.link = NATSLink(
+            reactor,
+            options["nats-config"],
+            f"vibetwist gateway {self.gateway_id}",
+            inbox_prefix=gateway_inbox_prefix(self.gateway_id),
+        )
         self.directory = HostDirectory(reactor, self.link)
         self.gateway: Gateway | None = None
         self._starting: Deferred[None] | None = None

@@ -6,7 +6,9 @@
 ever), its record in the registry (:class:`~vibetwist.cluster.registry.HostBeacon`)
 and a :class:`~vibetwist.cluster.tunnel.TunnelListener` on ``vt.h.<host-id>``
 that serves the daemon's own site, the same resource tree as its HTTP listeners,
-to the gateways' tunnels.
+to the gateways' tunnels. Its link receives under ``_INBOX.h.<host-id>`` only
+(:func:`~vibetwist.cluster.options.host_inbox_prefix`), which is what NATS
+permissions let a host read besides ``vt.h.<host-id>``.
 
 Trust: a host acts on what arrives through NATS, which only holders of the
 cluster's credentials reach. A tunnel's request carries no token: the gateway
@@ -35,7 +37,7 @@ from twisted.web.server import Site
 
 from vibetwist import __version__
 from vibetwist.cluster.link import NATSLink
-from vibetwist.cluster.options import NATSConfig
+from vibetwist.cluster.options import NATSConfig, host_inbox_prefix
 from vibetwist.cluster.registry import HostBeacon, HostIdInUse
 from vibetwist.cluster.tunnel import TunnelListener, TunnelTransport
 from vibetwist.login.tokens import Grant
@@ -141,7 +143,12 @@ class ClusterHost(Service):
     def startService(self) -> None:
         super().startService()
         if self.link is None:
-            self.link = NATSLink(self._reactor, self._config, f"vibetwist host {self.host_id}")
+            self.link = NATSLink(
+                self._reactor,
+                self._config,
+                f"vibetwist host {self.host_id}",
+                inbox_prefix=host_inbox_prefix(self.host_id),
+            )
         self.beacon = HostBeacon(self._reactor, self.link, self.host_id, self._counts, self._version)
         self._joining = ensureDeferred(self._join())
         self._joining.addErrback(self._failed)

@@ -14,11 +14,17 @@ thread:
 
 Connecting retries forever, the first connection too; once connected, nats-py reconnects
 by itself and the link re-subscribes, and restarts its key-value watches.
+
+Every subject the link receives replies and tunnel frames on is under its inbox prefix
+(``_INBOX.h.<host-id>`` for a host, ``_INBOX.g.<gateway-id>`` for a gateway): its own
+inboxes (:meth:`NATSLink.new_inbox`) and nats-py's, for requests, JetStream calls and
+key-value watches, so that NATS permissions can let a daemon read its own inboxes only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import uuid
 from collections import deque
@@ -42,6 +48,11 @@ from .options import NATSConfig
 T = TypeVar("T")
 
 log = Logger()
+
+#: The inbox prefix of a link not given one: nats-py's own.
+DEFAULT_INBOX_PREFIX = "_INBOX"
+#: A subject of literal tokens (no wildcards), as an inbox prefix must be.
+_LITERAL_SUBJECT = re.compile(r"[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*")
 
 #: The states :meth:`NATSLink.when_state` reports.
 STATES = ("connected", "disconnected", "reconnected", "closed")
@@ -256,9 +267,19 @@ async def _quietly(awaitable: Awaitable[Any]) -> None:
 
 
 class NATSLink:
-    """One nats-py connection in an asyncio loop on its own thread; used from the reactor."""
+    """One nats-py connection in an asyncio loop on its own thread; used from the reactor.
 
-    def __init__(self, reactor: Any, config: NATSConfig, name: str) -> None:
+    inbox_prefix is the subject every inbox of the link is under (ValueError unless it
+    is dot-separated tokens of letters, digits, "_", "-" and "$").
+    """
+
+    def __init__(
+        self, reactor: Any, config: NATSConfig, name: str, inbox_prefix: str = DEFAULT_INBOX_PREFIX
+    ) -> None:
+        if not _LITERAL_SUBJECT.fullmatch(inbox_prefix):
+            raise ValueError(f"inbox prefix {inbox_prefix!r} is not a subject of literal tokens")
+        #: Every inbox of the link, its own and nats-py's, is a subject under this.
+        self.inbox_prefix = inbox_prefix
         #: The reactor everything of the link is called and calls back on.
         self.reactor = reactor
         self._reactor = reactor
@@ -378,6 +399,7 @@ class NATSLink:
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
                     closed_cb=self._on_closed,
+                    inbox_prefix=self.inbox_prefix,
                     **options,
                 )
             except asyncio.CancelledError:
@@ -600,8 +622,8 @@ class NATSLink:
         self._submit(unsubscribe)
 
     def new_inbox(self) -> str:
-        """A subject nobody else uses, to receive on."""
-        return f"_INBOX.{uuid.uuid4().hex}"
+        """A subject nobody else uses, to receive on, under the link's inbox prefix."""
+        return f"{self.inbox_prefix}.{uuid.uuid4().hex}"
 
     def key_value(self, bucket: str, ttl: float, history: int = 1) -> defer.Deferred[KeyValue]:
         """The key-value bucket named bucket, made (values kept ttl seconds, history

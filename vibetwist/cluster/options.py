@@ -30,26 +30,54 @@ from vibetwist.model.privatefiles import UnsafePath, check_private_file
 
 #: URL schemes of a NATS server.
 SCHEMES = ("nats", "tls")
-#: A host id: one token of a NATS subject (``vt.h.<host-id>``) and one key of the registry.
+#: A host or gateway id: one token of a NATS subject (``vt.h.<host-id>``,
+#: ``_INBOX.h.<host-id>``, ``_INBOX.g.<gateway-id>``) and one key of the registry.
 HOST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: The inboxes of hosts and of gateways: every reply and tunnel frame a daemon receives
+#: comes on a subject under its own prefix, ``_INBOX.h.<host-id>`` or
+#: ``_INBOX.g.<gateway-id>``, so that NATS permissions can give each the right to
+#: read its own inboxes and no one else's.
+HOST_INBOXES = "_INBOX.h"
+GATEWAY_INBOXES = "_INBOX.g"
 
 
 class NATSOptionError(VibetwistError):
     """A NATS option that cannot work (the daemon refuses to start)."""
 
 
-def check_host_id(name: str) -> str:
+def check_host_id(name: str, option: str = "--host-id") -> str:
     """name if it may be a host id (letters, digits, "-" and "_", at most 64), else NATSOptionError."""
     if not HOST_ID.fullmatch(name):
-        raise NATSOptionError(
-            f"--host-id {name!r}: a host id is 1 to 64 letters, digits, '-' or '_' (no dots)"
-        )
+        noun = "a gateway id" if option == "--gateway-id" else "a host id"
+        raise NATSOptionError(f"{option} {name!r}: {noun} is 1 to 64 letters, digits, '-' or '_' (no dots)")
     return name
+
+
+def check_gateway_id(name: str) -> str:
+    """name if it may be a gateway id (as a host id), else NATSOptionError."""
+    return check_host_id(name, "--gateway-id")
 
 
 def default_host_id(hostname: str) -> str:
     """The host id of a machine by default: its hostname up to the first dot."""
     return hostname.split(".", 1)[0]
+
+
+def default_gateway_id(hostname: str, suffix: str) -> str:
+    """A gateway id by default: the hostname up to the first dot, with what may not be
+    in an id replaced by "-", then "-" and suffix (random per process)."""
+    label = re.sub(r"[^A-Za-z0-9_-]", "-", hostname.split(".", 1)[0])[: 63 - len(suffix)]
+    return check_gateway_id(f"{label}-{suffix}" if label else suffix)
+
+
+def host_inbox_prefix(host_id: str) -> str:
+    """The prefix of a host's inboxes: ``_INBOX.h.<host-id>``."""
+    return f"{HOST_INBOXES}.{check_host_id(host_id)}"
+
+
+def gateway_inbox_prefix(gateway_id: str) -> str:
+    """The prefix of a gateway's inboxes: ``_INBOX.g.<gateway-id>``."""
+    return f"{GATEWAY_INBOXES}.{check_gateway_id(gateway_id)}"
 
 
 def _check_url(text: str) -> str:
