@@ -20,6 +20,7 @@ from treq.client import HTTPClient
 from twisted.internet import defer, error, reactor
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -44,6 +45,7 @@ from vibetwist.cluster.tunnel import (
     TunnelLost,
     TunnelRefused,
     Unreachable,
+    close_tunnels_to,
     decode_frame,
     encode_frame,
 )
@@ -484,6 +486,22 @@ class EndingTests(TunnelCase):
         self.assertEqual(bytes(host.received), b"ping" + pattern(300_000))
         await client.ended
         self.assertTrue(client.reason is not None and client.reason.check(error.ConnectionDone))
+
+    async def test_tunnels_to_a_host_closed_at_once(self) -> None:
+        """close_tunnels_to ends the tunnels to one subject on both sides, with the reason
+        given, and leaves the others open."""
+        client, host, _, gateway = await self.connected_pair()
+        self.assertEqual(close_tunnels_to(gateway, "vt.h.elsewhere", "not this one"), 0)
+        await deferLater(reactor, 0.2, lambda: None)
+        self.assertIsNone(client.reason)
+        self.assertEqual(close_tunnels_to(gateway, "vt.h.test", "host test is down"), 1)
+        await within(reactor, client.ended, 5, "gateway side closes")
+        reason = client.reason
+        assert reason is not None
+        self.assertTrue(reason.check(TunnelLost))
+        self.assertIn("host test is down", str(reason.value))
+        await within(reactor, host.ended, 5, "host side closes")
+        self.assertEqual(close_tunnels_to(gateway, "vt.h.test", "again"), 0)
 
 
 class FrameTests(SynchronousTestCase):

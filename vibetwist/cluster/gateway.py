@@ -71,7 +71,7 @@ from vibetwist.cluster.link import NATSLink
 from vibetwist.cluster.options import check_gateway_id, default_gateway_id, gateway_inbox_prefix
 from vibetwist.cluster.registry import HostDirectory
 from vibetwist.cluster.relay import WebSocketRelays
-from vibetwist.cluster.tunnel import TunnelEndpoint
+from vibetwist.cluster.tunnel import TunnelEndpoint, close_tunnels_to
 from vibetwist.errors import BadRequest, NotFound, RequestError, UpgradeRequired
 from vibetwist.login.authority import Authority, authority_from_options
 from vibetwist.login.gate import AUTH_REQUIRED, READ_ONLY, redact, request_grant, request_token
@@ -989,12 +989,22 @@ class GatewayService(MultiService):
             inbox_prefix=gateway_inbox_prefix(self.gateway_id),
         )
         self.directory = HostDirectory(reactor, self.link)
+        self.directory.when_changed(self._host_changed)
         self.gateway: Gateway | None = None
         self._starting: Deferred[None] | None = None
         self._stopping = False
 
     def connect_host(self, host: str, grant: dict[str, Any]) -> IStreamClientEndpoint:
         return TunnelEndpoint(self.link, host_subject(host), grant, self.gateway_id)  # type: ignore[return-value]
+
+    def _host_changed(self, view: Any) -> None:
+        """A host seen down: its open tunnels end now rather than at their silence timeout,
+        so its viewers hear at once that it is unreachable (or get a fresh replay, if it
+        was only slow to beat)."""
+        if view.status == "down":
+            closed = close_tunnels_to(self.link, host_subject(view.name), f"host {view.name} is down")
+            if closed:
+                self.log.info("cluster: host {host} is down: {n} tunnels closed", host=view.name, n=closed)
 
     def startService(self) -> None:
         super().startService()

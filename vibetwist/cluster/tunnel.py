@@ -62,6 +62,7 @@ __all__ = [
     "TunnelRefused",
     "TunnelTransport",
     "Unreachable",
+    "close_tunnels_to",
     "decode_frame",
     "encode_frame",
 ]
@@ -463,6 +464,15 @@ class TunnelTransport:
 
 #: The open tunnels of each link, closed when the link loses NATS.
 _TUNNELS: weakref.WeakKeyDictionary[NATSLink, set[TunnelTransport]] = weakref.WeakKeyDictionary()
+
+
+def close_tunnels_to(link: NATSLink, subject: str, why: str) -> int:
+    """Close every tunnel of link whose peer is subject (a host a gateway's directory
+    sees down: its keepalives would take the silence timeout to tell); the number closed."""
+    closing = [tunnel for tunnel in _tunnels_of(link) if tunnel.getPeer().name == subject]
+    for tunnel in closing:
+        tunnel.close(TunnelLost(why), why)
+    return len(closing)
 
 
 def _tunnels_of(link: NATSLink) -> set[TunnelTransport]:
