@@ -161,11 +161,20 @@ class HostKilledTests(ClusterCase):
         viewer: SSEStream = await cluster.client("gw-a").stream(counter)
         await poll(reactor, lambda: len(numbers(viewer.output())) > 20, 10, what="the counter through gw-a")
 
+        watching = await self.open_viewer(cluster, "gw-b", running)
+        await watching.wait_for(lambda: any(t.get("type") == "replay" for t in watching.texts()), 10)
+
         await cluster.hosts["alpha"].crash()
         killed = reactor.seconds()
         counted_at_kill = len(numbers(viewer.output()))
         took = await cluster.wait_hosts({"alpha": "down", "beta": "up"}, timeout=10)
         figure("host down at both gateways after kill -9", took * 1000, "ms")
+        # A viewer open on the dead host's session hears it as soon as its gateway sees the
+        # host down (its tunnel closed then, not at the tunnel's silence timeout).
+        await watching.wait_for(lambda: watching.close_code is not None, 10 - took + 1)
+        figure("open viewer of the dead host told after kill -9", (reactor.seconds() - killed) * 1000, "ms")
+        self.assertEqual(watching.texts()[-1], {"type": "error", "message": "host alpha is unreachable"})
+        self.assertEqual(watching.close_code, 1011)
         for gateway in cluster.gateways:
             listing = await self.listed(cluster, gateway)
             self.assertFalse(
