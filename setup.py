@@ -129,6 +129,9 @@ setup(
         # imports pywebpush in a thread once it runs, as it takes 0.2-0.3 s.
         "py-vapid>=1.9",
         "pywebpush>=2.0",
+        # Recording lines: every byte of output is encoded into one and parsed back from it;
+        # orjson does both several times faster than json (vibetwist.model.asciicast).
+        "orjson>=3.9",
     ],
     extras_require={
         "test": [
