@@ -234,6 +234,37 @@ class ScrollbackTests(SynchronousTestCase):
             back.push({}, ("x",))
         self.assertEqual(len(back), 3)
 
+    @given(
+        st.dictionaries(
+            st.integers(min_value=0, max_value=199),
+            st.tuples(
+                st.sampled_from(["y", " ", "", "e\u0301", "中"]),
+                st.sampled_from([None, "red"]),
+                st.booleans(),
+            ),
+            max_size=12,
+        ),
+        st.tuples(st.sampled_from([" ", "."]), st.sampled_from([None, "red"]), st.booleans()),
+    )
+    def test_sparse_line_as_dense(self, line: dict[int, tuple[Any, ...]], default: tuple[Any, ...]) -> None:
+        """A line with most cells missing is kept as the same line with every
+        missing cell written out as the default."""
+        sparse, dense = Scrollback(5), Scrollback(5)
+        sparse.push(line, default)
+        width = max(line) + 1 if line else 0
+        dense.push({x: line.get(x, default) for x in range(width)}, default)
+        self.assertEqual(list(sparse.lines), list(dense.lines))
+
+    def test_staircase_lines(self) -> None:
+        """LF-only output (a staircase, each line one cell wide) scrolls into the
+        scrollback cell for cell."""
+        s = screen("y\n" * 30 + "\r\n", cols=10, rows=3)
+        history = s.history_rows()
+        self.assertEqual(
+            ["".join(c.char for c in row).rstrip() for row in history[:11]][-3:],
+            [" " * 8 + "y", " " * 9 + "y", " " * 9 + "y"],
+        )
+
     def test_erase_scrollback(self) -> None:
         """ED 3 and a reset forget the scrollback."""
         for clear in ["\x1b[3J", "\x1bc"]:
