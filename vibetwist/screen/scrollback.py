@@ -100,8 +100,7 @@ class Scrollback:
             # Mostly blank, as the lines of output with LF and no CR are (a staircase
             # down the screen): only the cells drawn on are looked at, and if all of
             # them have the blank's style the line is the one the loop below makes.
-            cells = line.values()
-            if all(cell[1:] == blank_style for cell in cells):
+            if all(cell[1:] == blank_style for cell in line.values()):
                 data = [blank] * width
                 for x, cell in line.items():
                     data[x] = cell[0]
