@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from vibetwist.errors import FormatError
+from vibetwist.model import asciicast
 from vibetwist.model.asciicast import (
     CLEAR_SCROLLBACK,
     ClearDetector,
@@ -25,6 +26,18 @@ from vibetwist.model.asciicast import (
     parse_line,
     zero_time,
 )
+
+
+def parse_with_json(line: bytes) -> object:
+    """
+    A recording line read with the json module alone: what L{parse_line} must
+    return (or raise) for it.
+    """
+    body = line[:-1] if line.endswith(b"\n") else line
+    if b"\n" in body:
+        raise FormatError("newline")
+    return asciicast._parse_slowly(body)
+
 
 # Text that exercises JSON escaping: control characters, quotes, backslashes,
 # characters beyond the BMP and the separators JavaScript treats as newlines.
@@ -829,3 +842,112 @@ class SizeTests(SynchronousTestCase):
         L{parse_dimensions} reads back any size L{encode_size} wrote.
         """
         self.assertEqual(parse_dimensions(encode_size(cols, rows)), (cols, rows))
+
+
+def encode_event_with_json(time: float, kind: str, data: str) -> bytes:
+    """
+    An event line written with the json module alone: what L{encode_event}
+    must write byte for byte.
+    """
+    stamp = f"{time:.6f}".rstrip("0").rstrip(".")
+    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+    return f"[{stamp},{encoder.encode(kind)},{encoder.encode(data)}]\n".encode("utf-8", "backslashreplace")
+
+
+def parsed_or_error(line: bytes, parse: object) -> object:
+    """
+    What C{parse(line)} returns, or the L{FormatError} class if it raises one.
+    """
+    try:
+        return parse(line)  # type: ignore[operator]
+    except FormatError:
+        return FormatError
+
+
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.integers(min_value=2**63 - 2, max_value=2**66),
+        st.floats(),
+        tricky_text,
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(tricky_text, children, max_size=4),
+    ),
+)
+
+
+class JSONModuleEquivalenceTests(SynchronousTestCase):
+    """
+    Lines are written and read with orjson where it can, with the json
+    module where it cannot; either way they are the json module's lines and
+    values.
+    """
+
+    @given(times, kinds, tricky_text)
+    def test_encode_same_bytes(self, time: float, kind: str, data: str) -> None:
+        """
+        L{encode_event} writes the bytes the json module writes, for any text
+        (lone surrogates included).
+        """
+        self.assertEqual(encode_event(time, kind, data), encode_event_with_json(time, kind, data))
+
+    def test_encode_escapes(self) -> None:
+        """
+        Control characters, quotes and backslashes are escaped as the json
+        module does; DEL, U+2028 and non-ASCII text are written as themselves.
+        """
+        data = '\x00\x1b\x1f"\\\b\f\n\r\t\x7f\u2028é\U0001f600/'
+        self.assertEqual(
+            encode_event(1, "o", data),
+            b'[1,"o","\\u0000\\u001b\\u001f\\"\\\\\\b\\f\\n\\r\\t\x7f\xe2\x80\xa8\xc3\xa9\xf0\x9f\x98\x80/"]\n',
+        )
+
+    @given(st.one_of(times, st.integers(min_value=0, max_value=2**70)), kinds, tricky_text)
+    def test_parse_events_as_json_does(self, time: float, kind: str, data: str) -> None:
+        """
+        Any event line, however its time is written (a float, an integer past
+        64 bits), is read as the json module reads it.
+        """
+        line = json.dumps([time, kind, data], ensure_ascii=False).encode("utf-8", "surrogatepass")
+        self.assertEqual(parsed_or_error(line, parse_line), parsed_or_error(line, parse_with_json))
+
+    @given(json_values)
+    def test_parse_any_json_as_json_does(self, value: object) -> None:
+        """
+        Any JSON value gives what the json module gives: the same header, event
+        or exit, or a L{FormatError} for both.
+        """
+        line = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        self.assertEqual(parsed_or_error(line, parse_line), parsed_or_error(line, parse_with_json))
+
+    @given(st.binary())
+    def test_parse_any_bytes_as_json_does(self, line: bytes) -> None:
+        """
+        Any bytes give what the json module gives.
+        """
+        self.assertEqual(parsed_or_error(line, parse_line), parsed_or_error(line, parse_with_json))
+
+    def test_parse_edges(self) -> None:
+        """
+        Lines where orjson and the json module differ on their own are read as
+        the json module reads them.
+        """
+        for line in [
+            b'[1e400,"o","x"]',
+            b'[NaN,"o","x"]',
+            b'[Infinity,"o","x"]',
+            b'[1,"o","\\ud800"]',
+            b'["exit",123456789012345678901234567890,"x"]',
+            b'{"version":2,"width":80,"height":18446744073709551617}',
+            b"[" + b"9" * 400 + b',"o","x"]',
+            b'[-0.0,"o","x"]',
+            b'\xef\xbb\xbf[1,"o","x"]',
+            b' [1 , "o" , "x"] ',
+            b'[1,"o","\xff"]',
+        ]:
+            with self.subTest(line=line[:60]):
+                self.assertEqual(parsed_or_error(line, parse_line), parsed_or_error(line, parse_with_json))

@@ -90,6 +90,36 @@ class ChunkingTests(SynchronousTestCase):
         slow.feed(text)
         self.assertEqual(fast_state(fast), fast_state(slow))
 
+    @given(
+        st.lists(
+            st.one_of(
+                st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=35),
+                st.sampled_from(["\x1b[1m", "\x1b[44m", "\x1b[0m"]),
+            ),
+            min_size=1,
+            max_size=60,
+        )
+    )
+    def test_wide_lines_scrolled_as_drawn(self, lines: list[str]) -> None:
+        """Lines wider than the screen, scrolled in at once, wrap as drawing them does."""
+        text = "\r\n" * 3 + "\r\n".join(lines) + "\r\n"
+        self.patch(emulator_stream, "LINE_BATCH", 8)
+        fast = TerminalScreen(10, 3, scrollback=5)
+        fast.feed(text)
+        self.patch(Emulator, "can_scroll_in", lambda self: False)
+        slow = TerminalScreen(10, 3, scrollback=5)
+        slow.feed(text)
+        self.assertEqual(fast_state(fast), fast_state(slow))
+
+    def test_wide_line_rows(self) -> None:
+        """A line of 25 characters on a 10-column screen takes three rows; one of exactly
+        20, two."""
+        s = screen("\r\n" * 3 + "a" * 25 + "\r\n" + "b" * 20 + "\r\n", cols=10, rows=3)
+        shown = ["".join(c.char for c in row).rstrip() for row in s.history_rows()] + s.text().splitlines()
+        self.assertEqual(
+            [row for row in shown if row][-5:], ["a" * 10, "a" * 10, "a" * 5, "b" * 10, "b" * 10]
+        )
+
 
 class SkipTests(SynchronousTestCase):
     """Output dropped by ``skip`` could not have changed the screen."""
@@ -233,6 +263,37 @@ class ScrollbackTests(SynchronousTestCase):
         for _ in range(5):
             back.push({}, ("x",))
         self.assertEqual(len(back), 3)
+
+    @given(
+        st.dictionaries(
+            st.integers(min_value=0, max_value=199),
+            st.tuples(
+                st.sampled_from(["y", " ", "", "e\u0301", "中"]),
+                st.sampled_from([None, "red"]),
+                st.booleans(),
+            ),
+            max_size=12,
+        ),
+        st.tuples(st.sampled_from([" ", "."]), st.sampled_from([None, "red"]), st.booleans()),
+    )
+    def test_sparse_line_as_dense(self, line: dict[int, tuple[Any, ...]], default: tuple[Any, ...]) -> None:
+        """A line with most cells missing is kept as the same line with every
+        missing cell written out as the default."""
+        sparse, dense = Scrollback(5), Scrollback(5)
+        sparse.push(line, default)
+        width = max(line) + 1 if line else 0
+        dense.push({x: line.get(x, default) for x in range(width)}, default)
+        self.assertEqual(list(sparse.lines), list(dense.lines))
+
+    def test_staircase_lines(self) -> None:
+        """LF-only output (a staircase, each line one cell wide) scrolls into the
+        scrollback cell for cell."""
+        s = screen("y\n" * 30 + "\r\n", cols=10, rows=3)
+        history = s.history_rows()
+        self.assertEqual(
+            ["".join(c.char for c in row).rstrip() for row in history[:11]][-3:],
+            [" " * 8 + "y", " " * 9 + "y", " " * 9 + "y"],
+        )
 
     def test_erase_scrollback(self) -> None:
         """ED 3 and a reset forget the scrollback."""

@@ -828,8 +828,10 @@ class Emulator(pyte.Screen):
         """Write lines as ``line + CR LF`` would when :meth:`can_scroll_in`, all at once.
 
         Each line is printable ASCII and SGR sequences; the lines are taken up
-        to the first that is wider than the screen or ends in a background
-        colour (whose line feed would fill the next row with it).  The screen's
+        to the first that is wider than the screen and holds SGR, or ends in a
+        background colour (whose line feed would fill the next row with it).
+        A wider line without SGR in the default background wraps, as drawn:
+        a row for each screen width of it.  The screen's
         rows and the new lines form one column of rows that moves up by the
         number of lines taken: what passes the top goes to the scrollback (only
         the last lines it can hold are frozen at all), and only the rows left
@@ -842,15 +844,19 @@ class Emulator(pyte.Screen):
         cursor = self.cursor
         default = self.default_char
         new_rows: list[list[tuple[Glyph, str]]] = []
+        taken = 0
         # Whether the style has the default background: a line without SGR keeps it so.
         plain = cursor.attrs.bg is None  # type: ignore[attr-defined]
         for line in lines:
             parts = split_sgr(line)
+            if plain and len(parts) == 1:
+                # Wider than the screen, it wraps: a row for each screen width of it.
+                for start in range(0, max(len(line), 1), columns):
+                    new_rows.append([(cursor.attrs, line[start : start + columns])])  # type: ignore[list-item]
+                taken += 1
+                continue
             if sum(map(len, parts[::2])) > columns:
                 break
-            if plain and len(parts) == 1:
-                new_rows.append([(cursor.attrs, line)])  # type: ignore[list-item]
-                continue
             before = cursor.attrs, self._glyphs
             segments = [(cursor.attrs, parts[0])]
             for i in range(1, len(parts), 2):
@@ -861,13 +867,13 @@ class Emulator(pyte.Screen):
                 break
             plain = True
             new_rows.append(segments)  # type: ignore[arg-type]
-        taken = len(new_rows)
+            taken += 1
         if not taken:
             return 0
         buffer = self.buffer
         # The column of rows: the screen's rows above the (blank) bottom one, then the new lines.
         old_rows = [buffer.get(y) for y in range(bottom)]
-        passing = taken  # rows that pass the top
+        passing = len(new_rows)  # rows that pass the top
         first_kept = max(0, passing - self.scrollback.size)
         for index in range(first_kept, passing):
             if index < bottom:

@@ -94,15 +94,31 @@ class Scrollback:
             self.lines.append(("", (), blank, blank_style))
             return
         width = max(line) + 1
+        text: str | tuple[str, ...]
+        runs: tuple[tuple[Style, int], ...]
+        if len(line) * 4 < width:
+            # Mostly blank, as the lines of output with LF and no CR are (a staircase
+            # down the screen): only the cells drawn on are looked at, and if all of
+            # them have the blank's style the line is the one the loop below makes.
+            if all(cell[1:] == blank_style for cell in line.values()):
+                data = [blank] * width
+                for x, cell in line.items():
+                    data[x] = cell[0]
+                text = "".join(data)
+                if len(text) != width or "" in data:
+                    text = tuple(data)  # some cell is not exactly one code point
+                runs = intern((intern((blank_style, width)),))
+                self.lines.append((text, runs, blank, blank_style))
+                return
         cells = list(map(line.get, range(width), repeat(default, width)))
         data = list(map(_DATA, cells))
-        text: str | tuple[str, ...] = "".join(data)
+        text = "".join(data)
         if len(text) != width or "" in data:
             text = tuple(data)  # some cell is not exactly one code point
         styles = list(map(_STYLE, cells))
         first = styles[0]
         if styles.count(first) == width:  # one style for the whole line: the usual case
-            runs: tuple[tuple[Style, int], ...] = intern((intern((intern(first), width)),))
+            runs = intern((intern((intern(first), width)),))
         else:
             runs = tuple(intern((intern(style), len(list(group)))) for style, group in groupby(styles))
         self.lines.append((text, runs, blank, blank_style))
