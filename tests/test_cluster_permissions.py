@@ -26,7 +26,7 @@ from twisted.trial import unittest
 from tests.support.daemon import Client, Daemon, kill_sessions, open_ws, poll
 from tests.support.nats import NATSServer
 from tests.support.permissions import documented_authorization, make_nkey, password_users, with_nkeys
-from tests.test_e2e_websocket import screen_of
+from tests.support.screens import screen_of
 
 T = TypeVar("T")
 
